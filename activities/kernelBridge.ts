@@ -1,0 +1,174 @@
+/**
+ * Runs one Python kernel (`python -m wmss_kernels <verb> --job <file>`) for an activity:
+ * its own process group, JSON-lines progress turned into heartbeats, cancellation as
+ * SIGTERM → grace → SIGKILL, exit codes mapped to the typed failures of pipeline/errors.ts.
+ * No kernel process outlives the call.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { ApplicationFailure } from '@temporalio/common';
+import { ErrorTypes } from '../pipeline/errors';
+import { KERNEL_JOBS, KernelEvent, KernelExit, type KernelJob, type KernelVerb } from '../pipeline/kernelJobs';
+import type { StepProgress } from '../pipeline/steps';
+import { KERNELS_DIR, VENV_BIN } from './repoPaths';
+
+
+/** Where the worker finds its Python: WMSS_PYTHON, else the project's .venv, else python3 on PATH. */
+export function pythonExecutable(): string {
+  if (process.env.WMSS_PYTHON) return process.env.WMSS_PYTHON;
+  const venv = path.join(VENV_BIN, 'python');
+  return existsSync(venv) ? venv : 'python3';
+}
+
+export interface KernelRunOptions {
+  /** Absolute path of the job file to write. */
+  jobFile: string;
+  /** Environment for the kernel on top of the worker's (CUDA_VISIBLE_DEVICES comes from the GPU worker). */
+  env?: Record<string, string>;
+  /** A kernel alive but silent for this long is killed and reported as hung. */
+  stallMs: number;
+  /** Time between SIGTERM and SIGKILL on cancellation; training uses it to save a checkpoint. */
+  killGraceMs?: number;
+  /** Called with the latest progress at least every `heartbeatEveryMs`, even when the kernel is quiet. */
+  onHeartbeat?: (progress: StepProgress) => void;
+  heartbeatEveryMs?: number;
+  /** Rejects when the activity is cancelled (Context.current().cancelled). */
+  cancelled?: Promise<never>;
+}
+
+export interface KernelOutcome {
+  outputs: Record<string, string>;
+  metrics: Record<string, number | string>;
+  lastCheckpoint?: { path: string; step: number };
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+function tailOf(file: string, bytes = 2000): string {
+  try {
+    const text = readFileSync(file, 'utf8');
+    return text.slice(-bytes);
+  } catch {
+    return '';
+  }
+}
+
+export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>, opts: KernelRunOptions): Promise<KernelOutcome> {
+  const checked = KERNEL_JOBS[verb].safeParse(job);
+  if (!checked.success) {
+    // A job we build ourselves failing its schema is a bug in wmss-flow, not bad user input.
+    throw ApplicationFailure.create({ type: ErrorTypes.WorkerMisconfigured, nonRetryable: true, message: `internal: ${verb} job does not match its schema: ${checked.error.message}` });
+  }
+  const logFile = (job as { log_file: string }).log_file;
+  mkdirSync(path.dirname(opts.jobFile), { recursive: true });
+  mkdirSync(path.dirname(logFile), { recursive: true });
+  writeFileSync(opts.jobFile, JSON.stringify(checked.data, null, 2));
+
+  const python = pythonExecutable();
+  const child = spawn(python, ['-m', 'wmss_kernels', verb, '--job', opts.jobFile], {
+    detached: true, // own process group, so cancellation reaches torchrun's children too
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      ...opts.env,
+      PYTHONPATH: [KERNELS_DIR, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
+      PYTHONUNBUFFERED: '1',
+    },
+  });
+  const log = createWriteStream(logFile, { flags: 'a' });
+  child.stderr!.pipe(log, { end: false });
+
+  let progress: StepProgress = { done: 0, total: 0, unit: 'samples', updatedAt: new Date().toISOString(), logFile };
+  let lastActivity = Date.now();
+  let result: KernelOutcome | undefined;
+  let kernelError: Extract<KernelEvent, { type: 'error' }> | undefined;
+
+  const lines = readline.createInterface({ input: child.stdout! });
+  lines.on('line', (line) => {
+    let event: KernelEvent;
+    try {
+      event = KernelEvent.parse(JSON.parse(line));
+    } catch {
+      log.write(`[stdout, not a protocol line] ${line}\n`);
+      return;
+    }
+    lastActivity = Date.now();
+    const now = new Date().toISOString();
+    if (event.type === 'progress') {
+      progress = { ...progress, done: event.done, total: event.total, unit: event.unit, loss: event.loss ?? undefined, lr: event.lr ?? undefined, tokensPerS: event.tokens_per_s ?? undefined, updatedAt: now };
+    } else if (event.type === 'checkpoint') {
+      progress = { ...progress, lastCheckpoint: { path: event.path, step: event.step }, updatedAt: now };
+    } else if (event.type === 'result') {
+      result = { outputs: event.outputs, metrics: event.metrics, lastCheckpoint: progress.lastCheckpoint };
+    } else {
+      kernelError = event;
+    }
+    opts.onHeartbeat?.(progress);
+  });
+
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const linesDone = new Promise<void>((resolve) => lines.once('close', resolve));
+
+  let stalled = false;
+  let cancelError: unknown;
+  const timer = setInterval(() => {
+    opts.onHeartbeat?.(progress);
+    if (Date.now() - lastActivity > opts.stallMs && !stalled) {
+      stalled = true;
+      killGroup(child, 'SIGKILL');
+    }
+  }, opts.heartbeatEveryMs ?? 5000);
+
+  let graceTimer: NodeJS.Timeout | undefined;
+  opts.cancelled?.catch((err) => {
+    cancelError = err;
+    killGroup(child, 'SIGTERM');
+    graceTimer = setTimeout(() => killGroup(child, 'SIGKILL'), opts.killGraceMs ?? 120_000);
+  });
+
+  let exit: { code: number | null; signal: NodeJS.Signals | null };
+  try {
+    exit = await exited;
+    await linesDone;
+  } catch (err) {
+    throw ApplicationFailure.create({ type: ErrorTypes.WorkerMisconfigured, nonRetryable: true, message: `cannot start the kernel with ${python}: ${(err as Error).message}. Run scripts/setup-python.sh or set WMSS_PYTHON.` });
+  } finally {
+    clearInterval(timer);
+    if (graceTimer) clearTimeout(graceTimer);
+    // Whatever happened, leave no process of this kernel's group behind.
+    killGroup(child, 'SIGKILL');
+    await new Promise<void>((resolve) => log.end(resolve));
+  }
+
+  if (cancelError !== undefined) throw cancelError;
+  const where = `log: ${logFile}`;
+  if (stalled) {
+    throw ApplicationFailure.create({ type: ErrorTypes.KernelStalled, message: `${verb} kernel printed no progress for ${Math.round(opts.stallMs / 1000)} s and was killed (${where})`, details: [progress] });
+  }
+  const errorText = kernelError ? `${kernelError.error_type}: ${kernelError.message}` : `exit code ${exit.code}${exit.signal ? `, signal ${exit.signal}` : ''}`;
+  switch (exit.code) {
+    case KernelExit.ok:
+      if (!result) throw ApplicationFailure.create({ type: ErrorTypes.KernelCrashed, message: `${verb} kernel exited 0 without a result line (${where})` });
+      return result;
+    case KernelExit.invalidInput:
+      throw ApplicationFailure.create({ type: ErrorTypes.InvalidInput, nonRetryable: true, message: `${kernelError?.message ?? errorText} (${where})`, details: [{ file: kernelError?.file, line: kernelError?.line, field: kernelError?.field }] });
+    case KernelExit.outOfMemory:
+      throw ApplicationFailure.create({ type: ErrorTypes.KernelOutOfMemory, message: `${verb} kernel ran out of memory: ${errorText} (${where})`, details: [progress] });
+    case KernelExit.terminated:
+      throw ApplicationFailure.create({ type: ErrorTypes.KernelTerminated, message: `${verb} kernel stopped on SIGTERM after saving its state (${where})`, details: [progress] });
+    default:
+      throw ApplicationFailure.create({ type: ErrorTypes.KernelCrashed, message: `${verb} kernel crashed: ${errorText} (${where})\n${tailOf(logFile, 800)}`, details: [progress] });
+  }
+}

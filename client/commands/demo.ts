@@ -1,0 +1,112 @@
+/**
+ * `wmss demo`: the whole pipeline, steps 0–7, on a tiny Qwen3-architecture model that learns
+ * multi-digit arithmetic on the CPU. Starts what is missing (dev server with a SQLite file,
+ * a control worker and a CPU "GPU" worker in this process), builds the model and data with the
+ * make-tiny kernel, runs the workflow, and prints where the results and the Web UI are.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { NativeConnection } from '@temporalio/worker';
+import type { RunConfigInput } from '../../pipeline/config';
+import { RunConfig } from '../../pipeline/config';
+import { workflowIdFor, type PipelineResult } from '../../pipeline/workflowApi';
+import { runKernel } from '../../activities/kernelBridge';
+import { createControlWorker, createGpuWorkers } from '../../workers/createWorkers';
+import { connectClient, temporalTarget, webUiLink } from '../connection';
+import { serverAnswers, startDevServer, type DevServer } from '../devServer';
+import { startPipeline } from './start';
+import { renderSnapshot, snapshotRun } from './status';
+
+export interface DemoOptions {
+  dir: string;
+  runName: string;
+  keepServer: boolean;
+  port: number;
+  uiPort: number;
+}
+
+/** Hyper-parameters sized so the tiny model learns the task in about a minute on 2 cores. */
+export function demoConfig(dir: string, runName: string): RunConfigInput {
+  const assets = path.join(dir, 'assets');
+  const training = { lr: 3e-3, warmupRatio: 0.05, microBatch: 32, gradAccum: 1, maxLength: 96, saveEvery: 20, gradientCheckpointing: false };
+  return {
+    runName,
+    runDir: path.join(dir, 'run'),
+    baseModel: path.join(assets, 'tiny-qwen3'),
+    dataFile: path.join(assets, 'data', 'train.jsonl'),
+    dataFormat: 'messages',
+    device: 'cpu',
+    entropy: { maxLength: 96, batchTokens: 8192 },
+    sft: { ...training, epochs: 3 },
+    joint: { ...training, epochs: 1 },
+    eval: {
+      batchSize: 64,
+      datasets: [{ name: 'arithmetic', path: path.join(assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 96, maxNewTokens: 40 }],
+    },
+  };
+}
+
+export async function makeTinyAssets(assets: string, log: (s: string) => void): Promise<void> {
+  if (existsSync(path.join(assets, 'tiny-qwen3', 'config.json')) && existsSync(path.join(assets, 'data', 'test.jsonl'))) return;
+  log(`building the tiny model and arithmetic data in ${assets}`);
+  await runKernel(
+    'make-tiny',
+    { log_file: path.join(assets, 'make-tiny.log'), output_dir: path.join(assets, 'tiny-qwen3'), data_dir: path.join(assets, 'data'), train_samples: 2048, test_samples: 200 },
+    { jobFile: path.join(assets, 'make-tiny.job.json'), stallMs: 300_000 },
+  );
+}
+
+export async function runDemo(opts: DemoOptions, log: (s: string) => void = console.log): Promise<number> {
+  const started = Date.now();
+  const dir = path.resolve(opts.dir);
+  const target = temporalTarget();
+  let server: DevServer | undefined;
+  if (!(await serverAnswers(target.address))) {
+    log(`starting temporal server start-dev (SQLite ${path.join(dir, 'temporal.db')}, Web UI on port ${opts.uiPort})`);
+    server = await startDevServer({ dbFile: path.join(dir, 'temporal.db'), port: opts.port, uiPort: opts.uiPort, logFile: path.join(dir, 'temporal-server.log') });
+    target.address = server.address;
+    process.env.TEMPORAL_ADDRESS = server.address;
+  } else {
+    log(`using the Temporal server at ${target.address}`);
+  }
+
+  await makeTinyAssets(path.join(dir, 'assets'), log);
+  const config = RunConfig.parse(demoConfig(dir, opts.runName));
+
+  const connection = await NativeConnection.connect({ address: target.address });
+  const workers = [await createControlWorker({ connection }), ...(await createGpuWorkers({ connection, devices: { kind: 'cpu' } }))];
+  const running = workers.map((w) => w.run());
+  const client = await connectClient(target);
+  const workflowId = workflowIdFor(config.runName);
+  try {
+    const handle = await startPipeline(client, config, workflowId);
+    log(`started ${workflowId}; Web UI: ${webUiLink(workflowId, target)}`);
+    let last = '';
+    const result = handle.result() as Promise<PipelineResult>;
+    for (;;) {
+      const done = await Promise.race([result.then(() => true, () => true), new Promise((r) => setTimeout(() => r(false), 3000))]);
+      const text = renderSnapshot(await snapshotRun(client, workflowId)).split('\n').filter((l) => !l.includes(' pending')).join('\n');
+      if (text !== last) log(text);
+      last = text;
+      if (done) break;
+    }
+    const outcome = await result;
+    log('\naccuracy (pass@1, greedy):');
+    for (const [model, sets] of Object.entries(outcome.accuracy)) log(`  ${model.padEnd(6)} ${Object.entries(sets).map(([d, v]) => `${d} ${(100 * v).toFixed(1)}%`).join('  ')}`);
+    log(`\nartifacts: ${config.runDir}\nwall time: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    return 0;
+  } finally {
+    workers.forEach((w) => w.shutdown());
+    await Promise.allSettled(running);
+    await connection.close();
+    await client.connection.close();
+    if (server && opts.keepServer) {
+      log(`\nTemporal Web UI: ${server.uiUrl}/namespaces/default/workflows (Ctrl-C to stop the server)`);
+      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+    }
+    if (server) {
+      await server.stop();
+      log(`history kept in ${path.join(dir, 'temporal.db')}: \`wmss server --db ${path.join(dir, 'temporal.db')}\` shows it in the Web UI again`);
+    }
+  }
+}

@@ -1,0 +1,59 @@
+"""The three prompt formats of the pipeline (WMSS-SPEC §4) and tokenisation of prompt/full pairs.
+
+  entropy : [user] / [user, assistant] through the template, no system prompt
+  sft     : [system, user] + generation prompt, then the raw completion + eos (no <|im_end|>)
+  joint   : [user, assistant] through the template (the whole conversation)
+  eval    : [system, user] + generation prompt, enable_thinking passed to the template
+"""
+
+# Our own wording of the original's system prompts (think/answer tags). The two originals differ
+# only in typography, and we keep those differences because they change the tokens: the Stage-1
+# SFT prompt starts with a space and uses an ASCII apostrophe; the eval prompt has no leading space
+# and a curly apostrophe (U+2019).
+DEFAULT_SFT_SYSTEM_PROMPT = (
+    " You are a helpful assistant. First think about the reasoning process, then give the answer."
+    " Put the reasoning inside <think> </think> tags and the answer inside <answer> </answer> tags."
+    " Let's think step by step."
+)
+DEFAULT_EVAL_SYSTEM_PROMPT = (
+    "You are a helpful assistant. First think about the reasoning process, then give the answer."
+    " Put the reasoning inside <think> </think> tags and the answer inside <answer> </answer> tags."
+    " Let\u2019s think step by step."
+)
+
+
+def _render(tok, messages, add_generation_prompt, **kwargs) -> str:
+    return tok.apply_chat_template(messages, tokenize=False,
+                                   add_generation_prompt=add_generation_prompt, **kwargs)
+
+
+def entropy_texts(tok, rec):
+    user = [{"role": "user", "content": rec.prompt}]
+    full = user + [{"role": "assistant", "content": rec.completion}]
+    return _render(tok, user, False), _render(tok, full, False)
+
+
+def sft_texts(tok, rec, system_prompt):
+    messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": rec.prompt}]
+    return _render(tok, messages, True), rec.completion + tok.eos_token
+
+
+def conversation_text(tok, rec):
+    user = [{"role": "user", "content": rec.prompt}]
+    full = user + [{"role": "assistant", "content": rec.completion}]
+    return _render(tok, user, True), _render(tok, full, False)
+
+
+def eval_prompt(tok, question, system_prompt, enable_thinking) -> str:
+    messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}]
+    if not getattr(tok, "chat_template", None):
+        # the original's fallback for a tokenizer without a template
+        return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
+    return _render(tok, messages, True, enable_thinking=enable_thinking)
+
+
+def tokenize_pair(tok, prompt_text, full_text, max_length):
+    """Token ids of full_text (truncated, keeping the start) and how many of them are the prompt."""
+    ids = tok(full_text, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+    n_prompt = len(tok(prompt_text, add_special_tokens=False)["input_ids"])
+    return list(ids), min(n_prompt, len(ids))

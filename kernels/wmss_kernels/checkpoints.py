@@ -1,0 +1,192 @@
+"""Training checkpoints on disk: `checkpoint-<step>/` directories under a run's output_dir.
+
+A checkpoint is written into `checkpoint-<step>.partial/`, every file is fsynced, the `COMPLETE`
+marker goes in last, and only then is the directory renamed into place. A reader therefore
+trusts a checkpoint only if it has `COMPLETE`: anything else is a crash leftover.
+"""
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+COMPLETE = "COMPLETE"
+_NAME = re.compile(r"^checkpoint-(\d+)$")
+SHARD_BYTES = 5 * 1024**3  # bounds the host memory save_file needs for one shard
+
+
+def checkpoint_dir(output_dir, step):
+    return Path(output_dir) / f"checkpoint-{step}"
+
+
+def is_complete(path):
+    return (Path(path) / COMPLETE).is_file()
+
+
+def list_checkpoints(output_dir, complete_only=True):
+    """[(step, path)] sorted by step; partial and (by default) incomplete ones left out."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _NAME.match(p.name)
+        if m and p.is_dir() and (is_complete(p) or not complete_only):
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_checkpoint(output_dir):
+    """(step, path) of the newest complete checkpoint, or None."""
+    found = list_checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def remove_stale_partials(output_dir):
+    """Delete `checkpoint-*.partial` dirs left by a killed run; returns their names."""
+    root = Path(output_dir)
+    removed = []
+    if root.is_dir():
+        for p in root.glob("checkpoint-*.partial"):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p.name)
+    return removed
+
+
+def _fsync_path(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_atomic(output_dir, step, write_fn):
+    """Run write_fn(tmp_dir), fsync, mark COMPLETE, rename to checkpoint-<step>; return the path."""
+    root = Path(output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = checkpoint_dir(root, step)
+    tmp = root / f"{final.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    write_fn(tmp)
+    # The marker must not reach the disk before the data it vouches for.
+    for dirpath, _, files in os.walk(tmp):
+        for f in files:
+            _fsync_path(os.path.join(dirpath, f))
+    (tmp / COMPLETE).write_text("ok\n")
+    _fsync_path(tmp / COMPLETE)
+    _fsync_path(tmp)
+    if final.exists():  # an incomplete leftover of the same step
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_path(root)
+    return final
+
+
+def write_json(path, obj):
+    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def save_tensors(state_dict, out_dir, metadata=None):
+    """Write a state dict as model.safetensors, or 5 GB shards plus model.safetensors.index.json."""
+    out_dir = Path(out_dir)
+    tensors, seen = {}, set()
+    for k, t in state_dict.items():
+        t = t.detach()
+        # safetensors refuses tensors that share storage (tied embeddings): give each its own copy.
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.shape)
+        tensors[k] = t.clone().contiguous() if key in seen else t.contiguous()
+        seen.add(key)
+    shards, cur, cur_bytes = [], {}, 0
+    for k in sorted(tensors):
+        n = tensors[k].numel() * tensors[k].element_size()
+        if cur and cur_bytes + n > SHARD_BYTES:
+            shards.append(cur)
+            cur, cur_bytes = {}, 0
+        cur[k] = tensors[k].cpu()
+        cur_bytes += n
+    shards.append(cur)
+    meta = {"format": "pt", **(metadata or {})}
+    if len(shards) == 1:
+        save_file(shards[0], str(out_dir / "model.safetensors"), metadata=meta)
+        return
+    weight_map, total = {}, 0
+    for i, shard in enumerate(shards):
+        name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(out_dir / name), metadata=meta)
+        for k, t in shard.items():
+            weight_map[k] = name
+            total += t.numel() * t.element_size()
+    write_json(out_dir / "model.safetensors.index.json",
+               {"metadata": {"total_size": total}, "weight_map": weight_map})
+
+
+def load_tensors(model_dir, device="cpu"):
+    """Read model.safetensors or the shards named by model.safetensors.index.json."""
+    model_dir = Path(model_dir)
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(read_json(index)["weight_map"].values()))
+    elif (model_dir / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in {model_dir}")
+    out = {}
+    for name in files:
+        with safe_open(str(model_dir / name), framework="pt", device=str(device)) as f:
+            for k in f.keys():
+                out[k] = f.get_tensor(k)
+    return out
+
+
+def load_weights(model, model_dir, device="cpu"):
+    """Copy saved weights into an existing model in place; tied lm_head may be absent on disk."""
+    sd = load_tensors(model_dir, device)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not _is_tied(model, k)]
+    if missing or unexpected:
+        raise ValueError(f"weights in {model_dir} do not fit the model: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+
+
+def _is_tied(model, key):
+    # A key is harmless to miss when its parameter is the very same tensor as one that was loaded.
+    if not key.endswith("lm_head.weight"):
+        return False
+    params = dict(model.named_parameters(remove_duplicate=False))
+    emb = key[: -len("lm_head.weight")] + "model.embed_tokens.weight"
+    return key in params and emb in params and params[key] is params[emb]
+
+
+def save_rng(path):
+    import random
+
+    import numpy as np
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(state, path)
+
+
+def load_rng(path):
+    import random
+
+    import numpy as np
+
+    state = torch.load(path, weights_only=False)
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,114 @@
+"""joint (step 5b): Stage-3 joint training of the fused weak+strong model (WMSS-SPEC §10).
+
+Cross-entropy on z_mix = (1 − λ)·z_weak + λ·z_strong. The training set is the resample of step 3:
+`indices_file` lists record positions (duplicates kept, as in the repo). Texts are whole
+conversations through the chat template, no system prompt; by default the loss covers every
+token, prompt included, as TRL did for the repo.
+"""
+
+import hashlib
+import logging
+from pathlib import Path
+
+from .chat import conversation_text, tokenize_pair
+from .data import read_records
+from .fused import fuse_from_dirs, load_fused, load_fused_weights, save_fused
+from .jobs import Field
+from .modeling import load_tokenizer, pick_device, pick_dtype
+from .protocol import InvalidInput
+from .train_loop import TRAIN_FIELDS, check_train_job, finished, lm_loss_sum, make_example, plan, train
+
+log = logging.getLogger("wmss_kernels.joint")
+
+FIELDS = {
+    **TRAIN_FIELDS,
+    "fused_dir": Field((str, type(None)), None),
+    "weak_path": Field((str, type(None)), None),
+    "strong_path": Field((str, type(None)), None),
+    "indices_file": Field((str, type(None)), None),  # None: every record once, in file order
+    "fusion_lambda": Field((float, type(None)), None),  # None: the fused config's value (else 0.5)
+    "freeze_weak": Field(bool, False),
+    "loss_on": Field(str, "all", choices=("all", "completion")),
+}
+
+
+def read_indices(path, n_records):
+    """Record positions, one per non-empty line; each must be in [0, n_records)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"cannot read indices file: {e}", file=path)
+    out = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            pos = int(line.strip())
+        except ValueError:
+            raise InvalidInput(f"expected an integer record position, got {line.strip()[:40]!r}", file=path, line=n)
+        if not 0 <= pos < n_records:
+            raise InvalidInput(f"record position {pos} is out of range: the data file has {n_records} records "
+                               f"(positions 0..{n_records - 1})", file=path, line=n)
+        out.append(pos)
+    if not out:
+        raise InvalidInput("indices file lists no record positions", file=path)
+    return out
+
+
+def build_examples(tok, records, positions, max_length, loss_on):
+    cache = {}  # the resample repeats records; tokenize each once
+    for p in set(positions):
+        prompt, full = conversation_text(tok, records[p])
+        ids, n_prompt = tokenize_pair(tok, prompt, full, max_length)
+        cache[p] = make_example(ids, n_prompt if loss_on == "completion" else 0)
+    return [cache[p] for p in positions]
+
+
+def fused_loss(model, batch):
+    return lm_loss_sum(model(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+
+
+def run(job):
+    check_train_job(job)
+    pair = (job.weak_path, job.strong_path)
+    if (pair != (None, None)) if job.fused_dir is not None else (None in pair):
+        raise InvalidInput("give either fused_dir, or both weak_path and strong_path (not both ways)",
+                           file=job._path, field="fused_dir")
+    if job.fusion_lambda is not None and not 0 <= job.fusion_lambda <= 1:
+        raise InvalidInput("must be in [0, 1]", file=job._path, field="fusion_lambda")
+    device = pick_device(job)
+    dtype = pick_dtype(job.dtype, device)
+
+    tok = load_tokenizer(job.fused_dir or job.weak_path)
+    records = read_records(job.data_file, job.data_format)
+    if not records:
+        raise InvalidInput("no training records", file=job.data_file)
+    positions = read_indices(job.indices_file, len(records)) if job.indices_file else list(range(len(records)))
+    examples = build_examples(tok, records, positions, job.max_length, job.loss_on)
+    if sum(e["n_targets"] for e in examples) == 0:
+        raise InvalidInput(f"max_length {job.max_length} leaves no tokens to train on", field="max_length",
+                           file=job._path)
+    digest = hashlib.sha256(" ".join(map(str, positions)).encode()).hexdigest()[:16]
+    hp = plan(job, len(examples), {"verb": "joint", "fusion_lambda": job.fusion_lambda,
+                                   "freeze_weak": job.freeze_weak, "loss_on": job.loss_on,
+                                   "data_format": job.data_format, "indices_sha256": digest})
+    done = finished(job, hp)
+    if done is not None:
+        log.info("final checkpoint already complete: %s", done["outputs"]["checkpoint"])
+        return done
+
+    if job.fused_dir:
+        model = load_fused(job.fused_dir, device, dtype, job.fusion_lambda)
+    else:
+        lam = 0.5 if job.fusion_lambda is None else job.fusion_lambda
+        model = fuse_from_dirs(job.weak_path, job.strong_path, lam, device, dtype)
+    if job.freeze_weak:
+        # requires_grad False also keeps the branch out of the optimizer (train() takes only
+        # trainable parameters) and lets forward skip its autograd graph
+        model.sub_models[0].requires_grad_(False)
+    log.info("joint: %d samples (%d distinct), %d steps, λ=%s, freeze_weak=%s, %s %s", len(examples),
+             len(set(positions)), hp["max_steps"], model.fusion_lambda, job.freeze_weak, device, dtype)
+
+    return train(job, model, examples, hp, save_model=lambda m, path: save_fused(m, path, tok),
+                 load_weights=lambda m, path: load_fused_weights(m, path, device),
+                 loss_fn=fused_loss, device=device)

@@ -1,0 +1,125 @@
+"""The stdout protocol of a kernel (docs/kernel-protocol.md).
+
+stdout carries only JSON lines written by `emit`. `take_stdout` (called by __main__) keeps a
+private handle on the real stdout and points both the Python-level and the C-level stdout
+elsewhere, so a stray print from a library cannot corrupt the stream the activity parses.
+"""
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+_stream = None  # the real stdout once take_stdout() ran; sys.stdout before that (in-process use)
+_stop = False   # set by the SIGTERM handler; verbs check it between batches/steps
+
+
+def take_stdout(redirect_to):
+    """Keep fd 1 for protocol lines only; everything else printed goes to `redirect_to` (a file)."""
+    global _stream
+    sys.stdout.flush()
+    _stream = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(redirect_to.fileno(), 1)  # C-level writes to fd 1 (native libraries)
+    sys.stdout = redirect_to          # Python-level print()
+
+
+def emit(type: str, **fields):
+    """Print one protocol line ({"type": ..., **fields}) and flush."""
+    out = _stream if _stream is not None else sys.stdout
+    out.write(json.dumps(_plain({"type": type, **fields}), allow_nan=False) + "\n")
+    out.flush()
+
+
+def _plain(value):
+    # numpy / torch scalars sneak into metrics, and NaN is not JSON (the TS side would choke on
+    # it): turn both into plain values, a non-finite float into null
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+class KernelError(Exception):
+    """An error with a protocol type and exit code; the message names file/line/field when known."""
+
+    def __init__(self, error_type: str, message: str, *, file=None, line=None, field=None,
+                 exit_code: int = 1):
+        prefix = ""
+        if file is not None:
+            prefix += str(file)
+            if line is not None:
+                prefix += f" line {line}"
+            prefix += ": "
+        if field is not None:
+            prefix += f"field '{field}': "
+        # callers sometimes pre-format the location themselves; do not say it twice
+        full = message if message.startswith(prefix) else prefix + message
+        super().__init__(full)
+        self.error_type = error_type
+        self.message = full
+        self.file = None if file is None else str(file)
+        self.line = line
+        self.field = field
+        self.exit_code = exit_code
+
+    def fields(self) -> dict:
+        """The fields of the protocol `error` line."""
+        out = {"error_type": self.error_type, "message": self.message}
+        for key in ("file", "line", "field"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+class InvalidInput(KernelError):
+    def __init__(self, message: str, *, file=None, line=None, field=None):
+        super().__init__("InvalidInput", message, file=file, line=line, field=field, exit_code=2)
+
+
+class OutOfMemory(KernelError):
+    def __init__(self, message: str = "out of memory", **where):
+        super().__init__("KernelOutOfMemory", message, exit_code=3, **where)
+
+
+class Terminated(KernelError):
+    def __init__(self, message: str = "stopped by SIGTERM", **where):
+        super().__init__("KernelTerminated", message, exit_code=4, **where)
+
+
+def install_sigterm_handler():
+    """On SIGTERM only set a flag: the verb finishes its batch (or saves a checkpoint) and then
+    raises Terminated itself, so no half-written output is left behind."""
+    def handler(signum, frame):
+        global _stop
+        _stop = True
+    signal.signal(signal.SIGTERM, handler)
+
+
+def stop_requested() -> bool:
+    return _stop
+
+
+class Progress:
+    """Emits `progress` lines at most every `every_s` seconds (always the first and the last)."""
+
+    def __init__(self, total: int, unit: str, every_s: float = 5.0):
+        self.total = int(total)
+        self.unit = unit
+        self.every_s = every_s
+        self._last = None
+
+    def update(self, done: int, **extra):
+        now = time.monotonic()
+        if self._last is None or done >= self.total or now - self._last >= self.every_s:
+            self._last = now
+            fields = {k: v for k, v in extra.items() if v is not None}
+            emit("progress", done=int(done), total=self.total, unit=self.unit, **fields)

@@ -1,0 +1,64 @@
+"""sft (step 1): Stage-1 supervised fine-tuning of the base model → m1 (WMSS-SPEC §6).
+
+Prompt = chat template of [system, user] with the generation prompt; completion = the raw
+assistant text + eos. Loss on completion tokens only.
+"""
+
+import logging
+
+from . import checkpoints
+from .chat import DEFAULT_SFT_SYSTEM_PROMPT, sft_texts, tokenize_pair
+from .data import read_records
+from .jobs import Field
+from .modeling import check_model_dir, load_model, load_tokenizer, pick_device, pick_dtype
+from .protocol import InvalidInput
+from .train_loop import TRAIN_FIELDS, check_train_job, finished, make_example, plan, train
+
+log = logging.getLogger("wmss_kernels.sft")
+
+FIELDS = {
+    **TRAIN_FIELDS,
+    "model_path": Field(str),
+    "system_prompt": Field(str, DEFAULT_SFT_SYSTEM_PROMPT),
+}
+
+
+def build_examples(tok, records, system_prompt, max_length):
+    out = []
+    for rec in records:
+        prompt, completion = sft_texts(tok, rec, system_prompt)
+        ids, n_prompt = tokenize_pair(tok, prompt, prompt + completion, max_length)
+        out.append(make_example(ids, n_prompt))
+    return out
+
+
+def run(job):
+    check_train_job(job)
+    check_model_dir(job.model_path)
+    device = pick_device(job)
+    dtype = pick_dtype(job.dtype, device)
+
+    tok = load_tokenizer(job.model_path)
+    records = read_records(job.data_file, job.data_format)
+    if not records:
+        raise InvalidInput("no training records", file=job.data_file)
+    examples = build_examples(tok, records, job.system_prompt, job.max_length)
+    if sum(e["n_targets"] for e in examples) == 0:
+        raise InvalidInput(f"max_length {job.max_length} leaves no completion tokens to train on",
+                           field="max_length", file=job._path)
+    hp = plan(job, len(examples), {"verb": "sft", "system_prompt": job.system_prompt,
+                                   "data_format": job.data_format})
+    done = finished(job, hp)
+    if done is not None:
+        log.info("final checkpoint already complete: %s", done["outputs"]["checkpoint"])
+        return done
+
+    model = load_model(job.model_path, device, dtype)
+    log.info("sft: %d samples, %d steps, %s %s", len(examples), hp["max_steps"], device, dtype)
+
+    def save_model(m, path):
+        m.save_pretrained(path)
+        tok.save_pretrained(path)
+
+    return train(job, model, examples, hp, save_model=save_model, device=device,
+                 load_weights=lambda m, path: checkpoints.load_weights(m, path, device))

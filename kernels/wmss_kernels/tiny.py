@@ -1,0 +1,164 @@
+"""make-tiny: a tiny Qwen3-style model, its tokenizer and a synthetic arithmetic task.
+
+Used by tests and the CPU demo: the base model (random weights) solves ~0% of the problems and a
+minute of SFT on CPU is enough to learn the format and most sums, so every pipeline step has
+something real to measure.
+"""
+
+import json
+import os
+import random
+
+import torch
+
+from .chat import DEFAULT_EVAL_SYSTEM_PROMPT, DEFAULT_SFT_SYSTEM_PROMPT
+from .jobs import Field
+
+FIELDS = {
+    "output_dir": Field(str),
+    "data_dir": Field(str),
+    "train_samples": Field(int),
+    "test_samples": Field(int),
+    "vocab_size": Field(int, 512),
+    "hidden_size": Field(int, 64),
+    "num_layers": Field(int, 2),
+    "num_heads": Field(int, 4),
+    "num_kv_heads": Field(int, 2),
+    "intermediate_size": Field(int, 256),
+    "max_digits": Field(int, 2),
+}
+
+EOS = "<|endoftext|>"
+SPECIAL = [EOS, "<|im_start|>", "<|im_end|>"]
+THINK = ["<think>", "</think>"]
+
+# Qwen-style ChatML. Like Qwen3, enable_thinking=false pre-fills an empty think block.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}"
+    "{%- endif %}"
+    "{%- endif %}"
+)
+
+_QUESTIONS = {
+    "+": ["What is {a} + {b}?", "Compute {a} + {b}.", "Add {a} and {b}."],
+    "-": ["What is {a} - {b}?", "Compute {a} - {b}.", "Subtract {b} from {a}."],
+}
+
+
+def make_problems(n_train, n_test, max_digits, seed):
+    """Distinct (question, a, op, b, result) tuples; the test set shares no question with train."""
+    rng = random.Random(seed)
+    top = 10 ** max_digits - 1
+    n_possible = 2 * (top + 1) * (top + 2) // 2 * 3  # ops × unordered-ish pairs × phrasings, roughly
+    if n_train + n_test > n_possible:
+        raise ValueError(f"only about {n_possible} distinct problems with {max_digits} digits")
+    seen, out = set(), []
+    while len(out) < n_train + n_test:
+        op = rng.choice("+-")
+        a, b = rng.randint(0, top), rng.randint(0, top)
+        if op == "-" and b > a:
+            a, b = b, a  # keep results non-negative
+        question = rng.choice(_QUESTIONS[op]).format(a=a, b=b)
+        if question in seen:
+            continue
+        seen.add(question)
+        out.append((question, a, op, b, a + b if op == "+" else a - b))
+    return out[:n_train], out[n_train:]
+
+
+def completion(a, op, b, result) -> str:
+    return f"<think>{a} {op} {b} = {result}</think> <answer>\\boxed{{{result}}}</answer>"
+
+
+def train_tokenizer(corpus, vocab_size):
+    """Byte-level BPE with single-digit pre-tokenisation (as Qwen does), wrapped for transformers."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        # every digit on its own, words with their leading space, runs of punctuation, spaces
+        pre_tokenizers.Split(Regex(r"\p{N}| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"), "isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    n_added = len(SPECIAL) + len(THINK)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(THINK), special_tokens=SPECIAL,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(corpus, trainer)
+    # <think> tags are ordinary added tokens (not special), so decoding with
+    # skip_special_tokens keeps them, as with the Qwen3 tokenizer
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK])
+    assert tok.get_vocab_size() <= vocab_size + n_added
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, pad_token=EOS,
+        additional_special_tokens=SPECIAL[1:], chat_template=CHAT_TEMPLATE,
+        model_max_length=512, padding_side="right", clean_up_tokenization_spaces=False,
+    )
+
+
+def make_tiny(output_dir, data_dir, train_samples, test_samples, *, seed=42, vocab_size=512,
+              hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256,
+              max_digits=2) -> dict:
+    from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+
+    train, test = make_problems(train_samples, test_samples, max_digits, seed)
+    os.makedirs(data_dir, exist_ok=True)
+    train_file = os.path.join(data_dir, "train.jsonl")
+    test_file = os.path.join(data_dir, "test.jsonl")
+    with open(train_file, "w", encoding="utf-8") as f:
+        for idx, (q, a, op, b, r) in enumerate(train):
+            messages = [{"role": "user", "content": q},
+                        {"role": "assistant", "content": completion(a, op, b, r)}]
+            f.write(json.dumps({"idx": idx, "messages": messages}) + "\n")
+    with open(test_file, "w", encoding="utf-8") as f:
+        for q, a, op, b, r in test:
+            f.write(json.dumps({"question": q, "answer": f"{a} {op} {b} = {r}\n#### {r}"}) + "\n")
+
+    # The tokenizer also sees the system prompts (repeated so their words become single tokens):
+    # SFT and eval prompts then stay short, which keeps CPU training fast.
+    corpus = [q + "\n" + completion(a, op, b, r) for q, a, op, b, r in train + test]
+    corpus += [DEFAULT_SFT_SYSTEM_PROMPT, DEFAULT_EVAL_SYSTEM_PROMPT, "system", "user", "assistant"] * 200
+    tok = train_tokenizer(corpus, vocab_size)
+
+    eos_id = tok.convert_tokens_to_ids(EOS)
+    im_end_id = tok.convert_tokens_to_ids("<|im_end|>")
+    config = Qwen3Config(
+        # like Qwen, the embedding may be larger than the tokenizer (rows never produced by it)
+        vocab_size=max(vocab_size, len(tok)), hidden_size=hidden_size, num_hidden_layers=num_layers,
+        num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
+        intermediate_size=intermediate_size, head_dim=hidden_size // num_heads,
+        max_position_embeddings=512, tie_word_embeddings=False,
+        bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,
+    )
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=eos_id, eos_token_id=[eos_id, im_end_id], pad_token_id=eos_id, do_sample=False)
+    os.makedirs(output_dir, exist_ok=True)
+    model.save_pretrained(output_dir)
+    tok.save_pretrained(output_dir, save_jinja_files=False)  # template inside tokenizer_config.json
+
+    lengths = [len(tok(q + completion(a, op, b, r))["input_ids"]) for q, a, op, b, r in train[:200]]
+    return {
+        "outputs": {"model_dir": os.path.abspath(output_dir), "train_file": os.path.abspath(train_file),
+                    "test_file": os.path.abspath(test_file)},
+        "metrics": {"vocab_size": config.vocab_size, "tokenizer_size": len(tok), "parameters": sum(p.numel() for p in model.parameters()),
+                    "train_samples": len(train), "test_samples": len(test),
+                    "max_sample_tokens": max(lengths, default=0)},
+    }
+
+
+def run(job):
+    return make_tiny(job.output_dir, job.data_dir, job.train_samples, job.test_samples,
+                     seed=job.seed, vocab_size=job.vocab_size, hidden_size=job.hidden_size,
+                     num_layers=job.num_layers, num_heads=job.num_heads,
+                     num_kv_heads=job.num_kv_heads, intermediate_size=job.intermediate_size,
+                     max_digits=job.max_digits)

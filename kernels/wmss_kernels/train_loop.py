@@ -1,0 +1,313 @@
+"""The one training loop behind `sft` (step 1) and `joint` (step 5b).
+
+AdamW, linear warm-up then linear decay to 0, gradient clipping, gradient accumulation with a
+token-weighted loss (the summed cross-entropy of a whole optimizer step divided by the number of
+target tokens in that step, as HF does with num_items_in_batch), atomic checkpoints that resume
+exactly, SIGTERM → checkpoint → exit 4.
+
+Data order is a pure function of (seed, epoch): the sample stream is the concatenation of one
+permutation per epoch and optimizer step s consumes stream[s·G : (s+1)·G] with
+G = micro_batch · grad_accum · world. Resuming therefore only needs the step number, and under
+torchrun each rank can take its own slice of the same global batch without talking to the others.
+"""
+
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import __version__, checkpoints
+from .jobs import Field
+from .protocol import InvalidInput, OutOfMemory, Progress, Terminated, emit, install_sigterm_handler, stop_requested
+
+# Job fields shared by sft and joint (docs/kernel-protocol.md).
+TRAIN_FIELDS = {
+    "data_file": Field(str),
+    "data_format": Field(str, "messages", choices=("messages", "gsm8k")),
+    "output_dir": Field(str),
+    "max_length": Field(int, 4096),
+    "lr": Field(float, 1e-5),
+    "warmup_ratio": Field(float, 0.0),
+    "weight_decay": Field(float, 0.0),
+    "max_grad_norm": Field(float, 1.0),
+    "epochs": Field(float, 1.0),
+    "micro_batch": Field(int, 1),
+    "grad_accum": Field(int, 32),
+    "max_steps": Field((int, type(None)), None),
+    "save_every": Field(int, 0),
+    "gradient_checkpointing": Field(bool, False),
+    "dtype": Field(str, "auto", choices=("auto", "float32", "bfloat16")),
+    "simulate_oom": Field(bool, False),
+    "stop_after_steps": Field((int, type(None)), None),
+}
+
+
+def check_train_job(job):
+    """Range checks the type checks in jobs.py cannot express."""
+    positive = ("max_length", "micro_batch", "grad_accum")
+    for name in positive:
+        if getattr(job, name) < 1:
+            raise InvalidInput("must be >= 1", file=job._path, field=name)
+    for name in ("lr", "epochs"):
+        if not getattr(job, name) > 0:
+            raise InvalidInput("must be > 0", file=job._path, field=name)
+    for name in ("weight_decay", "max_grad_norm", "save_every"):
+        if getattr(job, name) < 0:
+            raise InvalidInput("must be >= 0", file=job._path, field=name)
+    if not 0 <= job.warmup_ratio < 1:
+        raise InvalidInput("must be in [0, 1)", file=job._path, field="warmup_ratio")
+    for name in ("max_steps", "stop_after_steps"):
+        if getattr(job, name) is not None and getattr(job, name) < 1:
+            raise InvalidInput("must be >= 1", file=job._path, field=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Examples and batches
+
+def make_example(input_ids, n_masked):
+    """Labels copy the ids with the first n_masked positions set to -100 (no loss there)."""
+    ids = list(input_ids)
+    labels = [-100] * min(n_masked, len(ids)) + ids[n_masked:]
+    # targets are the tokens at positions 1.. (position t predicts t+1); counted once, here
+    n_targets = sum(1 for t in labels[1:] if t != -100)
+    return {"input_ids": ids, "labels": labels, "n_targets": n_targets}
+
+
+def collate(examples, device):
+    """Right-pad to the longest example; pads are masked out of attention and loss."""
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.zeros(len(examples), width, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    mask = torch.zeros(len(examples), width, dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e["input_ids"])
+        ids[i, :n] = torch.tensor(e["input_ids"])
+        labels[i, :n] = torch.tensor(e["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+
+
+def lm_loss_sum(logits, labels):
+    """Summed next-token cross-entropy over positions whose label is not -100."""
+    # Shift the labels rather than the logits: slicing the (B, T, V) logits would copy them.
+    target = F.pad(labels[:, 1:], (0, 1), value=-100)
+    return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="sum")
+
+
+def causal_lm_loss(model, batch):
+    """loss_fn for a plain HF causal LM."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    return lm_loss_sum(out.logits, batch["labels"])
+
+
+def epoch_order(seed, epoch, n):
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+_orders = {}  # (seed, epoch, n) → permutation; only the current epoch is kept
+
+
+def step_indices(step, n, global_batch, seed):
+    """Example indices of one optimizer step (the whole global batch, all ranks)."""
+    out = []
+    for pos in range(step * global_batch, (step + 1) * global_batch):
+        key = (seed, pos // n, n)
+        if key not in _orders:
+            _orders.clear()
+            _orders[key] = epoch_order(seed, pos // n, n)
+        out.append(int(_orders[key][pos % n]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning: everything that determines the run, known before the model is loaded
+
+def plan(job, n_examples, extra=None, world=1):
+    """The hyper-parameters that determine the run; resuming requires them unchanged."""
+    global_batch = job.micro_batch * job.grad_accum * world
+    max_steps = job.max_steps
+    if max_steps is None:
+        max_steps = math.floor(n_examples * job.epochs / global_batch)
+    if max_steps < 1:
+        raise InvalidInput(
+            f"{n_examples} training samples × {job.epochs} epochs are fewer than one optimizer step "
+            f"(micro_batch {job.micro_batch} × grad_accum {job.grad_accum} × world {world} = {global_batch})",
+            file=job.data_file)
+    hp = {"lr": job.lr, "warmup_ratio": job.warmup_ratio, "weight_decay": job.weight_decay,
+          "max_grad_norm": job.max_grad_norm, "epochs": job.epochs, "micro_batch": job.micro_batch,
+          "grad_accum": job.grad_accum, "world": world, "max_steps": max_steps, "seed": job.seed,
+          "max_length": job.max_length, "train_samples": n_examples}
+    hp.update(extra or {})
+    return hp
+
+
+def _check_same_run(ckpt, hp):
+    saved = checkpoints.read_json(Path(ckpt) / "trainer_state.json").get("hparams", {})
+    diff = [f"{k}: checkpoint {saved.get(k)!r}, job {hp.get(k)!r}"
+            for k in sorted(set(saved) | set(hp)) if saved.get(k) != hp.get(k)]
+    if diff:
+        raise InvalidInput(f"cannot resume from {ckpt}: it was trained with other settings ({'; '.join(diff)}); "
+                           "use a new output_dir or restore the settings", field=diff[0].split(":")[0])
+
+
+def _result(ckpt, state, resumed_from, tokens_per_s):
+    hist = state["loss_history"]
+    return {"outputs": {"checkpoint": str(Path(ckpt).resolve())},
+            "metrics": {"steps": state["step"], "resumed_from_step": resumed_from,
+                        "final_loss": hist[-1]["loss"] if hist else float("nan"),
+                        "tokens_per_s": tokens_per_s, "train_samples": state["hparams"]["train_samples"]}}
+
+
+def finished(job, hp):
+    """The result of a run whose final checkpoint is already complete, else None."""
+    ckpt = checkpoints.checkpoint_dir(job.output_dir, hp["max_steps"])
+    if not checkpoints.is_complete(ckpt):
+        return None
+    _check_same_run(ckpt, hp)
+    state = checkpoints.read_json(ckpt / "trainer_state.json")
+    return _result(ckpt, state, state["step"], state.get("tokens_per_s", 0.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+def _lr_lambda(warmup, total):
+    # HF's linear schedule: ramp 0 → 1 over `warmup` steps, then straight down to 0 at `total`
+    def f(step):
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return f
+
+
+def _seed_all(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(job, model, examples, hp, *, save_model, load_weights, device, loss_fn=causal_lm_loss,
+          world=1, rank=0):
+    """Train `model` in place; returns the verb's result dict.
+
+    save_model(model, dir) writes weights + config + tokenizer; load_weights(model, dir) reads
+    them back in place. loss_fn(model, batch) returns the summed CE over the batch's targets.
+    Only parameters with requires_grad go to the optimizer (freeze_weak relies on this).
+    """
+    install_sigterm_handler()
+    out_dir = Path(job.output_dir)
+    max_steps, n = hp["max_steps"], len(examples)
+    per_rank = job.micro_batch * job.grad_accum
+    global_batch = per_rank * world
+
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]  # norms, biases
+    params = decay + no_decay
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": job.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=job.lr, betas=(0.9, 0.999), eps=1e-8, fused=device.type == "cuda")
+    warmup = math.ceil(job.warmup_ratio * max_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup, max_steps))
+
+    # Resume from the newest complete checkpoint (partials are crash leftovers).
+    if rank == 0:
+        checkpoints.remove_stale_partials(out_dir)
+    start, history = 0, []
+    latest = checkpoints.latest_checkpoint(out_dir)
+    if latest is not None and latest[0] > max_steps:
+        raise InvalidInput(f"{latest[1]} is beyond max_steps {max_steps}", field="max_steps")
+    if latest is not None:
+        step0, ckpt = latest
+        _check_same_run(ckpt, hp)
+        state = checkpoints.read_json(ckpt / "trainer_state.json")
+        load_weights(model, ckpt)
+        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
+        sched.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
+        checkpoints.load_rng(ckpt / "rng.pt")
+        start, history = step0, state["loss_history"]
+    else:
+        _seed_all(job.seed)
+
+    if job.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16,
+                              enabled=device.type == "cuda" and any(p.dtype == torch.bfloat16 for p in params))
+
+    progress = Progress(max_steps, "steps")
+    if rank == 0:
+        progress.update(start, epoch=start * global_batch / n)
+    t0, tokens_seen = time.monotonic(), 0
+    step, last_saved, path = start, start, None
+
+    def tokens_per_s():
+        return tokens_seen * world / max(1e-9, time.monotonic() - t0)
+
+    def save(step, loss):
+        state = {"step": step, "max_steps": max_steps, "consumed_samples": step * global_batch,
+                 "epoch": step * global_batch / n, "loss_history": history, "hparams": hp,
+                 "tokens_per_s": tokens_per_s(), "kernel_version": __version__}
+
+        def write(tmp):
+            save_model(model, tmp)
+            checkpoints.write_json(tmp / "trainer_state.json", state)
+            torch.save(opt.state_dict(), tmp / "optimizer.pt")
+            torch.save(sched.state_dict(), tmp / "scheduler.pt")
+            checkpoints.save_rng(tmp / "rng.pt")
+
+        path = checkpoints.save_atomic(out_dir, step, write).resolve()
+        emit("checkpoint", path=str(path), step=step)
+        emit("progress", done=step, total=max_steps, unit="steps", loss=loss, lr=sched.get_last_lr()[0],
+             tokens_per_s=tokens_per_s(), epoch=step * global_batch / n)
+        return path
+
+    while step < max_steps:
+        if stop_requested():  # SIGTERM before this process trained anything: nothing new to save
+            raise Terminated(f"stopped by SIGTERM before step {step + 1}; nothing new to save")
+        if job.simulate_oom:
+            raise OutOfMemory("simulated out of memory (simulate_oom)")
+
+        # Token-weighting needs the target count of the whole global batch; the data order is
+        # known to every rank, so each one counts it locally instead of an all-reduce.
+        all_idx = step_indices(step, n, global_batch, job.seed)
+        n_tgt = max(1, sum(examples[i]["n_targets"] for i in all_idx))
+        mine = all_idx[rank * per_rank:(rank + 1) * per_rank]
+        loss_sum = torch.zeros((), device=device)
+        for k in range(0, per_rank, job.micro_batch):
+            batch = collate([examples[i] for i in mine[k:k + job.micro_batch]], device)
+            with autocast:
+                part = loss_fn(model, batch)
+            # ×world because data-parallel gradient averaging divides by it again
+            (part * (world / n_tgt)).backward()
+            loss_sum += part.detach()
+            tokens_seen += int(batch["attention_mask"].sum())
+        if job.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, job.max_grad_norm)
+        lr = sched.get_last_lr()[0]
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+
+        loss = loss_sum.item() / n_tgt  # per-rank share; under DP this wants an all-reduce
+        history.append({"step": step, "loss": loss, "lr": lr})
+        if rank == 0:
+            progress.update(step, loss=loss, lr=lr, tokens_per_s=tokens_per_s(),
+                            epoch=step * global_batch / n)
+
+        stop = stop_requested() or step == job.stop_after_steps
+        if step == max_steps or stop or (job.save_every and step % job.save_every == 0):
+            if rank == 0:
+                path = save(step, loss)
+            last_saved = step
+        if stop and step < max_steps:
+            raise Terminated(f"stopped at step {step} of {max_steps}; checkpoint saved: {path}")
+
+    final = checkpoints.checkpoint_dir(out_dir, max_steps)
+    state = checkpoints.read_json(final / "trainer_state.json")
+    assert last_saved == max_steps
+    return _result(final, state, start, tokens_per_s())

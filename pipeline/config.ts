@@ -1,0 +1,143 @@
+/**
+ * The one definition of a run's parameters. Every field carries its documentation
+ * (`.describe`), from which `wmss config-reference` and the README's reference are generated.
+ * Defaults follow the original `run_ensemble.sh` (WMSS-SPEC §2) unless a field says otherwise.
+ */
+import { z } from 'zod';
+
+const positiveInt = () => z.number().int().positive();
+const unitFraction = () => z.number().min(0).max(1);
+const relOrAbsPath = () => z.string().min(1).refine((p) => !p.includes('\0'), 'path contains a NUL byte');
+
+/** Hyper-parameters shared by Stage-1 SFT (step 1) and joint training (step 5b). */
+const trainingFields = {
+  lr: z.number().positive().default(1e-5).describe('Peak learning rate of AdamW (original: 1e-5).'),
+  warmupRatio: unitFraction().default(0).describe('Fraction of optimizer steps spent in linear warm-up (original: 0; paper v2: 0.1).'),
+  weightDecay: z.number().min(0).default(0).describe('AdamW weight decay.'),
+  maxGradNorm: z.number().positive().default(1.0).describe('Gradient clipping norm.'),
+  epochs: z.number().positive().default(1).describe('Epochs over the training set (original: 1).'),
+  microBatch: positiveInt().default(1).describe('Sequences per device per forward pass.'),
+  gradAccum: positiveInt().default(32).describe('Micro-batches per optimizer step. Global batch = microBatch × gradAccum × GPUs (original: 1 × 32 × 8 = 256).'),
+  maxLength: positiveInt().default(4096).describe('Truncation length in tokens (original: 4096).'),
+  maxSteps: positiveInt().optional().describe('Optimizer steps; default floor(N × epochs / global batch), as the original.'),
+  saveEvery: z.number().int().min(0).default(50).describe('Optimizer steps between resumable checkpoints (0 = only at the end). A crash loses at most this much work.'),
+  gradientCheckpointing: z.boolean().default(true).describe('Recompute activations in backward to save memory (original: on).'),
+  dtype: z.enum(['auto', 'float32', 'bfloat16']).default('auto').describe('auto = bf16 on CUDA, fp32 on CPU.'),
+  seed: z.number().int().min(0).default(42).describe('Seed of data order and initialisation.'),
+};
+
+export const SftConfig = z
+  .object({
+    ...trainingFields,
+    systemPrompt: z.string().optional().describe('System prompt of the Stage-1 prompt; default the kernel\'s think/answer prompt (WMSS-SPEC §4).'),
+  })
+  .strict();
+
+export const JointConfig = z
+  .object({
+    ...trainingFields,
+    fusionLambda: unitFraction().default(0.5).describe('λ in z_mix = (1−λ)·z_weak + λ·z_strong (original: 0.5; the paper\'s sweep plateaus at 0.42–0.50).'),
+    freezeWeak: z.boolean().default(false).describe('Freeze the weak branch (sub_models.0). The original trains both (freeze=false).'),
+    lossOn: z.enum(['all', 'completion']).default('all').describe('Tokens that carry the joint loss: all (as the original, prompt included) or completion only (as the paper implies).'),
+  })
+  .strict();
+
+export const EntropyConfig = z
+  .object({
+    definition: z.enum(['shifted', 'repo']).default('shifted').describe('shifted = paper Eq. 7 (distributions predicting each answer token); repo = the original\'s unshifted positions (WMSS-SPEC §5).'),
+    maxLength: positiveInt().default(8192).describe('Truncation length for entropy scoring (original: 8192).'),
+    batchTokens: positiveInt().default(16384).describe('Padded tokens per batch (length-bucketed).'),
+    vocabChunk: positiveInt().default(1024).describe('Positions per chunk of the fp32 entropy computation; bounds memory for large vocabularies.'),
+  })
+  .strict();
+
+export const WeightingConfig = z
+  .object({
+    formula: z.enum(['repo', 'paper']).default('repo').describe('repo = per-term normalised mixture α·H0/ΣH0 + β·[−ΔH]+/Σ + γ·[ΔH]+/Σ (what the code ran); paper = p ∝ α·[−ΔH]+ + β·H1 + γ·[ΔH]+ (v2 Eq. 9). WMSS-SPEC §8.'),
+    alpha: z.number().min(0).default(0.1).describe('repo: weight of base entropy; paper: weight of consolidation [−ΔH]+.'),
+    beta: z.number().min(0).default(0.8).describe('repo: weight of consolidation [−ΔH]+; paper: weight of the strong model\'s entropy.'),
+    gamma: z.number().min(0).default(0.1).describe('Weight of regression repair [ΔH]+ (both formulas).'),
+  })
+  .strict()
+  .refine((w) => w.alpha + w.beta + w.gamma > 0, 'alpha + beta + gamma must be > 0');
+
+export const ResampleConfig = z
+  .object({
+    multiplier: z.number().positive().default(1.0).describe('Draws = floor(N × multiplier) (original: 1.0).'),
+    dedupe: z.boolean().default(false).describe('Remove duplicate draws (paper v2 WD-DS); the original keeps them.'),
+    seed: z.number().int().min(0).default(42).describe('Seed of the weighted draw (xoshiro128** stream; not NumPy\'s, so indices differ from the original for the same seed).'),
+  })
+  .strict();
+
+export const ExtractConfig = z
+  .object({
+    submodelIdx: z.number().int().min(0).max(1).default(1).describe('Sub-model to extract: 1 = strong branch (repo HEAD and paper v2), 0 = weak branch (the repo\'s first commit). WMSS-SPEC §11.'),
+    dtype: z.enum(['keep', 'bfloat16', 'float32']).default('keep').describe('dtype of the extracted weights (keep = as trained).'),
+  })
+  .strict();
+
+export const EvalDatasetConfig = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, . _ - only'),
+    path: z.string().min(1).describe('File path, or bundled:gsm8k for the GSM8K test split shipped with wmss-flow.'),
+    format: z.enum(['gsm8k', 'json', 'jsonl']).default('gsm8k'),
+    expectedRows: positiveInt().optional().describe('Abort if the file has another number of rows.'),
+    maxInputTokens: positiveInt().default(4096),
+    maxNewTokens: positiveInt().default(4096),
+    limit: positiveInt().optional().describe('Evaluate only the first N rows.'),
+  })
+  .strict();
+
+export const EvalConfig = z
+  .object({
+    datasets: z.array(EvalDatasetConfig).min(1).default([{ name: 'gsm8k', path: 'bundled:gsm8k', format: 'gsm8k', expectedRows: 1319, maxInputTokens: 4096, maxNewTokens: 4096 }]),
+    batchSize: positiveInt().default(16).describe('Prompts per generation batch.'),
+    systemPrompt: z.string().optional().describe('Evaluation system prompt; default the kernel\'s (WMSS-SPEC §4).'),
+    enableThinking: z.boolean().default(true),
+    baselines: z.boolean().default(true).describe('Also evaluate the base model and m1, for the side-by-side report.'),
+  })
+  .strict();
+
+export const PlacementConfig = z
+  .object({
+    storage: z.enum(['shared', 'local']).default('shared').describe('shared: any worker reaches every artifact (NFS, Lustre); local: steps run on the host that holds their inputs.'),
+    gpuQueue: z.string().default('wmss-gpu').describe('Task queue of the GPU workers.'),
+    controlQueue: z.string().default('wmss').describe('Task queue of the control worker (workflow tasks and CPU steps).'),
+  })
+  .strict();
+
+export const RunConfig = z
+  .object({
+    runName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'runName: 1–64 of letters, digits, . _ - (starting with a letter or digit)').describe('Name of the run; part of the workflow id and a search attribute.'),
+    runDir: relOrAbsPath().describe('Directory of all artifacts (the original\'s $outdir). `wmss start` makes it absolute.'),
+    baseModel: relOrAbsPath().describe('Local Hugging Face model directory of the base model (nothing is downloaded).'),
+    dataFile: relOrAbsPath().describe('Training data JSONL: {"idx", "messages"} records (WMSS-SPEC §3.2), or GSM8K-style {"question","answer"} with dataFormat gsm8k.'),
+    dataFormat: z.enum(['messages', 'gsm8k']).default('messages'),
+    device: z.enum(['auto', 'cpu', 'cuda']).default('auto').describe('Where kernels run; auto = CUDA when the worker has a GPU.'),
+    entropy: EntropyConfig.default(EntropyConfig.parse({})),
+    sft: SftConfig.default(SftConfig.parse({})),
+    weighting: WeightingConfig.default(WeightingConfig.parse({})),
+    resample: ResampleConfig.default(ResampleConfig.parse({})),
+    joint: JointConfig.default(JointConfig.parse({})),
+    extract: ExtractConfig.default(ExtractConfig.parse({})),
+    eval: EvalConfig.default(EvalConfig.parse({})),
+    placement: PlacementConfig.default(PlacementConfig.parse({})),
+  })
+  .strict();
+
+/** What a user writes (defaults optional). */
+export type RunConfigInput = z.input<typeof RunConfig>;
+/** What the workflow and activities see (defaults filled in). */
+export type RunConfig = z.infer<typeof RunConfig>;
+export type EvalDataset = z.infer<typeof EvalDatasetConfig>;
+
+/** Formats zod issues as one line each: `joint.fusionLambda: Too big: expected number to be <=1`. */
+export function formatConfigIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => `${issue.path.length ? issue.path.join('.') : '(root)'}: ${issue.message}`)
+    .join('\n');
+}
+
+export function parseRunConfig(input: unknown): RunConfig {
+  return RunConfig.parse(input);
+}

@@ -1,0 +1,32 @@
+/**
+ * Every ApplicationFailure type wmss-flow raises, in one place. The step table's retry
+ * policies list the non-retryable ones; the kernel bridge maps exit codes onto these.
+ */
+export const ErrorTypes = {
+  /** A run config failed its schema. Fix the config; retrying cannot help. */
+  InvalidConfig: 'InvalidConfig',
+  /** A data file, entropy file, model directory or job is malformed (names file, line, field). */
+  InvalidInput: 'InvalidInput',
+  /** An existing artifact does not match its manifest, or a path escapes the run dir. */
+  ArtifactConflict: 'ArtifactConflict',
+  /** The kernel ran out of (GPU) memory; the retry may use a smaller micro-batch. */
+  KernelOutOfMemory: 'KernelOutOfMemory',
+  /** The kernel process died or exited with an unexpected code. */
+  KernelCrashed: 'KernelCrashed',
+  /** The kernel stopped printing progress while alive (hang). */
+  KernelStalled: 'KernelStalled',
+  /** The kernel stopped on SIGTERM after saving its state (cancellation or shutdown). */
+  KernelTerminated: 'KernelTerminated',
+  /** The Python environment or a kernel file is missing on this worker. */
+  WorkerMisconfigured: 'WorkerMisconfigured',
+} as const;
+
+export type ErrorType = (typeof ErrorTypes)[keyof typeof ErrorTypes];
+
+/** Failures that a retry cannot fix: the workflow fails the step at once. */
+export const NON_RETRYABLE_ERROR_TYPES: ErrorType[] = [
+  ErrorTypes.InvalidConfig,
+  ErrorTypes.InvalidInput,
+  ErrorTypes.ArtifactConflict,
+  ErrorTypes.WorkerMisconfigured,
+];

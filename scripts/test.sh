@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite: Python kernel tests (pytest), then jest (unit, workflow, integration with
+# a real `temporal server start-dev`, real workers and real kernels). Ends with one summary line.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+bash scripts/setup.sh || { echo "test: setup failed" >&2; exit 1; }
+
+mkdir -p .wmss/test-reports
+py_report=.wmss/test-reports/pytest.xml
+js_report=.wmss/test-reports/jest.json
+rm -f "$py_report" "$js_report"
+
+echo "== pytest (kernels)"
+PYTHONPATH=kernels .venv/bin/python -m pytest kernels/tests -q -p no:cacheprovider --junitxml="$py_report"
+py_rc=$?
+
+echo "== jest (unit, workflow, integration)"
+npx jest --runInBand --json --outputFile="$js_report" "$@"
+js_rc=$?
+
+node -e '
+const fs = require("fs");
+const [pyReport, jsReport] = process.argv.slice(1);
+let passed = 0, failed = 0, skipped = 0;
+if (fs.existsSync(pyReport)) {
+  const xml = fs.readFileSync(pyReport, "utf8");
+  const attr = (n) => [...xml.matchAll(new RegExp(`<testsuite [^>]*\\b${n}="(\\d+)"`, "g"))].reduce((s, m) => s + Number(m[1]), 0);
+  const tests = attr("tests"), fail = attr("failures") + attr("errors"), skip = attr("skipped");
+  passed += tests - fail - skip; failed += fail; skipped += skip;
+} else failed += 1;
+if (fs.existsSync(jsReport)) {
+  const r = JSON.parse(fs.readFileSync(jsReport, "utf8"));
+  passed += r.numPassedTests; failed += r.numFailedTests + r.numRuntimeErrorTestSuites; skipped += r.numPendingTests + r.numTodoTests;
+} else failed += 1;
+console.log(`\nwmss-flow: ${passed} passed, ${failed} failed, ${skipped} skipped`);
+' "$py_report" "$js_report"
+
+[[ $py_rc -eq 0 && $js_rc -eq 0 ]]

@@ -1,0 +1,4 @@
+/** Entry point: `node dist/workers/control.js` (or `wmss worker control`). */
+import { startWorkerFromArgs } from './start';
+
+void startWorkerFromArgs('control', process.argv.slice(2));

@@ -1,0 +1,1 @@
+export { wmssPipeline } from './wmssPipeline';

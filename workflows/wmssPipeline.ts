@@ -1,0 +1,153 @@
+/**
+ * wmssPipeline: runs steps 0–7 as the DAG of pipeline/steps.ts. Deterministic code only; the
+ * activities do all I/O. A step starts as soon as the steps it needs have finished, so 0, 1 and 4
+ * run side by side when workers are free.
+ */
+import {
+  ActivityCancellationType,
+  ApplicationFailure,
+  CancellationScope,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  upsertMemo,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
+import type { ActivityFailure } from '@temporalio/common';
+import type { StepActivities } from '../activities/contract';
+import { formatConfigIssues, RunConfig } from '../pipeline/config';
+import { ErrorTypes } from '../pipeline/errors';
+import { WmssBaseModel, WmssRunName, WmssStatus, WmssStep, type RunStatus } from '../pipeline/searchAttributes';
+import { STEPS, stepSummary, nonRetryableErrorTypes, type StepId, type StepResult, type StepRow } from '../pipeline/steps';
+import { progressQuery, type PipelineProgress, type PipelineResult, type StepStatus } from '../pipeline/workflowApi';
+
+type StepActivity = StepActivities[keyof StepActivities];
+
+function queueFor(row: StepRow, config: RunConfig): string {
+  return row.queue === 'gpu' ? config.placement.gpuQueue : config.placement.controlQueue;
+}
+
+function activityFor(row: StepRow, config: RunConfig): StepActivity {
+  const proxies = proxyActivities<StepActivities>({
+    taskQueue: queueFor(row, config),
+    // The step id as activity id lets `wmss watch` match heartbeats to steps.
+    activityId: row.id,
+    startToCloseTimeout: row.timeouts.startToClose,
+    heartbeatTimeout: row.timeouts.heartbeat,
+    // Let a cancelled kernel save its checkpoint before the workflow reports "cancelled".
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: { ...row.retry, nonRetryableErrorTypes: [...nonRetryableErrorTypes] },
+    summary: stepSummary(row),
+  });
+  return proxies[row.activity] as StepActivity;
+}
+
+function failureInfo(err: unknown): { type?: string; message: string } {
+  let cause: unknown = err;
+  // ActivityFailure wraps the ApplicationFailure thrown by the activity.
+  while (cause && (cause as ActivityFailure).cause && !(cause instanceof ApplicationFailure)) cause = (cause as ActivityFailure).cause;
+  if (cause instanceof ApplicationFailure) return { type: cause.type ?? undefined, message: cause.message };
+  return { message: err instanceof Error ? err.message : String(err) };
+}
+
+export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> {
+  const parsed = RunConfig.safeParse(rawConfig);
+  if (!parsed.success) {
+    throw ApplicationFailure.create({ type: ErrorTypes.InvalidConfig, nonRetryable: true, message: `invalid run config:\n${formatConfigIssues(parsed.error)}` });
+  }
+  const config = parsed.data;
+
+  const steps = new Map<StepId, StepStatus>(
+    STEPS.map((row) => [row.id, { id: row.id, number: row.number, title: row.title, state: 'pending' }]),
+  );
+  let status: RunStatus = 'running';
+  const progress = (): PipelineProgress => ({ runName: config.runName, runDir: config.runDir, status, steps: [...steps.values()] });
+  setHandler(progressQuery, progress);
+
+  const publish = () => {
+    const running = STEPS.filter((r) => steps.get(r.id)!.state === 'running').map((r) => r.number);
+    upsertSearchAttributes([
+      { key: WmssRunName, value: config.runName },
+      { key: WmssBaseModel, value: config.baseModel },
+      { key: WmssStatus, value: status },
+      { key: WmssStep, value: running.join(',') },
+    ]);
+  };
+  upsertMemo({ config: { runName: config.runName, runDir: config.runDir, baseModel: config.baseModel, dataFile: config.dataFile, fusionLambda: config.joint.fusionLambda, weighting: config.weighting.formula, submodelIdx: config.extract.submodelIdx } });
+  publish();
+
+  const results: Partial<Record<StepId, StepResult>> = {};
+  const inFlight = new Map<StepId, Promise<StepId>>();
+  let firstFailure: unknown;
+
+  const start = (row: StepRow) => {
+    const status = steps.get(row.id)!;
+    status.state = 'running';
+    status.startedAt = new Date().toISOString();
+    const deps = Object.fromEntries(row.needs.map((id) => [id, results[id]]));
+    const run = activityFor(row, config)({ stepId: row.id, config, deps }).then(
+      (result) => {
+        results[row.id] = result;
+        status.result = result;
+        status.state = result.cached ? 'cached' : 'completed';
+        status.finishedAt = new Date().toISOString();
+        return row.id;
+      },
+      (err) => {
+        status.state = isCancellation(err) ? 'cancelled' : 'failed';
+        status.error = failureInfo(err);
+        status.finishedAt = new Date().toISOString();
+        firstFailure ??= err;
+        return row.id;
+      },
+    );
+    inFlight.set(row.id, run);
+  };
+
+  const scope = new CancellationScope();
+  try {
+    await scope.run(async () => {
+      for (;;) {
+        if (firstFailure === undefined) {
+          for (const row of STEPS) {
+            const ready = steps.get(row.id)!.state === 'pending' && row.needs.every((id) => results[id] !== undefined);
+            if (ready) start(row);
+          }
+        }
+        publish();
+        if (inFlight.size === 0) break;
+        const finished = await Promise.race(inFlight.values());
+        inFlight.delete(finished);
+        // One failed step dooms the run: stop the others so GPUs are freed (they checkpoint first).
+        if (firstFailure !== undefined && !isCancellation(firstFailure)) scope.cancel();
+      }
+    });
+  } catch (err) {
+    firstFailure ??= err;
+  }
+
+  if (firstFailure !== undefined) {
+    status = isCancellation(firstFailure) || CancellationScope.current().consideredCancelled ? 'cancelled' : 'failed';
+    publish();
+    if (status === 'cancelled') throw firstFailure;
+    const failed = [...steps.values()].find((s) => s.state === 'failed');
+    const info = failureInfo(firstFailure);
+    throw ApplicationFailure.create({
+      type: info.type ?? 'StepFailed',
+      nonRetryable: true,
+      message: `step ${failed?.number ?? '?'} (${failed?.title ?? 'unknown'}) failed: ${info.message}`,
+      cause: firstFailure instanceof Error ? firstFailure : undefined,
+    });
+  }
+
+  status = 'completed';
+  publish();
+  const evaluation = results.evaluate;
+  const accuracy: PipelineResult['accuracy'] = {};
+  for (const [key, value] of Object.entries(evaluation?.metrics ?? {})) {
+    // metrics look like "pass_at_1/wmss/gsm8k"
+    const [metric, model, dataset] = key.split('/');
+    if (metric === 'pass_at_1' && model && dataset && typeof value === 'number') (accuracy[model] ??= {})[dataset] = value;
+  }
+  return { runName: config.runName, runDir: config.runDir, steps: results as Record<string, StepResult>, accuracy };
+}
