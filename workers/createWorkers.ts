@@ -36,6 +36,8 @@ export function createExclusive(): <T>(fn: () => Promise<T>) => Promise<T> {
 }
 
 const workflowsPath = require.resolve('../workflows');
+/** Cancellation reaches an activity only with a heartbeat reply, so heartbeats go out at least this often. */
+const HEARTBEAT_THROTTLE = '5s';
 
 export async function createControlWorker(opts: WorkerSetOptions, extra: Partial<WorkerOptions> = {}): Promise<Worker> {
   return Worker.create({
@@ -46,6 +48,7 @@ export async function createControlWorker(opts: WorkerSetOptions, extra: Partial
     activities: cpuSteps(),
     // File transforms are disk-bound; two at once keeps one disk busy without thrashing.
     maxConcurrentActivityTaskExecutions: 2,
+    maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     ...extra,
   });
 }
@@ -63,6 +66,7 @@ export async function createGpuWorkers(opts: WorkerSetOptions & { devices: Devic
         taskQueue,
         activities,
         maxConcurrentActivityTaskExecutions: 1,
+        maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
         identity: `gpu[${describeDeviceSet(opts.devices)}]@${workerHost(opts.host)}/${process.pid}`,
         ...extra,
       }),
