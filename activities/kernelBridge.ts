@@ -71,7 +71,8 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
   const logFile = (job as { log_file: string }).log_file;
   mkdirSync(path.dirname(opts.jobFile), { recursive: true });
   mkdirSync(path.dirname(logFile), { recursive: true });
-  writeFileSync(opts.jobFile, JSON.stringify(checked.data, null, 2));
+  // Unset optional fields are left out, so the kernel applies its own defaults.
+  writeFileSync(opts.jobFile, JSON.stringify(checked.data, (_key, value) => (value === null ? undefined : value), 2));
 
   const python = pythonExecutable();
   const child = spawn(python, ['-m', 'wmss_kernels', verb, '--job', opts.jobFile], {

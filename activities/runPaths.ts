@@ -1,9 +1,11 @@
 /**
  * Absolute paths of a run. Relative paths in a config resolve against the worker's working
- * directory (`wmss start` makes them absolute against the user's before submitting).
+ * directory (`wmss start` makes them absolute against the user's before submitting; runs
+ * started with `temporal workflow start` may carry relative ones).
  */
 import path from 'node:path';
 import type { RunConfig } from '../pipeline/config';
+import type { StepInput, StepResult } from '../pipeline/steps';
 
 export interface ResolvedRun {
   runDir: string;
@@ -13,4 +15,15 @@ export interface ResolvedRun {
 
 export function resolveRun(config: Pick<RunConfig, 'runDir' | 'baseModel' | 'dataFile'>): ResolvedRun {
   return { runDir: path.resolve(config.runDir), baseModel: path.resolve(config.baseModel), dataFile: path.resolve(config.dataFile) };
+}
+
+type StepFn = (input: StepInput) => Promise<StepResult>;
+
+/** Wraps step activities so each sees a config whose paths are absolute. */
+export function withResolvedPaths<T extends Record<string, StepFn>>(activities: T): T {
+  const wrapped = Object.entries(activities).map(([name, fn]) => [
+    name,
+    (input: StepInput) => fn({ ...input, config: { ...input.config, ...resolveRun(input.config) } }),
+  ]);
+  return Object.fromEntries(wrapped) as T;
 }

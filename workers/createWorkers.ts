@@ -10,6 +10,7 @@ import os from 'node:os';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { cpuSteps } from '../activities/cpuSteps';
 import { kernelSteps } from '../activities/kernelSteps';
+import { withResolvedPaths } from '../activities/runPaths';
 import { describeDeviceSet, type DeviceSet } from './deviceSet';
 
 export interface WorkerSetOptions {
@@ -45,7 +46,7 @@ export async function createControlWorker(opts: WorkerSetOptions, extra: Partial
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.controlQueue ?? 'wmss',
     workflowsPath,
-    activities: cpuSteps(),
+    activities: withResolvedPaths(cpuSteps()),
     // File transforms are disk-bound; two at once keeps one disk busy without thrashing.
     maxConcurrentActivityTaskExecutions: 2,
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
@@ -55,7 +56,7 @@ export async function createControlWorker(opts: WorkerSetOptions, extra: Partial
 
 export async function createGpuWorkers(opts: WorkerSetOptions & { devices: DeviceSet }, extra: Partial<WorkerOptions> = {}): Promise<Worker[]> {
   const exclusive = createExclusive();
-  const activities = kernelSteps({ devices: opts.devices, exclusive });
+  const activities = withResolvedPaths(kernelSteps({ devices: opts.devices, exclusive }));
   const base = opts.gpuQueue ?? 'wmss-gpu';
   const queues = [base, `${base}@${workerHost(opts.host)}`];
   return Promise.all(

@@ -7,6 +7,7 @@ import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { writeFileDurable } from './durableFs';
+import { activityHeartbeat, progressDetails } from './heartbeat';
 
 const READ_CHUNK = 4 << 20;
 
@@ -147,11 +148,22 @@ export async function digestDir(dir: string, opts: DigestOptions = {}): Promise<
   return { sha256: combineDirDigest(files), size: before, files };
 }
 
+/** Heartbeats at most every 5 s while hashing, so hashing a 16 GB model inside an activity does not trip its heartbeat timeout. */
+function throttledActivityHeartbeat(phase: string): OnBytes {
+  let last = 0;
+  return (n) => {
+    const now = Date.now();
+    if (now - last < 5000) return;
+    last = now;
+    activityHeartbeat({ ...progressDetails(n, 0, 'bytes'), phase });
+  };
+}
+
 /**
  * Digest of a file or directory as one hex string, memoised in `<runDir>/.wmss/digests.json`.
  * `target` may lie outside the run dir (the base model, the data file).
  */
-export async function digestPath(runDir: string, target: string, onBytes?: OnBytes): Promise<string> {
+export async function digestPath(runDir: string, target: string, onBytes: OnBytes = throttledActivityHeartbeat(`digest ${path.basename(target)}`)): Promise<string> {
   const memo = await DigestMemo.open(runDir);
   const abs = path.resolve(target);
   const stat = await fsp.stat(abs);

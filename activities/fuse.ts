@@ -1,0 +1,88 @@
+/**
+ * Step 5a `fuseModels`: the fused initial checkpoint `ensemble_m1_m2/` (docs/kernel-protocol.md,
+ * "The fused checkpoint layout"; WMSS-SPEC §10.2): weak m0 as `sub_models.0.*`, strong m1 as
+ * `sub_models.1.*`, streamed tensor by tensor from both safetensors sources, no model load.
+ * Unlike the original (one bf16 pytorch_model.bin), tensors keep their dtype and the file is safetensors.
+ */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import * as A from '../pipeline/artifacts';
+import type { StepInput, StepResult } from '../pipeline/steps';
+import { runStep } from './store/artifactStore';
+import { invalidInput } from './store/failures';
+import { activityHeartbeat, progressDetails, type Heartbeat } from './store/heartbeat';
+import { copyFiles, isTokenizerFile, readModelConfig, topLevelFiles, writeJson, type ModelConfig } from './store/modelDir';
+import { hasSafetensors, listModelTensors, SINGLE_WEIGHTS, type TensorLocation } from './store/safetensors';
+import { writeSafetensors, type TensorToWrite } from './store/safetensorsWriter';
+import { resolveRun } from './runPaths';
+
+/** Both branches are built from the weak config (WMSS-SPEC §10.3), so these must agree. */
+export const ARCHITECTURE_KEYS = ['model_type', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'intermediate_size', 'vocab_size', 'head_dim'] as const;
+
+const EMBEDDING = 'model.embed_tokens.weight';
+const LM_HEAD = 'lm_head.weight';
+
+export function architectureDifferences(weak: ModelConfig, strong: ModelConfig): string[] {
+  return ARCHITECTURE_KEYS.filter((k) => JSON.stringify(weak[k]) !== JSON.stringify(strong[k])).map(
+    (k) => `${k}: weak=${JSON.stringify(weak[k]) ?? 'absent'} strong=${JSON.stringify(strong[k]) ?? 'absent'}`,
+  );
+}
+
+/** The tensors of one branch, with lm_head written out when the embedding is tied (the joint kernel expects it). */
+async function branchTensors(dir: string, config: ModelConfig): Promise<TensorLocation[]> {
+  if (!(await hasSafetensors(dir))) throw invalidInput(dir, undefined, undefined, 'fusing needs safetensors weights (model.safetensors or an index)');
+  const { tensors, byKey } = await listModelTensors(dir);
+  if (byKey.has(LM_HEAD)) return tensors;
+  if (config.tie_word_embeddings === false) throw invalidInput(path.join(dir, 'config.json'), undefined, LM_HEAD, 'no lm_head.weight and tie_word_embeddings is false');
+  const embedding = byKey.get(EMBEDDING);
+  if (!embedding) throw invalidInput(dir, undefined, EMBEDDING, `no ${LM_HEAD} and no ${EMBEDDING} to tie it to`);
+  return [...tensors, { ...embedding, name: LM_HEAD }];
+}
+
+export function fusedConfig(weak: ModelConfig, strong: ModelConfig, fusionLambda: number): Record<string, unknown> {
+  return {
+    ...weak,
+    num_sub_models: 2,
+    architectures: ['QwenBoostForCausalLM'],
+    is_llmboost: false,
+    sub_model_cfgs: [weak, strong],
+    fusion_lambda: fusionLambda,
+  };
+}
+
+export async function fuseModelDirs(weakDir: string, strongDir: string, outDir: string, fusionLambda: number, heartbeat: Heartbeat = () => undefined): Promise<Record<string, number | string>> {
+  const [weak, strong] = await Promise.all([readModelConfig(weakDir), readModelConfig(strongDir)]);
+  const differences = architectureDifferences(weak, strong);
+  if (differences.length) {
+    throw invalidInput(path.join(strongDir, 'config.json'), undefined, differences.map((d) => d.split(':')[0]).join(','), `weak (${weakDir}) and strong models differ in architecture: ${differences.join('; ')}`);
+  }
+  const branches = [await branchTensors(weakDir, weak), await branchTensors(strongDir, strong)];
+  const plan: TensorToWrite[] = branches.flatMap((tensors, i) => tensors.map((t) => ({ name: `sub_models.${i}.${t.name}`, source: t })));
+  const total = plan.reduce((s, t) => s + t.source.byteLength, 0);
+
+  await fsp.mkdir(outDir, { recursive: true });
+  const written = await writeSafetensors(path.join(outDir, SINGLE_WEIGHTS), plan, {
+    metadata: { format: 'pt' },
+    onBytes: (n) => heartbeat({ ...progressDetails(n, total, 'bytes'), phase: 'write fused weights' }),
+  });
+  await writeJson(path.join(outDir, 'config.json'), fusedConfig(weak, strong, fusionLambda));
+  const tokenizer = (await topLevelFiles(weakDir)).filter(isTokenizerFile);
+  await copyFiles(weakDir, tokenizer, outDir);
+  return { tensors: written.tensors, bytes: written.bytes, tokenizerFiles: tokenizer.length };
+}
+
+/** Activity of step 5a. Its inputs (m0, m1) enter the cache key through the dependencies' manifests. */
+export async function fuseModels(input: StepInput): Promise<StepResult> {
+  const run = resolveRun(input.config);
+  const checkpoint = input.deps.sft?.outputs.checkpoint;
+  if (!checkpoint) throw invalidInput('deps.sft', undefined, 'outputs.checkpoint', 'step 1 reported no final checkpoint');
+  const weakDir = path.join(run.runDir, input.deps.snapshot?.outputs.model ?? A.STAGE0_DIR);
+  const strongDir = path.join(run.runDir, checkpoint);
+  return runStep(input, {
+    cacheKey: { version: 1, fusionLambda: input.config.joint.fusionLambda },
+    outputs: { fused: A.FUSED_INIT_DIR },
+    mode: 'atomic',
+    heartbeat: activityHeartbeat,
+    produce: async ({ paths, heartbeat }) => ({ metrics: await fuseModelDirs(weakDir, strongDir, paths.fused, input.config.joint.fusionLambda, heartbeat) }),
+  });
+}

@@ -1,0 +1,247 @@
+"""evaluate (step 7): greedy pass@1 on math datasets with transformers generate.
+
+Per dataset: [system, user] prompts through the chat template, batched generation with left
+padding and the KV cache, grading by grading.grade. Writes <output_dir>/<name>.jsonl (one line
+per question) and <output_dir>/summary.json.
+"""
+
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from .chat import DEFAULT_EVAL_SYSTEM_PROMPT, eval_prompt
+from .data import gsm8k_final, iter_json_lines
+from .entropy import write_jsonl_atomic
+from .grading import grade
+from .jobs import Field
+from .modeling import load_model, load_tokenizer, pick_device, pick_dtype
+from .protocol import InvalidInput, Progress, Terminated, stop_requested
+
+FIELDS = {
+    "model_path": Field(str),
+    "label": Field(str),
+    "output_dir": Field(str),
+    "datasets": Field(list),
+    "batch_size": Field(int, 16),
+    "system_prompt": Field((str, type(None)), None),
+    "enable_thinking": Field(bool, True),
+}
+
+DATASET_FIELDS = {
+    "name": Field(str),
+    "path": Field(str),
+    "format": Field(str, choices=("gsm8k", "json", "jsonl")),
+    "expected_rows": Field((int, type(None)), None),
+    "max_input_tokens": Field(int, 4096),
+    "max_new_tokens": Field(int, 4096),
+    "limit": Field((int, type(None)), None),
+}
+
+QUESTION_KEYS = ("question", "instruction", "problem", "input", "original_text", "prompt")
+ANSWER_KEYS = ("answer", "target", "label", "solution", "output", "ans")
+
+BUNDLED = {"bundled:gsm8k": Path(__file__).resolve().parents[2] / "data" / "gsm8k" / "test.jsonl"}
+
+log = logging.getLogger(__name__)
+
+
+def check_datasets(raw, job_path):
+    """The `datasets` entries, validated like job fields (field names like datasets[1].path)."""
+    out = []
+    for i, entry in enumerate(raw):
+        where = f"datasets[{i}]"
+        if not isinstance(entry, dict):
+            raise InvalidInput("expected an object", file=job_path, field=where)
+        for key in entry:
+            if key not in DATASET_FIELDS:
+                raise InvalidInput("unknown key", file=job_path, field=f"{where}.{key}")
+        values = {}
+        for key, spec in DATASET_FIELDS.items():
+            if key not in entry:
+                if spec.required:
+                    raise InvalidInput("missing required key", file=job_path, field=f"{where}.{key}")
+                values[key] = spec.default
+                continue
+            try:
+                values[key] = spec.check(entry[key])
+            except ValueError as e:
+                raise InvalidInput(str(e), file=job_path, field=f"{where}.{key}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", values["name"]) or values["name"] in (".", "..", "summary"):
+            raise InvalidInput("must be a plain file name ([A-Za-z0-9_.-], not 'summary')",
+                               file=job_path, field=f"{where}.name")
+        if values["name"] in {d["name"] for d in out}:
+            raise InvalidInput("duplicate dataset name", file=job_path, field=f"{where}.name")
+        for key in ("max_input_tokens", "max_new_tokens", "limit", "expected_rows"):
+            if values[key] is not None and values[key] < 1:
+                raise InvalidInput("must be a positive integer", file=job_path, field=f"{where}.{key}")
+        values["path"] = str(BUNDLED.get(values["path"], values["path"]))
+        out.append(values)
+    return out
+
+
+def _first(row, keys):
+    for key in keys:
+        if key in row and row[key] is not None:
+            return key, row[key]
+    return None, None
+
+
+def load_rows(ds) -> list[dict]:
+    """[{id, line, question, gold}] in file order; a row missing a field is an error, not skipped."""
+    path, fmt = ds["path"], ds["format"]
+    if fmt == "json":
+        try:
+            with open(path, "rb") as f:
+                data = json.loads(f.read().decode("utf-8"))
+        except OSError as e:
+            raise InvalidInput(f"cannot read dataset: {e.strerror or e}", file=path)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InvalidInput(f"not a valid JSON file: {e}", file=path)
+        if not isinstance(data, list):
+            raise InvalidInput("expected a JSON list of objects", file=path)
+        entries = [(i + 1, row) for i, row in enumerate(data)]  # "line" = 1-based row number
+    else:
+        entries = list(iter_json_lines(path))
+
+    rows = []
+    for n, row in entries:
+        where = dict(file=path, line=n)
+        if not isinstance(row, dict):
+            raise InvalidInput("expected an object", **where)
+        if fmt == "gsm8k":
+            q_key, question = "question", row.get("question")
+            a_key, answer = "answer", row.get("answer")
+        else:
+            q_key, question = _first(row, QUESTION_KEYS)
+            a_key, answer = _first(row, ANSWER_KEYS)
+            if answer is None and isinstance(row.get("reward_model"), dict):  # OPD-style rows
+                a_key, answer = "reward_model.ground_truth", row["reward_model"].get("ground_truth")
+            if isinstance(question, list):  # chat-style prompt: the first user turn
+                question = next((m.get("content") for m in question
+                                 if isinstance(m, dict) and m.get("role") == "user"), None)
+        if not isinstance(question, str):
+            raise InvalidInput("no question (looked for " + ", ".join(QUESTION_KEYS[:1] if fmt == "gsm8k"
+                               else QUESTION_KEYS) + ")", field=q_key or "question", **where)
+        if answer is None or isinstance(answer, (dict, list)):
+            raise InvalidInput("no answer (looked for " + ", ".join(ANSWER_KEYS[:1] if fmt == "gsm8k"
+                               else ANSWER_KEYS) + ")", field=a_key or "answer", **where)
+        answer = str(answer)
+        if fmt == "gsm8k" or "####" in answer:
+            if "####" not in answer:
+                raise InvalidInput("expected a final '#### <answer>' line", field="answer", **where)
+            answer = gsm8k_final(answer)
+        rows.append({"id": len(rows), "line": n, "question": question, "gold": answer.strip()})
+
+    if ds["expected_rows"] is not None and len(rows) != ds["expected_rows"]:
+        raise InvalidInput(f"dataset '{ds['name']}' has {len(rows)} rows, expected {ds['expected_rows']}",
+                           file=path, field="expected_rows")
+    return rows if ds["limit"] is None else rows[:ds["limit"]]
+
+
+@torch.no_grad()
+def generate(model, tok, prompt_ids, max_new_tokens, eos_ids):
+    """Greedy continuation of each prompt: (new token ids without padding, truncated flag)."""
+    device = next(model.parameters()).device
+    longest = max(len(p) for p in prompt_ids)
+    ids = torch.full((len(prompt_ids), longest), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for b, p in enumerate(prompt_ids):  # left padding: every prompt ends where generation starts
+        ids[b, longest - len(p):] = torch.tensor(p)
+        mask[b, longest - len(p):] = 1
+    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                         max_new_tokens=max_new_tokens, eos_token_id=eos_ids,
+                         pad_token_id=tok.pad_token_id, use_cache=True,
+                         temperature=None, top_p=None, top_k=None)
+    results = []
+    for row in out[:, longest:].tolist():
+        stop = next((i for i, t in enumerate(row) if t in eos_ids), None)
+        if stop is None:
+            results.append((row, True))  # ran into max_new_tokens without an eos
+        else:
+            results.append((row[:stop + 1], False))
+    return results
+
+
+def eos_token_ids(model, tok) -> list[int]:
+    eos = model.generation_config.eos_token_id
+    eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+    if tok.eos_token_id is not None and tok.eos_token_id not in eos:
+        eos.append(tok.eos_token_id)
+    return eos
+
+
+def run(job):
+    if not isinstance(job.datasets, list) or not job.datasets:
+        raise InvalidInput("expected a non-empty list", file=job._path, field="datasets")
+    if job.batch_size < 1:
+        raise InvalidInput("must be a positive integer", file=job._path, field="batch_size")
+    datasets = check_datasets(job.datasets, job._path)
+    system_prompt = DEFAULT_EVAL_SYSTEM_PROMPT if job.system_prompt is None else job.system_prompt
+
+    device = pick_device(job)
+    tok = load_tokenizer(job.model_path)
+    model = load_model(job.model_path, device, pick_dtype("auto", device))
+    eos_ids = eos_token_ids(model, tok)
+
+    # read and tokenize everything first: a bad row fails the job before any GPU time is spent
+    work = []
+    for ds in datasets:
+        rows = load_rows(ds)
+        for row in rows:
+            text = eval_prompt(tok, row["question"], system_prompt, job.enable_thinking)
+            row["prompt_ids"] = tok(text, add_special_tokens=False)["input_ids"]
+            if len(row["prompt_ids"]) > ds["max_input_tokens"]:
+                raise InvalidInput(f"prompt of dataset '{ds['name']}' row {row['id']} has "
+                                   f"{len(row['prompt_ids'])} tokens, more than max_input_tokens "
+                                   f"{ds['max_input_tokens']}", file=ds["path"], line=row["line"],
+                                   field="question")
+        work.append((ds, rows))
+
+    os.makedirs(job.output_dir, exist_ok=True)
+    progress = Progress(sum(len(rows) for _, rows in work), "samples")
+    progress.update(0)
+    done, new_tokens, start = 0, 0, time.monotonic()
+    summary = {"model_path": job.model_path, "label": job.label, "datasets": {}}
+    outputs, metrics = {}, {}
+    for ds, rows in work:
+        # similar prompt lengths per batch waste less compute on padding
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]["prompt_ids"]))
+        for b in range(0, len(order), job.batch_size):
+            if stop_requested():
+                raise Terminated(f"stopped by SIGTERM after {done} samples")
+            batch = [rows[i] for i in order[b:b + job.batch_size]]
+            generated = generate(model, tok, [r["prompt_ids"] for r in batch], ds["max_new_tokens"], eos_ids)
+            for row, (ids, truncated) in zip(batch, generated):
+                row["response"] = tok.decode(ids, skip_special_tokens=True)
+                row["correct"], row["extracted"] = grade(row["response"], row["gold"], row["question"])
+                row["output_tokens"], row["truncated"] = len(ids), truncated
+                new_tokens += len(ids)
+            done += len(batch)
+            progress.update(done, tokens_per_s=round(new_tokens / max(time.monotonic() - start, 1e-9), 1))
+
+        out_path = os.path.join(job.output_dir, f"{ds['name']}.jsonl")
+        write_jsonl_atomic(out_path, [
+            {"id": r["id"], "question": r["question"], "ground_truth": r["gold"], "response": r["response"],
+             "extracted": r["extracted"], "correct": bool(r["correct"]), "output_tokens": r["output_tokens"],
+             "truncated": r["truncated"]} for r in rows])
+        n, correct = len(rows), sum(bool(r["correct"]) for r in rows)
+        summary["datasets"][ds["name"]] = {
+            "n": n, "correct": correct, "pass_at_1": correct / n if n else 0.0,
+            "truncated": sum(r["truncated"] for r in rows)}
+        outputs[ds["name"]] = os.path.abspath(out_path)
+        metrics[f"pass_at_1/{ds['name']}"] = summary["datasets"][ds["name"]]["pass_at_1"]
+        log.info("%s: %d/%d correct", ds["name"], correct, n)
+
+    summary_path = os.path.join(job.output_dir, "summary.json")
+    tmp = summary_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(tmp, summary_path)
+    outputs["summary"] = os.path.abspath(summary_path)
+    metrics["tokens_per_s"] = round(new_tokens / max(time.monotonic() - start, 1e-9), 1)
+    return {"outputs": outputs, "metrics": metrics}

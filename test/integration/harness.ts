@@ -1,0 +1,81 @@
+/**
+ * What the integration suites share: a real `temporal server start-dev` on a free port with a
+ * SQLite file, real workers in this process, and the tiny model + arithmetic data built once by
+ * the real make-tiny kernel.
+ */
+import { mkdtempSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { RunConfig, type RunConfigInput } from '../../pipeline/config';
+import { makeTinyAssets } from '../../client/commands/demo';
+import { startDevServer, type DevServer } from '../../client/devServer';
+import { createControlWorker, createGpuWorkers } from '../../workers/createWorkers';
+import { REPO_ROOT } from '../../activities/repoPaths';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Harness {
+  dir: string;
+  server: DevServer;
+  dbFile: string;
+  client: Client;
+  connection: NativeConnection;
+  workers: Worker[];
+  running: Promise<void>[];
+  assets: string;
+  stop(): Promise<void>;
+}
+
+/** Tiny assets live in the checkout (ignored by git) so repeated test runs build them once. */
+export const ASSETS_DIR = path.join(REPO_ROOT, '.wmss', 'test-assets');
+
+export async function startHarness(opts: { workers?: boolean } = {}): Promise<Harness> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-it-'));
+  const dbFile = path.join(dir, 'temporal.db');
+  const server = await startDevServer({ dbFile, port: await freePort(), logFile: path.join(dir, 'temporal.log') });
+  const client = new Client({ connection: await Connection.connect({ address: server.address }) });
+  const connection = await NativeConnection.connect({ address: server.address });
+  mkdirSync(ASSETS_DIR, { recursive: true });
+  await makeTinyAssets(ASSETS_DIR, () => undefined);
+  const workers = opts.workers === false ? [] : [await createControlWorker({ connection }), ...(await createGpuWorkers({ connection, devices: { kind: 'cpu' } }))];
+  const running = workers.map((w) => w.run());
+  return {
+    dir, server, dbFile, client, connection, workers, running, assets: ASSETS_DIR,
+    async stop() {
+      workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown());
+      await Promise.allSettled(running);
+      await connection.close();
+      await client.connection.close();
+      await server.stop();
+    },
+  };
+}
+
+/** A run config small enough for CI: a few optimizer steps per stage, a handful of eval rows. */
+export function tinyRunConfig(assets: string, runDir: string, runName: string, overrides: Partial<RunConfigInput> = {}): RunConfig {
+  const training = { lr: 3e-3, microBatch: 16, gradAccum: 2, maxLength: 96, maxSteps: 6, saveEvery: 3, gradientCheckpointing: false };
+  return RunConfig.parse({
+    runName,
+    runDir,
+    baseModel: path.join(assets, 'tiny-qwen3'),
+    dataFile: path.join(assets, 'data', 'train.jsonl'),
+    device: 'cpu',
+    entropy: { maxLength: 96, batchTokens: 4096 },
+    sft: training,
+    joint: training,
+    eval: { batchSize: 32, datasets: [{ name: 'arithmetic', path: path.join(assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 96, maxNewTokens: 24, limit: 24 }] },
+    ...overrides,
+  });
+}

@@ -1,0 +1,116 @@
+/**
+ * The whole pipeline, steps 0–7, on a real dev server with real workers and real kernels on the
+ * tiny model; then the same JSON through `temporal workflow start`, which must be all cache hits.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import * as A from '../../pipeline/artifacts';
+import { STEPS } from '../../pipeline/steps';
+import type { RunConfig } from '../../pipeline/config';
+import type { PipelineResult } from '../../pipeline/workflowApi';
+import { startPipeline } from '../../client/commands/start';
+import { temporalCli } from '../../client/devServer';
+import { readModelTensors } from '../../activities/store/safetensors';
+import { VENV_BIN } from '../../activities/repoPaths';
+import { startHarness, tinyRunConfig, type Harness } from './harness';
+
+jest.setTimeout(900_000);
+
+let h: Harness;
+let config: RunConfig;
+let first: PipelineResult;
+
+beforeAll(async () => {
+  h = await startHarness();
+  config = tinyRunConfig(h.assets, path.join(h.dir, 'run'), 'it-full');
+}, 300_000);
+
+afterAll(async () => {
+  await h?.stop();
+});
+
+const jsonl = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+const lines = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean);
+
+test('steps 0–7 complete and every artifact has the format of the spec', async () => {
+  const handle = await startPipeline(h.client, config);
+  first = (await handle.result()) as PipelineResult;
+  const run = (rel: string) => path.join(config.runDir, rel);
+  const n = lines(config.dataFile).length;
+
+  for (const [file, field] of [[A.ENTROPY_0, 'entropy_0'], [A.ENTROPY_1, 'entropy_1']] as const) {
+    const rows = jsonl(run(file));
+    expect(rows).toHaveLength(n);
+    rows.forEach((row, i) => {
+      expect(Object.keys(row).sort()).toEqual(['idx', field].sort());
+      expect(row.idx).toBe(i); // sorted by idx; the tiny data's idx are 0..N-1
+      expect(Number.isFinite(row[field])).toBe(true);
+      expect(row[field] as number).toBeGreaterThanOrEqual(0);
+    });
+  }
+  const merged = jsonl(run(A.ENTROPY_MERGED));
+  expect(merged).toHaveLength(n);
+  expect(Object.keys(merged[0]).sort()).toEqual(['entropy_0', 'entropy_1', 'idx']);
+  const positions = lines(run(A.RESAMPLED_POSITIONS)).map(Number);
+  expect(positions).toHaveLength(n); // multiplier 1, duplicates kept (the original's resampling)
+  positions.forEach((p) => expect(p >= 0 && p < n && Number.isInteger(p)).toBe(true));
+
+  // m1 entropy should fall after SFT on the task: the premise of the weighting.
+  const mean = (field: string) => merged.reduce((s, r) => s + (r[field] as number), 0) / n;
+  expect(mean('entropy_1')).toBeLessThan(mean('entropy_0'));
+
+  const sftCheckpoint = first.steps.sft.outputs.checkpoint;
+  expect(sftCheckpoint).toBe(`${A.STAGE1_DIR}/checkpoint-6`);
+  expect(existsSync(run(`${sftCheckpoint}/COMPLETE`))).toBe(true);
+  expect(existsSync(run(`${A.STAGE0_DIR}/config.json`))).toBe(true);
+
+  const fusedConfig = JSON.parse(readFileSync(run(`${A.FUSED_INIT_DIR}/config.json`), 'utf8'));
+  expect(fusedConfig.sub_model_cfgs).toHaveLength(2);
+  expect(fusedConfig.fusion_lambda).toBe(0.5);
+  expect(fusedConfig.architectures).toEqual(['QwenBoostForCausalLM']);
+  const fusedKeys = (await readModelTensors(run(A.FUSED_INIT_DIR))).map((t) => t.name);
+  expect(fusedKeys.every((k) => k.startsWith('sub_models.0.') || k.startsWith('sub_models.1.'))).toBe(true);
+  expect(fusedKeys).toContain('sub_models.1.lm_head.weight');
+
+  const jointCheckpoint = first.steps.joint.outputs.checkpoint;
+  expect(jointCheckpoint).toBe(`${A.stage3Dir(config)}/checkpoint-6`);
+  const extracted = run(A.extractedDir(config));
+  const extractedTensors = await readModelTensors(extracted);
+  const trained = (await readModelTensors(run(jointCheckpoint))).filter((t) => t.name.startsWith('sub_models.1.'));
+  expect(extractedTensors.map((t) => t.name).sort()).toEqual(trained.map((t) => t.name.slice('sub_models.1.'.length)).sort());
+  expect(JSON.parse(readFileSync(path.join(extracted, 'config.json'), 'utf8')).architectures).toEqual(['Qwen3ForCausalLM']);
+  // The extracted model is a plain HF model: transformers loads it and its weights are the strong branch's.
+  const check = execFileSync(path.join(VENV_BIN, 'python'), ['-c', [
+    'import sys, torch; from transformers import AutoModelForCausalLM; from safetensors.torch import load_file',
+    'm = AutoModelForCausalLM.from_pretrained(sys.argv[1])',
+    'fused = load_file(sys.argv[2] + "/model.safetensors")',
+    'w = fused["sub_models.1.model.layers.0.mlp.up_proj.weight"]',
+    'print(torch.equal(m.model.layers[0].mlp.up_proj.weight.to(w.dtype), w))',
+  ].join('\n'), extracted, run(jointCheckpoint)], { encoding: 'utf8' });
+  expect(check.trim().split('\n').pop()).toBe('True');
+
+  for (const label of ['wmss', 'base', 'm1']) {
+    const summary = JSON.parse(readFileSync(run(`${A.RESULTS_DIR}/${label}/summary.json`), 'utf8'));
+    expect(summary.datasets.arithmetic.n).toBe(24);
+    expect(jsonl(run(`${A.RESULTS_DIR}/${label}/arithmetic.jsonl`))).toHaveLength(24);
+    expect(first.accuracy[label].arithmetic).toBeGreaterThanOrEqual(0);
+  }
+  for (const step of STEPS) {
+    expect(existsSync(run(A.manifestPath(step.id)))).toBe(true);
+    expect(first.steps[step.id].cached).toBe(false);
+  }
+});
+
+test('the same JSON started with `temporal workflow start` completes from cache', async () => {
+  expect(first).toBeDefined();
+  const file = path.join(h.dir, 'run.json');
+  writeFileSync(file, JSON.stringify(config));
+  execFileSync(temporalCli(), ['workflow', 'start', '--type', 'wmssPipeline', '--task-queue', 'wmss', '--workflow-id', 'it-cli', '--input-file', file, '--address', h.server.address], { encoding: 'utf8' });
+  const result = (await h.client.workflow.getHandle('it-cli').result()) as PipelineResult;
+  for (const step of STEPS) {
+    expect(result.steps[step.id].cached).toBe(true);
+    expect(result.steps[step.id].cacheKey).toBe(first.steps[step.id].cacheKey);
+  }
+  expect(result.accuracy).toEqual(first.accuracy);
+});
