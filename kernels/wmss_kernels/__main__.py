@@ -48,6 +48,7 @@ def _setup_logging(log_file):
         from transformers.utils import logging as hf_logging
         hf_logging.disable_default_handler()
         hf_logging.enable_propagation()
+        hf_logging.disable_progress_bar()  # tqdm bars are noise in a log file
     except ImportError:
         pass
 

@@ -86,7 +86,7 @@ def _math_verify():
                 boxed_match_priority=0, try_extract_without_anchor=False,
                 normalization_config=LatexNormalizationConfig(
                     basic_latex=True, units=True, malformed_operators=False, nits=False,
-                    boxed="all", equations=True))
+                    boxed="all"))
             _mv = (parse, verify, [latex, ExprExtractionConfig()])
         except ImportError:
             log.warning("math-verify is not installed: grading by numeric comparison only")

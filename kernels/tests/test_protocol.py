@@ -1,0 +1,165 @@
+"""Job and data validation: every invalid input is exit code 2 with an error naming file, line, field."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from wmss_kernels import entropy
+from wmss_kernels.__main__ import main
+from wmss_kernels.data import line_positions, read_records
+from wmss_kernels.jobs import Field, load_job
+from wmss_kernels.protocol import InvalidInput, Progress, emit
+from conftest import KERNELS_DIR, run_kernel
+
+GOOD_JOB = {"log_file": "k.log", "model_path": "m", "data_file": "d.jsonl", "data_format": "messages",
+            "output_path": "o.jsonl", "field": "entropy_0"}
+
+
+def error_lines(capsys):
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 1 and lines[0]["type"] == "error"
+    return lines[0]
+
+
+@pytest.mark.parametrize("change, field, words", [
+    ({"oops": 1}, "oops", "unknown key"),
+    ({"batch_tokens": True}, "batch_tokens", "expected integer"),   # bool is not an int
+    ({"batch_tokens": "8"}, "batch_tokens", "expected integer"),
+    ({"limit": 1.5}, "limit", "expected integer or null"),
+    ({"definition": "other"}, "definition", "expected one of"),
+    ({"model_path": None}, "model_path", "expected string"),
+    ({"seed": 1.0}, "seed", "expected integer"),
+    ({"device": "tpu"}, "device", "expected one of"),
+])
+def test_invalid_job(tmp_path, capsys, change, field, words):
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({**GOOD_JOB, **change}))
+    assert main(["entropy", "--job", str(path)]) == 2
+    err = error_lines(capsys)
+    assert err["error_type"] == "InvalidInput" and err["field"] == field and err["file"] == str(path)
+    assert str(path) in err["message"] and f"'{field}'" in err["message"] and words in err["message"]
+
+
+@pytest.mark.parametrize("missing", ["log_file", "model_path", "field"])
+def test_missing_job_field(tmp_path, capsys, missing):
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({k: v for k, v in GOOD_JOB.items() if k != missing}))
+    assert main(["entropy", "--job", str(path)]) == 2
+    err = error_lines(capsys)
+    assert err["field"] == missing and "missing" in err["message"] and str(path) in err["message"]
+
+
+def test_unreadable_or_bad_job_file(tmp_path, capsys):
+    assert main(["entropy", "--job", str(tmp_path / "nope.json")]) == 2
+    assert "nope.json" in error_lines(capsys)["message"]
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["entropy", "--job", str(tmp_path / "bad.json")]) == 2
+    assert "bad.json" in error_lines(capsys)["message"]
+
+
+def test_job_defaults_and_types(tmp_path):
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({"log_file": "x", "lr": 1, "extra": {"a": 1}, "n": None}))
+    job = load_job(str(path), {"lr": Field(float), "extra": Field(dict, None),
+                               "n": Field((int, type(None)), None), "k": Field(list, [])})
+    assert job.lr == 1.0 and isinstance(job.lr, float) and job.extra == {"a": 1} and job.n is None
+    assert job.k == [] and job.device == "auto" and job.seed == 42 and job.threads is None
+
+
+def write_lines(tmp_path, lines, raw=None):
+    path = tmp_path / "data.jsonl"
+    if raw is not None:
+        path.write_bytes(raw)
+    else:
+        path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+def rec(idx, user="q", assistant="a"):
+    msgs = [{"role": "user", "content": user}] if user is not None else []
+    msgs += [{"role": "assistant", "content": assistant}] if assistant is not None else []
+    return {"idx": idx, "messages": msgs}
+
+
+@pytest.mark.parametrize("bad, field", [
+    ("{not json", None),
+    ("[1, 2]", None),
+    ({"idx": 5}, "messages"),
+    ({"idx": 5, "messages": "hi"}, "messages"),
+    ({"messages": rec(0)["messages"]}, "idx"),
+    ({"idx": "5", "messages": rec(0)["messages"]}, "idx"),
+    (rec(0), "idx"),                                  # duplicate of line 1
+    (rec(5, assistant=None), "messages"),            # no assistant turn
+    (rec(5, user=None), "messages"),                 # no user turn
+    ({"idx": 5, "messages": [{"role": "user", "content": ["x"]}]}, "messages[0].content"),
+])
+def test_invalid_messages_file(tmp_path, bad, field):
+    # the bad record sits on line 3, after an empty line 2 (empty lines still count)
+    path = write_lines(tmp_path, [rec(0), "", bad, rec(9)])
+    with pytest.raises(InvalidInput) as e:
+        read_records(str(path), "messages")
+    err = e.value
+    assert err.exit_code == 2 and err.file == str(path) and err.line == 3 and err.field == field
+    assert f"{path} line 3" in err.message
+    if field:
+        assert f"'{field}'" in err.message
+
+
+def test_invalid_utf8_and_gsm8k(tmp_path):
+    path = write_lines(tmp_path, None, raw=json.dumps(rec(0)).encode() + b'\n{"idx": "\xff"}\n')
+    with pytest.raises(InvalidInput, match="line 2: invalid UTF-8"):
+        read_records(str(path), "messages")
+    path = write_lines(tmp_path, [{"question": "q", "answer": "4\n#### 4"}, {"question": "q"}])
+    with pytest.raises(InvalidInput, match="line 2: field 'answer': missing"):
+        read_records(str(path), "gsm8k")
+
+
+def test_records_and_positions(tmp_path):
+    path = write_lines(tmp_path, [rec(7, " hi ", " yes "), "", rec(3)])
+    records = read_records(str(path), "messages")
+    assert [(r.idx, r.prompt, r.completion, r.line) for r in records] == [(7, "hi", "yes", 1), (3, "q", "a", 3)]
+    assert line_positions(str(path)) == [1, 3]
+    path = write_lines(tmp_path, [{"question": "Q ", "answer": "He has 2+3=<<2+3=5>>5 cats.\n#### 1,005"}])
+    (r,) = read_records(str(path), "gsm8k")
+    assert (r.idx, r.prompt) == (0, "Q")
+    assert r.completion == "<think>He has 2+3=5 cats.</think> <answer>\\boxed{1005}</answer>"
+
+
+def test_progress_throttles(capsys):
+    p = Progress(10, "steps", every_s=3600)
+    for done in range(11):
+        p.update(done, loss=0.5)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["done"] for e in lines] == [0, 10] and lines[0] == {"type": "progress", "done": 0, "total": 10,
+                                                                   "unit": "steps", "loss": 0.5}
+    emit("progress", done=1, total=2, unit="steps", loss=float("nan"))
+    assert json.loads(capsys.readouterr().out)["loss"] is None  # NaN is not JSON
+
+
+def test_cli_usage_errors(tmp_path):
+    env_cmd = [sys.executable, "-m", "wmss_kernels"]
+    for args in (["frobnicate", "--job", "x.json"], ["entropy"], []):
+        proc = subprocess.run(env_cmd + args, cwd=tmp_path, capture_output=True, text=True,
+                              env={"PYTHONPATH": str(KERNELS_DIR), "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 2
+        (line,) = proc.stdout.splitlines()
+        assert json.loads(line)["error_type"] == "InvalidInput"
+
+
+def test_cli_invalid_job_and_data(tiny_model, tmp_path):
+    rc, events = run_kernel("entropy", {**GOOD_JOB, "log_file": str(tmp_path / "k.log"), "batch_tokens": False},
+                            tmp_path)
+    assert rc == 2 and events[-1]["type"] == "error" and events[-1]["field"] == "batch_tokens"
+    data = write_lines(tmp_path, [rec(0), rec(1), rec(1)])
+    rc, events = run_kernel("entropy", {**GOOD_JOB, "log_file": str(tmp_path / "k.log"),
+                                        "model_path": tiny_model.model_dir, "data_file": str(data),
+                                        "output_path": str(tmp_path / "o.jsonl")}, tmp_path)
+    assert rc == 2 and [e["type"] for e in events] == ["error"]
+    assert events[0]["line"] == 3 and events[0]["field"] == "idx" and str(data) in events[0]["message"]
+    assert "InvalidInput" in (tmp_path / "k.log").read_text()  # logs go to the log file
+    rc, events = run_kernel("entropy", {**GOOD_JOB, "log_file": str(tmp_path / "k.log"),
+                                        "model_path": str(tmp_path), "data_file": tiny_model.train_file,
+                                        "output_path": str(tmp_path / "o.jsonl")}, tmp_path)
+    assert rc == 2 and "config.json" in events[-1]["message"] and events[-1]["file"] == str(tmp_path)
