@@ -90,7 +90,7 @@ export const EvalDatasetConfig = z
 
 export const EvalConfig = z
   .object({
-    datasets: z.array(EvalDatasetConfig).min(1).default([{ name: 'gsm8k', path: 'bundled:gsm8k', format: 'gsm8k', expectedRows: 1319, maxInputTokens: 4096, maxNewTokens: 4096 }]),
+    datasets: z.array(EvalDatasetConfig).min(1).describe('Each: {name, path (file or bundled:gsm8k), format gsm8k|json|jsonl, expectedRows?, maxInputTokens (4096), maxNewTokens (4096), limit?}. Default: the bundled GSM8K test split.').default([{ name: 'gsm8k', path: 'bundled:gsm8k', format: 'gsm8k', expectedRows: 1319, maxInputTokens: 4096, maxNewTokens: 4096 }]),
     batchSize: positiveInt().default(16).describe('Prompts per generation batch.'),
     systemPrompt: z.string().optional().describe('Evaluation system prompt; default the kernel\'s (WMSS-SPEC §4).'),
     enableThinking: z.boolean().default(true),
@@ -112,7 +112,7 @@ export const RunConfig = z
     runDir: relOrAbsPath().describe('Directory of all artifacts (the original\'s $outdir). `wmss start` makes it absolute.'),
     baseModel: relOrAbsPath().describe('Local Hugging Face model directory of the base model (nothing is downloaded).'),
     dataFile: relOrAbsPath().describe('Training data JSONL: {"idx", "messages"} records (WMSS-SPEC §3.2), or GSM8K-style {"question","answer"} with dataFormat gsm8k.'),
-    dataFormat: z.enum(['messages', 'gsm8k']).default('messages'),
+    dataFormat: z.enum(['messages', 'gsm8k']).default('messages').describe('messages = the original\'s records (first user and assistant turn used); gsm8k = {"question","answer"} lines, answer after ####.'),
     device: z.enum(['auto', 'cpu', 'cuda']).default('auto').describe('Where kernels run; auto = CUDA when the worker has a GPU.'),
     entropy: EntropyConfig.default(EntropyConfig.parse({})),
     sft: SftConfig.default(SftConfig.parse({})),

@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from wmss_kernels import entropy
 from wmss_kernels.__main__ import main
 from wmss_kernels.data import line_positions, read_records
 from wmss_kernels.jobs import Field, load_job
+from wmss_kernels.modeling import check_model_dir, load_tokenizer
 from wmss_kernels.protocol import InvalidInput, Progress, emit
 from conftest import KERNELS_DIR, run_kernel
 
@@ -159,7 +159,14 @@ def test_cli_invalid_job_and_data(tiny_model, tmp_path):
     assert rc == 2 and [e["type"] for e in events] == ["error"]
     assert events[0]["line"] == 3 and events[0]["field"] == "idx" and str(data) in events[0]["message"]
     assert "InvalidInput" in (tmp_path / "k.log").read_text()  # logs go to the log file
-    rc, events = run_kernel("entropy", {**GOOD_JOB, "log_file": str(tmp_path / "k.log"),
-                                        "model_path": str(tmp_path), "data_file": tiny_model.train_file,
-                                        "output_path": str(tmp_path / "o.jsonl")}, tmp_path)
-    assert rc == 2 and "config.json" in events[-1]["message"] and events[-1]["file"] == str(tmp_path)
+
+
+def test_model_dir_checks(tmp_path):
+    with pytest.raises(InvalidInput, match="config.json") as e:
+        check_model_dir(str(tmp_path))
+    assert e.value.file == str(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(InvalidInput, match="no weights"):
+        check_model_dir(str(tmp_path))
+    with pytest.raises(InvalidInput, match="no tokenizer"):
+        load_tokenizer(str(tmp_path))

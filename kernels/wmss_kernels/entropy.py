@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .chat import entropy_texts, tokenize_pair
 from .data import read_records
 from .jobs import Field
-from .modeling import load_model, load_tokenizer, pick_device, pick_dtype
+from .modeling import check_model_dir, load_model, load_tokenizer, pick_device, pick_dtype
 from .protocol import InvalidInput, Progress, Terminated, stop_requested
 
 FIELDS = {
@@ -135,6 +135,7 @@ def run(job):
     records = read_records(job.data_file, job.data_format)
     positions = select_positions(len(records), job.limit, job.shard, path)
     device = pick_device(job)
+    check_model_dir(job.model_path)
     tok = load_tokenizer(job.model_path)
     model = load_model(job.model_path, device, pick_dtype(job.dtype, device))
     # one float32 copy of the output projection for the whole run, not one per chunk

@@ -19,7 +19,7 @@ from .data import gsm8k_final, iter_json_lines
 from .entropy import write_jsonl_atomic
 from .grading import grade
 from .jobs import Field
-from .modeling import load_model, load_tokenizer, pick_device, pick_dtype
+from .modeling import check_model_dir, load_model, load_tokenizer, pick_device, pick_dtype
 from .protocol import InvalidInput, Progress, Terminated, stop_requested
 
 FIELDS = {
@@ -184,6 +184,7 @@ def run(job):
     system_prompt = DEFAULT_EVAL_SYSTEM_PROMPT if job.system_prompt is None else job.system_prompt
 
     device = pick_device(job)
+    check_model_dir(job.model_path)
     tok = load_tokenizer(job.model_path)
     model = load_model(job.model_path, device, pick_dtype("auto", device))
     eos_ids = eos_token_ids(model, tok)

@@ -47,6 +47,8 @@ def load_tokenizer(path):
 
     if not os.path.isdir(path):
         raise InvalidInput("tokenizer directory does not exist", file=path)
+    if not any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json")):
+        raise InvalidInput("directory has no tokenizer (tokenizer.json / tokenizer_config.json)", file=path)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

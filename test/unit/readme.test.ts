@@ -1,0 +1,18 @@
+/** The README's configuration reference is generated from the schema; this keeps it current. */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { configReference } from '../../client/configReference';
+
+test('README configuration reference matches the schema (regenerate: npm run readme)', () => {
+  const readme = readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
+  const block = readme.split('<!-- config-reference:start -->')[1]?.split('<!-- config-reference:end -->')[0];
+  expect(block?.trim()).toBe(configReference().trim());
+});
+
+test('the reference documents every top-level field with a default or as required', () => {
+  const table = configReference();
+  for (const field of ['runName', 'runDir', 'baseModel', 'dataFile', 'joint.fusionLambda', 'extract.submodelIdx', 'weighting.formula', 'resample.dedupe', 'entropy.definition']) {
+    expect(table).toMatch(new RegExp('\\| `' + field.replace('.', '\\.') + '` \\|'));
+  }
+  expect(table).toMatch(/\| `runName` \| string \| \*\*required\*\* \|/);
+});
