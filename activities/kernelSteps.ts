@@ -19,6 +19,8 @@ export interface GpuWorkerContext {
   devices: DeviceSet;
   /** Serialises GPU activities of one worker across its task queues: one kernel owns the devices at a time. */
   exclusive: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** CPU threads per kernel (torch.set_num_threads); unset = torch's default (all cores). */
+  threads?: number;
 }
 
 /** Kernel code version; part of every GPU step's cache key so a kernel change re-runs its steps. */
@@ -65,6 +67,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
       log_file: path.join(run.runDir, A.LOGS_DIR, `${input.stepId}.log`),
       device: device(input.config, ctx.devices),
       seed: job.seed ?? 42,
+      threads: ctx.threads ?? null,
     } as KernelJob<V>;
     return ctx.exclusive(() =>
       runKernel(verb, full, {

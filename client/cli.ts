@@ -54,11 +54,12 @@ export function buildProgram(): Command {
     .command('worker <kind>')
     .description('run a worker: control (workflows + CPU steps) or gpu (kernel steps)')
     .option('--gpus <set>', 'devices this GPU worker owns: cpu, or a list like 0,1', 'cpu')
+    .option('--threads <n>', 'CPU threads per kernel (default: all cores)')
     .option('--control-queue <name>', 'control task queue', 'wmss')
     .option('--gpu-queue <name>', 'GPU task queue', 'wmss-gpu')
     .action(async (kind: string, o) => {
       if (kind !== 'control' && kind !== 'gpu') throw new Error(`worker kind must be control or gpu, not "${kind}"`);
-      await startWorker(kind, { gpus: o.gpus, controlQueue: o.controlQueue, gpuQueue: o.gpuQueue });
+      await startWorker(kind, { gpus: o.gpus, threads: o.threads, controlQueue: o.controlQueue, gpuQueue: o.gpuQueue });
     });
 
   program

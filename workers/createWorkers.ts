@@ -54,9 +54,9 @@ export async function createControlWorker(opts: WorkerSetOptions, extra: Partial
   });
 }
 
-export async function createGpuWorkers(opts: WorkerSetOptions & { devices: DeviceSet }, extra: Partial<WorkerOptions> = {}): Promise<Worker[]> {
+export async function createGpuWorkers(opts: WorkerSetOptions & { devices: DeviceSet; threads?: number }, extra: Partial<WorkerOptions> = {}): Promise<Worker[]> {
   const exclusive = createExclusive();
-  const activities = withResolvedPaths(kernelSteps({ devices: opts.devices, exclusive }));
+  const activities = withResolvedPaths(kernelSteps({ devices: opts.devices, exclusive, threads: opts.threads }));
   const base = opts.gpuQueue ?? 'wmss-gpu';
   const queues = [base, `${base}@${workerHost(opts.host)}`];
   return Promise.all(

@@ -5,6 +5,8 @@ import { describeDeviceSet, parseDeviceSet } from './deviceSet';
 
 export interface WorkerCliOptions {
   gpus?: string;
+  /** CPU threads per kernel. */
+  threads?: string;
   address?: string;
   namespace?: string;
   controlQueue?: string;
@@ -20,7 +22,7 @@ export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOption
     const workers =
       kind === 'control'
         ? [await createControlWorker(common)]
-        : await createGpuWorkers({ ...common, devices: parseDeviceSet(opts.gpus ?? 'cpu') });
+        : await createGpuWorkers({ ...common, devices: parseDeviceSet(opts.gpus ?? 'cpu'), threads: opts.threads ? Number(opts.threads) : undefined });
     const queues = workers.map((w) => w.options.taskQueue).join(', ');
     const devices = kind === 'gpu' ? ` on ${describeDeviceSet(parseDeviceSet(opts.gpus ?? 'cpu'))}` : '';
     console.log(`wmss ${kind} worker${devices} @ ${workerHost()} serving ${queues} at ${address} (namespace ${namespace})`);

@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { NativeConnection } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import type { RunConfigInput } from '../../pipeline/config';
 import { RunConfig } from '../../pipeline/config';
 import { workflowIdFor, type PipelineResult } from '../../pipeline/workflowApi';
@@ -15,7 +15,7 @@ import { createControlWorker, createGpuWorkers } from '../../workers/createWorke
 import { connectClient, temporalTarget, webUiLink } from '../connection';
 import { serverAnswers, startDevServer, type DevServer } from '../devServer';
 import { startPipeline } from './start';
-import { renderSnapshot, snapshotRun } from './status';
+import { describeProgress, snapshotRun, type RunSnapshot } from './status';
 
 export interface DemoOptions {
   dir: string;
@@ -28,7 +28,8 @@ export interface DemoOptions {
 /** Hyper-parameters sized so the tiny model learns the task in about a minute on 2 cores. */
 export function demoConfig(dir: string, runName: string): RunConfigInput {
   const assets = path.join(dir, 'assets');
-  const training = { lr: 3e-3, warmupRatio: 0.05, microBatch: 32, gradAccum: 1, maxLength: 96, saveEvery: 20, gradientCheckpointing: false };
+  // Measured on 2 cores: ~1000 SFT steps take the tiny model from 0 % to ~20 % greedy accuracy.
+  const training = { lr: 3e-3, warmupRatio: 0.05, microBatch: 16, gradAccum: 1, maxLength: 96, saveEvery: 200, gradientCheckpointing: false };
   return {
     runName,
     runDir: path.join(dir, 'run'),
@@ -37,12 +38,29 @@ export function demoConfig(dir: string, runName: string): RunConfigInput {
     dataFormat: 'messages',
     device: 'cpu',
     entropy: { maxLength: 96, batchTokens: 8192 },
-    sft: { ...training, epochs: 3 },
-    joint: { ...training, epochs: 1 },
+    sft: { ...training, epochs: 8 },
+    joint: { ...training, epochs: 2 },
     eval: {
       batchSize: 64,
       datasets: [{ name: 'arithmetic', path: path.join(assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 96, maxNewTokens: 40 }],
     },
+  };
+}
+
+/** Prints a line when a step changes state, and a running step's progress every 15 s. */
+function progressReporter(log: (s: string) => void, started: number) {
+  const seen = new Map<string, { state: string; at: number }>();
+  return (snap: RunSnapshot) => {
+    const clock = `[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s]`;
+    for (const step of snap.progress.steps) {
+      const before = seen.get(step.id);
+      const beat = snap.heartbeats.find((h) => h.stepId === step.id);
+      const changed = before?.state !== step.state;
+      if (step.state === 'pending' || (!changed && (step.state !== 'running' || Date.now() - before!.at < 15_000))) continue;
+      const detail = step.state === 'running' ? describeProgress(beat?.details) : step.error ? step.error.message.split('\n')[0] : '';
+      log(`${clock} step ${step.number.padEnd(2)} ${step.title.padEnd(50)} ${step.state}${detail ? `  ${detail}` : ''}`);
+      seen.set(step.id, { state: step.state, at: Date.now() });
+    }
   };
 }
 
@@ -59,6 +77,8 @@ export async function makeTinyAssets(assets: string, log: (s: string) => void): 
 export async function runDemo(opts: DemoOptions, log: (s: string) => void = console.log): Promise<number> {
   const started = Date.now();
   const dir = path.resolve(opts.dir);
+  // Worker state changes are noise next to the demo's own progress lines.
+  Runtime.install({ logger: new DefaultLogger('WARN') });
   const target = temporalTarget();
   let server: DevServer | undefined;
   if (!(await serverAnswers(target.address))) {
@@ -74,20 +94,18 @@ export async function runDemo(opts: DemoOptions, log: (s: string) => void = cons
   const config = RunConfig.parse(demoConfig(dir, opts.runName));
 
   const connection = await NativeConnection.connect({ address: target.address });
-  const workers = [await createControlWorker({ connection }), ...(await createGpuWorkers({ connection, devices: { kind: 'cpu' } }))];
+  const workers = [await createControlWorker({ connection }), ...(await createGpuWorkers({ connection, devices: { kind: 'cpu' }, threads: 1 }))];
   const running = workers.map((w) => w.run());
   const client = await connectClient(target);
   const workflowId = workflowIdFor(config.runName);
   try {
     const handle = await startPipeline(client, config, workflowId);
     log(`started ${workflowId}; Web UI: ${webUiLink(workflowId, target)}`);
-    let last = '';
     const result = handle.result() as Promise<PipelineResult>;
+    const reporter = progressReporter(log, started);
     for (;;) {
-      const done = await Promise.race([result.then(() => true, () => true), new Promise((r) => setTimeout(() => r(false), 3000))]);
-      const text = renderSnapshot(await snapshotRun(client, workflowId)).split('\n').filter((l) => !l.includes(' pending')).join('\n');
-      if (text !== last) log(text);
-      last = text;
+      const done = await Promise.race([result.then(() => true, () => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
+      reporter(await snapshotRun(client, workflowId));
       if (done) break;
     }
     const outcome = await result;

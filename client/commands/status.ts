@@ -24,7 +24,7 @@ export async function snapshotRun(client: Client, workflowId: string): Promise<R
   return { progress, heartbeats, workflowStatus: description.status.name };
 }
 
-function fmtProgress(p?: StepProgress): string {
+export function describeProgress(p?: StepProgress): string {
   if (!p || !p.total) return '';
   const pct = Math.floor((100 * p.done) / p.total);
   const parts = [`${p.done}/${p.total} ${p.unit} (${pct}%)`];
@@ -38,7 +38,7 @@ export function renderSnapshot(s: RunSnapshot): string {
   const lines = [`run ${s.progress.runName}: ${s.progress.status} (workflow ${s.workflowStatus.toLowerCase()})  dir ${s.progress.runDir}`];
   for (const step of s.progress.steps) {
     const running = s.heartbeats.find((h) => h.stepId === step.id);
-    const extra = step.state === 'running' ? `${fmtProgress(running?.details)}${running && running.attempt > 1 ? ` · attempt ${running.attempt}` : ''}` : step.error ? `${step.error.type ?? 'error'}: ${step.error.message.split('\n')[0]}` : '';
+    const extra = step.state === 'running' ? `${describeProgress(running?.details)}${running && running.attempt > 1 ? ` · attempt ${running.attempt}` : ''}` : step.error ? `${step.error.type ?? 'error'}: ${step.error.message.split('\n')[0]}` : '';
     lines.push(`  ${step.number.padEnd(3)} ${step.title.padEnd(52)} ${step.state.padEnd(10)} ${extra}`);
   }
   return lines.join('\n');

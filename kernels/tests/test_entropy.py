@@ -10,7 +10,7 @@ from wmss_kernels.jobs import load_job
 from wmss_kernels.modeling import load_model, load_tokenizer
 from conftest import run_kernel
 
-LIMIT = 48
+LIMIT = 24
 
 
 @pytest.fixture(scope="module")

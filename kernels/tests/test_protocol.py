@@ -10,7 +10,7 @@ from wmss_kernels.__main__ import main
 from wmss_kernels.data import line_positions, read_records
 from wmss_kernels.jobs import Field, load_job
 from wmss_kernels.modeling import check_model_dir, load_tokenizer
-from wmss_kernels.protocol import InvalidInput, Progress, emit
+from wmss_kernels.protocol import InvalidInput, OutOfMemory, Progress, Terminated, emit
 from conftest import KERNELS_DIR, run_kernel
 
 GOOD_JOB = {"log_file": "k.log", "model_path": "m", "data_file": "d.jsonl", "data_format": "messages",
@@ -148,17 +148,22 @@ def test_cli_usage_errors(tmp_path):
         assert json.loads(line)["error_type"] == "InvalidInput"
 
 
-def test_cli_invalid_job_and_data(tiny_model, tmp_path):
-    rc, events = run_kernel("entropy", {**GOOD_JOB, "log_file": str(tmp_path / "k.log"), "batch_tokens": False},
-                            tmp_path)
-    assert rc == 2 and events[-1]["type"] == "error" and events[-1]["field"] == "batch_tokens"
+def test_cli_invalid_job(tmp_path):
+    rc, events = run_kernel("entropy", {**GOOD_JOB, "batch_tokens": False}, tmp_path)
+    assert rc == 2 and [e["type"] for e in events] == ["error"] and events[0]["field"] == "batch_tokens"
+
+
+def test_invalid_data_file_through_main(tmp_path, capsys, monkeypatch):
+    from wmss_kernels import __main__ as entry
+
+    monkeypatch.setattr(entry, "_setup_logging", lambda log_file: None)  # keep pytest's stdout
     data = write_lines(tmp_path, [rec(0), rec(1), rec(1)])
-    rc, events = run_kernel("entropy", {**GOOD_JOB, "log_file": str(tmp_path / "k.log"),
-                                        "model_path": tiny_model.model_dir, "data_file": str(data),
-                                        "output_path": str(tmp_path / "o.jsonl")}, tmp_path)
-    assert rc == 2 and [e["type"] for e in events] == ["error"]
-    assert events[0]["line"] == 3 and events[0]["field"] == "idx" and str(data) in events[0]["message"]
-    assert "InvalidInput" in (tmp_path / "k.log").read_text()  # logs go to the log file
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({**GOOD_JOB, "data_file": str(data)}))
+    assert main(["entropy", "--job", str(job)]) == 2
+    err = error_lines(capsys)
+    assert (err["file"], err["line"], err["field"]) == (str(data), 3, "idx")
+    assert f"{data} line 3: field 'idx': duplicate idx 1 (first on line 2)" == err["message"]
 
 
 def test_model_dir_checks(tmp_path):
@@ -170,3 +175,40 @@ def test_model_dir_checks(tmp_path):
         check_model_dir(str(tmp_path))
     with pytest.raises(InvalidInput, match="no tokenizer"):
         load_tokenizer(str(tmp_path))
+
+
+@pytest.mark.parametrize("exc, code, error_type", [
+    (RuntimeError("boom"), 1, "KernelCrashed"),
+    (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), 3, "KernelOutOfMemory"),
+    (Terminated(), 4, "KernelTerminated"),
+    (OutOfMemory("simulated"), 3, "KernelOutOfMemory"),
+])
+def test_exceptions_map_to_exit_codes(tmp_path, capsys, monkeypatch, exc, code, error_type):
+    import types
+
+    from wmss_kernels import __main__ as entry
+
+    def run(job):
+        raise exc
+
+    monkeypatch.setitem(sys.modules, "wmss_kernels._fake", types.SimpleNamespace(FIELDS={}, run=run))
+    monkeypatch.setitem(entry.VERBS, "fake", "_fake")
+    monkeypatch.setattr(entry, "_setup_logging", lambda log_file: None)  # keep pytest's stdout
+    (tmp_path / "job.json").write_text(json.dumps({"log_file": str(tmp_path / "log")}))
+    assert main(["fake", "--job", str(tmp_path / "job.json")]) == code
+    assert error_lines(capsys)["error_type"] == error_type
+
+
+def test_result_line(tmp_path, capsys, monkeypatch):
+    import types
+
+    from wmss_kernels import __main__ as entry
+
+    module = types.SimpleNamespace(FIELDS={"n": Field(int)},
+                                   run=lambda job: {"outputs": {"x": "/a"}, "metrics": {"n": job.n}})
+    monkeypatch.setitem(sys.modules, "wmss_kernels._fake", module)
+    monkeypatch.setitem(entry.VERBS, "fake", "_fake")
+    monkeypatch.setattr(entry, "_setup_logging", lambda log_file: None)
+    (tmp_path / "job.json").write_text(json.dumps({"log_file": "l", "n": 3}))
+    assert main(["fake", "--job", str(tmp_path / "job.json")]) == 0
+    assert json.loads(capsys.readouterr().out) == {"type": "result", "outputs": {"x": "/a"}, "metrics": {"n": 3}}

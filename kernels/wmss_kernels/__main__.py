@@ -37,8 +37,11 @@ def _parse_args(argv):
 
 
 def _setup_logging(log_file):
-    os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-    handle = open(log_file, "a", buffering=1, encoding="utf-8")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        handle = open(log_file, "a", buffering=1, encoding="utf-8")
+    except OSError as e:
+        raise InvalidInput(f"cannot open the log file: {e.strerror or e}", file=log_file, field="log_file")
     protocol.take_stdout(handle)  # from here on, stray prints land in the log
     logging.basicConfig(stream=handle, level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -43,12 +43,12 @@ def load_model(path, device, dtype):
 
 
 def load_tokenizer(path):
-    from transformers import AutoTokenizer
-
     if not os.path.isdir(path):
         raise InvalidInput("tokenizer directory does not exist", file=path)
     if not any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json")):
         raise InvalidInput("directory has no tokenizer (tokenizer.json / tokenizer_config.json)", file=path)
+    from transformers import AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

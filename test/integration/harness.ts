@@ -8,7 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, type Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { RunConfig, type RunConfigInput } from '../../pipeline/config';
 import { makeTinyAssets } from '../../client/commands/demo';
 import { startDevServer, type DevServer } from '../../client/devServer';
@@ -41,7 +41,13 @@ export interface Harness {
 /** Tiny assets live in the checkout (ignored by git) so repeated test runs build them once. */
 export const ASSETS_DIR = path.join(REPO_ROOT, '.wmss', 'test-assets');
 
+let runtimeInstalled = false;
+
 export async function startHarness(opts: { workers?: boolean } = {}): Promise<Harness> {
+  if (!runtimeInstalled) {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+    runtimeInstalled = true;
+  }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-it-'));
   const dbFile = path.join(dir, 'temporal.db');
   const server = await startDevServer({ dbFile, port: await freePort(), logFile: path.join(dir, 'temporal.log') });
@@ -49,7 +55,7 @@ export async function startHarness(opts: { workers?: boolean } = {}): Promise<Ha
   const connection = await NativeConnection.connect({ address: server.address });
   mkdirSync(ASSETS_DIR, { recursive: true });
   await makeTinyAssets(ASSETS_DIR, () => undefined);
-  const workers = opts.workers === false ? [] : [await createControlWorker({ connection }), ...(await createGpuWorkers({ connection, devices: { kind: 'cpu' } }))];
+  const workers = opts.workers === false ? [] : [await createControlWorker({ connection }), ...(await createGpuWorkers({ connection, devices: { kind: 'cpu' }, threads: 1 }))];
   const running = workers.map((w) => w.run());
   return {
     dir, server, dbFile, client, connection, workers, running, assets: ASSETS_DIR,
