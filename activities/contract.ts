@@ -6,3 +6,8 @@ import type { ActivityName, StepInput, StepResult } from '../pipeline/steps';
 
 export type StepActivities = Record<ActivityName, (input: StepInput) => Promise<StepResult>>;
 export type { StepInput, StepResult };
+
+/** Asked by the workflow with local storage, to learn which host a free GPU worker is on. */
+export interface PlacementActivities {
+  workerHost(): Promise<string>;
+}

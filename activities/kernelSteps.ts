@@ -14,6 +14,7 @@ import { runStep } from './store/artifactStore';
 import { digestPath } from './store/digest';
 import { kernelEnv, type DeviceSet } from '../workers/deviceSet';
 import { resolveRun, type ResolvedRun } from './runPaths';
+import { exportOnnxStep } from './onnx/exportStep';
 
 export interface GpuWorkerContext {
   devices: DeviceSet;
@@ -83,6 +84,12 @@ export function kernelSteps(ctx: GpuWorkerContext) {
   const relative = (run: ResolvedRun, p: string) => path.relative(run.runDir, p).split(path.sep).join('/');
 
   return {
+    /** ONNX export for the onnx backend (steps onnxBase, onnxM1, onnxWmss): activities/onnx/exportStep.ts. */
+    async exportOnnx(input: StepInput): Promise<StepResult> {
+      const run = resolveRun(input.config);
+      return exportOnnxStep(input, run, (job) => kernel(input, run, 'export-onnx', job));
+    },
+
     async computeEntropy(input: StepInput): Promise<StepResult> {
       const run = resolveRun(input.config);
       const { config } = input;

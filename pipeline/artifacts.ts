@@ -18,6 +18,11 @@ export const STAGE1_DIR = 'stage1_m1';
 export const STAGE0_DIR = 'stage0_m0';
 export const FUSED_INIT_DIR = 'ensemble_m1_m2';
 export const RESULTS_DIR = 'results';
+/** ONNX exports of the onnx backend (export-onnx kernel): graphs, manifest and tokenizer files. */
+export const ONNX_DIR = 'onnx';
+export const ONNX_BASE = `${ONNX_DIR}/base`;
+export const ONNX_M1 = `${ONNX_DIR}/m1`;
+export const ONNX_WMSS = `${ONNX_DIR}/wmss`;
 export const LOGS_DIR = 'logs';
 /** Step manifests (wmss-step.json per step): the commit point of every step. */
 export const MANIFESTS_DIR = '.wmss/manifests';

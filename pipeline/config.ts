@@ -17,7 +17,7 @@ const trainingFields = {
   maxGradNorm: z.number().positive().default(1.0).describe('Gradient clipping norm.'),
   epochs: z.number().positive().default(1).describe('Epochs over the training set (original: 1).'),
   microBatch: positiveInt().default(1).describe('Sequences per device per forward pass.'),
-  gradAccum: positiveInt().default(32).describe('Micro-batches per optimizer step. Global batch = microBatch × gradAccum × GPUs (original: 1 × 32 × 8 = 256).'),
+  gradAccum: positiveInt().default(256).describe('Micro-batches per optimizer step, all devices together: global batch = microBatch × gradAccum whatever the number of GPUs (each of N runs gradAccum / N; must divide). Original: 1 × 32 per GPU × 8 GPUs = 256.'),
   maxLength: positiveInt().default(4096).describe('Truncation length in tokens (original: 4096).'),
   maxSteps: positiveInt().optional().describe('Optimizer steps; default floor(N × epochs / global batch), as the original.'),
   saveEvery: z.number().int().min(0).default(50).describe('Optimizer steps between resumable checkpoints (0 = only at the end). A crash loses at most this much work.'),
@@ -48,6 +48,7 @@ export const EntropyConfig = z
     maxLength: positiveInt().default(8192).describe('Truncation length for entropy scoring (original: 8192).'),
     batchTokens: positiveInt().default(16384).describe('Padded tokens per batch (length-bucketed).'),
     vocabChunk: positiveInt().default(1024).describe('Positions per chunk of the fp32 entropy computation; bounds memory for large vocabularies.'),
+    backend: z.enum(['torch', 'onnx']).default('torch').describe('torch = the PyTorch kernel on a GPU worker; onnx = onnxruntime-node on an onnx worker (CPU, no Python), after an export step (README "ONNX backend").'),
   })
   .strict();
 
@@ -95,6 +96,7 @@ export const EvalConfig = z
     systemPrompt: z.string().optional().describe('Evaluation system prompt; default the kernel\'s (WMSS-SPEC §4).'),
     enableThinking: z.boolean().default(true),
     baselines: z.boolean().default(true).describe('Also evaluate the base model and m1, for the side-by-side report.'),
+    backend: z.enum(['torch', 'onnx']).default('torch').describe('torch = transformers generate on a GPU worker; onnx = greedy decoding with onnxruntime-node on an onnx worker (numeric grading only; README "ONNX backend").'),
   })
   .strict();
 
@@ -103,6 +105,10 @@ export const PlacementConfig = z
     storage: z.enum(['shared', 'local']).default('shared').describe('shared: any worker reaches every artifact (NFS, Lustre); local: steps run on the host that holds their inputs.'),
     gpuQueue: z.string().default('wmss-gpu').describe('Task queue of the GPU workers.'),
     controlQueue: z.string().default('wmss').describe('Task queue of the control worker (workflow tasks and CPU steps).'),
+    onnxQueue: z.string().default('wmss-onnx').describe('Task queue of the onnx workers (steps 0, 2, 7 when their backend is onnx).'),
+    gpuPool: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, . _ - only').optional().describe('GPU kind for the GPU steps, e.g. h100: they go to <gpuQueue>:<pool>, served by GPU workers started with --pool <pool>.'),
+    host: z.string().regex(/^[^@\s]+$/, 'a host name (no @ or spaces)').optional().describe('local storage: the host that runs the first steps (0, 1, 4) and therefore the whole run. Default: the host of the first GPU worker that answers.'),
+    hostTimeout: z.string().regex(/^\d+(s|m|h)$/, 'a duration like 90s, 10m or 2h').default('10m').describe('local storage: how long a step waits for a worker on the host that holds its inputs before failing with HostUnavailable.'),
   })
   .strict();
 

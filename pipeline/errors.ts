@@ -19,6 +19,11 @@ export const ErrorTypes = {
   KernelTerminated: 'KernelTerminated',
   /** The Python environment or a kernel file is missing on this worker. */
   WorkerMisconfigured: 'WorkerMisconfigured',
+  /**
+   * With local storage a step must run on the host that holds its inputs, and no worker polled
+   * that host's task queue within placement.hostTimeout: the host or its worker is gone.
+   */
+  HostUnavailable: 'HostUnavailable',
 } as const;
 
 export type ErrorType = (typeof ErrorTypes)[keyof typeof ErrorTypes];
@@ -29,4 +34,5 @@ export const NON_RETRYABLE_ERROR_TYPES: ErrorType[] = [
   ErrorTypes.InvalidInput,
   ErrorTypes.ArtifactConflict,
   ErrorTypes.WorkerMisconfigured,
+  ErrorTypes.HostUnavailable,
 ];

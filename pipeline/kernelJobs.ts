@@ -107,6 +107,20 @@ export const MakeTinyJob = z
     num_kv_heads: z.number().int().positive().optional(),
     intermediate_size: z.number().int().positive().optional(),
     max_digits: z.number().int().positive().optional(),
+    head_dim: z.number().int().positive().nullable().optional(),
+    max_position_embeddings: z.number().int().positive().optional(),
+    tie_word_embeddings: z.boolean().optional(),
+  })
+  .strict();
+
+/** export-onnx: an HF causal LM dir → ONNX graphs (with and without KV cache) + manifest (onnx backend). */
+export const ExportOnnxJob = z
+  .object({
+    ...common,
+    model_path: z.string(),
+    output_dir: z.string(),
+    opset: z.number().int().min(14).optional(),
+    tolerance: z.number().positive().optional(),
   })
   .strict();
 
@@ -116,6 +130,7 @@ export const KERNEL_JOBS = {
   joint: JointJob,
   evaluate: EvaluateJob,
   'make-tiny': MakeTinyJob,
+  'export-onnx': ExportOnnxJob,
 } as const;
 export type KernelVerb = keyof typeof KERNEL_JOBS;
 export type KernelJob<V extends KernelVerb> = z.input<(typeof KERNEL_JOBS)[V]>;

@@ -8,16 +8,19 @@ import * as A from './artifacts';
 import type { RunConfig } from './config';
 import { NON_RETRYABLE_ERROR_TYPES } from './errors';
 
-export const STEP_IDS = ['entropy0', 'sft', 'snapshot', 'entropy1', 'merge', 'fuse', 'joint', 'extract', 'evaluate'] as const;
+export const STEP_IDS = ['entropy0', 'sft', 'snapshot', 'entropy1', 'merge', 'fuse', 'joint', 'extract', 'evaluate', 'onnxBase', 'onnxM1', 'onnxWmss'] as const;
 export const StepId = z.enum(STEP_IDS);
 export type StepId = z.infer<typeof StepId>;
 
 /** Activity names; each takes a StepInput and returns a StepResult. */
-export const ACTIVITY_NAMES = ['computeEntropy', 'trainSft', 'snapshotBase', 'mergeAndWeight', 'fuseModels', 'trainJoint', 'extractSubmodel', 'evaluate'] as const;
+export const ACTIVITY_NAMES = ['computeEntropy', 'trainSft', 'snapshotBase', 'mergeAndWeight', 'fuseModels', 'trainJoint', 'extractSubmodel', 'evaluate', 'exportOnnx'] as const;
 export type ActivityName = (typeof ACTIVITY_NAMES)[number];
 
-/** gpu steps run kernels on a GPU worker; cpu steps are file transforms on the control worker. */
-export type QueueKind = 'gpu' | 'cpu';
+/**
+ * gpu steps run kernels on a GPU worker; cpu steps are file transforms on the control worker;
+ * onnx: steps whose `backend` is onnx for a config run on an onnx worker (no Python).
+ */
+export type QueueKind = 'gpu' | 'cpu' | 'onnx';
 
 /** A Temporal duration string ('90s', '10m', '14d'), kept as text so the table stays plain data. */
 type Duration = `${number}${'s' | 'm' | 'h' | 'd'}`;
@@ -42,6 +45,10 @@ export interface StepRow {
     stall: Duration;
   };
   retry: { maximumAttempts: number; initialInterval: Duration; maximumInterval: Duration; backoffCoefficient: number };
+  /** Whether a config runs this step at all (default: always). A step left out counts as done for the steps that need it, which then get no result for it. */
+  when?: (c: RunConfig) => boolean;
+  /** Inference backend of this step for a config; 'onnx' sends it to the onnx queue. */
+  backend?: (c: RunConfig) => 'torch' | 'onnx';
 }
 
 const GPU_RETRY = { maximumAttempts: 5, initialInterval: '5s', maximumInterval: '5m', backoffCoefficient: 2 } as const;
@@ -52,9 +59,9 @@ const FILE_TIMEOUTS = { startToClose: '12h', heartbeat: '60s', stall: '10m' } as
 
 export const STEPS: readonly StepRow[] = [
   {
-    id: 'entropy0', number: '0', title: 'entropy of the base model', activity: 'computeEntropy', queue: 'gpu', needs: [],
+    id: 'entropy0', number: '0', title: 'entropy of the base model', activity: 'computeEntropy', queue: 'gpu', needs: ['onnxBase'],
     inputs: (c) => [c.baseModel, c.dataFile], outputs: () => [A.ENTROPY_0],
-    timeouts: SCORING_TIMEOUTS, retry: GPU_RETRY,
+    timeouts: SCORING_TIMEOUTS, retry: GPU_RETRY, backend: (c) => c.entropy.backend,
   },
   {
     id: 'sft', number: '1', title: 'Stage-1 SFT of the base → m1', activity: 'trainSft', queue: 'gpu', needs: [],
@@ -67,9 +74,9 @@ export const STEPS: readonly StepRow[] = [
     timeouts: FILE_TIMEOUTS, retry: CPU_RETRY,
   },
   {
-    id: 'entropy1', number: '2', title: 'entropy of m1', activity: 'computeEntropy', queue: 'gpu', needs: ['sft'],
+    id: 'entropy1', number: '2', title: 'entropy of m1', activity: 'computeEntropy', queue: 'gpu', needs: ['sft', 'onnxM1'],
     inputs: (c) => [`${A.STAGE1_DIR}/checkpoint-N`, c.dataFile], outputs: () => [A.ENTROPY_1],
-    timeouts: SCORING_TIMEOUTS, retry: GPU_RETRY,
+    timeouts: SCORING_TIMEOUTS, retry: GPU_RETRY, backend: (c) => c.entropy.backend,
   },
   {
     id: 'merge', number: '3', title: 'merge entropies, sample weights, weighted resample', activity: 'mergeAndWeight', queue: 'cpu', needs: ['entropy0', 'entropy1'],
@@ -93,11 +100,49 @@ export const STEPS: readonly StepRow[] = [
     timeouts: FILE_TIMEOUTS, retry: CPU_RETRY,
   },
   {
-    id: 'evaluate', number: '7', title: 'evaluate on math benchmarks', activity: 'evaluate', queue: 'gpu', needs: ['extract', 'snapshot', 'sft'],
+    id: 'evaluate', number: '7', title: 'evaluate on math benchmarks', activity: 'evaluate', queue: 'gpu', needs: ['extract', 'snapshot', 'sft', 'onnxWmss', 'onnxBase', 'onnxM1'],
     inputs: (c) => [A.extractedDir(c), ...c.eval.datasets.map((d) => d.path)], outputs: () => [`${A.RESULTS_DIR}/<model>/<dataset>.jsonl`, `${A.RESULTS_DIR}/summary.json`],
-    timeouts: SCORING_TIMEOUTS, retry: GPU_RETRY,
+    timeouts: SCORING_TIMEOUTS, retry: GPU_RETRY, backend: (c) => c.eval.backend,
+  },
+  // ONNX exports for the onnx backend (README "ONNX backend"): only in configs that use it.
+  {
+    id: 'onnxBase', number: '0x', title: 'export the base model to ONNX', activity: 'exportOnnx', queue: 'gpu', needs: [],
+    inputs: (c) => [c.baseModel], outputs: () => [A.ONNX_BASE],
+    timeouts: FILE_TIMEOUTS, retry: GPU_RETRY, when: (c) => onnxExport(c, 'base'),
+  },
+  {
+    id: 'onnxM1', number: '2x', title: 'export m1 to ONNX', activity: 'exportOnnx', queue: 'gpu', needs: ['sft'],
+    inputs: () => [`${A.STAGE1_DIR}/checkpoint-N`], outputs: () => [A.ONNX_M1],
+    timeouts: FILE_TIMEOUTS, retry: GPU_RETRY, when: (c) => onnxExport(c, 'm1'),
+  },
+  {
+    id: 'onnxWmss', number: '7x', title: 'export the extracted model to ONNX', activity: 'exportOnnx', queue: 'gpu', needs: ['extract'],
+    inputs: (c) => [A.extractedDir(c)], outputs: () => [A.ONNX_WMSS],
+    timeouts: FILE_TIMEOUTS, retry: GPU_RETRY, when: (c) => onnxExport(c, 'wmss'),
   },
 ];
+
+/** Which exports a config needs: base and m1 for onnx entropy or onnx baselines, the extracted model for onnx evaluation. */
+function onnxExport(c: RunConfig, model: 'base' | 'm1' | 'wmss'): boolean {
+  const evalOnnx = c.eval.backend === 'onnx';
+  return model === 'wmss' ? evalOnnx : c.entropy.backend === 'onnx' || (evalOnnx && c.eval.baselines);
+}
+
+/** Whether a config runs this step (its `when`, default yes). */
+export function stepEnabled(row: StepRow, c: RunConfig): boolean {
+  return row.when ? row.when(c) : true;
+}
+
+/** The steps a config runs, in table order. */
+export function activeSteps(c: RunConfig): StepRow[] {
+  return STEPS.filter((row) => stepEnabled(row, c));
+}
+
+/** The queue kind of a step under a config: onnx when its backend is onnx, else the table's. */
+export function stepQueueKind(row: StepRow, c: RunConfig): QueueKind {
+  return row.backend?.(c) === 'onnx' ? 'onnx' : row.queue;
+}
+
 
 export function stepRow(id: StepId): StepRow {
   const row = STEPS.find((s) => s.id === id);

@@ -18,18 +18,28 @@ import type { StepActivities } from '../activities/contract';
 import { formatConfigIssues, RunConfig } from '../pipeline/config';
 import { ErrorTypes } from '../pipeline/errors';
 import { WmssBaseModel, WmssRunName, WmssStatus, WmssStep, type RunStatus } from '../pipeline/searchAttributes';
-import { STEPS, stepSummary, nonRetryableErrorTypes, type StepId, type StepResult, type StepRow } from '../pipeline/steps';
+import { activeSteps, stepEnabled, stepQueueKind, stepRow, stepSummary, nonRetryableErrorTypes, type StepId, type StepResult, type StepRow } from '../pipeline/steps';
 import { progressQuery, type PipelineProgress, type PipelineResult, type StepStatus } from '../pipeline/workflowApi';
+import { resolveRunTemplates } from '../pipeline/runTemplates';
+import { templateContext } from './scheduledRun';
+import { pinnedHost, stepQueue } from '../pipeline/placement';
+import { hostUnavailableOr, rootHostOf } from './placement';
 
 type StepActivity = StepActivities[keyof StepActivities];
 
-function queueFor(row: StepRow, config: RunConfig): string {
-  return row.queue === 'gpu' ? config.placement.gpuQueue : config.placement.controlQueue;
+/** `host` (local storage): the step goes to that host's queue, see pipeline/placement.ts. */
+function queueFor(row: StepRow, config: RunConfig, host: string | undefined): string {
+  // steps with backend onnx go to the onnx workers (no Python there): README "ONNX backend"
+  if (stepQueueKind(row, config) === 'onnx') return config.placement.onnxQueue;
+  return stepQueue(row.queue, config.placement, host);
 }
 
-function activityFor(row: StepRow, config: RunConfig): StepActivity {
+function activityFor(row: StepRow, config: RunConfig, host: string | undefined): StepActivity {
+  const pinned = host !== undefined && stepQueueKind(row, config) !== 'onnx';
   const proxies = proxyActivities<StepActivities>({
-    taskQueue: queueFor(row, config),
+    taskQueue: queueFor(row, config, pinned ? host : undefined),
+    // A pinned step that nobody on its host picks up fails as HostUnavailable (workflows/placement.ts).
+    ...(pinned && { scheduleToStartTimeout: config.placement.hostTimeout as `${number}${'s' | 'm' | 'h'}` }),
     // The step id as activity id lets `wmss watch` match heartbeats to steps.
     activityId: row.id,
     startToCloseTimeout: row.timeouts.startToClose,
@@ -55,17 +65,19 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
   if (!parsed.success) {
     throw ApplicationFailure.create({ type: ErrorTypes.InvalidConfig, nonRetryable: true, message: `invalid run config:\n${formatConfigIssues(parsed.error)}` });
   }
-  const config = parsed.data;
+  // Date templates ({date}, …) and the per-run dir of scheduled runs: pipeline/runTemplates.ts.
+  const config = resolveRunTemplates(parsed.data, templateContext());
 
   const steps = new Map<StepId, StepStatus>(
-    STEPS.map((row) => [row.id, { id: row.id, number: row.number, title: row.title, state: 'pending' }]),
+    // Steps whose `when` is false for this config (e.g. the ONNX exports) are left out altogether.
+    activeSteps(config).map((row) => [row.id, { id: row.id, number: row.number, title: row.title, state: 'pending' }]),
   );
   let status: RunStatus = 'running';
   const progress = (): PipelineProgress => ({ runName: config.runName, runDir: config.runDir, status, steps: [...steps.values()] });
   setHandler(progressQuery, progress);
 
   const publish = () => {
-    const running = STEPS.filter((r) => steps.get(r.id)!.state === 'running').map((r) => r.number);
+    const running = activeSteps(config).filter((r) => steps.get(r.id)!.state === 'running').map((r) => r.number);
     upsertSearchAttributes([
       { key: WmssRunName, value: config.runName },
       { key: WmssBaseModel, value: config.baseModel },
@@ -84,8 +96,9 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     const status = steps.get(row.id)!;
     status.state = 'running';
     status.startedAt = new Date().toISOString();
-    const deps = Object.fromEntries(row.needs.map((id) => [id, results[id]]));
-    const run = activityFor(row, config)({ stepId: row.id, config, deps }).then(
+    const deps = Object.fromEntries(row.needs.filter((id) => stepEnabled(stepRow(id), config)).map((id) => [id, results[id]]));
+    const host = pinnedHost(row, config.placement, results, rootHost);
+    const run = activityFor(row, config, host)({ stepId: row.id, config, deps }).then(
       (result) => {
         results[row.id] = result;
         status.result = result;
@@ -109,8 +122,8 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     await scope.run(async () => {
       for (;;) {
         if (firstFailure === undefined) {
-          for (const row of STEPS) {
-            const ready = steps.get(row.id)!.state === 'pending' && row.needs.every((id) => results[id] !== undefined);
+          for (const row of activeSteps(config)) {
+            const ready = steps.get(row.id)!.state === 'pending' && row.needs.every((id) => results[id] !== undefined || !stepEnabled(stepRow(id), config));
             if (ready) start(row);
           }
         }

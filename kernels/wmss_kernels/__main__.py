@@ -16,6 +16,7 @@ VERBS = {
     "make-tiny": "tiny",
     "entropy": "entropy",
     "evaluate": "evaluate",
+    "export-onnx": "export_onnx",
     "sft": "sft",
     "joint": "joint",
 }
@@ -36,6 +37,24 @@ def _parse_args(argv):
     raise InvalidInput(f"expected --job <file>; {usage}")
 
 
+def _record_pid():
+    """torchrun starts each rank in a session of its own, out of reach of the signal the activity
+    sends to the kernel's process group; a file per process under WMSS_PID_DIR lets the activity
+    signal every rank directly. The file holds the process start time, so a recycled pid is not
+    mistaken for a rank."""
+    pid_dir = os.environ.get("WMSS_PID_DIR")
+    if not pid_dir:
+        return
+    try:
+        with open(f"/proc/{os.getpid()}/stat", encoding="ascii") as f:
+            started = f.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        started = ""
+    os.makedirs(pid_dir, exist_ok=True)
+    with open(os.path.join(pid_dir, str(os.getpid())), "w", encoding="ascii") as f:
+        f.write(started)
+
+
 def _setup_logging(log_file):
     try:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
@@ -43,8 +62,9 @@ def _setup_logging(log_file):
     except OSError as e:
         raise InvalidInput(f"cannot open the log file: {e.strerror or e}", file=log_file, field="log_file")
     protocol.take_stdout(handle)  # from here on, stray prints land in the log
+    rank = f" rank {os.environ['RANK']}" if "RANK" in os.environ else ""  # ranks share one log
     logging.basicConfig(stream=handle, level=logging.INFO, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=f"%(asctime)s{rank} %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)
     warnings.simplefilter("default")
     try:  # transformers keeps its own stderr handler; send its messages to the log instead
@@ -69,14 +89,18 @@ def _seed(seed, threads):
 
 def main(argv) -> int:
     try:
+        _record_pid()
         verb, job_path = _parse_args(argv)
         module = importlib.import_module(f".{VERBS[verb]}", __package__)
         job = load_job(job_path, module.FIELDS)
         _setup_logging(job.log_file)
         log.info("wmss_kernels %s: %s --job %s", _version(), verb, os.path.abspath(job_path))
         protocol.install_sigterm_handler()
+        _die_with_parent()
         _seed(job.seed, job.threads)
+        _join_process_group(job)
         result = module.run(job)
+        _add_peak_memory(result.setdefault("metrics", {}))
         emit("result", outputs=result.get("outputs", {}), metrics=result.get("metrics", {}))
         log.info("done: %s", result.get("metrics", {}))
         return 0
@@ -95,12 +119,57 @@ def main(argv) -> int:
         return 1
 
 
+def _die_with_parent():
+    """A kernel must not outlive the worker that started it, even one killed with SIGKILL:
+    ask Linux to send us SIGTERM when the parent dies (training then checkpoints and exits)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        log.warning("prctl(PR_SET_PDEATHSIG) unavailable; an orphaned kernel will not stop by itself")
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _add_peak_memory(metrics):
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        metrics["peak_gpu_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+
+
+def _join_process_group(job):
+    """Under torchrun (WORLD_SIZE > 1): NCCL on CUDA, gloo on the CPU, chosen by the job's device."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from . import distributed
+        from .modeling import pick_device
+
+        world = distributed.setup(pick_device(job))
+        log.info("rank %d of %d (local rank %d)", world.rank, world.size, world.local_rank)
+
+
+def _leave_process_group():
+    if "torch.distributed" in sys.modules:
+        from . import distributed
+        distributed.shutdown()
+
+
 def _version():
     from . import __version__
     return __version__
 
 
 if __name__ == "__main__":
-    code = main(sys.argv[1:])
+    try:
+        code = main(sys.argv[1:])
+    finally:
+        _leave_process_group()
     sys.stdout.flush()
     sys.exit(code)

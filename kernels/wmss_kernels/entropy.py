@@ -99,10 +99,8 @@ def batch_entropies(model, seqs, n_prompts, definition, vocab_chunk, pad_id, lm_
     return means.tolist(), int(counts.sum().item())
 
 
-def select_positions(n_records: int, limit, shard, job_path) -> list[int]:
-    positions = list(range(n_records if limit is None else min(limit, n_records)))
-    if shard is None:
-        return positions
+def check_shard(shard, job_path):
+    """A job's `shard` {"index": i, "count": n}: this process handles the items whose number mod n is i."""
     index, count = shard.get("index"), shard.get("count")
     if set(shard) != {"index", "count"} or not all(isinstance(v, int) and not isinstance(v, bool)
                                                       for v in (index, count)):
@@ -110,7 +108,14 @@ def select_positions(n_records: int, limit, shard, job_path) -> list[int]:
     if count < 1 or not 0 <= index < count:
         raise InvalidInput(f"need 0 <= index < count, got index {index}, count {count}",
                            file=job_path, field="shard")
-    return [p for p in positions if p % count == index]
+
+
+def select_positions(n_records: int, limit, shard, job_path) -> list[int]:
+    positions = list(range(n_records if limit is None else min(limit, n_records)))
+    if shard is None:
+        return positions
+    check_shard(shard, job_path)
+    return [p for p in positions if p % shard["count"] == shard["index"]]
 
 
 def write_jsonl_atomic(path: str, rows: list[dict]):

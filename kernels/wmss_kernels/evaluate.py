@@ -16,7 +16,7 @@ import torch
 
 from .chat import DEFAULT_EVAL_SYSTEM_PROMPT, eval_prompt
 from .data import gsm8k_final, iter_json_lines
-from .entropy import write_jsonl_atomic
+from .entropy import check_shard, write_jsonl_atomic
 from .grading import grade
 from .jobs import Field
 from .modeling import check_model_dir, load_model, load_tokenizer, pick_device, pick_dtype
@@ -30,6 +30,7 @@ FIELDS = {
     "batch_size": Field(int, 16),
     "system_prompt": Field((str, type(None)), None),
     "enable_thinking": Field(bool, True),
+    "shard": Field(dict, None),
 }
 
 DATASET_FIELDS = {
@@ -181,6 +182,8 @@ def run(job):
     if job.batch_size < 1:
         raise InvalidInput("must be a positive integer", file=job._path, field="batch_size")
     datasets = check_datasets(job.datasets, job._path)
+    if job.shard is not None:
+        check_shard(job.shard, job._path)
     system_prompt = DEFAULT_EVAL_SYSTEM_PROMPT if job.system_prompt is None else job.system_prompt
 
     device = pick_device(job)
@@ -193,6 +196,8 @@ def run(job):
     work = []
     for ds in datasets:
         rows = load_rows(ds)
+        if job.shard is not None:  # one of N devices: questions whose id mod N is its index
+            rows = [r for r in rows if r["id"] % job.shard["count"] == job.shard["index"]]
         for row in rows:
             text = eval_prompt(tok, row["question"], system_prompt, job.enable_thinking)
             row["prompt_ids"] = tok(text, add_special_tokens=False)["input_ids"]

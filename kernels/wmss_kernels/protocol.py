@@ -14,6 +14,8 @@ import time
 
 _stream = None  # the real stdout once take_stdout() ran; sys.stdout before that (in-process use)
 _stop = False   # set by the SIGTERM handler; verbs check it between batches/steps
+# Under torchrun every rank shares the launcher's stdout; only rank 0 speaks the protocol there.
+_rank = int(os.environ.get("RANK", "0"))
 
 
 def take_stdout(redirect_to):
@@ -26,9 +28,15 @@ def take_stdout(redirect_to):
 
 
 def emit(type: str, **fields):
-    """Print one protocol line ({"type": ..., **fields}) and flush."""
+    """Print one protocol line ({"type": ..., **fields}) and flush. Ranks other than 0 write it to
+    their log instead (sys.stdout is the log once take_stdout ran)."""
+    line = json.dumps(_plain({"type": type, **fields}), allow_nan=False)
+    if _rank != 0:
+        sys.stdout.write(f"[rank {_rank} protocol] {line}\n")
+        sys.stdout.flush()
+        return
     out = _stream if _stream is not None else sys.stdout
-    out.write(json.dumps(_plain({"type": type, **fields}), allow_nan=False) + "\n")
+    out.write(line + "\n")
     out.flush()
 
 

@@ -26,6 +26,10 @@ FIELDS = {
     "num_kv_heads": Field(int, 2),
     "intermediate_size": Field(int, 256),
     "max_digits": Field(int, 2),
+    # Shape overrides, so the same factory builds e.g. a Qwen3-0.6B-shaped model for GPU runs.
+    "head_dim": Field((int, type(None)), None),
+    "max_position_embeddings": Field(int, 512),
+    "tie_word_embeddings": Field(bool, False),
 }
 
 EOS = "<|endoftext|>"
@@ -78,7 +82,7 @@ def completion(a, op, b, result) -> str:
     return f"<think>{a} {op} {b} = {result}</think> <answer>\\boxed{{{result}}}</answer>"
 
 
-def train_tokenizer(corpus, vocab_size):
+def train_tokenizer(corpus, vocab_size, model_max_length=512):
     """Byte-level BPE with single-digit pre-tokenisation (as Qwen does), wrapped for transformers."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -102,13 +106,13 @@ def train_tokenizer(corpus, vocab_size):
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token=EOS, pad_token=EOS,
         additional_special_tokens=SPECIAL[1:], chat_template=CHAT_TEMPLATE,
-        model_max_length=512, padding_side="right", clean_up_tokenization_spaces=False,
+        model_max_length=model_max_length, padding_side="right", clean_up_tokenization_spaces=False,
     )
 
 
 def make_tiny(output_dir, data_dir, train_samples, test_samples, *, seed=42, vocab_size=512,
               hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256,
-              max_digits=2) -> dict:
+              max_digits=2, head_dim=None, max_position_embeddings=512, tie_word_embeddings=False) -> dict:
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
     train, test = make_problems(train_samples, test_samples, max_digits, seed)
@@ -128,7 +132,7 @@ def make_tiny(output_dir, data_dir, train_samples, test_samples, *, seed=42, voc
     # SFT and eval prompts then stay short, which keeps CPU training fast.
     corpus = [q + "\n" + completion(a, op, b, r) for q, a, op, b, r in train + test]
     corpus += [DEFAULT_SFT_SYSTEM_PROMPT, DEFAULT_EVAL_SYSTEM_PROMPT, "system", "user", "assistant"] * 200
-    tok = train_tokenizer(corpus, vocab_size)
+    tok = train_tokenizer(corpus, vocab_size, max_position_embeddings)
 
     eos_id = tok.convert_tokens_to_ids(EOS)
     im_end_id = tok.convert_tokens_to_ids("<|im_end|>")
@@ -136,8 +140,8 @@ def make_tiny(output_dir, data_dir, train_samples, test_samples, *, seed=42, voc
         # like Qwen, the embedding may be larger than the tokenizer (rows never produced by it)
         vocab_size=max(vocab_size, len(tok)), hidden_size=hidden_size, num_hidden_layers=num_layers,
         num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
-        intermediate_size=intermediate_size, head_dim=hidden_size // num_heads,
-        max_position_embeddings=512, tie_word_embeddings=False,
+        intermediate_size=intermediate_size, head_dim=head_dim or hidden_size // num_heads,
+        max_position_embeddings=max_position_embeddings, tie_word_embeddings=tie_word_embeddings,
         bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,
     )
     torch.manual_seed(seed)
@@ -163,4 +167,6 @@ def run(job):
                      seed=job.seed, vocab_size=job.vocab_size, hidden_size=job.hidden_size,
                      num_layers=job.num_layers, num_heads=job.num_heads,
                      num_kv_heads=job.num_kv_heads, intermediate_size=job.intermediate_size,
-                     max_digits=job.max_digits)
+                     max_digits=job.max_digits, head_dim=job.head_dim,
+                     max_position_embeddings=job.max_position_embeddings,
+                     tie_word_embeddings=job.tie_word_embeddings)

@@ -7,10 +7,17 @@ exactly, SIGTERM → checkpoint → exit 4.
 
 Data order is a pure function of (seed, epoch): the sample stream is the concatenation of one
 permutation per epoch and optimizer step s consumes stream[s·G : (s+1)·G] with
-G = micro_batch · grad_accum · world. Resuming therefore only needs the step number, and under
-torchrun each rank can take its own slice of the same global batch without talking to the others.
+G = micro_batch · grad_accum, the global batch of the job. Resuming therefore only needs the step
+number, and under torchrun each of the N ranks takes its own slice of G (grad_accum / N
+micro-batches) without talking to the others; N never changes the run, so a run may resume on
+another number of devices.
+
+Data parallelism is DistributedDataParallel: every rank holds the whole model and optimizer state
+and gradients are averaged in backward (docs/kernel-protocol.md, "Several devices", says why not
+FSDP). Only rank 0 writes checkpoints and protocol lines; the other ranks log.
 """
 
+import contextlib
 import math
 import random
 import time
@@ -20,7 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import __version__, checkpoints
+from torch.nn.parallel import DistributedDataParallel
+
+from . import __version__, checkpoints, distributed
 from .jobs import Field
 from .protocol import InvalidInput, OutOfMemory, Progress, Terminated, emit, install_sigterm_handler, stop_requested
 
@@ -63,6 +72,7 @@ def check_train_job(job):
     for name in ("max_steps", "stop_after_steps"):
         if getattr(job, name) is not None and getattr(job, name) < 1:
             raise InvalidInput("must be >= 1", file=job._path, field=name)
+    accum_per_rank(job, distributed.from_env().size)  # before any model is loaded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,20 +136,33 @@ def step_indices(step, n, global_batch, seed):
 # ---------------------------------------------------------------------------------------------
 # Planning: everything that determines the run, known before the model is loaded
 
-def plan(job, n_examples, extra=None, world=1):
-    """The hyper-parameters that determine the run; resuming requires them unchanged."""
-    global_batch = job.micro_batch * job.grad_accum * world
+def accum_per_rank(job, world):
+    """Micro-batches each of `world` ranks runs per optimizer step, keeping the job's global batch
+    (micro_batch · grad_accum) whatever the number of devices."""
+    if job.grad_accum % world:
+        raise InvalidInput(
+            f"grad_accum {job.grad_accum} cannot be split over {world} devices: the global batch "
+            f"micro_batch {job.micro_batch} × grad_accum {job.grad_accum} stays the same on any number of "
+            f"devices, so grad_accum must be a multiple of the device count (or start the worker on "
+            f"a device set whose size divides it)", file=job._path, field="grad_accum")
+    return job.grad_accum // world
+
+
+def plan(job, n_examples, extra=None):
+    """The hyper-parameters that determine the run; resuming requires them unchanged. The device
+    count is not among them: it does not change the data order or the global batch."""
+    global_batch = job.micro_batch * job.grad_accum
     max_steps = job.max_steps
     if max_steps is None:
         max_steps = math.floor(n_examples * job.epochs / global_batch)
     if max_steps < 1:
         raise InvalidInput(
             f"{n_examples} training samples × {job.epochs} epochs are fewer than one optimizer step "
-            f"(micro_batch {job.micro_batch} × grad_accum {job.grad_accum} × world {world} = {global_batch})",
+            f"(global batch micro_batch {job.micro_batch} × grad_accum {job.grad_accum} = {global_batch})",
             file=job.data_file)
     hp = {"lr": job.lr, "warmup_ratio": job.warmup_ratio, "weight_decay": job.weight_decay,
           "max_grad_norm": job.max_grad_norm, "epochs": job.epochs, "micro_batch": job.micro_batch,
-          "grad_accum": job.grad_accum, "world": world, "max_steps": max_steps, "seed": job.seed,
+          "grad_accum": job.grad_accum, "max_steps": max_steps, "seed": job.seed,
           "max_length": job.max_length, "train_samples": n_examples}
     hp.update(extra or {})
     return hp
@@ -154,12 +177,19 @@ def _check_same_run(ckpt, hp):
                            "use a new output_dir or restore the settings", field=diff[0].split(":")[0])
 
 
-def _result(ckpt, state, resumed_from, tokens_per_s):
+def _layout(job, world):
+    """How the global batch was laid out over devices: recorded in the result, not compared on resume."""
+    return {"world_size": world, "micro_batch": job.micro_batch, "grad_accum_per_rank": job.grad_accum // world,
+            "global_batch": job.micro_batch * job.grad_accum}
+
+
+def _result(ckpt, state, resumed_from, tokens_per_s, layout):
     hist = state["loss_history"]
     return {"outputs": {"checkpoint": str(Path(ckpt).resolve())},
             "metrics": {"steps": state["step"], "resumed_from_step": resumed_from,
                         "final_loss": hist[-1]["loss"] if hist else float("nan"),
-                        "tokens_per_s": tokens_per_s, "train_samples": state["hparams"]["train_samples"]}}
+                        "tokens_per_s": tokens_per_s, "train_samples": state["hparams"]["train_samples"],
+                        **layout}}
 
 
 def finished(job, hp):
@@ -169,7 +199,8 @@ def finished(job, hp):
         return None
     _check_same_run(ckpt, hp)
     state = checkpoints.read_json(ckpt / "trainer_state.json")
-    return _result(ckpt, state, state["step"], state.get("tokens_per_s", 0.0))
+    layout = state.get("layout") or _layout(job, 1)
+    return _result(ckpt, state, state["step"], state.get("tokens_per_s", 0.0), layout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,19 +221,22 @@ def _seed_all(seed):
     torch.manual_seed(seed)
 
 
-def train(job, model, examples, hp, *, save_model, load_weights, device, loss_fn=causal_lm_loss,
-          world=1, rank=0):
+def train(job, model, examples, hp, *, save_model, load_weights, device, loss_fn=causal_lm_loss):
     """Train `model` in place; returns the verb's result dict.
 
     save_model(model, dir) writes weights + config + tokenizer; load_weights(model, dir) reads
     them back in place. loss_fn(model, batch) returns the summed CE over the batch's targets.
     Only parameters with requires_grad go to the optimizer (freeze_weak relies on this).
+    Under torchrun every rank calls this with the same job; distributed.setup() ran before.
     """
     install_sigterm_handler()
+    world_info = distributed.from_env()
+    world, rank = world_info.size, world_info.rank
     out_dir = Path(job.output_dir)
     max_steps, n = hp["max_steps"], len(examples)
-    per_rank = job.micro_batch * job.grad_accum
-    global_batch = per_rank * world
+    global_batch = job.micro_batch * job.grad_accum
+    per_rank = job.micro_batch * accum_per_rank(job, world)
+    layout = _layout(job, world)
 
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]  # norms, biases
@@ -213,9 +247,11 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_fn
     warmup = math.ceil(job.warmup_ratio * max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup, max_steps))
 
-    # Resume from the newest complete checkpoint (partials are crash leftovers).
+    # Resume from the newest complete checkpoint (partials are crash leftovers). Rank 0 tidies
+    # first, then every rank reads the same newest checkpoint.
     if rank == 0:
         checkpoints.remove_stale_partials(out_dir)
+    distributed.barrier()
     start, history = 0, []
     latest = checkpoints.latest_checkpoint(out_dir)
     if latest is not None and latest[0] > max_steps:
@@ -235,22 +271,29 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_fn
     if job.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
+    # DDP broadcasts rank 0's weights at construction and averages gradients in backward. Frozen
+    # parameters (freeze_weak) are skipped by DDP as they are by the optimizer.
+    forward = model
+    if distributed.active():
+        forward = DistributedDataParallel(model, device_ids=[device.index if device.index is not None
+                                                             else torch.cuda.current_device()]
+                                          if device.type == "cuda" else None)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16,
                               enabled=device.type == "cuda" and any(p.dtype == torch.bfloat16 for p in params))
 
     progress = Progress(max_steps, "steps")
     if rank == 0:
         progress.update(start, epoch=start * global_batch / n)
-    t0, tokens_seen = time.monotonic(), 0
+    t0, tokens_seen = time.monotonic(), 0  # tokens of all ranks
     step, last_saved, path = start, start, None
 
     def tokens_per_s():
-        return tokens_seen * world / max(1e-9, time.monotonic() - t0)
+        return tokens_seen / max(1e-9, time.monotonic() - t0)
 
     def save(step, loss):
         state = {"step": step, "max_steps": max_steps, "consumed_samples": step * global_batch,
                  "epoch": step * global_batch / n, "loss_history": history, "hparams": hp,
-                 "tokens_per_s": tokens_per_s(), "kernel_version": __version__}
+                 "layout": layout, "tokens_per_s": tokens_per_s(), "kernel_version": __version__}
 
         def write(tmp):
             save_model(model, tmp)
@@ -266,7 +309,9 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_fn
         return path
 
     while step < max_steps:
-        if stop_requested():  # SIGTERM before this process trained anything: nothing new to save
+        # SIGTERM before this process trained anything: nothing new to save. Ranks agree first, so
+        # none of them waits in a collective for one that has already left.
+        if step == start and _any_rank(stop_requested(), device):
             raise Terminated(f"stopped by SIGTERM before step {step + 1}; nothing new to save")
         if job.simulate_oom:
             raise OutOfMemory("simulated out of memory (simulate_oom)")
@@ -276,15 +321,19 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_fn
         all_idx = step_indices(step, n, global_batch, job.seed)
         n_tgt = max(1, sum(examples[i]["n_targets"] for i in all_idx))
         mine = all_idx[rank * per_rank:(rank + 1) * per_rank]
-        loss_sum = torch.zeros((), device=device)
-        for k in range(0, per_rank, job.micro_batch):
+        loss_sum, tokens = torch.zeros((), device=device), 0
+        starts = list(range(0, per_rank, job.micro_batch))
+        for k in starts:
             batch = collate([examples[i] for i in mine[k:k + job.micro_batch]], device)
-            with autocast:
-                part = loss_fn(model, batch)
-            # ×world because data-parallel gradient averaging divides by it again
-            (part * (world / n_tgt)).backward()
+            # gradients are all-reduced once per optimizer step, in the last micro-batch's backward
+            sync = k == starts[-1] or forward is model
+            with contextlib.nullcontext() if sync else forward.no_sync():
+                with autocast:
+                    part = loss_fn(forward, batch)
+                # ×world because data-parallel gradient averaging divides by it again
+                (part * (world / n_tgt)).backward()
             loss_sum += part.detach()
-            tokens_seen += int(batch["attention_mask"].sum())
+            tokens += int(batch["attention_mask"].sum())
         if job.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, job.max_grad_norm)
         lr = sched.get_last_lr()[0]
@@ -293,21 +342,34 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_fn
         opt.zero_grad(set_to_none=True)
         step += 1
 
-        loss = loss_sum.item() / n_tgt  # per-rank share; under DP this wants an all-reduce
+        # One all-reduce per step: the logged loss and token count cover every rank, and a SIGTERM
+        # seen by any rank stops all of them at the same step.
+        summed_loss, summed_tokens, stops = distributed.sum_across(
+            [loss_sum.item(), tokens, float(stop_requested())], device)
+        loss = summed_loss / n_tgt
+        tokens_seen += int(summed_tokens)
         history.append({"step": step, "loss": loss, "lr": lr})
         if rank == 0:
             progress.update(step, loss=loss, lr=lr, tokens_per_s=tokens_per_s(),
                             epoch=step * global_batch / n)
 
-        stop = stop_requested() or step == job.stop_after_steps
+        stop = stops > 0 or step == job.stop_after_steps
         if step == max_steps or stop or (job.save_every and step % job.save_every == 0):
             if rank == 0:
                 path = save(step, loss)
+            # nobody reads the checkpoint or leaves (torchrun would kill a rank still saving)
+            # before rank 0 has finished writing it
+            distributed.barrier()
             last_saved = step
         if stop and step < max_steps:
-            raise Terminated(f"stopped at step {step} of {max_steps}; checkpoint saved: {path}")
+            where = f"checkpoint saved: {path}" if rank == 0 else "rank 0 saved the checkpoint"
+            raise Terminated(f"stopped at step {step} of {max_steps}; {where}")
 
     final = checkpoints.checkpoint_dir(out_dir, max_steps)
     state = checkpoints.read_json(final / "trainer_state.json")
     assert last_saved == max_steps
-    return _result(final, state, start, tokens_per_s())
+    return _result(final, state, start, tokens_per_s(), layout)
+
+
+def _any_rank(flag, device):
+    return distributed.sum_across([float(flag)], device)[0] > 0

@@ -1,0 +1,180 @@
+/**
+ * The training records and evaluation rows, read as the Python kernels read them
+ * (kernels/wmss_kernels/data.py and evaluate.load_rows), for the onnx backend, which runs
+ * without Python. Same validation, same errors (InvalidInput naming file, line and field).
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { invalidInput } from '../store/failures';
+import { REPO_ROOT } from '../repoPaths';
+
+export interface TrainingRecord {
+  idx: number;
+  prompt: string;
+  completion: string;
+  line: number;
+}
+
+/** [line, object] for every non-empty line; bad UTF-8 or JSON, or a non-object, is InvalidInput. */
+export function jsonLines(file: string): [number, Record<string, unknown>][] {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    throw invalidInput(file, undefined, undefined, `cannot read data file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const out: [number, Record<string, unknown>][] = [];
+  let start = 0;
+  for (let n = 1; start <= bytes.length; n++) {
+    let end = bytes.indexOf(0x0a, start);
+    if (end === -1) end = bytes.length;
+    let text: string;
+    try {
+      text = decoder.decode(bytes.subarray(start, end));
+    } catch {
+      throw invalidInput(file, n, undefined, 'invalid UTF-8');
+    }
+    start = end + 1;
+    if (!text.trim()) continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      throw invalidInput(file, n, undefined, `invalid JSON: ${(err as Error).message}`);
+    }
+    if (!value || typeof value !== 'object' || Array.isArray(value)) throw invalidInput(file, n, undefined, 'expected a JSON object');
+    out.push([n, value as Record<string, unknown>]);
+  }
+  return out;
+}
+
+export function gsm8kFinal(answer: string): string {
+  const parts = answer.split('####');
+  return parts[parts.length - 1].trim().replaceAll(',', '');
+}
+
+function gsm8kCompletion(answer: string): string {
+  const reasoning = answer.split('####')[0].replace(/<<[^>]*>>/g, '').trim();
+  return `<think>${reasoning}</think> <answer>\\boxed{${gsm8kFinal(answer)}}</answer>`;
+}
+
+/** Python's str.strip() (whitespace). */
+const strip = (s: string) => s.replace(/^\s+|\s+$/gu, '');
+
+export function readRecords(file: string, format: 'messages' | 'gsm8k'): TrainingRecord[] {
+  const records: TrainingRecord[] = [];
+  if (format === 'gsm8k') {
+    for (const [n, obj] of jsonLines(file)) {
+      for (const key of ['question', 'answer']) {
+        if (typeof obj[key] !== 'string') throw invalidInput(file, n, key, key in obj ? 'expected a string' : 'missing');
+      }
+      const answer = obj.answer as string;
+      if (!answer.includes('####')) throw invalidInput(file, n, 'answer', "expected a final '#### <answer>' line");
+      records.push({ idx: records.length, prompt: strip(obj.question as string), completion: gsm8kCompletion(answer), line: n });
+    }
+    return records;
+  }
+  const seen = new Map<number, number>();
+  for (const [n, obj] of jsonLines(file)) {
+    const idx = obj.idx;
+    if (idx === undefined || idx === null) throw invalidInput(file, n, 'idx', 'missing (every record needs an integer idx)');
+    if (typeof idx !== 'number' || !Number.isInteger(idx)) throw invalidInput(file, n, 'idx', `expected an integer, got ${JSON.stringify(idx).slice(0, 40)}`);
+    if (seen.has(idx)) throw invalidInput(file, n, 'idx', `duplicate idx ${idx} (first on line ${seen.get(idx)})`);
+    seen.set(idx, n);
+    const messages = obj.messages;
+    if (!Array.isArray(messages)) throw invalidInput(file, n, 'messages', 'messages' in obj ? 'expected a list' : 'missing');
+    const turns: Record<string, string> = {};
+    messages.forEach((m: unknown, i) => {
+      const msg = m as { role?: unknown; content?: unknown };
+      if (!msg || typeof msg !== 'object' || typeof msg.role !== 'string') throw invalidInput(file, n, `messages[${i}]`, "expected an object with a string 'role'");
+      if ((msg.role === 'user' || msg.role === 'assistant') && !(msg.role in turns)) {
+        if (typeof msg.content !== 'string') throw invalidInput(file, n, `messages[${i}].content`, 'expected a string');
+        turns[msg.role] = strip(msg.content);
+      }
+    });
+    for (const role of ['user', 'assistant']) if (!(role in turns)) throw invalidInput(file, n, 'messages', `no ${role} turn`);
+    records.push({ idx, prompt: turns.user, completion: turns.assistant, line: n });
+  }
+  return records;
+}
+
+export const BUNDLED: Record<string, string> = { 'bundled:gsm8k': path.join(REPO_ROOT, 'data', 'gsm8k', 'test.jsonl') };
+
+const QUESTION_KEYS = ['question', 'instruction', 'problem', 'input', 'original_text', 'prompt'];
+const ANSWER_KEYS = ['answer', 'target', 'label', 'solution', 'output', 'ans'];
+
+export interface EvalDatasetSpec {
+  name: string;
+  path: string;
+  format: 'gsm8k' | 'json' | 'jsonl';
+  expectedRows?: number | null;
+  limit?: number | null;
+}
+export interface EvalRow {
+  id: number;
+  line: number;
+  question: string;
+  gold: string;
+}
+
+function first(row: Record<string, unknown>, keys: string[]): [string | undefined, unknown] {
+  for (const key of keys) if (key in row && row[key] !== null && row[key] !== undefined) return [key, row[key]];
+  return [undefined, undefined];
+}
+
+/** Python's str() of a JSON scalar, for answers given as numbers or booleans. */
+function pyStr(v: unknown): string {
+  if (typeof v === 'boolean') return v ? 'True' : 'False';
+  if (typeof v === 'number' && Number.isInteger(v) && !Object.is(v, -0)) return String(v);
+  if (typeof v === 'number') return Number.isFinite(v) ? (String(v).includes('e') || String(v).includes('.') ? String(v) : `${v}.0`) : String(v);
+  return String(v);
+}
+
+export function loadEvalRows(ds: EvalDatasetSpec): EvalRow[] {
+  const file = BUNDLED[ds.path] ?? ds.path;
+  let entries: [number, unknown][];
+  if (ds.format === 'json') {
+    let data: unknown;
+    try {
+      data = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(readFileSync(file)));
+    } catch (err) {
+      throw invalidInput(file, undefined, undefined, `not a valid JSON file: ${(err as Error).message}`);
+    }
+    if (!Array.isArray(data)) throw invalidInput(file, undefined, undefined, 'expected a JSON list of objects');
+    entries = data.map((row, i) => [i + 1, row]);
+  } else {
+    entries = jsonLines(file);
+  }
+  const rows: EvalRow[] = [];
+  for (const [n, raw] of entries) {
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw invalidInput(file, n, undefined, 'expected an object');
+    const row = raw as Record<string, unknown>;
+    let qKey: string | undefined, question: unknown, aKey: string | undefined, answer: unknown;
+    if (ds.format === 'gsm8k') {
+      [qKey, question, aKey, answer] = ['question', row.question, 'answer', row.answer];
+    } else {
+      [qKey, question] = first(row, QUESTION_KEYS);
+      [aKey, answer] = first(row, ANSWER_KEYS);
+      const rm = row.reward_model as Record<string, unknown> | undefined;
+      if ((answer === undefined || answer === null) && rm && typeof rm === 'object' && !Array.isArray(rm)) [aKey, answer] = ['reward_model.ground_truth', rm.ground_truth];
+      if (Array.isArray(question)) {
+        const user = question.find((m) => m && typeof m === 'object' && (m as { role?: unknown }).role === 'user') as { content?: unknown } | undefined;
+        question = user?.content;
+      }
+    }
+    const looked = (keys: string[]) => (ds.format === 'gsm8k' ? keys.slice(0, 1) : keys).join(', ');
+    if (typeof question !== 'string') throw invalidInput(file, n, qKey ?? 'question', `no question (looked for ${looked(QUESTION_KEYS)})`);
+    if (answer === undefined || answer === null || typeof answer === 'object') throw invalidInput(file, n, aKey ?? 'answer', `no answer (looked for ${looked(ANSWER_KEYS)})`);
+    let gold = pyStr(answer);
+    if (ds.format === 'gsm8k' || gold.includes('####')) {
+      if (!gold.includes('####')) throw invalidInput(file, n, 'answer', "expected a final '#### <answer>' line");
+      gold = gsm8kFinal(gold);
+    }
+    rows.push({ id: rows.length, line: n, question, gold: strip(gold) });
+  }
+  if (ds.expectedRows != null && rows.length !== ds.expectedRows) {
+    throw invalidInput(file, undefined, 'expected_rows', `dataset '${ds.name}' has ${rows.length} rows, expected ${ds.expectedRows}`);
+  }
+  return ds.limit == null ? rows : rows.slice(0, ds.limit);
+}

@@ -1,0 +1,122 @@
+"""GPU proof run: drives the kernels exactly as the activities do (a job file per step and
+`python -m wmss_kernels <verb> --job <file>`, reading the JSON-lines protocol) on a
+Qwen3-0.6B-shaped random model in bf16, and records wall time, tokens/s and peak GPU memory.
+
+The GPU machine has no Node.js, so this stands in for the worker. Usage:
+    python bench/gpu/proof.py --work /tmp/proof --out $OUT
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GSM8K = os.path.join(REPO, "data", "gsm8k", "test.jsonl")
+
+# Qwen3-0.6B's published shape (config.json of Qwen/Qwen3-0.6B-Base), random weights.
+QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8,
+                 head_dim=128, intermediate_size=3072, max_position_embeddings=40960,
+                 tie_word_embeddings=True)
+
+
+def run_kernel(verb, job, work, name):
+    """Writes the job file and runs one kernel; returns (exit code, events, seconds)."""
+    job = {"log_file": os.path.join(work, "logs", f"{name}.log"), **job}
+    os.makedirs(os.path.join(work, "jobs"), exist_ok=True)
+    path = os.path.join(work, "jobs", f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(job, f, indent=2)
+    env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "kernels"), "PYTHONUNBUFFERED": "1"}
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-m", "wmss_kernels", verb, "--job", path],
+                          env=env, capture_output=True, text=True)
+    seconds = time.time() - start
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    print(f"[{name}] exit {proc.returncode} in {seconds:.1f} s", flush=True)
+    for e in events:
+        if e["type"] in ("result", "error", "checkpoint"):
+            print(f"    {json.dumps(e)[:400]}", flush=True)
+    if proc.returncode not in (0, 4):
+        print(proc.stderr[-3000:], flush=True)
+        with open(job["log_file"]) as f:
+            print(f.read()[-3000:], flush=True)
+    return proc.returncode, events, seconds
+
+
+def result_of(events):
+    return next((e for e in events if e["type"] == "result"), {"metrics": {}, "outputs": {}})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default="/tmp/wmss-proof")
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--entropy-samples", type=int, default=512)
+    ap.add_argument("--sft-steps", type=int, default=20)
+    ap.add_argument("--joint-steps", type=int, default=10)
+    ap.add_argument("--eval-questions", type=int, default=64)
+    ap.add_argument("--cpu-smoke", action="store_true", help="tiny shape on the CPU, to check this script")
+    a = ap.parse_args()
+    work, figures = a.work, {}
+    model = os.path.join(work, "qwen3-0.6b-random")
+    common = {"device": "cuda", "seed": 42}
+    if a.cpu_smoke:
+        QWEN3_06B.update(vocab_size=512, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                         head_dim=16, intermediate_size=128)
+        common = {"device": "cpu", "seed": 42, "threads": 1}
+        a.entropy_samples, a.sft_steps, a.joint_steps, a.eval_questions = 16, 4, 2, 4
+
+    code, ev, s = run_kernel("make-tiny", {**common, "output_dir": model, "data_dir": os.path.join(work, "tiny-data"),
+                                           "train_samples": 64, "test_samples": 8, **QWEN3_06B}, work, "make-model")
+    figures["make_model"] = {"seconds": s, **result_of(ev)["metrics"]}
+
+    code, ev, s = run_kernel("entropy", {**common, "model_path": model, "data_file": GSM8K, "data_format": "gsm8k",
+                                         "output_path": os.path.join(work, "entropy", "entropy_0.jsonl"),
+                                         "field": "entropy_0", "definition": "shifted", "max_length": 2048,
+                                         "batch_tokens": 65536, "vocab_chunk": 4096, "limit": a.entropy_samples},
+                             work, "entropy")
+    figures["entropy"] = {"exit": code, "seconds": s, **result_of(ev)["metrics"]}
+
+    train = {**common, "data_file": GSM8K, "data_format": "gsm8k", "max_length": 1024, "lr": 1e-5,
+             "warmup_ratio": 0.1, "weight_decay": 0.0, "max_grad_norm": 1.0, "epochs": 1, "micro_batch": 8,
+             "grad_accum": 2, "save_every": a.sft_steps // 2, "gradient_checkpointing": False, "dtype": "auto"}
+    sft_dir = os.path.join(work, "stage1_m1")
+    sft = {**train, "model_path": model, "output_dir": sft_dir, "max_steps": a.sft_steps}
+    code1, ev1, s1 = run_kernel("sft", {**sft, "stop_after_steps": a.sft_steps // 2}, work, "sft-part1")
+    code2, ev2, s2 = run_kernel("sft", sft, work, "sft-resume")
+    r2 = result_of(ev2)
+    figures["sft"] = {"first_exit": code1, "first_seconds": s1, "first_metrics": result_of(ev1)["metrics"],
+                      "checkpoints_first": [e["step"] for e in ev1 if e["type"] == "checkpoint"],
+                      "resume_exit": code2, "resume_seconds": s2, **r2["metrics"]}
+
+    positions = os.path.join(work, "positions.txt")
+    with open(positions, "w") as f:
+        f.write("\n".join(str(i) for i in range(1319)) + "\n")
+    joint = {**train, "weak_path": model, "strong_path": r2["outputs"].get("checkpoint", sft_dir),
+             "indices_file": positions, "output_dir": os.path.join(work, "stage3"), "max_steps": a.joint_steps,
+             "save_every": a.joint_steps, "fusion_lambda": 0.5, "freeze_weak": False, "loss_on": "all"}
+    code, ev, s = run_kernel("joint", joint, work, "joint")
+    figures["joint"] = {"exit": code, "seconds": s, **result_of(ev)["metrics"]}
+
+    code, ev, s = run_kernel("evaluate", {**common, "model_path": model, "label": "base",
+                                          "output_dir": os.path.join(work, "results", "base"),
+                                          "datasets": [{"name": "gsm8k", "path": "bundled:gsm8k", "format": "gsm8k",
+                                                        "max_input_tokens": 2048, "max_new_tokens": 256,
+                                                        "limit": a.eval_questions}],
+                                          "batch_size": 64, "enable_thinking": True}, work, "evaluate")
+    figures["evaluate"] = {"exit": code, "seconds": s, **result_of(ev)["metrics"]}
+
+    import torch
+    figures["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    figures["torch"] = torch.__version__
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "gpu-proof.json"), "w") as f:
+        json.dump(figures, f, indent=2)
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

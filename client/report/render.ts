@@ -1,0 +1,218 @@
+/**
+ * The run report as two documents from the same data and charts:
+ *   report/index.html  self-contained (charts inline as SVG, CSS inline, no external references)
+ *   report/report.md   with the charts as SVG files beside it
+ */
+import type { ReportData } from './collect';
+import { CODE_COLUMNS, MATH_COLUMNS, PUBLISHED_SOURCE, PUBLISHED_TABLE1 } from './published';
+import { escapeXml as esc, fmt, gantt, groupedBars, histogram, histogramChart, lineChart } from './svg';
+
+export interface Chart {
+  /** File name next to report.md. */
+  file: string;
+  title: string;
+  svg: string;
+}
+
+const LABEL_ORDER = ['base', 'm1', 'wmss'];
+const LABEL_NAMES: Record<string, string> = { base: 'base model', m1: 'm1 (Stage-1 SFT)', wmss: 'WMSS (extracted)' };
+
+export const DAG_TEXT = `            ┌── 0 entropy(base) ─────────────────────────────┐
+  config ───┼── 1 SFT(base) → m1 ── 2 entropy(m1) ───────────┴── 3 merge + weights + resample ──┐
+            └── 4 snapshot base → m0 ───────────────────────────────────────────────────────────┴── 5a fuse(m0, m1)
+                                                         → 5b joint training → 6 extract sub-model → 7 evaluate`;
+
+export function orderedLabels(data: ReportData): string[] {
+  const labels = Object.keys(data.accuracy);
+  return [...LABEL_ORDER.filter((l) => labels.includes(l)), ...labels.filter((l) => !LABEL_ORDER.includes(l)).sort()];
+}
+
+function datasets(data: ReportData): string[] {
+  return [...new Set(Object.values(data.accuracy).flatMap((d) => Object.keys(d)))].sort();
+}
+
+export function buildCharts(data: ReportData): Chart[] {
+  const charts: Chart[] = [];
+  const timed = data.steps.filter((s) => s.startedAt && s.finishedAt);
+  charts.push({ file: 'dag-timings.svg', title: 'Step timings', svg: gantt('Step timings (from the step manifests)', timed.map((s) => ({ label: `${s.number} ${s.title}`.slice(0, 38), start: Date.parse(s.startedAt!), end: Date.parse(s.finishedAt!) }))) });
+  const loss = (title: string, l: ReportData['loss']['stage1']) => lineChart(title, l ? [{ name: 'training loss', points: l.points.map((p) => ({ x: p.step, y: p.loss })) }] : [], 'optimizer step', 'loss');
+  charts.push({ file: 'loss-stage1.svg', title: 'Stage-1 SFT loss', svg: loss('Stage-1 SFT loss (step 1, base → m1)', data.loss.stage1) });
+  charts.push({ file: 'loss-stage3.svg', title: 'Stage-3 joint-training loss', svg: loss('Stage-3 joint-training loss (step 5b)', data.loss.stage3) });
+  const e = data.entropy;
+  charts.push({ file: 'entropy-h0.svg', title: 'H0: entropy of the base model', svg: histogramChart('H0: mean token entropy of the base model', histogram(e?.h0 ?? []), 'entropy (nats)') });
+  charts.push({ file: 'entropy-h1.svg', title: 'H1: entropy of m1', svg: histogramChart('H1: mean token entropy of m1', histogram(e?.h1 ?? []), 'entropy (nats)', { color: '#d62728' }) });
+  charts.push({ file: 'entropy-delta.svg', title: 'ΔH = H1 − H0', svg: histogramChart('ΔH = H1 − H0 (negative: m1 consolidated the sample)', histogram(e?.dh ?? []), 'ΔH (nats)', { color: '#9467bd', marker: 0 }) });
+  charts.push({ file: 'sample-weights.svg', title: 'Sample weights', svg: histogramChart('Sample-weight distribution (step 3)', histogram(data.weights ?? []), 'weight (probability of a draw)', { color: '#2ca02c' }) });
+  if (data.multiplicity) {
+    const maxK = Math.max(...data.multiplicity);
+    const h = { edges: Array.from({ length: maxK + 1 }, (_, i) => i + 0.5), counts: Array.from({ length: maxK }, (_, i) => data.multiplicity!.filter((k) => k === i + 1).length) };
+    charts.push({ file: 'resample-multiplicity.svg', title: 'Draws per sample', svg: histogramChart('Resampled set: how often each drawn sample occurs', h, 'times drawn', { color: '#ff7f0e', yLabel: 'distinct samples' }) });
+  }
+  const labels = orderedLabels(data);
+  const sets = datasets(data);
+  charts.push({ file: 'accuracy.svg', title: 'Accuracy per eval set', svg: groupedBars('pass@1 per eval set', sets, labels.map((l) => ({ name: LABEL_NAMES[l] ?? l, values: sets.map((d) => data.accuracy[l][d]?.pass_at_1) })), 'pass@1 (%)') });
+  return charts;
+}
+
+const pct = (v: number | undefined) => (v === undefined ? '–' : `${(100 * v).toFixed(1)}`);
+const secs = (ms: number | undefined) => (ms === undefined ? '–' : ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
+
+/** Rows of the tables both documents show, as plain cells. */
+export function tables(data: ReportData) {
+  const steps = data.steps.map((s) => [s.number, s.title, s.startedAt ? s.startedAt.replace('T', ' ').slice(0, 19) : 'not finished', secs(s.ms), s.host ?? '', s.cacheKey ? s.cacheKey.slice(0, 12) : '']);
+  const labels = orderedLabels(data);
+  const accuracy = datasets(data).map((d) => {
+    const v = (l: string) => data.accuracy[l]?.[d]?.pass_at_1;
+    const n = labels.map((l) => data.accuracy[l]?.[d]?.n).find((x) => x !== undefined);
+    const delta = v('wmss') !== undefined && v('m1') !== undefined ? `${(100 * (v('wmss')! - v('m1')!)).toFixed(1)}` : '–';
+    return [d, String(n ?? ''), ...labels.map((l) => pct(v(l))), delta];
+  });
+  const stats = Object.entries(data.resampleStats ?? {})
+    .filter(([, v]) => typeof v !== 'object' || v === null || Array.isArray(v))
+    .map(([k, v]) => [k, typeof v === 'number' ? fmt(v) : Array.isArray(v) ? (v.length ? v.join('; ') : '–') : String(v)]);
+  for (const [k, v] of Object.entries(data.resampleStats ?? {})) {
+    if (v && typeof v === 'object' && !Array.isArray(v)) stats.push([k, Object.entries(v as Record<string, unknown>).map(([a, b]) => `${a} ${typeof b === 'number' ? fmt(b) : String(b)}`).join(', ')]);
+  }
+  const published = PUBLISHED_TABLE1.map((r) => [r.base, r.method, ...r.math.map((v) => v.toFixed(1)), ...r.code.map((v) => v.toFixed(1))]);
+  return {
+    steps: { head: ['step', 'what', 'started (UTC)', 'took', 'host', 'cache key'], rows: steps },
+    accuracy: { head: ['eval set', 'n', ...labels.map((l) => `${LABEL_NAMES[l] ?? l} pass@1 %`), 'WMSS − m1 (pts)'], rows: accuracy },
+    stats: { head: ['statistic', 'value'], rows: stats },
+    published: { head: ['base', 'method', ...MATH_COLUMNS.map((c) => `math ${c}`), ...CODE_COLUMNS.map((c) => `code ${c}`)], rows: published },
+  };
+}
+
+function configJson(data: ReportData): { title: string; json: string } {
+  if (data.config) return { title: 'Run config (the workflow input)', json: JSON.stringify(data.config, null, 2) };
+  return { title: 'Config slices recorded in the step manifests (the workflow input was not available: report made from a run dir)', json: JSON.stringify(data.recordedConfig, null, 2) };
+}
+
+const lossNote = (l: ReportData['loss']['stage1']) => (l ? `${l.points.length} logged optimizer steps, from \`${l.checkpoint}/trainer_state.json\`${l.points.length ? `; first ${fmt(l.points[0].loss)}, last ${fmt(l.points[l.points.length - 1].loss)}` : ''}.` : 'not available.');
+
+function htmlTable(t: { head: string[]; rows: string[][] }, cls = ''): string {
+  return `<table${cls ? ` class="${cls}"` : ''}><thead><tr>${t.head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${t.rows.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
+}
+
+function mdTable(t: { head: string[]; rows: string[][] }): string {
+  const cell = (c: string) => c.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  return [`| ${t.head.map(cell).join(' | ')} |`, `|${t.head.map(() => '---').join('|')}|`, ...t.rows.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
+}
+
+function title(data: ReportData): string {
+  return `WMSS run report: ${data.runName ?? data.runDir}`;
+}
+
+export function renderHtml(data: ReportData, charts: Chart[]): string {
+  const t = tables(data);
+  const c = (file: string) => charts.find((x) => x.file === file)?.svg ?? '';
+  const cfg = configJson(data);
+  const figure = (file: string, caption: string) => `<figure>${c(file)}<figcaption>${esc(caption)}</figcaption></figure>`;
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${esc(title(data))}</title>
+<style>
+body{font-family:Helvetica,Arial,sans-serif;max-width:1320px;margin:24px auto;padding:0 16px;color:#222}
+h1{font-size:24px}h2{font-size:19px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}
+pre{background:#f7f7f7;padding:10px;overflow:auto;font-size:12px;max-height:420px}
+figure{display:inline-block;margin:8px 12px 8px 0;vertical-align:top}figcaption{font-size:12px;color:#555;max-width:640px}
+.note{color:#666;font-size:13px}.missing{color:#a33}
+</style></head><body>
+<h1>${esc(title(data))}</h1>
+<p class="note">Run dir <code>${esc(data.runDir)}</code>${data.workflowId ? `, workflow <code>${esc(data.workflowId)}</code>` : ''}. Generated ${esc(data.generatedAt)} by <code>wmss report</code>.</p>
+${data.missing.length ? `<p class="missing">Not (yet) available: ${data.missing.map(esc).join('; ')}.</p>` : ''}
+<h2 id="accuracy">Accuracy: base, m1 and the WMSS model side by side</h2>
+${htmlTable(t.accuracy)}
+${figure('accuracy.svg', 'pass@1 (greedy) per eval set, from results/<model>/summary.json (step 7).')}
+<h2 id="dag">Pipeline and step timings</h2>
+<pre>${esc(DAG_TEXT)}</pre>
+${htmlTable(t.steps)}
+${figure('dag-timings.svg', 'Start and duration of each step as recorded in <run dir>/.wmss/manifests (a cache hit keeps the timings of the run that produced the output).')}
+<h2 id="loss">Training loss</h2>
+${figure('loss-stage1.svg', `Stage 1: ${lossNote(data.loss.stage1)}`)}
+${figure('loss-stage3.svg', `Stage 3: ${lossNote(data.loss.stage3)}`)}
+<h2 id="entropy">Entropy (steps 0 and 2)</h2>
+${figure('entropy-h0.svg', 'Mean answer-token entropy per training sample under the base model.')}
+${figure('entropy-h1.svg', 'The same under m1 after Stage-1 SFT.')}
+${figure('entropy-delta.svg', 'ΔH per sample; the dashed line is ΔH = 0.')}
+<h2 id="weights">Sample weights and resampling (step 3)</h2>
+${figure('sample-weights.svg', 'Distribution of the per-sample draw probabilities (entropy/sample_weights.jsonl).')}
+${c('resample-multiplicity.svg') ? figure('resample-multiplicity.svg', 'Multiplicity of the drawn samples in entropy/resampled_positions.txt.') : ''}
+${htmlTable(t.stats)}
+<h2 id="published">Published numbers, for context</h2>
+<p class="note">${esc(PUBLISHED_SOURCE)} These are full-scale results on other models and benchmarks; a run's own numbers are comparable only with the same base model, data, budget and evaluation protocol.</p>
+${htmlTable(t.published, 'published')}
+<h2 id="config">Config</h2>
+<p class="note">${esc(cfg.title)}</p>
+<pre>${esc(cfg.json)}</pre>
+</body></html>
+`;
+}
+
+export function renderMarkdown(data: ReportData, charts: Chart[]): string {
+  const t = tables(data);
+  const img = (file: string) => {
+    const ch = charts.find((x) => x.file === file);
+    return ch ? `![${ch.title}](${ch.file})` : '';
+  };
+  const cfg = configJson(data);
+  return [
+    `# ${title(data)}`,
+    '',
+    `Run dir \`${data.runDir}\`${data.workflowId ? `, workflow \`${data.workflowId}\`` : ''}. Generated ${data.generatedAt} by \`wmss report\`; the same report as one self-contained file: \`index.html\`.`,
+    '',
+    ...(data.missing.length ? [`**Not (yet) available:** ${data.missing.join('; ')}.`, ''] : []),
+    '## Accuracy: base, m1 and the WMSS model side by side',
+    '',
+    mdTable(t.accuracy),
+    '',
+    img('accuracy.svg'),
+    '',
+    '## Pipeline and step timings',
+    '',
+    '```',
+    DAG_TEXT,
+    '```',
+    '',
+    mdTable(t.steps),
+    '',
+    img('dag-timings.svg'),
+    '',
+    '## Training loss',
+    '',
+    `Stage 1: ${lossNote(data.loss.stage1)}`,
+    '',
+    img('loss-stage1.svg'),
+    '',
+    `Stage 3: ${lossNote(data.loss.stage3)}`,
+    '',
+    img('loss-stage3.svg'),
+    '',
+    '## Entropy (steps 0 and 2)',
+    '',
+    img('entropy-h0.svg'),
+    img('entropy-h1.svg'),
+    img('entropy-delta.svg'),
+    '',
+    '## Sample weights and resampling (step 3)',
+    '',
+    img('sample-weights.svg'),
+    img('resample-multiplicity.svg'),
+    '',
+    mdTable(t.stats),
+    '',
+    '## Published numbers, for context',
+    '',
+    `${PUBLISHED_SOURCE} These are full-scale results on other models and benchmarks; a run's own numbers are comparable only with the same base model, data, budget and evaluation protocol.`,
+    '',
+    mdTable(t.published),
+    '',
+    '## Config',
+    '',
+    cfg.title,
+    '',
+    '```json',
+    cfg.json,
+    '```',
+    '',
+  ].join('\n');
+}
