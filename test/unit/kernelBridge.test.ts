@@ -1,0 +1,112 @@
+/**
+ * The kernel bridge against a fake kernel (a shell script standing in for Python): protocol
+ * parsing, exit codes → typed failures, hang detection, cancellation, and no process left behind.
+ */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import { runKernel } from '../../activities/kernelBridge';
+import { ErrorTypes } from '../../pipeline/errors';
+import type { StepProgress } from '../../pipeline/steps';
+
+const fake = path.join(__dirname, 'fixtures', 'fake-kernel.sh');
+let dir: string;
+
+beforeAll(() => {
+  process.env.WMSS_PYTHON = fake;
+});
+afterAll(() => {
+  delete process.env.WMSS_PYTHON;
+});
+beforeEach(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-bridge-'));
+});
+
+const job = () => ({ log_file: path.join(dir, 'kernel.log'), output_dir: path.join(dir, 'm'), data_dir: path.join(dir, 'd'), train_samples: 1, test_samples: 1 });
+const run = (mode: string, extra: Partial<Parameters<typeof runKernel>[2]> = {}) =>
+  runKernel('make-tiny', job(), { jobFile: path.join(dir, 'job.json'), stallMs: 60_000, env: { FAKE_MODE: mode, FAKE_PIDFILE: path.join(dir, 'pid') }, ...extra });
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(ApplicationFailure);
+  return err as ApplicationFailure;
+}
+
+test('a successful kernel returns its result; progress and checkpoints reach the heartbeat', async () => {
+  const beats: StepProgress[] = [];
+  const out = await run('ok', { onHeartbeat: (p) => beats.push(p) });
+  expect(out.outputs.checkpoint).toBe('/tmp/ckpt-2');
+  expect(out.metrics.steps).toBe(2);
+  expect(out.lastCheckpoint).toEqual({ path: '/tmp/ckpt-1', step: 1 });
+  expect(beats.some((b) => b.done === 1 && b.total === 2 && b.loss === 0.5)).toBe(true);
+  // The job file holds exactly what the kernel was given; stray stdout goes to the log.
+  expect(JSON.parse(readFileSync(path.join(dir, 'job.json'), 'utf8')).train_samples).toBe(1);
+  expect(readFileSync(path.join(dir, 'kernel.log'), 'utf8')).toMatch(/not a protocol line.*stray line/);
+});
+
+test('exit 2 is a non-retryable InvalidInput carrying file, line and field', async () => {
+  const f = await failureOf(run('invalid'));
+  expect(f.type).toBe(ErrorTypes.InvalidInput);
+  expect(f.nonRetryable).toBe(true);
+  expect(f.message).toMatch(/train\.jsonl line 3: field 'idx'/);
+  expect(f.details?.[0]).toEqual({ file: 'train.jsonl', line: 3, field: 'idx' });
+});
+
+test.each([
+  ['oom', ErrorTypes.KernelOutOfMemory],
+  ['crash', ErrorTypes.KernelCrashed],
+  ['noresult', ErrorTypes.KernelCrashed],
+])('%s maps to a retryable %s', async (mode, type) => {
+  const f = await failureOf(run(mode));
+  expect(f.type).toBe(type);
+  expect(f.nonRetryable).toBeFalsy();
+});
+
+test('a crash message includes the tail of the log and names it', async () => {
+  const f = await failureOf(run('crash'));
+  expect(f.message).toMatch(/Traceback: boom/);
+  expect(f.message).toContain(path.join(dir, 'kernel.log'));
+});
+
+test('a kernel that stops printing progress is killed with its whole process group', async () => {
+  const f = await failureOf(run('hang', { stallMs: 800, heartbeatEveryMs: 100 }));
+  expect(f.type).toBe(ErrorTypes.KernelStalled);
+  const grandchild = Number(readFileSync(path.join(dir, 'pid'), 'utf8'));
+  await new Promise((r) => setTimeout(r, 200));
+  expect(alive(grandchild)).toBe(false);
+});
+
+test('cancellation sends SIGTERM, lets the kernel checkpoint, and rethrows the cancellation', async () => {
+  let cancel!: (e: Error) => void;
+  const cancelled = new Promise<never>((_, reject) => (cancel = reject));
+  const beats: StepProgress[] = [];
+  const p = run('term', { cancelled, killGraceMs: 5000, onHeartbeat: (b) => beats.push(b) });
+  await new Promise((r) => setTimeout(r, 500));
+  const reason = new Error('cancelled by test');
+  cancel(reason);
+  await expect(p).rejects.toBe(reason);
+  expect(beats.at(-1)?.lastCheckpoint).toEqual({ path: '/tmp/ckpt-t', step: 3 });
+  const grandchild = Number(readFileSync(path.join(dir, 'pid'), 'utf8'));
+  expect(alive(grandchild)).toBe(false);
+});
+
+test('a missing interpreter is a clear non-retryable error', async () => {
+  process.env.WMSS_PYTHON = path.join(dir, 'no-such-python');
+  try {
+    const f = await failureOf(run('ok'));
+    expect(f.type).toBe(ErrorTypes.WorkerMisconfigured);
+    expect(f.message).toMatch(/setup-python\.sh|WMSS_PYTHON/);
+  } finally {
+    process.env.WMSS_PYTHON = fake;
+  }
+});
