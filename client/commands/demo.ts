@@ -25,11 +25,15 @@ export interface DemoOptions {
   uiPort: number;
 }
 
-/** Hyper-parameters sized so the tiny model learns the task in about a minute on 2 cores. */
+/**
+ * Hyper-parameters sized for 2 CPU cores, measured: 1200 Stage-1 steps (lr 1e-3, batch 32) take the
+ * random tiny model from 0 % to about 20 % greedy accuracy on held-out sums in about a minute.
+ * The tiny base is random, so in joint training the weak branch carries no knowledge (in the paper
+ * it is a pretrained model); expect the extracted model to score below m1 here.
+ */
 export function demoConfig(dir: string, runName: string): RunConfigInput {
   const assets = path.join(dir, 'assets');
-  // Measured on 2 cores: ~1000 SFT steps take the tiny model from 0 % to ~20 % greedy accuracy.
-  const training = { lr: 3e-3, warmupRatio: 0.05, microBatch: 16, gradAccum: 1, maxLength: 96, saveEvery: 200, gradientCheckpointing: false };
+  const training = { lr: 1e-3, warmupRatio: 0.05, microBatch: 32, gradAccum: 1, maxLength: 96, saveEvery: 200, gradientCheckpointing: false };
   return {
     runName,
     runDir: path.join(dir, 'run'),
@@ -38,10 +42,10 @@ export function demoConfig(dir: string, runName: string): RunConfigInput {
     dataFormat: 'messages',
     device: 'cpu',
     entropy: { maxLength: 96, batchTokens: 8192 },
-    sft: { ...training, epochs: 8 },
-    joint: { ...training, epochs: 2 },
+    sft: { ...training, maxSteps: 1200 },
+    joint: { ...training, maxSteps: 128 },
     eval: {
-      batchSize: 64,
+      batchSize: 100,
       datasets: [{ name: 'arithmetic', path: path.join(assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 96, maxNewTokens: 40 }],
     },
   };
