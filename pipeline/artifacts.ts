@@ -26,6 +26,8 @@ export const ONNX_WMSS = `${ONNX_DIR}/wmss`;
 export const LOGS_DIR = 'logs';
 /** Step manifests (wmss-step.json per step): the commit point of every step. */
 export const MANIFESTS_DIR = '.wmss/manifests';
+/** The effective config of the run, saved by `wmss start` so `wmss resume <run-dir>` can find it. */
+export const RUN_CONFIG_FILE = '.wmss/run-config.json';
 /** Job files handed to kernels. */
 export const JOBS_DIR = '.wmss/jobs';
 

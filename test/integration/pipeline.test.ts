@@ -6,10 +6,11 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as A from '../../pipeline/artifacts';
-import { STEPS } from '../../pipeline/steps';
+import { activeSteps } from '../../pipeline/steps';
 import type { RunConfig } from '../../pipeline/config';
 import type { PipelineResult } from '../../pipeline/workflowApi';
 import { startPipeline } from '../../client/commands/start';
+import { configToResume } from '../../client/commands/resume';
 import { temporalCli } from '../../client/devServer';
 import { readModelTensors } from '../../activities/store/safetensors';
 import { VENV_BIN } from '../../activities/repoPaths';
@@ -96,7 +97,7 @@ test('steps 0–7 complete and every artifact has the format of the spec', async
     expect(jsonl(run(`${A.RESULTS_DIR}/${label}/arithmetic.jsonl`))).toHaveLength(24);
     expect(first.accuracy[label].arithmetic).toBeGreaterThanOrEqual(0);
   }
-  for (const step of STEPS) {
+  for (const step of activeSteps(config)) {
     expect(existsSync(run(A.manifestPath(step.id)))).toBe(true);
     expect(first.steps[step.id].cached).toBe(false);
   }
@@ -108,9 +109,16 @@ test('the same JSON started with `temporal workflow start` completes from cache'
   writeFileSync(file, JSON.stringify(config));
   execFileSync(temporalCli(), ['workflow', 'start', '--type', 'wmssPipeline', '--task-queue', 'wmss', '--workflow-id', 'it-cli', '--input-file', file, '--address', h.server.address], { encoding: 'utf8' });
   const result = (await h.client.workflow.getHandle('it-cli').result()) as PipelineResult;
-  for (const step of STEPS) {
+  for (const step of activeSteps(config)) {
     expect(result.steps[step.id].cached).toBe(true);
     expect(result.steps[step.id].cacheKey).toBe(first.steps[step.id].cacheKey);
   }
   expect(result.accuracy).toEqual(first.accuracy);
+});
+
+test('`wmss resume` recovers the config from the run dir and from the run\'s history', async () => {
+  expect(first).toBeDefined();
+  await expect(configToResume(h.client, config.runDir)).resolves.toEqual(config);
+  await expect(configToResume(h.client, config.runName)).resolves.toEqual(config);
+  await expect(configToResume(h.client, path.join(h.dir, 'nowhere'))).rejects.toThrow();
 });
