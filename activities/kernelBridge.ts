@@ -2,7 +2,8 @@
  * Runs one Python kernel (`python -m wmss_kernels <verb> --job <file>`) for an activity:
  * its own process group, JSON-lines progress turned into heartbeats, cancellation as
  * SIGTERM → grace → SIGKILL, exit codes mapped to the typed failures of pipeline/errors.ts.
- * No kernel process outlives the call.
+ * No kernel process outlives the call. With `processes` > 1 the kernel runs under torchrun, one
+ * rank per device (activities/kernelLaunch.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { ErrorTypes } from '../pipeline/errors';
 import { KERNEL_JOBS, KernelEvent, KernelExit, type KernelJob, type KernelVerb } from '../pipeline/kernelJobs';
 import type { StepProgress } from '../pipeline/steps';
 import { KERNELS_DIR, VENV_BIN } from './repoPaths';
+import { kernelCommand, removePidDir, signalKernel } from './kernelLaunch';
 
 
 /** Where the worker finds its Python: WMSS_PYTHON, else the project's .venv, else python3 on PATH. */
@@ -36,6 +38,8 @@ export interface KernelRunOptions {
   heartbeatEveryMs?: number;
   /** Rejects when the activity is cancelled (Context.current().cancelled). */
   cancelled?: Promise<never>;
+  /** Processes (ranks) under torchrun, one per device; 1 (default) = a plain Python process. */
+  processes?: number;
 }
 
 export interface KernelOutcome {
@@ -44,14 +48,12 @@ export interface KernelOutcome {
   lastCheckpoint?: { path: string; step: number };
 }
 
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // already gone
-  }
-}
+/** The error line decides when torchrun hides a rank's exit code behind its own 1. */
+const EXIT_OF_ERROR_TYPE: Record<string, number> = {
+  InvalidInput: KernelExit.invalidInput,
+  KernelOutOfMemory: KernelExit.outOfMemory,
+  KernelTerminated: KernelExit.terminated,
+};
 
 function tailOf(file: string, bytes = 2000): string {
   try {
@@ -75,16 +77,22 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
   writeFileSync(opts.jobFile, JSON.stringify(checked.data, (_key, value) => (value === null ? undefined : value), 2));
 
   const python = pythonExecutable();
-  const child = spawn(python, ['-m', 'wmss_kernels', verb, '--job', opts.jobFile], {
-    detached: true, // own process group, so cancellation reaches torchrun's children too
+  const processes = opts.processes ?? 1;
+  const command = kernelCommand(python, verb, opts.jobFile, processes);
+  const pidDir = `${opts.jobFile}.pids`;
+  removePidDir(pidDir);
+  const child = spawn(command.file, command.args, {
+    detached: true, // own process group: one signal reaches the kernel and its helpers
     stdio: ['pipe', 'pipe', 'pipe'],
     env: {
       ...process.env,
       ...opts.env,
       PYTHONPATH: [KERNELS_DIR, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
       PYTHONUNBUFFERED: '1',
+      WMSS_PID_DIR: pidDir,
     },
   });
+  const killGroup = (_child: ChildProcess, signal: NodeJS.Signals) => signalKernel(child, pidDir, signal, processes);
   const log = createWriteStream(logFile, { flags: 'a' });
   child.stderr!.pipe(log, { end: false });
 
@@ -148,8 +156,9 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
   } finally {
     clearInterval(timer);
     if (graceTimer) clearTimeout(graceTimer);
-    // Whatever happened, leave no process of this kernel's group behind.
+    // Whatever happened, leave no process of this kernel behind: its group and every rank.
     killGroup(child, 'SIGKILL');
+    removePidDir(pidDir);
     await new Promise<void>((resolve) => log.end(resolve));
   }
 
@@ -159,7 +168,8 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
     throw ApplicationFailure.create({ type: ErrorTypes.KernelStalled, message: `${verb} kernel printed no progress for ${Math.round(opts.stallMs / 1000)} s and was killed (${where})`, details: [progress] });
   }
   const errorText = kernelError ? `${kernelError.error_type}: ${kernelError.message}` : `exit code ${exit.code}${exit.signal ? `, signal ${exit.signal}` : ''}`;
-  switch (exit.code) {
+  const code = exit.code !== KernelExit.ok && kernelError && kernelError.error_type in EXIT_OF_ERROR_TYPE ? EXIT_OF_ERROR_TYPE[kernelError.error_type] : exit.code;
+  switch (code) {
     case KernelExit.ok:
       if (!result) throw ApplicationFailure.create({ type: ErrorTypes.KernelCrashed, message: `${verb} kernel exited 0 without a result line (${where})` });
       return result;

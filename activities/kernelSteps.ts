@@ -1,9 +1,15 @@
 /**
  * The GPU steps (0, 1, 2, 5b, 7): each builds a kernel job from the run config, runs it through
  * the kernel bridge under the artifact store, and reports progress as heartbeats.
+ * On a worker owning N > 1 GPUs, training runs under torchrun with N ranks and the scoring steps
+ * run N shards, one per GPU, merged in idx order (activities/deviceShards.ts).
  */
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { promises as fsp } from 'node:fs';
+import { ErrorTypes } from '../pipeline/errors';
+import { mergeEvalShards, mergeJsonlByKey, runShards, shardEnvs, sumProgress } from './deviceShards';
 import * as A from '../pipeline/artifacts';
 import type { RunConfig } from '../pipeline/config';
 import type { StepInput, StepProgress, StepResult } from '../pipeline/steps';
@@ -60,25 +66,105 @@ function stallMs(input: StepInput): number {
   return override > 0 ? override * 1000 : durationMs(stepRow(input.stepId).timeouts.stall);
 }
 
+/** Devices a kernel of this worker may use at once: the GPUs it owns, or the CPU as one. */
+export function deviceCount(devices: DeviceSet): number {
+  return devices.kind === 'cuda' ? devices.ids.length : 1;
+}
+
+/** The global batch is microBatch × gradAccum on any number of devices, so each takes gradAccum / N. */
+function checkSplit(t: RunConfig['sft'] | RunConfig['joint'], field: 'sft' | 'joint', n: number): void {
+  if (t.gradAccum % n === 0) return;
+  throw ApplicationFailure.create({
+    type: ErrorTypes.InvalidInput,
+    nonRetryable: true,
+    message: `${field}.gradAccum ${t.gradAccum} cannot be split over the ${n} GPUs of this worker: the global batch (microBatch × gradAccum = ${t.microBatch * t.gradAccum}) stays the same on any number of GPUs, so gradAccum must be a multiple of ${n}; change it, or run the step on a worker whose device count divides it`,
+  });
+}
+
+type JobOf<V extends KernelVerb> = Omit<KernelJob<V>, 'log_file' | 'device' | 'seed'> & { seed?: number };
+
+interface LaunchOptions {
+  /** torchrun ranks (training on several GPUs). */
+  processes?: number;
+  /** Environment instead of the whole device set's (a shard's single GPU). */
+  env?: Record<string, string>;
+  /** Suffix of the job and log file names ("shard-1-of-4"). */
+  tag?: string;
+  onProgress?: (p: StepProgress) => void;
+  cancelled?: Promise<never>;
+}
+
 export function kernelSteps(ctx: GpuWorkerContext) {
-  async function kernel<V extends KernelVerb>(input: StepInput, run: ResolvedRun, verb: V, job: Omit<KernelJob<V>, 'log_file' | 'device' | 'seed'> & { seed?: number }): Promise<KernelOutcome> {
-    const attempt = safeAttempt();
+  const devicesN = deviceCount(ctx.devices);
+
+  /** One kernel process (or torchrun) for a step; the caller holds the devices. */
+  function launch<V extends KernelVerb>(input: StepInput, run: ResolvedRun, verb: V, job: JobOf<V>, opts: LaunchOptions = {}): Promise<KernelOutcome> {
+    const tag = opts.tag ? `.${opts.tag}` : '';
     const full = {
       ...job,
-      log_file: path.join(run.runDir, A.LOGS_DIR, `${input.stepId}.log`),
+      log_file: path.join(run.runDir, A.LOGS_DIR, `${input.stepId}${tag}.log`),
       device: device(input.config, ctx.devices),
       seed: job.seed ?? 42,
       threads: ctx.threads ?? null,
     } as KernelJob<V>;
-    return ctx.exclusive(() =>
-      runKernel(verb, full, {
-        jobFile: path.join(run.runDir, A.JOBS_DIR, `${input.stepId}.attempt-${attempt}.json`),
-        env: kernelEnv(ctx.devices),
-        stallMs: stallMs(input),
-        onHeartbeat: (p: StepProgress) => heartbeat(p),
-        cancelled: cancelledSignal(),
-      }),
+    return runKernel(verb, full, {
+      jobFile: path.join(run.runDir, A.JOBS_DIR, `${input.stepId}.attempt-${safeAttempt()}${tag}.json`),
+      env: opts.env ?? kernelEnv(ctx.devices),
+      stallMs: stallMs(input),
+      onHeartbeat: opts.onProgress ?? ((p: StepProgress) => heartbeat(p)),
+      cancelled: opts.cancelled ?? cancelledSignal(),
+      processes: opts.processes,
+    });
+  }
+
+  /**
+   * Runs `fn` once this worker's devices are free. Tasks of a host-pinned queue are accepted at
+   * once and wait here (workers/createWorkers.ts), heartbeating so that the wait is not taken
+   * for a dead worker; a task cancelled while waiting never starts its kernel.
+   */
+  async function withDevices<T>(fn: () => Promise<T>): Promise<T> {
+    const waiting = setInterval(() => heartbeat({ done: 0, total: 0, unit: 'samples', phase: 'waiting for this worker\'s devices', updatedAt: new Date().toISOString() }), 5000);
+    let cancelledWhileWaiting: unknown;
+    cancelledSignal()?.catch((err) => (cancelledWhileWaiting ??= err));
+    return ctx.exclusive(async () => {
+      clearInterval(waiting);
+      if (cancelledWhileWaiting !== undefined) throw cancelledWhileWaiting;
+      return fn();
+    });
+  }
+
+  function kernel<V extends KernelVerb>(input: StepInput, run: ResolvedRun, verb: V, job: JobOf<V>, opts: LaunchOptions = {}): Promise<KernelOutcome> {
+    return withDevices(() => launch(input, run, verb, job, opts));
+  }
+
+  /** One kernel per device on shard i of N of the items; `jobOf` gives shard i its job. */
+  function sharded<V extends KernelVerb>(input: StepInput, run: ResolvedRun, verb: V, jobOf: (shard: { index: number; count: number }) => JobOf<V>): Promise<KernelOutcome[]> {
+    const envs = shardEnvs(ctx.devices);
+    const progress: (StepProgress | undefined)[] = [];
+    return withDevices(() =>
+      runShards(envs.length, cancelledSignal(), (index, cancelled) =>
+        launch(input, run, verb, jobOf({ index, count: envs.length }), {
+          env: envs[index],
+          tag: `shard-${index}-of-${envs.length}`,
+          cancelled,
+          onProgress: (p) => {
+            progress[index] = p;
+            heartbeat(sumProgress(progress));
+          },
+        }),
+      ),
     );
+  }
+
+  /** evaluate on N shards, merged into the job's output_dir as one run would have written it. */
+  async function evaluateSharded(input: StepInput, run: ResolvedRun, job: JobOf<'evaluate'>): Promise<KernelOutcome> {
+    const shardDir = (i: number, n: number) => `${job.output_dir}.shard-${i}-of-${n}`;
+    const outs = await sharded(input, run, 'evaluate', (shard) => ({ ...job, output_dir: shardDir(shard.index, shard.count), shard }));
+    const dirs = outs.map((_, i) => shardDir(i, outs.length));
+    const metrics = await mergeEvalShards(dirs, job.output_dir);
+    await Promise.all(dirs.map((d) => fsp.rm(d, { recursive: true, force: true })));
+    const tokensPerS = outs.reduce((s, o) => s + Number(o.metrics.tokens_per_s ?? 0), 0);
+    return { outputs: {}, metrics: { ...metrics, tokens_per_s: tokensPerS, shards: outs.length } };
   }
 
   const relative = (run: ResolvedRun, p: string) => path.relative(run.runDir, p).split(path.sep).join('/');
@@ -102,18 +188,24 @@ export function kernelSteps(ctx: GpuWorkerContext) {
         mode: 'atomic',
         heartbeat,
         produce: async ({ paths }) => {
-          const out = await kernel(input, run, 'entropy', {
+          const job = {
             model_path: modelPath,
             data_file: run.dataFile,
             data_format: config.dataFormat,
             output_path: paths.entropy,
-            field: base ? 'entropy_0' : 'entropy_1',
+            field: base ? ('entropy_0' as const) : ('entropy_1' as const),
             definition: config.entropy.definition,
             max_length: config.entropy.maxLength,
             batch_tokens: config.entropy.batchTokens,
             vocab_chunk: config.entropy.vocabChunk,
-          });
-          return { metrics: out.metrics };
+          };
+          if (devicesN === 1) return { metrics: (await kernel(input, run, 'entropy', job)).metrics };
+          const shardFile = (i: number, n: number) => `${paths.entropy}.shard-${i}-of-${n}`;
+          const outs = await sharded(input, run, 'entropy', (shard) => ({ ...job, output_path: shardFile(shard.index, shard.count), shard }));
+          const files = outs.map((_, i) => shardFile(i, outs.length));
+          await mergeJsonlByKey(files, 'idx', paths.entropy);
+          await Promise.all(files.map((f) => fsp.rm(f, { force: true })));
+          return { metrics: entropyMetrics(outs) };
         },
       });
     },
@@ -127,11 +219,12 @@ export function kernelSteps(ctx: GpuWorkerContext) {
         mode: 'in-place',
         heartbeat,
         produce: async ({ paths }) => {
+          checkSplit(sft, 'sft', devicesN);
           const out = await kernel(input, run, 'sft', {
             ...trainingJob(sft, run, input.config.dataFormat, paths.dir),
             model_path: run.baseModel,
             system_prompt: sft.systemPrompt ?? null,
-          });
+          }, { processes: devicesN });
           return { metrics: out.metrics, outputs: { checkpoint: relative(run, out.outputs.checkpoint) } };
         },
       });
@@ -146,6 +239,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
         mode: 'in-place',
         heartbeat,
         produce: async ({ paths }) => {
+          checkSplit(joint, 'joint', devicesN);
           const out = await kernel(input, run, 'joint', {
             ...trainingJob(joint, run, input.config.dataFormat, paths.dir),
             fused_dir: path.join(run.runDir, input.deps.fuse!.outputs.fused),
@@ -153,7 +247,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
             fusion_lambda: joint.fusionLambda,
             freeze_weak: joint.freezeWeak,
             loss_on: joint.lossOn,
-          });
+          }, { processes: devicesN });
           return { metrics: out.metrics, outputs: { checkpoint: relative(run, out.outputs.checkpoint) } };
         },
       });
@@ -187,7 +281,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
         produce: async ({ paths }) => {
           const metrics: Record<string, number | string> = {};
           for (const model of models) {
-            const out = await kernel(input, run, 'evaluate', {
+            const job = {
               model_path: model.path,
               label: model.label,
               output_dir: path.join(paths.results, model.label),
@@ -195,7 +289,8 @@ export function kernelSteps(ctx: GpuWorkerContext) {
               batch_size: evalConfig.batchSize,
               system_prompt: evalConfig.systemPrompt ?? null,
               enable_thinking: evalConfig.enableThinking,
-            });
+            };
+            const out = devicesN === 1 ? await kernel(input, run, 'evaluate', job) : await evaluateSharded(input, run, job);
             for (const [key, value] of Object.entries(out.metrics)) {
               // "pass_at_1/gsm8k" → "pass_at_1/wmss/gsm8k"
               const [metric, ...rest] = key.split('/');
@@ -206,6 +301,21 @@ export function kernelSteps(ctx: GpuWorkerContext) {
         },
       });
     },
+  };
+}
+
+/** The entropy metrics of N shards as the kernel reports them for one. */
+function entropyMetrics(outs: KernelOutcome[]): Record<string, number> {
+  const num = (o: KernelOutcome, k: string) => Number(o.metrics[k] ?? 0);
+  const samples = outs.reduce((s, o) => s + num(o, 'samples'), 0);
+  const sum = (k: string) => outs.reduce((s, o) => s + num(o, k), 0);
+  return {
+    samples,
+    tokens: sum('tokens'),
+    scored_tokens: sum('scored_tokens'),
+    tokens_per_s: sum('tokens_per_s'),
+    mean_entropy: samples ? outs.reduce((s, o) => s + num(o, 'mean_entropy') * num(o, 'samples'), 0) / samples : 0,
+    shards: outs.length,
   };
 }
 

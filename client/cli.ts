@@ -2,7 +2,6 @@
 import path from 'node:path';
 import { Command } from 'commander';
 import { STEPS } from '../pipeline/steps';
-import { workflowIdFor } from '../pipeline/workflowApi';
 import { startWorker } from '../workers/start';
 import { connectClient, temporalTarget, webUiLink } from './connection';
 import { serverAnswers, startDevServer } from './devServer';
@@ -10,11 +9,16 @@ import { configReference } from './configReference';
 import { runDemo } from './commands/demo';
 import { startPipeline, waitForResult } from './commands/start';
 import { renderSnapshot, snapshotRun } from './commands/status';
+import { listRuns, renderRunList, resolveWorkflowId } from './commands/resolveRun';
+import { watchRun } from './commands/watch';
+import { isRunDir, runOfWorkflow, writeReport } from './commands/report';
+import { createSchedule, describeSchedule, listSchedules, parseOverlap, scheduleHandle } from './commands/schedule';
 import { renderPlan } from './commands/plan';
+import { configToResume } from './commands/resume';
 import { absolutize, ConfigFileError, readRunConfig } from './runConfigFile';
 
-/** Accepts a workflow id or a run name. */
-const idOf = (idOrName: string) => (idOrName.startsWith('wmss-') ? idOrName : workflowIdFor(idOrName));
+/** Accepts a workflow id (any start method: wmss, temporal CLI, Schedule) or a run name: commands/resolveRun.ts. */
+const idOf = (client: Awaited<ReturnType<typeof connectClient>>, idOrName: string) => resolveWorkflowId(client, idOrName);
 
 async function withClient<T>(fn: (client: Awaited<ReturnType<typeof connectClient>>) => Promise<T>): Promise<T> {
   const client = await connectClient();
@@ -37,6 +41,11 @@ export function buildProgram(): Command {
     .option('--ip <addr>', 'address to bind', '127.0.0.1')
     .action(async (o) => {
       const address = `${o.ip}:${o.port}`;
+      const configured = process.env.TEMPORAL_ADDRESS;
+      if (configured && (await serverAnswers(configured))) {
+        console.log(`a Temporal server already answers at TEMPORAL_ADDRESS=${configured}; using it`);
+        return;
+      }
       if (await serverAnswers(address)) {
         console.log(`a Temporal server already answers at ${address}; using it`);
         return;
@@ -52,14 +61,22 @@ export function buildProgram(): Command {
 
   program
     .command('worker <kind>')
-    .description('run a worker: control (workflows + CPU steps) or gpu (kernel steps)')
+    .description('run a worker: control (workflows + CPU steps), gpu (kernel steps) or onnx (steps 0, 2, 7 with backend onnx; no Python)')
     .option('--gpus <set>', 'devices this GPU worker owns: cpu, or a list like 0,1', 'cpu')
     .option('--threads <n>', 'CPU threads per kernel (default: all cores)')
     .option('--control-queue <name>', 'control task queue', 'wmss')
     .option('--gpu-queue <name>', 'GPU task queue', 'wmss-gpu')
+    .option('--onnx-queue <name>', 'onnx worker: its task queue', 'wmss-onnx')
+    .option('--pool <kind>', 'GPU worker: also serve the pool <gpu-queue>:<kind> (e.g. h100; runs choose it with placement.gpuPool)')
+    .option('--host <name>', 'host name of this worker\'s host queues (<queue>@<host>); default $WMSS_HOST or the machine\'s name')
     .action(async (kind: string, o) => {
-      if (kind !== 'control' && kind !== 'gpu') throw new Error(`worker kind must be control or gpu, not "${kind}"`);
-      await startWorker(kind, { gpus: o.gpus, threads: o.threads, controlQueue: o.controlQueue, gpuQueue: o.gpuQueue });
+      if (kind === 'onnx') {
+        // onnxruntime-node in this process, no kernels: README "ONNX backend"
+        const { startOnnxWorker } = await import('../workers/onnxWorker');
+        return startOnnxWorker(['--onnx-queue', o.onnxQueue, ...(o.threads ? ['--threads', o.threads] : [])]);
+      }
+      if (kind !== 'control' && kind !== 'gpu') throw new Error(`worker kind must be control, gpu or onnx, not "${kind}"`);
+      await startWorker(kind, { gpus: o.gpus, threads: o.threads, controlQueue: o.controlQueue, gpuQueue: o.gpuQueue, pool: o.pool, host: o.host });
     });
 
   program
@@ -76,28 +93,40 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('resume <target>')
+    .description('start a run again from a run dir, config file, run name or workflow id; finished steps are reused and training resumes from its last checkpoint')
+    .option('--wait', 'wait for the run to finish and print its result')
+    .action((target: string, o) =>
+      withClient(async (client) => {
+        const config = absolutize(await configToResume(client, target));
+        const handle = await startPipeline(client, config);
+        console.log(`resumed ${config.runName} as ${handle.workflowId} (finished steps are reused)\nWeb UI: ${webUiLink(handle.workflowId)}`);
+        if (o.wait) console.log(JSON.stringify(await waitForResult(client, handle.workflowId), null, 2));
+      }),
+    );
+
+  program
     .command('plan <config>')
     .description('show the step graph of a config and which steps already have outputs')
     .action(async (file: string) => console.log(await renderPlan(absolutize(readRunConfig(file)))));
 
   program
-    .command('status <run>')
-    .description('print the state of every step of a run (run name or workflow id)')
-    .action((run: string) => withClient(async (client) => console.log(renderSnapshot(await snapshotRun(client, idOf(run))))));
+    .command('status [run]')
+    .description('a table of every step of a run (run name or workflow id); without a run, the newest runs')
+    .option('--limit <n>', 'runs listed without a run argument', '20')
+    .action((run: string | undefined, o) =>
+      withClient(async (client) => console.log(run ? renderSnapshot(await snapshotRun(client, await idOf(client, run))) : renderRunList(await listRuns(client, Number(o.limit))))),
+    );
 
   program
     .command('watch <run>')
-    .description('follow a run until it ends')
-    .option('--every <seconds>', 'refresh interval', '3')
+    .description('progress bars of the running steps (samples or optimizer steps, loss, tokens/s, ETA) and the run\'s ETA, until it ends')
+    .option('--every <seconds>', 'refresh interval', '2')
+    .option('--plain', 'plain lines instead of bars (the default when the output is not a terminal)')
     .action((run: string, o) =>
       withClient(async (client) => {
-        const id = idOf(run);
-        for (;;) {
-          const snap = await snapshotRun(client, id);
-          console.log(`${new Date().toISOString()}\n${renderSnapshot(snap)}\n`);
-          if (snap.workflowStatus !== 'RUNNING') return;
-          await new Promise((r) => setTimeout(r, Number(o.every) * 1000));
-        }
+        const last = await watchRun(client, await idOf(client, run), { everyMs: Number(o.every) * 1000, plain: o.plain ? true : undefined });
+        if (last.workflowStatus !== 'COMPLETED') process.exitCode = 1;
       }),
     );
 
@@ -106,15 +135,92 @@ export function buildProgram(): Command {
     .description('cancel a run: running kernels save a checkpoint and stop; `wmss start` with the same config resumes')
     .action((run: string) =>
       withClient(async (client) => {
-        await client.workflow.getHandle(idOf(run)).cancel();
-        console.log(`cancellation requested for ${idOf(run)}`);
+        const id = await idOf(client, run);
+        await client.workflow.getHandle(id).cancel();
+        console.log(`cancellation requested for ${id}`);
       }),
     );
 
   program
     .command('result <run>')
     .description('wait for a run and print its result (JSON)')
-    .action((run: string) => withClient(async (client) => console.log(JSON.stringify(await waitForResult(client, idOf(run)), null, 2))));
+    .action((run: string) => withClient(async (client) => console.log(JSON.stringify(await waitForResult(client, await idOf(client, run)), null, 2))));
+
+  program
+    .command('report <run>')
+    .description('write <runDir>/report/index.html (self-contained) and report.md with plots; <run> is a run dir, run name or workflow id')
+    .action(async (run: string) => {
+      const files = isRunDir(run)
+        ? await writeReport(path.resolve(run))
+        : await withClient(async (client) => {
+            const r = await runOfWorkflow(client, run);
+            return writeReport(r.runDir, { config: r.config, workflowId: r.workflowId, runName: r.runName });
+          });
+      console.log(`report: ${files.html}\n        ${files.markdown} (+ ${files.charts.length} SVG charts)`);
+      if (files.data.missing.length) console.log(`not (yet) available:\n  ${files.data.missing.join('\n  ')}`);
+    });
+
+  const schedule = program.command('schedule').description('scheduled retraining with Temporal Schedules (create, list, describe, pause, unpause, trigger, backfill, delete)');
+  schedule
+    .command('create')
+    .description('schedule a run config: each action starts the pipeline with it; date templates like {date} in its paths resolve to the scheduled day')
+    .requiredOption('--config <file>', 'run config (JSON), as for `wmss start`')
+    .option('--cron <expression>', 'cron expression (UTC), e.g. "0 3 * * *"')
+    .option('--every <interval>', 'fixed interval, e.g. 1d, 12h, 30m')
+    .option('--id <scheduleId>', 'schedule id (default wmss-<runName>)')
+    .option('--overlap <policy>', 'when the previous run is still going: SKIP, BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER, TERMINATE_OTHER, ALLOW_ALL', 'SKIP')
+    .option('--no-pause-on-failure', 'keep scheduling after a failed run (default: pause the schedule)')
+    .option('--catchup-window <duration>', 'how far back missed actions are still taken after an outage', '1d')
+    .option('--paused', 'create it paused')
+    .action((o) =>
+      withClient(async (client) => {
+        const config = absolutize(readRunConfig(o.config));
+        const handle = await createSchedule(client, { config, scheduleId: o.id, cron: o.cron, every: o.every, overlap: parseOverlap(o.overlap), pauseOnFailure: o.pauseOnFailure, catchupWindow: o.catchupWindow, paused: Boolean(o.paused) });
+        console.log(`created schedule ${handle.scheduleId}\n${await describeSchedule(handle)}`);
+      }),
+    );
+  schedule.command('list').description('the pipeline schedules on this namespace').action(() => withClient(async (client) => console.log(await listSchedules(client))));
+  schedule
+    .command('describe <id>')
+    .description('spec, policies, state, recent and next runs')
+    .action((id: string) => withClient(async (client) => console.log(await describeSchedule(await scheduleHandle(client, id)))));
+  schedule
+    .command('pause <id>')
+    .option('--note <text>', 'why', 'paused with wmss schedule pause')
+    .action((id: string, o) => withClient(async (client) => { await (await scheduleHandle(client, id)).pause(o.note); console.log(`paused ${id}`); }));
+  schedule
+    .command('unpause <id>')
+    .option('--note <text>', 'why', 'unpaused with wmss schedule unpause')
+    .action((id: string, o) => withClient(async (client) => { await (await scheduleHandle(client, id)).unpause(o.note); console.log(`unpaused ${id}`); }));
+  schedule
+    .command('trigger <id>')
+    .description('start a run now (the overlap policy applies: with SKIP nothing starts while a run is going)')
+    .option('--overlap <policy>', 'override the overlap policy for this run')
+    .action((id: string, o) =>
+      withClient(async (client) => {
+        await (await scheduleHandle(client, id)).trigger(o.overlap ? parseOverlap(o.overlap) : undefined);
+        console.log(`triggered ${id}; follow it with \`wmss schedule describe ${id}\` and \`wmss watch <workflow id>\``);
+      }),
+    );
+  schedule
+    .command('backfill <id>')
+    .description('take the actions the schedule would have taken between two times (ISO 8601)')
+    .requiredOption('--start <time>', 'e.g. 2026-11-01T00:00:00Z')
+    .requiredOption('--end <time>', 'e.g. 2026-11-07T00:00:00Z')
+    .option('--overlap <policy>', 'overlap policy for the backfilled runs', 'BUFFER_ALL')
+    .action((id: string, o) =>
+      withClient(async (client) => {
+        const start = new Date(o.start);
+        const end = new Date(o.end);
+        if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()) || end <= start) throw new Error('--start and --end must be ISO times with --end after --start');
+        await (await scheduleHandle(client, id)).backfill([{ start, end, overlap: parseOverlap(o.overlap) }]);
+        console.log(`backfill of ${id} from ${start.toISOString()} to ${end.toISOString()} requested`);
+      }),
+    );
+  schedule
+    .command('delete <id>')
+    .description('delete the schedule (runs it started keep going)')
+    .action((id: string) => withClient(async (client) => { await (await scheduleHandle(client, id)).delete(); console.log(`deleted schedule ${id}`); }));
 
   program
     .command('demo')

@@ -90,6 +90,8 @@ export const EvaluateJob = z
     batch_size: z.number().int().positive(),
     system_prompt: z.string().nullable().optional(),
     enable_thinking: z.boolean(),
+    /** One of N devices: the questions whose id mod count is index (merged by the activity). */
+    shard: z.object({ index: z.number().int().min(0), count: z.number().int().positive() }).nullable().optional(),
   })
   .strict();
 

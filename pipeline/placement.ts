@@ -48,12 +48,12 @@ export function stepQueue(kind: QueueKind, placement: Placement, host?: string):
 
 /**
  * The host a step must run on, or undefined when any worker may take it (shared storage).
- * With local storage every step follows the host of its first input step, and the roots
+ * With local storage every step follows the host of its first input step that ran, and the roots
  * (steps 0, 1, 4, which read only the base model and the data) all go to `rootHost`, so the
  * whole run stays on the one host that holds its run dir.
  */
 export function pinnedHost(row: StepRow, placement: Placement, results: Partial<Record<StepId, StepResult>>, rootHost: string | undefined): string | undefined {
   if (placement.storage === 'shared') return undefined;
-  if (row.needs.length === 0) return rootHost;
-  return results[row.needs[0]]?.host ?? rootHost;
+  // needs of steps this config leaves out (e.g. the ONNX exports) have no result: skip them
+  return row.needs.map((id) => results[id]?.host).find((host) => host !== undefined) ?? rootHost;
 }

@@ -2,15 +2,19 @@
  * Builds the two kinds of worker. Entry points (workers/control.ts, workers/gpu.ts), the demo and
  * the integration tests all go through here, so they run the same code.
  *
- * - control: workflow tasks and the CPU steps (3, 4, 5a, 6) on the control queue (`wmss`).
- * - gpu: the kernel steps (0, 1, 2, 5b, 7) on the shared GPU queue and this host's queue,
- *   one kernel at a time across both, on the devices it owns.
+ * - control: workflow tasks and the CPU steps (3, 4, 5a, 6) on the control queue (`wmss`), and
+ *   the CPU steps pinned to this host (`wmss@<host>`, local storage).
+ * - gpu: the kernel steps (0, 1, 2, 5b, 7) on the shared GPU queue, this host's queue and, with
+ *   a pool, the pool's queues (pipeline/placement.ts); one kernel at a time across all of them,
+ *   on the devices it owns.
  */
 import os from 'node:os';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { cpuSteps } from '../activities/cpuSteps';
 import { kernelSteps } from '../activities/kernelSteps';
 import { withResolvedPaths } from '../activities/runPaths';
+import { withHost } from '../activities/hostContext';
+import { controlWorkerQueues, gpuWorkerQueues } from '../pipeline/placement';
 import { describeDeviceSet, type DeviceSet } from './deviceSet';
 
 export interface WorkerSetOptions {
@@ -21,6 +25,14 @@ export interface WorkerSetOptions {
   /** Host name used for this host's queue; WMSS_HOST overrides os.hostname() (tests fake hosts). */
   host?: string;
 }
+
+/**
+ * Slots of a host-pinned queue. Only this host can run its tasks, so the worker takes them all at
+ * once and lets them wait for the devices (or disk) inside; a task then starts at once whenever a
+ * worker of the host is alive, and placement.hostTimeout (schedule-to-start) expires only when
+ * none is: that is what HostUnavailable means.
+ */
+const PINNED_SLOTS = 32;
 
 export function workerHost(explicit?: string): string {
   return explicit ?? process.env.WMSS_HOST ?? os.hostname();
@@ -38,41 +50,69 @@ export function createExclusive(): <T>(fn: () => Promise<T>) => Promise<T> {
 
 const workflowsPath = require.resolve('../workflows');
 /** Cancellation reaches an activity only with a heartbeat reply, so heartbeats go out at least this often. */
-const HEARTBEAT_THROTTLE = '5s';
+const HEARTBEAT_THROTTLE = '5s' as const;
 
+/**
+ * The control worker: workflow tasks and CPU steps on the shared control queue, plus a second
+ * worker (no workflows) for the CPU steps pinned to this host. Returns both; `extra` applies to both
+ * (a test may pass one prebuilt workflowBundle instead of bundling per worker).
+ */
+export async function createControlWorkers(opts: WorkerSetOptions, extra: Partial<WorkerOptions> = {}): Promise<Worker[]> {
+  const host = workerHost(opts.host);
+  const activities = withHost(host, withResolvedPaths(cpuSteps()));
+  const queues = controlWorkerQueues({ controlQueue: opts.controlQueue ?? 'wmss', host });
+  const common = { connection: opts.connection, namespace: opts.namespace ?? 'default', activities, maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE, identity: `control@${host}/${process.pid}` };
+  const { workflowBundle, ...rest } = extra;
+  return Promise.all([
+    Worker.create({
+      ...common,
+      taskQueue: queues.shared,
+      ...(workflowBundle ? { workflowBundle } : { workflowsPath }),
+      // File transforms are disk-bound; two at once keeps one disk busy without thrashing.
+      maxConcurrentActivityTaskExecutions: 2,
+      ...rest,
+    }),
+    Worker.create({ ...common, taskQueue: queues.pinned, maxConcurrentActivityTaskExecutions: PINNED_SLOTS, ...rest }),
+  ]);
+}
+
+/** The control worker of the shared queue alone (workflows + CPU steps), as before host queues. */
 export async function createControlWorker(opts: WorkerSetOptions, extra: Partial<WorkerOptions> = {}): Promise<Worker> {
+  const host = workerHost(opts.host);
+  const { workflowBundle, ...rest } = extra;
   return Worker.create({
     connection: opts.connection,
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.controlQueue ?? 'wmss',
-    workflowsPath,
-    activities: withResolvedPaths(cpuSteps()),
+    ...(workflowBundle ? { workflowBundle } : { workflowsPath }),
+    activities: withHost(host, withResolvedPaths(cpuSteps())),
     // File transforms are disk-bound; two at once keeps one disk busy without thrashing.
     maxConcurrentActivityTaskExecutions: 2,
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
-    ...extra,
+    ...rest,
   });
 }
 
-export async function createGpuWorkers(opts: WorkerSetOptions & { devices: DeviceSet; threads?: number }, extra: Partial<WorkerOptions> = {}): Promise<Worker[]> {
+export async function createGpuWorkers(opts: WorkerSetOptions & { devices: DeviceSet; threads?: number; pool?: string }, extra: Partial<WorkerOptions> = {}): Promise<Worker[]> {
+  const host = workerHost(opts.host);
   const exclusive = createExclusive();
-  const activities = withResolvedPaths(kernelSteps({ devices: opts.devices, exclusive, threads: opts.threads }));
-  const base = opts.gpuQueue ?? 'wmss-gpu';
-  const queues = [base, `${base}@${workerHost(opts.host)}`];
-  return Promise.all(
-    queues.map((taskQueue) =>
-      Worker.create({
-        connection: opts.connection,
-        namespace: opts.namespace ?? 'default',
-        taskQueue,
-        activities,
-        maxConcurrentActivityTaskExecutions: 1,
-        maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
-        identity: `gpu[${describeDeviceSet(opts.devices)}]@${workerHost(opts.host)}/${process.pid}`,
-        ...extra,
-      }),
-    ),
-  );
+  const steps = withResolvedPaths(kernelSteps({ devices: opts.devices, exclusive, threads: opts.threads }));
+  // workerHost: the workflow asks a free GPU worker where it is, to place a local-storage run
+  const activities = withHost(host, { ...steps, workerHost: async () => host });
+  const { shared, pinned } = gpuWorkerQueues({ gpuQueue: opts.gpuQueue ?? 'wmss-gpu', host, pool: opts.pool });
+  const make = (taskQueue: string, slots: number) =>
+    Worker.create({
+      connection: opts.connection,
+      namespace: opts.namespace ?? 'default',
+      taskQueue,
+      activities,
+      // Shared queues: one task at a time, so a busy worker leaves shared work to idle ones.
+      maxConcurrentActivityTaskExecutions: slots,
+      maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
+      identity: `gpu[${describeDeviceSet(opts.devices)}]@${host}/${process.pid}`,
+      ...extra,
+    });
+  return Promise.all([...shared.map((q) => make(q, 1)), ...pinned.map((q) => make(q, PINNED_SLOTS))]);
 }
 
 /** Runs workers until one stops; SIGINT/SIGTERM shut all of them down gracefully. */

@@ -1,6 +1,7 @@
 /** Shared start-up of the worker entry points: connect, build, print what is served, run. */
 import { NativeConnection } from '@temporalio/worker';
-import { createControlWorker, createGpuWorkers, runWorkers, workerHost } from './createWorkers';
+import { createControlWorkers, createGpuWorkers, runWorkers, workerHost } from './createWorkers';
+import { claimDevices } from './deviceLocks';
 import { describeDeviceSet, parseDeviceSet } from './deviceSet';
 
 export interface WorkerCliOptions {
@@ -11,23 +12,36 @@ export interface WorkerCliOptions {
   namespace?: string;
   controlQueue?: string;
   gpuQueue?: string;
+  /** GPU kind this worker also serves (`wmss-gpu:<pool>`), e.g. h100. */
+  pool?: string;
+  /** Host name for the host queues and StepResult.host; default WMSS_HOST, else the machine's name. */
+  host?: string;
 }
 
 export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOptions): Promise<void> {
   const address = opts.address ?? process.env.TEMPORAL_ADDRESS ?? 'localhost:7233';
   const namespace = opts.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default';
+  const host = workerHost(opts.host);
+  const devices = parseDeviceSet(opts.gpus ?? 'cpu');
+  // Claimed before connecting: a worker that cannot own its devices must not take any task.
+  const claim = kind === 'gpu' ? claimDevices(devices, { worker: `wmss gpu worker --gpus ${opts.gpus ?? 'cpu'}`, host }) : undefined;
+  const release = () => claim?.release();
+  process.once('exit', release);
   const connection = await NativeConnection.connect({ address });
   try {
-    const common = { connection, namespace, controlQueue: opts.controlQueue, gpuQueue: opts.gpuQueue };
+    const common = { connection, namespace, controlQueue: opts.controlQueue, gpuQueue: opts.gpuQueue, host };
     const workers =
       kind === 'control'
-        ? [await createControlWorker(common)]
-        : await createGpuWorkers({ ...common, devices: parseDeviceSet(opts.gpus ?? 'cpu'), threads: opts.threads ? Number(opts.threads) : undefined });
+        ? await createControlWorkers(common)
+        : await createGpuWorkers({ ...common, devices, pool: opts.pool, threads: opts.threads ? Number(opts.threads) : undefined });
     const queues = workers.map((w) => w.options.taskQueue).join(', ');
-    const devices = kind === 'gpu' ? ` on ${describeDeviceSet(parseDeviceSet(opts.gpus ?? 'cpu'))}` : '';
-    console.log(`wmss ${kind} worker${devices} @ ${workerHost()} serving ${queues} at ${address} (namespace ${namespace})`);
+    const n = devices.kind === 'cuda' ? devices.ids.length : 1;
+    const what = kind === 'gpu' ? ` on ${describeDeviceSet(devices)}${n > 1 ? ` (training: torchrun with ${n} ranks; entropy and evaluate: ${n} shards)` : ''}` : '';
+    const locks = claim && claim.files.length ? `; device locks in ${claim.dir}` : '';
+    console.log(`wmss ${kind} worker${what} @ ${host} serving ${queues} at ${address} (namespace ${namespace})${locks}`);
     await runWorkers(workers);
   } finally {
+    release();
     await connection.close();
   }
 }

@@ -88,6 +88,8 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
   upsertMemo({ config: { runName: config.runName, runDir: config.runDir, baseModel: config.baseModel, dataFile: config.dataFile, fusionLambda: config.joint.fusionLambda, weighting: config.weighting.formula, submodelIdx: config.extract.submodelIdx } });
   publish();
 
+  // local storage: the host that will hold the run dir, chosen once (workflows/placement.ts)
+  const rootHost = await rootHostOf(config);
   const results: Partial<Record<StepId, StepResult>> = {};
   const inFlight = new Map<StepId, Promise<StepId>>();
   let firstFailure: unknown;
@@ -106,7 +108,8 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
         status.finishedAt = new Date().toISOString();
         return row.id;
       },
-      (err) => {
+      (failure) => {
+        const err = hostUnavailableOr(failure, row, config, host);
         status.state = isCancellation(err) ? 'cancelled' : 'failed';
         status.error = failureInfo(err);
         status.finishedAt = new Date().toISOString();

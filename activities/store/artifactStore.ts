@@ -12,7 +12,6 @@
  *  - the manifest is written last (fsync + rename): it is the commit point. It is removed before a
  *    step re-runs, so a crash half-way through a re-run never leaves a stale manifest beside new outputs.
  */
-import os from 'node:os';
 import { existsSync, promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { StepId, StepInput, StepResult } from '../../pipeline/steps';
@@ -23,6 +22,7 @@ import { artifactConflict } from './failures';
 import { HeartbeatTicker, progressDetails, type Heartbeat } from './heartbeat';
 import { MANIFEST_FORMAT, outputsDigestOf, readManifest, removeManifest, writeManifest, type RecordedOutput, type StepManifest } from './manifest';
 import { requireAbsoluteRunDir, resolveInRunDir, toRunDirRelative } from './runDirPaths';
+import { currentHost } from '../hostContext';
 
 export { readManifest, type StepManifest, type RecordedOutput } from './manifest';
 export { resolveInRunDir } from './runDirPaths';
@@ -59,10 +59,8 @@ export interface StepSpec {
 
 const HEARTBEAT_INTERVAL_MS = 10_000;
 
-/** Host that holds the outputs; WMSS_HOST overrides (tests fake several hosts on one machine). */
-export function currentHost(): string {
-  return process.env.WMSS_HOST || os.hostname();
-}
+/** Host that holds the outputs: the worker's host (activities/hostContext.ts). */
+export { currentHost };
 
 let cachedVersion: string | undefined;
 /** wmss-flow's package.json version, found above this file from source or dist/. */

@@ -88,7 +88,8 @@ export function pipelineEta(steps: StepStatus[], running: Partial<Record<StepId,
   const finish = (id: StepId): number => {
     const known = finishAt.get(id);
     if (known !== undefined) return known;
-    const needs = STEPS.find((r) => r.id === id)?.needs ?? [];
+    // A step the config leaves out (not in the snapshot) counts as done for the steps that need it.
+    const needs = (STEPS.find((r) => r.id === id)?.needs ?? []).filter((n) => byId.has(n));
     const at = Math.max(0, ...needs.map(finish)) + remaining(id);
     finishAt.set(id, at);
     return at;

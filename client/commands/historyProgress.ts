@@ -5,7 +5,8 @@
  */
 import type { Client } from '@temporalio/client';
 import { tsToMs } from '@temporalio/common/lib/time';
-import { STEPS, type StepId, type StepResult } from '../../pipeline/steps';
+import { RunConfig } from '../../pipeline/config';
+import { activeSteps, STEPS, type StepId, type StepResult } from '../../pipeline/steps';
 import type { PipelineProgress, StepStatus } from '../../pipeline/workflowApi';
 
 const iso = (ts: Parameters<typeof tsToMs>[0]) => new Date(tsToMs(ts)).toISOString();
@@ -14,7 +15,8 @@ export async function progressFromHistory(client: Client, workflowId: string, wo
   const handle = client.workflow.getHandle(workflowId);
   const history = await handle.fetchHistory();
   const convert = client.options.loadedDataConverter.payloadConverter;
-  const steps = new Map<StepId, StepStatus>(STEPS.map((r) => [r.id, { id: r.id, number: r.number, title: r.title, state: 'pending' }]));
+  const steps = new Map<StepId, StepStatus>();
+  const addSteps = (rows: readonly (typeof STEPS)[number][]) => rows.forEach((r) => steps.set(r.id, { id: r.id, number: r.number, title: r.title, state: 'pending' }));
   const bySchedule = new Map<string, StepStatus>();
   let runName = '';
   let runDir = '';
@@ -25,6 +27,9 @@ export async function progressFromHistory(client: Client, workflowId: string, wo
       const input = payload ? (convert.fromPayload(payload) as { runName?: string; runDir?: string }) : {};
       runName = input.runName ?? '';
       runDir = input.runDir ?? '';
+      // The steps this config runs (optional steps, e.g. ONNX exports, only when enabled).
+      const parsed = RunConfig.safeParse(input);
+      addSteps(parsed.success ? activeSteps(parsed.data) : STEPS.filter((r) => !r.when));
     }
     const scheduled = e.activityTaskScheduledEventAttributes;
     if (scheduled) {

@@ -64,7 +64,7 @@ export async function createSchedule(client: Client, o: CreateScheduleOptions): 
     },
     policies: { overlap: ScheduleOverlapPolicy[o.overlap ?? 'SKIP'], pauseOnFailure: o.pauseOnFailure ?? true, catchupWindow: (o.catchupWindow ?? '1d') as `${number}d` },
     state: { paused: o.paused ?? false, note: o.note ?? `wmss schedule create (${o.cron ? `cron ${o.cron}` : `every ${o.every}`})` },
-    memo: { runName: o.config.runName, runDir: o.config.runDir, dataFile: o.config.dataFile },
+    memo: { spec: o.cron ? `cron ${o.cron}` : `every ${o.every}`, runName: o.config.runName, runDir: o.config.runDir, dataFile: o.config.dataFile },
   });
 }
 
@@ -84,9 +84,10 @@ export async function scheduleHandle(client: Client, idOrName: string): Promise<
 
 const when = (d: Date | undefined) => (d ? d.toISOString().replace('.000Z', 'Z') : '–');
 
-function specText(d: Pick<ScheduleDescription, 'spec'>): string {
+/** How the schedule was asked for (kept in its memo, since the server turns cron into calendars), else its spec. */
+function specText(d: Pick<ScheduleDescription, 'spec' | 'memo'>): string {
+  if (typeof d.memo?.spec === 'string') return d.memo.spec;
   const parts: string[] = [];
-  for (const c of d.spec.cronExpressions ?? []) parts.push(`cron ${c}`);
   for (const i of d.spec.intervals ?? []) parts.push(`every ${i.every / 1000}s${i.offset ? ` offset ${i.offset / 1000}s` : ''}`);
   for (const c of d.spec.calendars ?? []) parts.push(`calendar ${JSON.stringify(c)}`);
   return parts.join('; ') || '(no times)';
@@ -97,7 +98,7 @@ export async function listSchedules(client: Client): Promise<string> {
   for await (const s of client.schedule.list()) {
     if (s.action?.workflowType !== WORKFLOW_TYPE) continue;
     const last = s.info.recentActions[s.info.recentActions.length - 1];
-    rows.push([s.scheduleId, s.spec ? specText({ spec: s.spec }) : '', s.state.paused ? 'paused' : 'active', when(s.info.nextActionTimes[0]), last ? last.action.workflow.workflowId : '–']);
+    rows.push([s.scheduleId, s.spec ? specText({ spec: s.spec, memo: s.memo }) : '', s.state.paused ? 'paused' : 'active', when(s.info.nextActionTimes[0]), last ? last.action.workflow.workflowId : '–']);
   }
   if (!rows.length) return 'no wmssPipeline schedules (create one with `wmss schedule create --every 1d --config run.json`)';
   return table(['schedule', 'when', 'state', 'next run (UTC)', 'last run'], rows);

@@ -76,7 +76,7 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
       const log = (line: string) => (multi ? multi.log(`${line}\n`) : write(line));
       if (!plain && !multi) {
         multi = new MultiBar({ stream: out as NodeJS.WriteStream, clearOnComplete: false, hideCursor: true, autopadding: true, barsize: 24, format: STEP_FORMAT, fps: 5 }, Presets.shades_classic);
-        pipelineBar = multi.create(STEPS.length, 0, { run: snap.progress.runName, state: snap.progress.status, eta: '?' }, { format: PIPELINE_FORMAT });
+        pipelineBar = multi.create(snap.progress.steps.length, 0, { run: snap.progress.runName, state: snap.progress.status, eta: '?' }, { format: PIPELINE_FORMAT });
       }
       if (n === 1) log(`watching ${workflowId} (run ${snap.progress.runName}, dir ${snap.progress.runDir})`);
 
@@ -100,9 +100,10 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
             bar.setTotal(beat.total);
             bar.update(beat.done, payload);
           } else {
-            const line = `step ${step.number} ${describeProgress(beat)} · ETA ${formatDuration(est.steps[step.id])}`;
-            if (lastLine.get(step.id) !== line) write(`[${clock}] ${line}`);
-            lastLine.set(step.id, line);
+            // A line when the progress moves (not for each tick of the ETA).
+            const key = describeProgress(beat);
+            if (lastLine.get(step.id) !== key) write(`[${clock}] step ${step.number} ${key} · ETA ${formatDuration(est.steps[step.id])}`);
+            lastLine.set(step.id, key);
           }
         } else if (bars.has(step.id)) {
           multi?.remove(bars.get(step.id)!);
@@ -112,9 +113,9 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
       const eta = formatPipelineEta(est.pipeline) || '-';
       if (pipelineBar) pipelineBar.update(doneCount(snap.progress.steps), { run: snap.progress.runName, state: snap.progress.status, eta });
       else {
-        const line = `run ${snap.progress.runName}: ${doneCount(snap.progress.steps)}/${STEPS.length} steps done, ETA ${eta}`;
-        if (lastLine.get('') !== line) write(`[${clock}] ${line}`);
-        lastLine.set('', line);
+        const key = `${doneCount(snap.progress.steps)}/${snap.progress.steps.length}`;
+        if (lastLine.get('') !== key) write(`[${clock}] run ${snap.progress.runName}: ${key} steps done, ETA ${eta}`);
+        lastLine.set('', key);
       }
 
       if (snap.workflowStatus !== 'RUNNING' || (opts.maxRefreshes && n >= opts.maxRefreshes)) break;

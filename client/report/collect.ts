@@ -7,7 +7,8 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as A from '../../pipeline/artifacts';
-import { STEPS, type StepId } from '../../pipeline/steps';
+import { RunConfig } from '../../pipeline/config';
+import { activeSteps, STEPS, type StepId } from '../../pipeline/steps';
 import { readManifest, type StepManifest } from '../../activities/store/manifest';
 
 export interface StepTiming {
@@ -90,12 +91,16 @@ function lossOf(runDir: string, manifest: StepManifest | undefined, fallbackDir:
 export async function collectReportData(runDir: string, extra: { config?: unknown; workflowId?: string; runName?: string } = {}): Promise<ReportData> {
   const missing: string[] = [];
   const manifests = new Map<StepId, StepManifest>();
+  // The steps of this run: all the config enables, or without a config the default ones and any with a manifest.
+  const parsed = RunConfig.safeParse(extra.config);
+  const expected = parsed.success ? activeSteps(parsed.data) : STEPS.filter((r) => !r.when);
   for (const row of STEPS) {
     const m = await readManifest(runDir, row.id);
     if (m) manifests.set(row.id, m);
-    else missing.push(`step ${row.number} (${row.title}): no manifest, the step has not finished`);
+    else if (expected.includes(row)) missing.push(`step ${row.number} (${row.title}): no manifest, the step has not finished`);
   }
-  const steps: StepTiming[] = STEPS.map((row) => {
+  const rows = STEPS.filter((row) => expected.includes(row) || manifests.has(row.id));
+  const steps: StepTiming[] = rows.map((row) => {
     const m = manifests.get(row.id);
     if (!m) return { id: row.id, number: row.number, title: row.title };
     const ms = Date.parse(m.timings.finishedAt) - Date.parse(m.timings.startedAt);

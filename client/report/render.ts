@@ -34,7 +34,7 @@ function datasets(data: ReportData): string[] {
 export function buildCharts(data: ReportData): Chart[] {
   const charts: Chart[] = [];
   const timed = data.steps.filter((s) => s.startedAt && s.finishedAt);
-  charts.push({ file: 'dag-timings.svg', title: 'Step timings', svg: gantt('Step timings (from the step manifests)', timed.map((s) => ({ label: `${s.number} ${s.title}`.slice(0, 38), start: Date.parse(s.startedAt!), end: Date.parse(s.finishedAt!) }))) });
+  charts.push({ file: 'dag-timings.svg', title: 'Step timings', svg: gantt('Step timings (from the step manifests)', timed.map((s) => ({ label: `${s.number} ${s.title}`.slice(0, 48), start: Date.parse(s.startedAt!), end: Date.parse(s.finishedAt!) }))) });
   const loss = (title: string, l: ReportData['loss']['stage1']) => lineChart(title, l ? [{ name: 'training loss', points: l.points.map((p) => ({ x: p.step, y: p.loss })) }] : [], 'optimizer step', 'loss');
   charts.push({ file: 'loss-stage1.svg', title: 'Stage-1 SFT loss', svg: loss('Stage-1 SFT loss (step 1, base → m1)', data.loss.stage1) });
   charts.push({ file: 'loss-stage3.svg', title: 'Stage-3 joint-training loss', svg: loss('Stage-3 joint-training loss (step 5b)', data.loss.stage3) });

@@ -29,11 +29,21 @@ export function ticks(lo: number, hi: number, count = 5): number[] {
   return out;
 }
 
+/** A number for tables and captions: integers as they are, others to 4 significant digits. */
 export function fmt(v: number): string {
-  if (v === 0) return '0';
+  if (v === 0 || (Number.isInteger(v) && Math.abs(v) < 1e9)) return String(v);
   const a = Math.abs(v);
-  if (a >= 1e4 || a < 1e-3) return v.toExponential(1);
-  return Number(v.toPrecision(3)).toString();
+  if (a >= 1e6 || a < 1e-3) return v.toExponential(2);
+  return Number(v.toPrecision(4)).toString();
+}
+
+/** A formatter for tick labels with just enough decimals to tell neighbouring ticks apart. */
+export function tickFormatter(values: number[]): (v: number) => string {
+  const step = values.length > 1 ? Math.abs(values[1] - values[0]) : Math.abs(values[0] ?? 1) || 1;
+  const top = Math.max(...values.map(Math.abs), 0);
+  if (top >= 1e6 || (step < 1e-3 && top < 1e-2)) return (v) => (v === 0 ? '0' : v.toExponential(1));
+  const decimals = Math.max(0, Math.ceil(-Math.log10(step) - 1e-9) + (Math.abs(step / 10 ** Math.floor(Math.log10(step)) - 2.5) < 1e-9 ? 1 : 0));
+  return (v) => v.toFixed(decimals);
 }
 
 interface Frame {
@@ -47,7 +57,8 @@ interface Frame {
 
 const FRAME: Frame = { width: 640, height: 320, left: 64, right: 16, top: 36, bottom: 48 };
 
-function axes(f: Frame, title: string, xLabel: string, yLabel: string, xs: number[], ys: number[], sx: (v: number) => number, sy: (v: number) => number, xFmt = fmt): string {
+function axes(f: Frame, title: string, xLabel: string, yLabel: string, xs: number[], ys: number[], sx: (v: number) => number, sy: (v: number) => number, xFmt = tickFormatter(xs)): string {
+  const yFmt = tickFormatter(ys);
   const x0 = f.left;
   const x1 = f.width - f.right;
   const y0 = f.height - f.bottom;
@@ -61,7 +72,7 @@ function axes(f: Frame, title: string, xLabel: string, yLabel: string, xs: numbe
     `<text x="14" y="${(y0 + y1) / 2}" text-anchor="middle" font-size="12" transform="rotate(-90 14 ${(y0 + y1) / 2})" ${FONT}>${escapeXml(yLabel)}</text>`,
   ];
   for (const v of xs) parts.push(`<line x1="${sx(v)}" y1="${y0}" x2="${sx(v)}" y2="${y0 + 4}" stroke="#333"/><text x="${sx(v)}" y="${y0 + 16}" text-anchor="middle" font-size="11" ${FONT}>${escapeXml(xFmt(v))}</text>`);
-  for (const v of ys) parts.push(`<line x1="${x0}" y1="${sy(v)}" x2="${x1}" y2="${sy(v)}" stroke="#e5e5e5"/><text x="${x0 - 6}" y="${sy(v) + 4}" text-anchor="end" font-size="11" ${FONT}>${escapeXml(fmt(v))}</text>`);
+  for (const v of ys) parts.push(`<line x1="${x0}" y1="${sy(v)}" x2="${x1}" y2="${sy(v)}" stroke="#e5e5e5"/><text x="${x0 - 6}" y="${sy(v) + 4}" text-anchor="end" font-size="11" ${FONT}>${escapeXml(yFmt(v))}</text>`);
   return parts.join('\n');
 }
 
@@ -131,11 +142,11 @@ export function histogramChart(title: string, h: Histogram, xLabel: string, opts
   return svgDoc(f, body.join('\n'), title, ` data-n="${n}" data-bins="${h.counts.length}"`);
 }
 
-/** Grouped bars: one group per category, one bar per series (values 0..1 shown as %). */
+/** Grouped bars: one group per category, one bar per series (values 0..1, drawn as %). */
 export function groupedBars(title: string, categories: string[], series: { name: string; values: (number | undefined)[] }[], yLabel: string): string {
   if (!categories.length || !series.length) return emptyChart(title, 'no results');
   const f = { ...FRAME, bottom: 56 };
-  const yhi = Math.max(0.05, ...series.flatMap((s) => s.values.filter((v): v is number => v !== undefined))) * 1.15;
+  const yhi = Math.max(5, ...series.flatMap((s) => s.values.filter((v): v is number => v !== undefined).map((v) => 100 * v))) * 1.15;
   const plotW = f.width - f.left - f.right;
   const groupW = plotW / categories.length;
   const barW = Math.min(48, (groupW * 0.8) / series.length);
@@ -145,14 +156,14 @@ export function groupedBars(title: string, categories: string[], series: { name:
     const gx = f.left + ci * groupW + (groupW - barW * series.length) / 2;
     body.push(`<text x="${f.left + ci * groupW + groupW / 2}" y="${f.height - f.bottom + 16}" text-anchor="middle" font-size="12" ${FONT}>${escapeXml(c)}</text>`);
     series.forEach((s, si) => {
-      const v = s.values[ci];
-      if (v === undefined) return;
+      if (s.values[ci] === undefined) return;
+      const v = 100 * s.values[ci]!;
       const x = gx + si * barW;
-      body.push(`<rect class="bar" x="${x.toFixed(2)}" y="${sy(v)}" width="${(barW - 2).toFixed(2)}" height="${(sy(0) - sy(v)).toFixed(2)}" fill="${PALETTE[si % PALETTE.length]}"><title>${escapeXml(s.name)} ${escapeXml(c)}: ${(100 * v).toFixed(1)}%</title></rect>`);
-      body.push(`<text x="${(x + barW / 2 - 1).toFixed(2)}" y="${sy(v) - 4}" text-anchor="middle" font-size="10" ${FONT}>${(100 * v).toFixed(1)}</text>`);
+      body.push(`<rect class="bar" x="${x.toFixed(2)}" y="${sy(v)}" width="${(barW - 2).toFixed(2)}" height="${(sy(0) - sy(v)).toFixed(2)}" fill="${PALETTE[si % PALETTE.length]}"><title>${escapeXml(s.name)} ${escapeXml(c)}: ${v.toFixed(1)}%</title></rect>`);
+      body.push(`<text x="${(x + barW / 2 - 1).toFixed(2)}" y="${sy(v) - 4}" text-anchor="middle" font-size="10" ${FONT}>${v.toFixed(1)}</text>`);
     });
   });
-  series.forEach((s, i) => body.push(`<rect x="${f.left + 8 + i * 110}" y="${f.height - 22}" width="12" height="12" fill="${PALETTE[i % PALETTE.length]}"/><text x="${f.left + 24 + i * 110}" y="${f.height - 12}" font-size="12" ${FONT}>${escapeXml(s.name)}</text>`));
+  series.forEach((s, i) => body.push(`<rect x="${f.left + 8 + i * 170}" y="${f.height - 22}" width="12" height="12" fill="${PALETTE[i % PALETTE.length]}"/><text x="${f.left + 24 + i * 170}" y="${f.height - 12}" font-size="12" ${FONT}>${escapeXml(s.name)}</text>`));
   return svgDoc(f, body.join('\n'), title);
 }
 
@@ -167,7 +178,7 @@ export interface GanttRow {
 export function gantt(title: string, rows: GanttRow[]): string {
   if (!rows.length) return emptyChart(title, 'no step manifests');
   const rowH = 24;
-  const f = { ...FRAME, left: 250, height: FRAME.top + FRAME.bottom + rows.length * rowH };
+  const f = { ...FRAME, width: 760, left: 320, height: FRAME.top + FRAME.bottom + rows.length * rowH };
   const t0 = Math.min(...rows.map((r) => r.start));
   const t1 = Math.max(...rows.map((r) => r.end), t0 + 1000);
   const sx = (ms: number) => +(f.left + ((ms - t0) / (t1 - t0)) * (f.width - f.left - f.right)).toFixed(2);

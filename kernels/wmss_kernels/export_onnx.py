@@ -115,7 +115,7 @@ class WithPastGraph(torch.nn.Module):
         for i, layer in enumerate(cache.layers[:self.num_layers]):
             # set the past directly: update() would concatenate it to an empty 1-D constant,
             # which the traced graph keeps and ONNX's Concat rejects (ranks differ)
-            layer.lazy_initialization(past[2 * i], past[2 * i + 1])
+            layer.dtype, layer.device, layer.is_initialized = past[2 * i].dtype, past[2 * i].device, True
             layer.keys, layer.values = past[2 * i], past[2 * i + 1]
         mask = additive_mask(attention_mask, input_ids.shape[1], torch.float32)
         out = self.model(input_ids=input_ids, attention_mask={"full_attention": mask},

@@ -150,7 +150,7 @@ def accum_per_rank(job, world):
 
 def plan(job, n_examples, extra=None):
     """The hyper-parameters that determine the run; resuming requires them unchanged. The device
-    count is not among them: it does not change the data order or the global batch."""
+    count and the micro-batch are not among them: neither changes the data order or the global batch."""
     global_batch = job.micro_batch * job.grad_accum
     max_steps = job.max_steps
     if max_steps is None:
@@ -161,8 +161,10 @@ def plan(job, n_examples, extra=None):
             f"(global batch micro_batch {job.micro_batch} × grad_accum {job.grad_accum} = {global_batch})",
             file=job.data_file)
     hp = {"lr": job.lr, "warmup_ratio": job.warmup_ratio, "weight_decay": job.weight_decay,
-          "max_grad_norm": job.max_grad_norm, "epochs": job.epochs, "micro_batch": job.micro_batch,
-          "grad_accum": job.grad_accum, "max_steps": max_steps, "seed": job.seed,
+          "max_grad_norm": job.max_grad_norm, "epochs": job.epochs,
+          # how the global batch is split (micro-batch × accumulation) may change between attempts,
+          # e.g. halved micro-batch after an out-of-memory failure; the global batch may not
+          "global_batch": global_batch, "max_steps": max_steps, "seed": job.seed,
           "max_length": job.max_length, "train_samples": n_examples}
     hp.update(extra or {})
     return hp
@@ -170,8 +172,10 @@ def plan(job, n_examples, extra=None):
 
 def _check_same_run(ckpt, hp):
     saved = checkpoints.read_json(Path(ckpt) / "trainer_state.json").get("hparams", {})
+    # "world" was recorded by kernels that tied the global batch to the device count; the device
+    # count no longer changes a run, so it is not compared
     diff = [f"{k}: checkpoint {saved.get(k)!r}, job {hp.get(k)!r}"
-            for k in sorted(set(saved) | set(hp)) if saved.get(k) != hp.get(k)]
+            for k in sorted(set(saved) | set(hp)) if k != "world" and saved.get(k) != hp.get(k)]
     if diff:
         raise InvalidInput(f"cannot resume from {ckpt}: it was trained with other settings ({'; '.join(diff)}); "
                            "use a new output_dir or restore the settings", field=diff[0].split(":")[0])

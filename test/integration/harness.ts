@@ -43,14 +43,15 @@ export const ASSETS_DIR = path.join(REPO_ROOT, '.wmss', 'test-assets');
 
 let runtimeInstalled = false;
 
-export async function startHarness(opts: { workers?: boolean } = {}): Promise<Harness> {
+/** uiPort: also serve the Web UI (the browser test); default headless. */
+export async function startHarness(opts: { workers?: boolean; uiPort?: number } = {}): Promise<Harness> {
   if (!runtimeInstalled) {
     Runtime.install({ logger: new DefaultLogger('WARN') });
     runtimeInstalled = true;
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-it-'));
   const dbFile = path.join(dir, 'temporal.db');
-  const server = await startDevServer({ dbFile, port: await freePort(), logFile: path.join(dir, 'temporal.log') });
+  const server = await startDevServer({ dbFile, port: await freePort(), uiPort: opts.uiPort, logFile: path.join(dir, 'temporal.log') });
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   const connection = await NativeConnection.connect({ address: server.address });
   mkdirSync(ASSETS_DIR, { recursive: true });

@@ -27,10 +27,10 @@ const job = () => ({ log_file: path.join(dir, 'kernel.log'), output_dir: path.jo
 const run = (mode: string, extra: Partial<Parameters<typeof runKernel>[2]> = {}) =>
   runKernel('make-tiny', job(), { jobFile: path.join(dir, 'job.json'), stallMs: 60_000, env: { FAKE_MODE: mode, FAKE_PIDFILE: path.join(dir, 'pid') }, ...extra });
 
+/** Running, not a zombie: a killed orphan stays a zombie until the container's init reaps it. */
 const alive = (pid: number) => {
   try {
-    process.kill(pid, 0);
-    return true;
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(')').pop()!.trim()[0] !== 'Z';
   } catch {
     return false;
   }

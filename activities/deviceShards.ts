@@ -1,0 +1,93 @@
+/**
+ * Scoring steps on several devices: entropy (0, 2) and evaluate (7) run one kernel per device,
+ * each on the items whose number mod N is its index (the kernels' `shard` job field), and the
+ * shard outputs are merged back in idx / id order, so the merged files read like a single-device
+ * run's. Training steps do not shard: they run under torchrun (kernelLaunch.ts).
+ */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { StepProgress } from '../pipeline/steps';
+import type { DeviceSet } from '../workers/deviceSet';
+
+/** One environment per device: each shard sees exactly one GPU. */
+export function shardEnvs(devices: DeviceSet): Record<string, string>[] {
+  if (devices.kind === 'cpu') return [{ CUDA_VISIBLE_DEVICES: '', WMSS_DEVICE: 'cpu' }];
+  return devices.ids.map((id) => ({ CUDA_VISIBLE_DEVICES: String(id), WMSS_DEVICE: 'cuda' }));
+}
+
+/** The progress of all shards as one: items done and total summed, throughput summed. */
+export function sumProgress(parts: (StepProgress | undefined)[]): StepProgress {
+  const known = parts.filter((p): p is StepProgress => p !== undefined);
+  const speeds = known.map((p) => p.tokensPerS).filter((v): v is number => v !== undefined);
+  return {
+    done: known.reduce((s, p) => s + p.done, 0),
+    total: known.reduce((s, p) => s + p.total, 0),
+    unit: known[0]?.unit ?? 'samples',
+    ...(speeds.length > 0 && { tokensPerS: speeds.reduce((s, v) => s + v, 0) }),
+    logFile: known[0]?.logFile,
+    updatedAt: new Date().toISOString(),
+  };
+}
+
+/**
+ * Runs `n` shards side by side; the first failure stops the others (through their `cancelled`
+ * promise, which the kernel bridge turns into SIGTERM) and is the error of the whole.
+ */
+export async function runShards<T>(n: number, activityCancelled: Promise<never> | undefined, run: (index: number, cancelled: Promise<never>) => Promise<T>): Promise<T[]> {
+  let stopSiblings!: (err: unknown) => void;
+  const siblingFailed = new Promise<never>((_, reject) => (stopSiblings = reject));
+  siblingFailed.catch(() => undefined);
+  const cancelled = activityCancelled ? Promise.race([activityCancelled, siblingFailed]) : siblingFailed;
+  cancelled.catch(() => undefined);
+  return Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      run(i, cancelled).catch((err: unknown) => {
+        stopSiblings(err);
+        throw err;
+      }),
+    ),
+  );
+}
+
+async function jsonLines(file: string): Promise<string[]> {
+  return (await fsp.readFile(file, 'utf8')).split('\n').filter((l) => l.trim() !== '');
+}
+
+/**
+ * Concatenates JSONL files and orders the lines by the integer field `key`. The lines are kept
+ * byte for byte (Python wrote them), so a merged file equals the single-device file.
+ */
+export async function mergeJsonlByKey(files: string[], key: string, out: string): Promise<number> {
+  const rows: { k: number; line: string }[] = [];
+  for (const file of files) for (const line of await jsonLines(file)) rows.push({ k: Number((JSON.parse(line) as Record<string, unknown>)[key]), line });
+  rows.sort((a, b) => a.k - b.k);
+  await fsp.writeFile(out, rows.map((r) => `${r.line}\n`).join(''));
+  return rows.length;
+}
+
+interface EvalSummary {
+  model_path: string;
+  label: string;
+  datasets: Record<string, { n: number; correct: number; pass_at_1: number; truncated: number }>;
+}
+
+/**
+ * Merges the evaluate outputs of shard dirs into `outDir`: per dataset the question lines in id
+ * order and a summary recounted from them; returns the kernel's metrics (pass_at_1/<dataset>).
+ */
+export async function mergeEvalShards(shardDirs: string[], outDir: string): Promise<Record<string, number>> {
+  await fsp.mkdir(outDir, { recursive: true });
+  const first = JSON.parse(await fsp.readFile(path.join(shardDirs[0], 'summary.json'), 'utf8')) as EvalSummary;
+  const summary: EvalSummary = { model_path: first.model_path, label: first.label, datasets: {} };
+  const metrics: Record<string, number> = {};
+  for (const name of Object.keys(first.datasets)) {
+    const out = path.join(outDir, `${name}.jsonl`);
+    await mergeJsonlByKey(shardDirs.map((d) => path.join(d, `${name}.jsonl`)), 'id', out);
+    const rows = (await jsonLines(out)).map((l) => JSON.parse(l) as { correct: boolean; truncated: boolean });
+    const correct = rows.filter((r) => r.correct).length;
+    summary.datasets[name] = { n: rows.length, correct, pass_at_1: rows.length ? correct / rows.length : 0, truncated: rows.filter((r) => r.truncated).length };
+    metrics[`pass_at_1/${name}`] = summary.datasets[name].pass_at_1;
+  }
+  await fsp.writeFile(path.join(outDir, 'summary.json'), JSON.stringify(summary, null, 2));
+  return metrics;
+}

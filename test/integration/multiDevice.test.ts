@@ -1,0 +1,53 @@
+/**
+ * A worker owning two devices, through the activity path on the CPU: the device set says "two
+ * GPUs", the run config says device cpu, so the shards and torchrun ranks run on the CPU (gloo)
+ * exactly as they would on two GPUs. Entropy on 2 shards must equal entropy on one process;
+ * sft must run as 2 torchrun ranks with the configured global batch.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { makeTinyAssets } from '../../client/commands/demo';
+import { kernelSteps } from '../../activities/kernelSteps';
+import { withResolvedPaths } from '../../activities/runPaths';
+import { createExclusive } from '../../workers/createWorkers';
+import type { DeviceSet } from '../../workers/deviceSet';
+import type { RunConfig } from '../../pipeline/config';
+import { ASSETS_DIR, tinyRunConfig } from './harness';
+
+jest.setTimeout(600_000);
+
+const steps = (devices: DeviceSet) => withResolvedPaths(kernelSteps({ devices, exclusive: createExclusive(), threads: 1 }));
+const twoGpus: DeviceSet = { kind: 'cuda', ids: [0, 1] };
+let dir: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-md-'));
+  await makeTinyAssets(ASSETS_DIR, () => undefined);
+}, 300_000);
+
+const config = (name: string, overrides: Partial<RunConfig> = {}) => tinyRunConfig(ASSETS_DIR, path.join(dir, name), name, overrides as never);
+const rows = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { idx: number; entropy_0: number });
+
+test('entropy on two devices (two shards, merged in idx order) equals entropy on one', async () => {
+  const one = await steps({ kind: 'cpu' }).computeEntropy({ stepId: 'entropy0', config: config('one'), deps: {} });
+  const two = await steps(twoGpus).computeEntropy({ stepId: 'entropy0', config: config('two'), deps: {} });
+  const a = rows(path.join(dir, 'one', one.outputs.entropy));
+  const b = rows(path.join(dir, 'two', two.outputs.entropy));
+  expect(b.map((r) => r.idx)).toEqual(a.map((r) => r.idx));
+  b.forEach((r, i) => expect(r.entropy_0).toBeCloseTo(a[i].entropy_0, 5));
+  expect(two.metrics).toMatchObject({ shards: 2, samples: one.metrics.samples, tokens: one.metrics.tokens });
+  expect(two.metrics.mean_entropy as number).toBeCloseTo(one.metrics.mean_entropy as number, 5);
+});
+
+test('sft on two devices runs two torchrun ranks with the configured global batch', async () => {
+  const training = { lr: 3e-3, microBatch: 8, gradAccum: 2, maxLength: 96, maxSteps: 2, saveEvery: 0, gradientCheckpointing: false };
+  const result = await steps(twoGpus).trainSft({ stepId: 'sft', config: config('ddp', { sft: training } as never), deps: {} });
+  expect(result.metrics).toMatchObject({ steps: 2, world_size: 2, micro_batch: 8, grad_accum_per_rank: 1, global_batch: 16 });
+  expect(result.outputs.checkpoint).toBe('stage1_m1/checkpoint-2');
+  expect(readFileSync(path.join(dir, 'ddp', 'logs', 'sft.log'), 'utf8')).toMatch(/rank 1 of 2/);
+
+  const odd = steps({ kind: 'cuda', ids: [0, 1, 2] }).trainSft({ stepId: 'sft', config: config('odd', { sft: training } as never), deps: {} });
+  await expect(odd).rejects.toMatchObject({ type: 'InvalidInput', nonRetryable: true, message: expect.stringMatching(/gradAccum 2 cannot be split over the 3 GPUs/) });
+});

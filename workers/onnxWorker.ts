@@ -1,0 +1,60 @@
+/**
+ * The onnx worker: steps 0, 2 and 7 of runs whose `entropy.backend` / `eval.backend` is onnx,
+ * on the onnx queue (`wmss-onnx`), with onnxruntime-node inside this process. It needs no
+ * Python, torch or GPU, only the run dir (shared storage) with the exports of the onnx* steps.
+ * One step at a time; onnxruntime gets `threads` intra-op threads (default: all cores).
+ *
+ *   node dist/workers/onnxWorker.js [--threads N] [--onnx-queue wmss-onnx] [--address host:7233] [--namespace default]
+ */
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { withResolvedPaths } from '../activities/runPaths';
+import { defaultOnnxThreads, onnxSteps } from '../activities/onnx/onnxSteps';
+import { releaseOnnxSessions } from '../activities/onnx/model';
+import { runWorkers, workerHost } from './createWorkers';
+
+export interface OnnxWorkerOptions {
+  connection: NativeConnection;
+  namespace?: string;
+  onnxQueue?: string;
+  threads?: number;
+  host?: string;
+}
+
+export async function createOnnxWorker(opts: OnnxWorkerOptions, extra: Partial<WorkerOptions> = {}): Promise<Worker> {
+  const threads = opts.threads ?? defaultOnnxThreads();
+  return Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace ?? 'default',
+    taskQueue: opts.onnxQueue ?? 'wmss-onnx',
+    activities: withResolvedPaths(onnxSteps({ threads })),
+    maxConcurrentActivityTaskExecutions: 1,
+    maxHeartbeatThrottleInterval: '5s',
+    identity: `onnx[${threads} threads]@${workerHost(opts.host)}/${process.pid}`,
+    ...extra,
+  });
+}
+
+export async function startOnnxWorker(argv: string[]): Promise<void> {
+  const opts: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i += 2) opts[argv[i].replace(/^--/, '')] = argv[i + 1];
+  const address = opts.address ?? process.env.TEMPORAL_ADDRESS ?? 'localhost:7233';
+  const namespace = opts.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default';
+  const threads = opts.threads ? Number(opts.threads) : undefined;
+  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new Error(`--threads must be a positive integer (got "${opts.threads}")`);
+  const connection = await NativeConnection.connect({ address });
+  try {
+    const worker = await createOnnxWorker({ connection, namespace, onnxQueue: opts['onnx-queue'], threads });
+    console.log(`wmss onnx worker @ ${workerHost()} serving ${worker.options.taskQueue} at ${address} (namespace ${namespace}, ${threads ?? defaultOnnxThreads()} threads)`);
+    await runWorkers([worker]);
+  } finally {
+    await releaseOnnxSessions();
+    await connection.close();
+  }
+}
+
+if (require.main === module) {
+  startOnnxWorker(process.argv.slice(2)).catch((err) => {
+    console.error(`wmss onnx worker: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  });
+}
