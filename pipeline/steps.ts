@@ -189,6 +189,8 @@ export const StepProgress = z.object({
   tokensPerS: z.number().optional(),
   lastCheckpoint: z.object({ path: z.string(), step: z.number() }).optional(),
   logFile: z.string().optional(),
+  /** What a step does while it has no count to report, e.g. "waiting for this worker's devices". */
+  phase: z.string().optional(),
   updatedAt: z.string(),
 });
 export type StepProgress = z.infer<typeof StepProgress>;

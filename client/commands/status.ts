@@ -33,7 +33,8 @@ export async function snapshotRun(client: Client, workflowId: string): Promise<R
 }
 
 export function describeProgress(p?: StepProgress): string {
-  if (!p || !p.total) return '';
+  if (!p) return '';
+  if (!p.total) return p.phase ?? '';
   const pct = Math.floor((100 * p.done) / p.total);
   const parts = [`${p.done}/${p.total} ${p.unit} (${pct}%)`];
   if (p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(4)}`);

@@ -1,0 +1,39 @@
+/**
+ * Replays recorded histories of real pipeline runs against the current workflow code. A change to
+ * wmssPipeline that would break runs in flight (a non-deterministic change) fails here; make such
+ * changes behind `patched()` (README, "Changing the workflow"), then record a new history with
+ * `node dist/scripts/record-history.js <workflow-id> <name>`.
+ * The replayer runs in a child process (scripts/replay-histories.ts) on the compiled code, which
+ * `make test` builds first.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const dir = path.join(__dirname, '..', 'fixtures', 'histories');
+const histories = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => path.join(dir, f));
+const replayer = path.join(__dirname, '..', '..', 'dist', 'scripts', 'replay-histories.js');
+const replay = (files: string[]) => spawnSync(process.execPath, [replayer, ...files], { encoding: 'utf8' });
+
+jest.setTimeout(120_000);
+
+test('every recorded history replays on the current workflow code', () => {
+  expect(histories.length).toBeGreaterThan(0);
+  const out = replay(histories);
+  expect(out.stderr).toBe('');
+  expect(out.status).toBe(0);
+});
+
+test('the replayer notices a history the code would not produce', () => {
+  // Swap the activity of the first scheduled step: the workflow would schedule another one.
+  const history = JSON.parse(readFileSync(histories[0], 'utf8'));
+  const scheduled = history.events.find((e: { activityTaskScheduledEventAttributes?: unknown }) => e.activityTaskScheduledEventAttributes);
+  scheduled.activityTaskScheduledEventAttributes.activityType.name = 'notAStep';
+  const tampered = path.join(mkdtempSync(path.join(os.tmpdir(), 'wmss-replay-')), 'tampered.json');
+  writeFileSync(tampered, JSON.stringify(history));
+  const out = replay([tampered]);
+  expect(out.status).toBe(1);
+  expect(out.stderr).toMatch(/NON-DETERMINISM/);
+  expect(out.stderr).toMatch(/[Nn]ondetermin|notAStep/);
+});
