@@ -20,6 +20,7 @@ import { runStep } from './store/artifactStore';
 import { digestPath } from './store/digest';
 import { kernelEnv, type DeviceSet } from '../workers/deviceSet';
 import { resolveRun, type ResolvedRun } from './runPaths';
+import { withOomBackoff, type BatchLayout } from './oomBackoff';
 import { exportOnnxStep } from './onnx/exportStep';
 
 export interface GpuWorkerContext {
@@ -220,12 +221,15 @@ export function kernelSteps(ctx: GpuWorkerContext) {
         heartbeat,
         produce: async ({ paths }) => {
           checkSplit(sft, 'sft', devicesN);
-          const out = await kernel(input, run, 'sft', {
-            ...trainingJob(sft, run, input.config.dataFormat, paths.dir),
-            model_path: run.baseModel,
-            system_prompt: sft.systemPrompt ?? null,
-          }, { processes: devicesN });
-          return { metrics: out.metrics, outputs: { checkpoint: relative(run, out.outputs.checkpoint) } };
+          return withOomBackoff(run.runDir, input.stepId, sft, async (layout) => {
+            const out = await kernel(input, run, 'sft', {
+              ...trainingJob({ ...sft, ...layout }, run, input.config.dataFormat, paths.dir),
+              ...simulatedOom(input, layout),
+              model_path: run.baseModel,
+              system_prompt: sft.systemPrompt ?? null,
+            }, { processes: devicesN });
+            return { metrics: { ...out.metrics, oom_halvings: layout.halvings }, outputs: { checkpoint: relative(run, out.outputs.checkpoint) } };
+          });
         },
       });
     },
@@ -240,15 +244,18 @@ export function kernelSteps(ctx: GpuWorkerContext) {
         heartbeat,
         produce: async ({ paths }) => {
           checkSplit(joint, 'joint', devicesN);
-          const out = await kernel(input, run, 'joint', {
-            ...trainingJob(joint, run, input.config.dataFormat, paths.dir),
-            fused_dir: path.join(run.runDir, input.deps.fuse!.outputs.fused),
-            indices_file: path.join(run.runDir, input.deps.merge!.outputs.positions),
-            fusion_lambda: joint.fusionLambda,
-            freeze_weak: joint.freezeWeak,
-            loss_on: joint.lossOn,
-          }, { processes: devicesN });
-          return { metrics: out.metrics, outputs: { checkpoint: relative(run, out.outputs.checkpoint) } };
+          return withOomBackoff(run.runDir, input.stepId, joint, async (layout) => {
+            const out = await kernel(input, run, 'joint', {
+              ...trainingJob({ ...joint, ...layout }, run, input.config.dataFormat, paths.dir),
+              ...simulatedOom(input, layout),
+              fused_dir: path.join(run.runDir, input.deps.fuse!.outputs.fused),
+              indices_file: path.join(run.runDir, input.deps.merge!.outputs.positions),
+              fusion_lambda: joint.fusionLambda,
+              freeze_weak: joint.freezeWeak,
+              loss_on: joint.lossOn,
+            }, { processes: devicesN });
+            return { metrics: { ...out.metrics, oom_halvings: layout.halvings }, outputs: { checkpoint: relative(run, out.outputs.checkpoint) } };
+          });
         },
       });
     },
@@ -317,6 +324,14 @@ function entropyMetrics(outs: KernelOutcome[]): Record<string, number> {
     mean_entropy: samples ? outs.reduce((s, o) => s + num(o, 'mean_entropy') * num(o, 'samples'), 0) / samples : 0,
     shards: outs.length,
   };
+}
+
+/**
+ * Fault injection for the out-of-memory tests: WMSS_FAULT_OOM=<step id> makes that step's first
+ * attempt (before any halving) raise the kernel's out-of-memory path.
+ */
+function simulatedOom(input: StepInput, layout: BatchLayout): { simulate_oom?: boolean } {
+  return process.env.WMSS_FAULT_OOM === input.stepId && layout.halvings === 0 ? { simulate_oom: true } : {};
 }
 
 function trainingJob(t: RunConfig['sft'] | RunConfig['joint'], run: ResolvedRun, dataFormat: RunConfig['dataFormat'], outputDir: string) {
