@@ -21,6 +21,7 @@ import { digestPath } from './store/digest';
 import { kernelEnv, type DeviceSet } from '../workers/deviceSet';
 import { resolveRun, type ResolvedRun } from './runPaths';
 import { withOomBackoff, type BatchLayout } from './oomBackoff';
+import { resolveEvalDatasets } from './evalDatasets';
 import { exportOnnxStep } from './onnx/exportStep';
 
 export interface GpuWorkerContext {
@@ -270,16 +271,17 @@ export function kernelSteps(ctx: GpuWorkerContext) {
         models.push({ label: 'base', path: path.join(run.runDir, input.deps.snapshot!.outputs.model), key: input.deps.snapshot!.cacheKey });
         models.push({ label: 'm1', path: path.join(run.runDir, input.deps.sft!.outputs.checkpoint), key: input.deps.sft!.cacheKey });
       }
-      const datasets = evalConfig.datasets.map((d) => ({
+      const resolved = await resolveEvalDatasets(evalConfig, run.runDir);
+      const dataKeys = resolved.dataKeys;
+      const datasets = resolved.datasets.map((d) => ({
         name: d.name,
-        path: d.path.startsWith('bundled:') ? d.path : path.resolve(d.path),
+        path: d.path,
         format: d.format,
         expected_rows: d.expectedRows ?? null,
         max_input_tokens: d.maxInputTokens,
         max_new_tokens: d.maxNewTokens,
         limit: d.limit ?? null,
       }));
-      const dataKeys = await Promise.all(datasets.map((d) => (d.path.startsWith('bundled:') ? d.path : digestPath(run.runDir, d.path))));
       return runStep(input, {
         cacheKey: { kernel: KERNEL_VERSION, eval: evalConfig, models: models.map((m) => [m.label, m.key]), data: dataKeys },
         outputs: { results: A.RESULTS_DIR },

@@ -10,6 +10,7 @@ import { Context } from '@temporalio/activity';
 import * as A from '../../pipeline/artifacts';
 import type { StepInput, StepProgress, StepResult } from '../../pipeline/steps';
 import { resolveRun } from '../runPaths';
+import { resolveEvalDatasets } from '../evalDatasets';
 import { runStep } from '../store/artifactStore';
 import { digestPath } from '../store/digest';
 import { invalidInput } from '../store/failures';
@@ -105,16 +106,9 @@ export function onnxSteps(ctx: OnnxWorkerContext = {}) {
         models.push({ label: 'base', ...onnxDirOf(input, 'onnxBase', run.runDir) });
         models.push({ label: 'm1', ...onnxDirOf(input, 'onnxM1', run.runDir) });
       }
-      const datasets = evalConfig.datasets.map((d) => ({
-        name: d.name,
-        path: d.path.startsWith('bundled:') ? d.path : path.resolve(d.path),
-        format: d.format,
-        expectedRows: d.expectedRows ?? null,
-        maxInputTokens: d.maxInputTokens,
-        maxNewTokens: d.maxNewTokens,
-        limit: d.limit ?? null,
-      }));
-      const dataKeys = await Promise.all(datasets.map((d) => (d.path.startsWith('bundled:') ? d.path : digestPath(run.runDir, d.path))));
+      const resolved = await resolveEvalDatasets(evalConfig, run.runDir);
+      const dataKeys = resolved.dataKeys;
+      const datasets = resolved.datasets.map((d) => ({ ...d, expectedRows: d.expectedRows ?? null, limit: d.limit ?? null }));
       return runStep(input, {
         cacheKey: { backend: 'onnx', onnx: ONNX_BACKEND_VERSION, eval: evalConfig, models: models.map((m) => [m.label, m.key]), data: dataKeys },
         outputs: { results: A.RESULTS_DIR },
