@@ -62,10 +62,10 @@ function device(config: RunConfig, devices: DeviceSet): 'cpu' | 'cuda' {
   return 'cuda';
 }
 
-/** Stall limit: the step table's, unless WMSS_STALL_SECONDS overrides it (tests of hang detection). */
+/** Stall limit: the step table's, unless the config's timeouts.stallSeconds overrides it. */
 function stallMs(input: StepInput): number {
-  const override = Number(process.env.WMSS_STALL_SECONDS);
-  return override > 0 ? override * 1000 : durationMs(stepRow(input.stepId).timeouts.stall);
+  const override = input.config.timeouts.stallSeconds;
+  return override ? override * 1000 : durationMs(stepRow(input.stepId).timeouts.stall);
 }
 
 /** Devices a kernel of this worker may use at once: the GPUs it owns, or the CPU as one. */

@@ -112,6 +112,13 @@ export const PlacementConfig = z
   })
   .strict();
 
+export const TimeoutsConfig = z
+  .object({
+    heartbeatSeconds: z.number().int().min(15).optional().describe('Override the step table\'s heartbeat timeout (60 s): how long after a worker dies its step is retried elsewhere. At least 15 s: workers heartbeat every 5 s.'),
+    stallSeconds: positiveInt().optional().describe('Override the step table\'s stall limits (10–30 min): a kernel alive but printing no progress this long is killed and retried.'),
+  })
+  .strict();
+
 export const RunConfig = z
   .object({
     runName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'runName: 1–64 of letters, digits, . _ - (starting with a letter or digit)').describe('Name of the run; part of the workflow id and a search attribute.'),
@@ -128,6 +135,7 @@ export const RunConfig = z
     extract: ExtractConfig.default(ExtractConfig.parse({})),
     eval: EvalConfig.default(EvalConfig.parse({})),
     placement: PlacementConfig.default(PlacementConfig.parse({})),
+    timeouts: TimeoutsConfig.default({}),
   })
   .strict();
 

@@ -43,7 +43,7 @@ function activityFor(row: StepRow, config: RunConfig, host: string | undefined):
     // The step id as activity id lets `wmss watch` match heartbeats to steps.
     activityId: row.id,
     startToCloseTimeout: row.timeouts.startToClose,
-    heartbeatTimeout: row.timeouts.heartbeat,
+    heartbeatTimeout: config.timeouts.heartbeatSeconds ? `${config.timeouts.heartbeatSeconds}s` : row.timeouts.heartbeat,
     // Let a cancelled kernel save its checkpoint before the workflow reports "cancelled".
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { ...row.retry, nonRetryableErrorTypes: [...nonRetryableErrorTypes] },
