@@ -198,7 +198,9 @@ export function buildProgram(): Command {
     .option('--overlap <policy>', 'override the overlap policy for this run')
     .action((id: string, o) =>
       withClient(async (client) => {
-        await (await scheduleHandle(client, id)).trigger(o.overlap ? parseOverlap(o.overlap) : undefined);
+        const handle = await scheduleHandle(client, id);
+        // Temporal's trigger ignores the schedule's overlap policy (ALLOW_ALL) unless given one.
+        await handle.trigger(o.overlap ? parseOverlap(o.overlap) : (await handle.describe()).policies.overlap);
         console.log(`triggered ${id}; follow it with \`wmss schedule describe ${id}\` and \`wmss watch <workflow id>\``);
       }),
     );
