@@ -46,6 +46,7 @@ const training = {
   max_steps: z.number().int().positive().nullable().optional(),
   save_every: z.number().int().min(0),
   gradient_checkpointing: z.boolean(),
+  compile_layers: z.boolean().nullable().optional(),
   dtype: z.enum(['auto', 'float32', 'bfloat16']),
   simulate_oom: z.boolean().optional(),
   stop_after_steps: z.number().int().positive().nullable().optional(),

@@ -9,45 +9,8 @@ The GPU machine has no Node.js, so this stands in for the worker. Usage:
 import argparse
 import json
 import os
-import subprocess
-import sys
-import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-GSM8K = os.path.join(REPO, "data", "gsm8k", "test.jsonl")
-
-# Qwen3-0.6B's published shape (config.json of Qwen/Qwen3-0.6B-Base), random weights.
-QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8,
-                 head_dim=128, intermediate_size=3072, max_position_embeddings=40960,
-                 tie_word_embeddings=True)
-
-
-def run_kernel(verb, job, work, name):
-    """Writes the job file and runs one kernel; returns (exit code, events, seconds)."""
-    job = {"log_file": os.path.join(work, "logs", f"{name}.log"), **job}
-    os.makedirs(os.path.join(work, "jobs"), exist_ok=True)
-    path = os.path.join(work, "jobs", f"{name}.json")
-    with open(path, "w") as f:
-        json.dump(job, f, indent=2)
-    env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "kernels"), "PYTHONUNBUFFERED": "1"}
-    start = time.time()
-    proc = subprocess.run([sys.executable, "-m", "wmss_kernels", verb, "--job", path],
-                          env=env, capture_output=True, text=True)
-    seconds = time.time() - start
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    print(f"[{name}] exit {proc.returncode} in {seconds:.1f} s", flush=True)
-    for e in events:
-        if e["type"] in ("result", "error", "checkpoint"):
-            print(f"    {json.dumps(e)[:400]}", flush=True)
-    if proc.returncode not in (0, 4):
-        print(proc.stderr[-3000:], flush=True)
-        with open(job["log_file"]) as f:
-            print(f.read()[-3000:], flush=True)
-    return proc.returncode, events, seconds
-
-
-def result_of(events):
-    return next((e for e in events if e["type"] == "result"), {"metrics": {}, "outputs": {}})
+from kernel_jobs import CPU_SMOKE_SHAPE, GSM8K, QWEN3_06B, result_of, run_kernel
 
 
 def main():
@@ -64,8 +27,7 @@ def main():
     model = os.path.join(work, "qwen3-0.6b-random")
     common = {"device": "cuda", "seed": 42}
     if a.cpu_smoke:
-        QWEN3_06B.update(vocab_size=512, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                         head_dim=16, intermediate_size=128)
+        QWEN3_06B.update(CPU_SMOKE_SHAPE)
         common = {"device": "cpu", "seed": 42, "threads": 1}
         a.entropy_samples, a.sft_steps, a.joint_steps, a.eval_questions = 16, 4, 2, 4
 

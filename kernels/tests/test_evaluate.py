@@ -73,3 +73,23 @@ def test_evaluate_end_to_end(tiny_model, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["label"] == "tiny" and summary["datasets"]["extra"]["n"] == 2
     assert set(summary["datasets"]["tiny_gsm8k"]) == {"n", "correct", "pass_at_1", "truncated"}
+
+
+def test_static_cache_generation_equals_dynamic(tiny_model):
+    """The static-cache path (fixed rows × width, padding rows) generates the same greedy tokens."""
+    import torch
+
+    from wmss_kernels.evaluate import eos_token_ids, generate
+    from wmss_kernels.modeling import load_model, load_tokenizer
+
+    tok = load_tokenizer(tiny_model.model_dir)
+    model = load_model(tiny_model.model_dir, torch.device("cpu"), torch.float32)
+    # sharpen the head so greedy choices are not near-ties that float noise could flip
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(8)
+    prompts = [tok(q)["input_ids"] for q in ("1+2=", "31 + 45 =", "what is 7+8?", "2")]
+    eos = eos_token_ids(model, tok)
+    dynamic = generate(model, tok, prompts, 12, eos)
+    static = generate(model, tok, prompts, 12, eos, static_shape=(6, 64))
+    assert [ids for ids, _ in static] == [ids for ids, _ in dynamic]
+    assert all(len(ids) > 0 for ids, _ in static)

@@ -5,9 +5,9 @@ Two definitions (WMSS-SPEC §5):
            distribution that predicts it, i.e. the logits row t-1.
   repo     the original code: the logits rows AT positions n_prompt..L-1 (no shift), which
            skips the prediction of the first assistant token and adds one past the end.
-Entropy is in nats at temperature 1, computed in float32 from the final hidden states, a chunk
-of `vocab_chunk` positions at a time, so no [tokens, vocab] float32 tensor for a whole batch is
-ever built (Qwen's vocabulary is 151k wide).
+Entropy is in nats at temperature 1, computed in float32 from the final hidden states of the
+scored positions only, a chunk of `vocab_chunk` positions at a time (heads.py), so no
+[tokens, vocab] float32 tensor for a whole batch is ever built (Qwen's vocabulary is 151k wide).
 """
 
 import json
@@ -16,10 +16,10 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
 
 from .chat import entropy_texts, tokenize_pair
 from .data import read_records
+from .heads import row_entropies
 from .jobs import Field
 from .modeling import check_model_dir, load_model, load_tokenizer, pick_device, pick_dtype
 from .protocol import InvalidInput, Progress, Terminated, stop_requested
@@ -65,36 +65,32 @@ def make_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def batch_entropies(model, seqs, n_prompts, definition, vocab_chunk, pad_id, lm_weight=None):
+def batch_entropies(model, seqs, n_prompts, definition, vocab_chunk, pad_id):
     """Mean entropy per sequence (list of floats, 0.0 where no position is scored)."""
     device = next(model.parameters()).device
     longest = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), longest), dtype=torch.long)
     rows_b, rows_t = [], []
     for b, (s, n) in enumerate(zip(seqs, n_prompts)):
         ids[b, :len(s)] = torch.tensor(s)
-        mask[b, :len(s)] = 1  # right padding: causal attention keeps real tokens blind to it
         rows = scored_rows(len(s), n, definition)
         rows_b += [b] * len(rows)
         rows_t += list(rows)
 
+    # Right padding under causal attention: no real token can see a pad, so no attention mask is
+    # needed, and without one SDPA takes its fused causal (flash) kernel. Pad rows are never read.
     base = getattr(model, model.base_model_prefix)
-    hidden = base(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).last_hidden_state
+    hidden = base(input_ids=ids.to(device), use_cache=False).last_hidden_state
     head = model.get_output_embeddings()
-    weight = lm_weight if lm_weight is not None else head.weight.float()
-    bias = None if getattr(head, "bias", None) is None else head.bias.float()
+    if getattr(head, "bias", None) is not None:
+        raise InvalidInput("output projection with a bias is not supported", file=model.name_or_path)
 
-    sums = torch.zeros(len(seqs), dtype=torch.float64, device=device)
-    counts = torch.zeros(len(seqs), dtype=torch.float64, device=device)
     rows_b = torch.tensor(rows_b, dtype=torch.long, device=device)
     rows_t = torch.tensor(rows_t, dtype=torch.long, device=device)
-    for start in range(0, len(rows_b), vocab_chunk):
-        b, t = rows_b[start:start + vocab_chunk], rows_t[start:start + vocab_chunk]
-        logp = F.log_softmax(F.linear(hidden[b, t].float(), weight, bias), dim=-1)
-        ent = -(logp.exp() * logp).sum(-1)
-        sums.index_add_(0, b, ent.double())
-        counts.index_add_(0, b, torch.ones_like(ent, dtype=torch.float64))
+    ent = row_entropies(hidden[rows_b, rows_t], head.weight, vocab_chunk).double()
+    sums = torch.zeros(len(seqs), dtype=torch.float64, device=device).index_add_(0, rows_b, ent)
+    counts = torch.zeros(len(seqs), dtype=torch.float64, device=device).index_add_(
+        0, rows_b, torch.ones_like(ent))
     means = torch.where(counts > 0, sums / counts.clamp(min=1), torch.zeros_like(sums))
     return means.tolist(), int(counts.sum().item())
 
@@ -143,8 +139,6 @@ def run(job):
     check_model_dir(job.model_path)
     tok = load_tokenizer(job.model_path)
     model = load_model(job.model_path, device, pick_dtype(job.dtype, device))
-    # one float32 copy of the output projection for the whole run, not one per chunk
-    lm_weight = model.get_output_embeddings().weight.float()
 
     seqs, n_prompts = [], []
     for p in positions:
@@ -161,7 +155,7 @@ def run(job):
         if stop_requested():
             raise Terminated(f"stopped by SIGTERM after {done} of {len(positions)} samples")
         means, n_scored = batch_entropies(model, [seqs[i] for i in batch], [n_prompts[i] for i in batch],
-                                          job.definition, job.vocab_chunk, tok.pad_token_id, lm_weight)
+                                          job.definition, job.vocab_chunk, tok.pad_token_id)
         for i, value in zip(batch, means):
             results[records[positions[i]].idx] = value
         done += len(batch)

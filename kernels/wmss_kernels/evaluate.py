@@ -1,7 +1,7 @@
 """evaluate (step 7): greedy pass@1 on math datasets with transformers generate.
 
 Per dataset: [system, user] prompts through the chat template, batched generation with left
-padding and the KV cache, grading by grading.grade. Writes <output_dir>/<name>.jsonl (one line
+padding and the KV cache (a static one, decoding compiled, on CUDA), grading by grading.grade. Writes <output_dir>/<name>.jsonl (one line
 per question) and <output_dir>/summary.json.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .chat import DEFAULT_EVAL_SYSTEM_PROMPT, eval_prompt
-from .data import gsm8k_final, iter_json_lines
+from .data import gsm8k_final, iter_json_lines, read_json_list
 from .entropy import check_shard, write_jsonl_atomic
 from .grading import grade
 from .jobs import Field
@@ -31,6 +31,8 @@ FIELDS = {
     "system_prompt": Field((str, type(None)), None),
     "enable_thinking": Field(bool, True),
     "shard": Field(dict, None),
+    # None: on for CUDA devices (see generate)
+    "static_cache": Field((bool, type(None)), None),
 }
 
 DATASET_FIELDS = {
@@ -96,16 +98,7 @@ def load_rows(ds) -> list[dict]:
     """[{id, line, question, gold}] in file order; a row missing a field is an error, not skipped."""
     path, fmt = ds["path"], ds["format"]
     if fmt == "json":
-        try:
-            with open(path, "rb") as f:
-                data = json.loads(f.read().decode("utf-8"))
-        except OSError as e:
-            raise InvalidInput(f"cannot read dataset: {e.strerror or e}", file=path)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InvalidInput(f"not a valid JSON file: {e}", file=path)
-        if not isinstance(data, list):
-            raise InvalidInput("expected a JSON list of objects", file=path)
-        entries = [(i + 1, row) for i, row in enumerate(data)]  # "line" = 1-based row number
+        entries = [(i + 1, row) for i, row in enumerate(read_json_list(path))]  # "line" = 1-based row number
     else:
         entries = list(iter_json_lines(path))
 
@@ -141,31 +134,50 @@ def load_rows(ds) -> list[dict]:
     if ds["expected_rows"] is not None and len(rows) != ds["expected_rows"]:
         raise InvalidInput(f"dataset '{ds['name']}' has {len(rows)} rows, expected {ds['expected_rows']}",
                            file=path, field="expected_rows")
+    if not rows:
+        raise InvalidInput(f"dataset '{ds['name']}' has no rows", file=path)
     return rows if ds["limit"] is None else rows[:ds["limit"]]
 
 
 @torch.no_grad()
-def generate(model, tok, prompt_ids, max_new_tokens, eos_ids):
-    """Greedy continuation of each prompt: (new token ids without padding, truncated flag)."""
+def generate(model, tok, prompt_ids, max_new_tokens, eos_ids, static_shape=None):
+    """Greedy continuation of each prompt: (new token ids without padding, truncated flag).
+
+    static_shape (rows, width): generate with a static KV cache, every batch padded to `rows`
+    prompts of `width` tokens, so that all batches share one shape and transformers compiles the
+    decoding step once (on CUDA: CUDA graphs, no per-token Python and launch overhead). Padding
+    rows repeat the first prompt and are dropped from the result."""
     device = next(model.parameters()).device
-    longest = max(len(p) for p in prompt_ids)
-    ids = torch.full((len(prompt_ids), longest), tok.pad_token_id, dtype=torch.long)
+    n = len(prompt_ids)
+    rows, width = static_shape or (n, max(len(p) for p in prompt_ids))
+    prompts = list(prompt_ids) + [prompt_ids[0]] * (rows - n)
+    ids = torch.full((rows, width), tok.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
-    for b, p in enumerate(prompt_ids):  # left padding: every prompt ends where generation starts
-        ids[b, longest - len(p):] = torch.tensor(p)
-        mask[b, longest - len(p):] = 1
+    for b, p in enumerate(prompts):  # left padding: every prompt ends where generation starts
+        ids[b, width - len(p):] = torch.tensor(p)
+        mask[b, width - len(p):] = 1
+    extra = {"cache_implementation": "static"} if static_shape else {}
     out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
                          max_new_tokens=max_new_tokens, eos_token_id=eos_ids,
                          pad_token_id=tok.pad_token_id, use_cache=True,
-                         temperature=None, top_p=None, top_k=None)
+                         temperature=None, top_p=None, top_k=None, **extra)
     results = []
-    for row in out[:, longest:].tolist():
+    for row in out[:n, width:].tolist():
         stop = next((i for i, t in enumerate(row) if t in eos_ids), None)
         if stop is None:
             results.append((row, True))  # ran into max_new_tokens without an eos
         else:
             results.append((row[:stop + 1], False))
     return results
+
+
+def static_batch_shape(job, device, rows):
+    """(batch rows, prompt width) for static-cache generation of a dataset, or None (dynamic)."""
+    use = device.type == "cuda" if job.static_cache is None else job.static_cache
+    if not use or not rows:
+        return None
+    longest = max(len(r["prompt_ids"]) for r in rows)
+    return min(job.batch_size, len(rows)), -(-longest // 64) * 64
 
 
 def eos_token_ids(model, tok) -> list[int]:
@@ -217,11 +229,12 @@ def run(job):
     for ds, rows in work:
         # similar prompt lengths per batch waste less compute on padding
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]["prompt_ids"]))
+        shape = static_batch_shape(job, device, rows)
         for b in range(0, len(order), job.batch_size):
             if stop_requested():
                 raise Terminated(f"stopped by SIGTERM after {done} samples")
             batch = [rows[i] for i in order[b:b + job.batch_size]]
-            generated = generate(model, tok, [r["prompt_ids"] for r in batch], ds["max_new_tokens"], eos_ids)
+            generated = generate(model, tok, [r["prompt_ids"] for r in batch], ds["max_new_tokens"], eos_ids, shape)
             for row, (ids, truncated) in zip(batch, generated):
                 row["response"] = tok.decode(ids, skip_special_tokens=True)
                 row["correct"], row["extracted"] = grade(row["response"], row["gold"], row["question"])

@@ -17,6 +17,7 @@ from safetensors import safe_open
 from torch import nn
 
 from . import checkpoints
+from .heads import linear_cross_entropy_sum
 from .modeling import check_model_dir, load_model
 from .protocol import InvalidInput
 
@@ -48,9 +49,7 @@ class FusedCausalLM(nn.Module):
             m.gradient_checkpointing_enable(**kwargs)
 
     def _logits(self, sub, input_ids, attention_mask):
-        frozen = not any(p.requires_grad for p in sub.parameters())
-        # A frozen branch needs no autograd graph: skip storing its activations entirely.
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+        with _grad_unless_frozen(sub):
             return sub(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
     def forward(self, input_ids, attention_mask=None):
@@ -60,6 +59,36 @@ class FusedCausalLM(nn.Module):
         # In place: (B, T, vocab) logits are the biggest activations here; a fresh z_mix would be a third copy.
         # Safe for autograd because the lm_head matmul does not keep its output for backward.
         return z.mul_(1.0 - lam).add_(z_strong, alpha=lam)
+
+
+def _grad_unless_frozen(sub):
+    # A frozen branch needs no autograd graph: skip storing its activations entirely.
+    frozen = not any(p.requires_grad for p in sub.parameters())
+    return torch.set_grad_enabled(torch.is_grad_enabled() and not frozen)
+
+
+class FusedLMLoss(nn.Module):
+    """The training forward of the fused model: summed next-token cross-entropy of z_mix.
+
+    (1 − λ)·h_weak·W_weakᵀ + λ·h_strong·W_strongᵀ = [(1 − λ)·h_weak, λ·h_strong]·[W_weak, W_strong]ᵀ,
+    so the mixed logits are one matmul over the concatenated hidden states and heads, which
+    heads.linear_cross_entropy_sum takes chunk by chunk: no [B, T, vocab] tensor, for either branch.
+    """
+
+    def __init__(self, fused):
+        super().__init__()
+        self.fused = fused
+
+    def forward(self, input_ids, labels):
+        lam, subs = self.fused.fusion_lambda, self.fused.sub_models
+        hidden = []
+        for sub in subs:
+            with _grad_unless_frozen(sub):
+                # right padding under causal attention: no mask needed (see train_loop.collate)
+                hidden.append(getattr(sub, sub.base_model_prefix)(input_ids=input_ids, use_cache=False).last_hidden_state)
+        mixed = torch.cat([(1.0 - lam) * hidden[0], lam * hidden[1]], dim=-1)
+        weight = torch.cat([sub.get_output_embeddings().weight for sub in subs], dim=1)
+        return linear_cross_entropy_sum(mixed, weight, labels)
 
 
 def fused_config(model, dtype):

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from .chat import conversation_text, tokenize_pair
 from .data import read_records
-from .fused import fuse_from_dirs, load_fused, load_fused_weights, save_fused
+from .fused import FusedLMLoss, fuse_from_dirs, load_fused, load_fused_weights, save_fused
 from .jobs import Field
 from .modeling import load_tokenizer, pick_device, pick_dtype
 from .protocol import InvalidInput
-from .train_loop import TRAIN_FIELDS, check_train_job, finished, lm_loss_sum, make_example, plan, train
+from .train_loop import TRAIN_FIELDS, check_train_job, finished, make_example, plan, train
 
 log = logging.getLogger("wmss_kernels.joint")
 
@@ -64,10 +64,6 @@ def build_examples(tok, records, positions, max_length, loss_on):
     return [cache[p] for p in positions]
 
 
-def fused_loss(model, batch):
-    return lm_loss_sum(model(batch["input_ids"], batch["attention_mask"]), batch["labels"])
-
-
 def run(job):
     check_train_job(job)
     pair = (job.weak_path, job.strong_path)
@@ -111,4 +107,4 @@ def run(job):
 
     return train(job, model, examples, hp, save_model=lambda m, path: save_fused(m, path, tok),
                  load_weights=lambda m, path: load_fused_weights(m, path, device),
-                 loss_fn=fused_loss, device=device)
+                 loss_module=FusedLMLoss(model), device=device)

@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import __version__, checkpoints, distributed
+from .heads import linear_cross_entropy_sum
 from .jobs import Field
 from .protocol import InvalidInput, OutOfMemory, Progress, Terminated, emit, install_sigterm_handler, stop_requested
 
@@ -49,6 +50,7 @@ TRAIN_FIELDS = {
     "max_steps": Field((int, type(None)), None),
     "save_every": Field(int, 0),
     "gradient_checkpointing": Field(bool, False),
+    "compile_layers": Field((bool, type(None)), None),
     "dtype": Field(str, "auto", choices=("auto", "float32", "bfloat16")),
     "simulate_oom": Field(bool, False),
     "stop_after_steps": Field((int, type(None)), None),
@@ -78,6 +80,9 @@ def check_train_job(job):
 # ---------------------------------------------------------------------------------------------
 # Examples and batches
 
+# Sequence lengths are padded to a multiple of this: tensor-core friendly shapes.
+PAD_MULTIPLE = 16
+
 def make_example(input_ids, n_masked):
     """Labels copy the ids with the first n_masked positions set to -100 (no loss there)."""
     ids = list(input_ids)
@@ -87,9 +92,10 @@ def make_example(input_ids, n_masked):
     return {"input_ids": ids, "labels": labels, "n_targets": n_targets}
 
 
-def collate(examples, device):
-    """Right-pad to the longest example; pads are masked out of attention and loss."""
-    width = max(len(e["input_ids"]) for e in examples)
+def collate(examples, device, multiple=1):
+    """Right-pad to the longest example (rounded up to `multiple`); pads are out of the loss, and
+    under causal attention no real token sees them, so the training forward needs no mask."""
+    width = -(-max(len(e["input_ids"]) for e in examples) // multiple) * multiple
     ids = torch.zeros(len(examples), width, dtype=torch.long)
     labels = torch.full((len(examples), width), -100, dtype=torch.long)
     mask = torch.zeros(len(examples), width, dtype=torch.long)
@@ -108,10 +114,19 @@ def lm_loss_sum(logits, labels):
     return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="sum")
 
 
-def causal_lm_loss(model, batch):
-    """loss_fn for a plain HF causal LM."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-    return lm_loss_sum(out.logits, batch["labels"])
+class CausalLMLoss(nn.Module):
+    """The training forward of a plain HF causal LM: summed next-token cross-entropy straight from
+    the final hidden states (heads.py), never the [B, T, vocab] logits. DistributedDataParallel
+    wraps this module, so the output projection's gradient is averaged like every other."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids, labels):
+        base = getattr(self.lm, self.lm.base_model_prefix)
+        hidden = base(input_ids=input_ids, use_cache=False).last_hidden_state
+        return linear_cross_entropy_sum(hidden, self.lm.get_output_embeddings().weight, labels)
 
 
 def epoch_order(seed, epoch, n):
@@ -210,6 +225,16 @@ def finished(job, hp):
 # ---------------------------------------------------------------------------------------------
 # The loop
 
+def make_optimizer(model, lr, weight_decay, device):
+    """AdamW over the trainable parameters (fused kernel on CUDA); returns (optimizer, params)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]  # norms, biases
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=device.type == "cuda")
+    return opt, decay + no_decay
+
+
 def _lr_lambda(warmup, total):
     # HF's linear schedule: ramp 0 → 1 over `warmup` steps, then straight down to 0 at `total`
     def f(step):
@@ -225,11 +250,12 @@ def _seed_all(seed):
     torch.manual_seed(seed)
 
 
-def train(job, model, examples, hp, *, save_model, load_weights, device, loss_fn=causal_lm_loss):
+def train(job, model, examples, hp, *, save_model, load_weights, device, loss_module=None):
     """Train `model` in place; returns the verb's result dict.
 
     save_model(model, dir) writes weights + config + tokenizer; load_weights(model, dir) reads
-    them back in place. loss_fn(model, batch) returns the summed CE over the batch's targets.
+    them back in place. loss_module(input_ids, labels) returns the summed CE over the batch's
+    targets (default CausalLMLoss(model)); it must own model's parameters.
     Only parameters with requires_grad go to the optimizer (freeze_weak relies on this).
     Under torchrun every rank calls this with the same job; distributed.setup() ran before.
     """
@@ -242,12 +268,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_fn
     per_rank = job.micro_batch * accum_per_rank(job, world)
     layout = _layout(job, world)
 
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]  # norms, biases
-    params = decay + no_decay
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": job.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=job.lr, betas=(0.9, 0.999), eps=1e-8, fused=device.type == "cuda")
+    opt, params = make_optimizer(model, job.lr, job.weight_decay, device)
     warmup = math.ceil(job.warmup_ratio * max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup, max_steps))
 
@@ -274,14 +295,17 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_fn
 
     if job.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if job.compile_layers if job.compile_layers is not None else device.type == "cuda":
+        compile_layers(model)
     model.train()
     # DDP broadcasts rank 0's weights at construction and averages gradients in backward. Frozen
     # parameters (freeze_weak) are skipped by DDP as they are by the optimizer.
-    forward = model
+    forward = loss_module = loss_module or CausalLMLoss(model)
+    ddp = None
     if distributed.active():
-        forward = DistributedDataParallel(model, device_ids=[device.index if device.index is not None
-                                                             else torch.cuda.current_device()]
-                                          if device.type == "cuda" else None)
+        forward = ddp = DistributedDataParallel(loss_module, device_ids=[
+            device.index if device.index is not None else torch.cuda.current_device()]
+            if device.type == "cuda" else None)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16,
                               enabled=device.type == "cuda" and any(p.dtype == torch.bfloat16 for p in params))
 
@@ -324,26 +348,11 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_fn
         # known to every rank, so each one counts it locally instead of an all-reduce.
         all_idx = step_indices(step, n, global_batch, job.seed)
         n_tgt = max(1, sum(examples[i]["n_targets"] for i in all_idx))
-        mine = all_idx[rank * per_rank:(rank + 1) * per_rank]
-        loss_sum, tokens = torch.zeros((), device=device), 0
-        starts = list(range(0, per_rank, job.micro_batch))
-        for k in starts:
-            batch = collate([examples[i] for i in mine[k:k + job.micro_batch]], device)
-            # gradients are all-reduced once per optimizer step, in the last micro-batch's backward
-            sync = k == starts[-1] or forward is model
-            with contextlib.nullcontext() if sync else forward.no_sync():
-                with autocast:
-                    part = loss_fn(forward, batch)
-                # ×world because data-parallel gradient averaging divides by it again
-                (part * (world / n_tgt)).backward()
-            loss_sum += part.detach()
-            tokens += int(batch["attention_mask"].sum())
-        if job.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, job.max_grad_norm)
+        mine = [examples[i] for i in all_idx[rank * per_rank:(rank + 1) * per_rank]]
         lr = sched.get_last_lr()[0]
-        opt.step()
+        loss_sum, tokens = optimizer_step(forward, ddp, mine, n_tgt, job.micro_batch, world, device, autocast,
+                                          params, job.max_grad_norm, opt)
         sched.step()
-        opt.zero_grad(set_to_none=True)
         step += 1
 
         # One all-reduce per step: the logged loss and token count cover every rank, and a SIGTERM
@@ -373,6 +382,47 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_fn
     state = checkpoints.read_json(final / "trainer_state.json")
     assert last_saved == max_steps
     return _result(final, state, start, tokens_per_s(), layout)
+
+
+def compile_layers(model):
+    """torch.compile each transformer block on its own (dynamic in the sequence length).
+
+    Eager small models are bound by the launches of their many elementwise kernels (norms,
+    rotary, SiLU, casts); compiling fuses them. Per block rather than the whole model: the blocks
+    share one forward, so one compilation serves all of them, and varying batch shapes do not
+    recompile. Needs a C compiler and Triton, which the CPU tests do not assume."""
+    n = 0
+    for module in model.modules():
+        if type(module).__name__.endswith("DecoderLayer"):
+            module.compile(dynamic=True)
+            n += 1
+    return n
+
+
+def optimizer_step(forward, ddp, mine, n_tgt, micro_batch, world, device, autocast, params, max_grad_norm, opt):
+    """Forward and backward over this rank's examples of one optimizer step, then clip and step.
+    Returns (summed loss on this rank as a tensor, real tokens on this rank)."""
+    # Sorted by length, micro-batches pad little; the step's summed loss does not depend on how
+    # its examples are grouped.
+    mine = sorted(mine, key=lambda e: len(e["input_ids"]))
+    loss_sum, tokens = torch.zeros((), device=device), 0
+    starts = list(range(0, len(mine), micro_batch))
+    for k in starts:
+        batch = collate(mine[k:k + micro_batch], device, PAD_MULTIPLE)
+        # gradients are all-reduced once per optimizer step, in the last micro-batch's backward
+        sync = k == starts[-1] or ddp is None
+        with contextlib.nullcontext() if sync else ddp.no_sync():
+            with autocast:
+                part = forward(batch["input_ids"], batch["labels"])
+            # ×world because data-parallel gradient averaging divides by it again
+            (part * (world / n_tgt)).backward()
+        loss_sum += part.detach()
+        tokens += int(batch["attention_mask"].sum())
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss_sum, tokens
 
 
 def _any_rank(flag, device):
