@@ -24,13 +24,21 @@ export function pythonExecutable(): string {
   return existsSync(venv) ? venv : 'python3';
 }
 
+/** Start-up allowance of a kernel before its first protocol line (see KernelRunOptions.startupMs). */
+export const STARTUP_MS = 10 * 60_000;
+
 export interface KernelRunOptions {
   /** Absolute path of the job file to write. */
   jobFile: string;
   /** Environment for the kernel on top of the worker's (CUDA_VISIBLE_DEVICES comes from the GPU worker). */
   env?: Record<string, string>;
-  /** A kernel alive but silent for this long is killed and reported as hung. */
+  /** A kernel alive but silent for this long after a protocol line is killed and reported as hung. */
   stallMs: number;
+  /**
+   * Before its first protocol line (Python and torch imports, model and data loading, slow on a
+   * busy host) a kernel has max(stallMs, startupMs); default STARTUP_MS.
+   */
+  startupMs?: number;
   /** Time between SIGTERM and SIGKILL on cancellation; training uses it to save a checkpoint. */
   killGraceMs?: number;
   /** Called with the latest progress at least every `heartbeatEveryMs`, even when the kernel is quiet. */
@@ -98,6 +106,7 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
 
   let progress: StepProgress = { done: 0, total: 0, unit: 'samples', updatedAt: new Date().toISOString(), logFile };
   let lastActivity = Date.now();
+  let spoke = false; // a protocol line came: from then on the stall limit applies
   let result: KernelOutcome | undefined;
   let kernelError: Extract<KernelEvent, { type: 'error' }> | undefined;
 
@@ -111,6 +120,7 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
       return;
     }
     lastActivity = Date.now();
+    spoke = true;
     const now = new Date().toISOString();
     if (event.type === 'progress') {
       progress = { ...progress, done: event.done, total: event.total, unit: event.unit, loss: event.loss ?? undefined, lr: event.lr ?? undefined, tokensPerS: event.tokens_per_s ?? undefined, updatedAt: now };
@@ -132,9 +142,11 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
 
   let stalled = false;
   let cancelError: unknown;
+  const startupMs = Math.max(opts.stallMs, opts.startupMs ?? STARTUP_MS);
   const timer = setInterval(() => {
     opts.onHeartbeat?.(progress);
-    if (Date.now() - lastActivity > opts.stallMs && !stalled) {
+    const limit = !spoke ? startupMs : opts.stallMs;
+    if (Date.now() - lastActivity > limit && !stalled) {
       stalled = true;
       killGroup(child, 'SIGKILL');
     }
@@ -165,7 +177,9 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
   if (cancelError !== undefined) throw cancelError;
   const where = `log: ${logFile}`;
   if (stalled) {
-    throw ApplicationFailure.create({ type: ErrorTypes.KernelStalled, message: `${verb} kernel printed no progress for ${Math.round(opts.stallMs / 1000)} s and was killed (${where})`, details: [progress] });
+    const silentS = Math.round((!spoke ? startupMs : opts.stallMs) / 1000);
+    const when = !spoke ? 'printed nothing since it started' : 'printed no progress';
+    throw ApplicationFailure.create({ type: ErrorTypes.KernelStalled, message: `${verb} kernel ${when} for ${silentS} s and was killed (${where})`, details: [progress] });
   }
   const errorText = kernelError ? `${kernelError.error_type}: ${kernelError.message}` : `exit code ${exit.code}${exit.signal ? `, signal ${exit.signal}` : ''}`;
   const code = exit.code !== KernelExit.ok && kernelError && kernelError.error_type in EXIT_OF_ERROR_TYPE ? EXIT_OF_ERROR_TYPE[kernelError.error_type] : exit.code;

@@ -212,3 +212,29 @@ def test_result_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "job.json").write_text(json.dumps({"log_file": "l", "n": 3}))
     assert main(["fake", "--job", str(tmp_path / "job.json")]) == 0
     assert json.loads(capsys.readouterr().out) == {"type": "result", "outputs": {"x": "/a"}, "metrics": {"n": 3}}
+
+
+def test_emit_after_the_worker_is_gone(tmp_path):
+    """A worker killed alone closes the kernel's stdout: protocol lines then go to the log, and the
+    kernel carries on (e.g. saving its checkpoint after the parent-death SIGTERM) instead of crashing."""
+    log = tmp_path / "k.log"
+    code = (
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(KERNELS_DIR)!r})\n"
+        "from wmss_kernels import protocol\n"
+        f"log = open({str(log)!r}, 'w')\n"
+        "protocol.take_stdout(log)\n"
+        "time.sleep(0.3)\n"
+        "protocol.emit('checkpoint', path='/x/checkpoint-11', step=11)\n"
+        "protocol.emit('progress', done=11, total=40, unit='steps')\n"
+        "print('went on', file=log, flush=True)\n"
+        "sys.exit(4)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader goes away
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 4, err
+    assert "BrokenPipe" not in err
+    text = log.read_text()
+    assert "[protocol line not delivered, the worker is gone]" in text and "checkpoint-11" in text
+    assert "went on" in text

@@ -12,8 +12,11 @@ import signal
 import sys
 import time
 
+from . import faults
+
 _stream = None  # the real stdout once take_stdout() ran; sys.stdout before that (in-process use)
 _stop = False   # set by the SIGTERM handler; verbs check it between batches/steps
+_reader_gone = False  # stdout's reader (the worker) went away: protocol lines go to the log only
 # Under torchrun every rank shares the launcher's stdout; only rank 0 speaks the protocol there.
 _rank = int(os.environ.get("RANK", "0"))
 
@@ -35,9 +38,28 @@ def emit(type: str, **fields):
         sys.stdout.write(f"[rank {_rank} protocol] {line}\n")
         sys.stdout.flush()
         return
+    global _reader_gone
+    if _reader_gone:
+        return
     out = _stream if _stream is not None else sys.stdout
-    out.write(line + "\n")
-    out.flush()
+    try:
+        out.write(line + "\n")
+        out.flush()
+    except BrokenPipeError:
+        # The worker that reads this stream is gone (killed): nobody is listening any more. The
+        # kernel goes on to what it was doing, e.g. saving its checkpoint after the SIGTERM that
+        # Linux sends when the parent dies, and exits as it would have; its log still says what
+        # happened.
+        _reader_gone = True
+        try:  # what is still buffered for the closed pipe goes nowhere instead of failing at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        if _stream is not None:  # sys.stdout is the log
+            sys.stdout.write(f"[protocol line not delivered, the worker is gone] {line}\n")
+            sys.stdout.flush()
 
 
 def _plain(value):
@@ -126,8 +148,10 @@ class Progress:
         self._last = None
 
     def update(self, done: int, **extra):
+        faults.trace_progress(done, self.total, self.unit)  # bench-only (faults.py); nothing unless set
         now = time.monotonic()
         if self._last is None or done >= self.total or now - self._last >= self.every_s:
+            faults.before_progress_line(done)  # test-only (faults.py); nothing unless armed
             self._last = now
             fields = {k: v for k, v in extra.items() if v is not None}
             emit("progress", done=int(done), total=self.total, unit=self.unit, **fields)

@@ -86,6 +86,16 @@ test('a kernel that stops printing progress is killed with its whole process gro
   expect(alive(grandchild)).toBe(false);
 });
 
+test('the stall limit starts at the first protocol line: start-up (imports, model loading) has its own allowance', async () => {
+  // silent for 1.5 s: within a 5 s start-up allowance although the stall limit is 0.5 s
+  const ok = await run('slowstart', { stallMs: 500, startupMs: 5000, heartbeatEveryMs: 100 });
+  expect(ok.metrics.steps).toBe(1);
+  // the start-up allowance is never shorter than the stall limit, and it is enforced
+  const f = await failureOf(run('slowstart', { stallMs: 300, startupMs: 600, heartbeatEveryMs: 100 }));
+  expect(f.type).toBe(ErrorTypes.KernelStalled);
+  expect(f.message).toMatch(/printed nothing since it started for 1 s/);
+});
+
 test('cancellation sends SIGTERM, lets the kernel checkpoint, and rethrows the cancellation', async () => {
   let cancel!: (e: Error) => void;
   const cancelled = new Promise<never>((_, reject) => (cancel = reject));

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { configReference } from '../../client/configReference';
+import { stepTableMarkdown } from '../../client/stepTable';
 
 test('README configuration reference matches the schema (regenerate: npm run readme)', () => {
   const readme = readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
@@ -15,4 +16,10 @@ test('the reference documents every top-level field with a default or as require
     expect(table).toMatch(new RegExp('\\| `' + field.replace('.', '\\.') + '` \\|'));
   }
   expect(table).toMatch(/\| `runName` \| string \| \*\*required\*\* \|/);
+});
+
+test('README step table (timeouts, retry policies) matches pipeline/steps.ts (regenerate: npm run readme)', () => {
+  const readme = readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
+  const block = readme.split('<!-- step-table:start -->')[1]?.split('<!-- step-table:end -->')[0];
+  expect(block?.trim()).toBe(stepTableMarkdown().trim());
 });
