@@ -16,6 +16,7 @@ import { copyFiles, isTokenizerFile, readJsonObject, topLevelFiles, writeJson } 
 import { listModelTensors, SINGLE_WEIGHTS, type Dtype, type TensorLocation } from './store/safetensors';
 import { writeSafetensors, type TensorToWrite } from './store/safetensorsWriter';
 import { resolveRun } from './runPaths';
+import { estimateOrNone, modelTensorStats, requireDiskSpace } from './store/diskSpace';
 
 type ExtractDtype = RunConfig['extract']['dtype'];
 
@@ -86,6 +87,14 @@ export async function extractSubmodel(input: StepInput): Promise<StepResult> {
     outputs: { model: A.extractedDir(input.config) },
     mode: 'atomic',
     heartbeat: activityHeartbeat,
-    produce: async ({ paths, heartbeat }) => ({ metrics: await extractSubmodelDir(path.join(run.runDir, checkpoint), paths.model, extract.submodelIdx, extract.dtype, heartbeat) }),
+    produce: async ({ paths, heartbeat }) => {
+      // disk safety: one branch of the fused checkpoint, in the target dtype (activities/store/diskSpace.ts)
+      const estimate = await estimateOrNone(async () => {
+        const branch = await modelTensorStats(path.join(run.runDir, checkpoint), `sub_models.${extract.submodelIdx}.`);
+        return { bytes: extract.dtype === 'keep' ? branch.bytes : branch.params * (extract.dtype === 'float32' ? 4 : 2), what: `sub-model ${extract.submodelIdx} of the joint checkpoint (${extract.dtype})` };
+      });
+      await requireDiskSpace(input.config, input.stepId, run.runDir, estimate);
+      return { metrics: await extractSubmodelDir(path.join(run.runDir, checkpoint), paths.model, extract.submodelIdx, extract.dtype, heartbeat) };
+    },
   });
 }

@@ -15,6 +15,7 @@ import { copyFiles, isTokenizerFile, readModelConfig, topLevelFiles, writeJson, 
 import { hasSafetensors, listModelTensors, SINGLE_WEIGHTS, type TensorLocation } from './store/safetensors';
 import { writeSafetensors, type TensorToWrite } from './store/safetensorsWriter';
 import { resolveRun } from './runPaths';
+import { estimateOrNone, modelTensorStats, requireDiskSpace } from './store/diskSpace';
 
 /** Both branches are built from the weak config (WMSS-SPEC §10.3), so these must agree. */
 export const ARCHITECTURE_KEYS = ['model_type', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'intermediate_size', 'vocab_size', 'head_dim'] as const;
@@ -39,6 +40,28 @@ async function branchTensors(dir: string, config: ModelConfig): Promise<TensorLo
   return [...tensors, { ...embedding, name: LM_HEAD }];
 }
 
+/**
+ * Both branches are built from the weak config (WMSS-SPEC §10.3), so they need the same tensor
+ * names and shapes; a config that agrees on paper but weights that do not would fail only when
+ * the joint kernel loads the fused checkpoint. dtypes may differ (each keeps its own).
+ */
+export function checkSameTensors(weakDir: string, weakAll: TensorLocation[], strongDir: string, strongAll: TensorLocation[]): void {
+  // rotary inv_freq is a buffer older checkpoints saved and newer ones do not (transformers skips it on load)
+  const weights = (ts: TensorLocation[]) => ts.filter((t) => !/(^|\.)rotary_emb\.inv_freq$/.test(t.name));
+  const [weak, strong] = [weights(weakAll), weights(strongAll)];
+  const strongByName = new Map(strong.map((t) => [t.name, t]));
+  const weakNames = new Set(weak.map((t) => t.name));
+  for (const w of weak) {
+    const s = strongByName.get(w.name);
+    if (!s) throw invalidInput(strongDir, undefined, w.name, `tensor of the weak model (${weakDir}) is missing from the strong model`);
+    if (JSON.stringify(s.shape) !== JSON.stringify(w.shape)) {
+      throw invalidInput(s.file, undefined, w.name, `shape [${s.shape}] differs from the weak model's [${w.shape}] (${w.file})`);
+    }
+  }
+  const extra = strong.find((t) => !weakNames.has(t.name));
+  if (extra) throw invalidInput(extra.file, undefined, extra.name, `tensor of the strong model is missing from the weak model (${weakDir})`);
+}
+
 export function fusedConfig(weak: ModelConfig, strong: ModelConfig, fusionLambda: number): Record<string, unknown> {
   return {
     ...weak,
@@ -57,6 +80,7 @@ export async function fuseModelDirs(weakDir: string, strongDir: string, outDir: 
     throw invalidInput(path.join(strongDir, 'config.json'), undefined, differences.map((d) => d.split(':')[0]).join(','), `weak (${weakDir}) and strong models differ in architecture: ${differences.join('; ')}`);
   }
   const branches = [await branchTensors(weakDir, weak), await branchTensors(strongDir, strong)];
+  checkSameTensors(weakDir, branches[0], strongDir, branches[1]);
   const plan: TensorToWrite[] = branches.flatMap((tensors, i) => tensors.map((t) => ({ name: `sub_models.${i}.${t.name}`, source: t })));
   const total = plan.reduce((s, t) => s + t.source.byteLength, 0);
 
@@ -83,6 +107,11 @@ export async function fuseModels(input: StepInput): Promise<StepResult> {
     outputs: { fused: A.FUSED_INIT_DIR },
     mode: 'atomic',
     heartbeat: activityHeartbeat,
-    produce: async ({ paths, heartbeat }) => ({ metrics: await fuseModelDirs(weakDir, strongDir, paths.fused, input.config.joint.fusionLambda, heartbeat) }),
+    produce: async ({ paths, heartbeat }) => {
+      // disk safety: the weights of both branches (activities/store/diskSpace.ts)
+      const estimate = await estimateOrNone(async () => ({ bytes: (await modelTensorStats(weakDir)).bytes + (await modelTensorStats(strongDir)).bytes, what: 'the weights of m0 and m1' }));
+      await requireDiskSpace(input.config, input.stepId, run.runDir, estimate);
+      return { metrics: await fuseModelDirs(weakDir, strongDir, paths.fused, input.config.joint.fusionLambda, heartbeat) };
+    },
   });
 }

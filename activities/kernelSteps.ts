@@ -23,6 +23,9 @@ import { resolveRun, type ResolvedRun } from './runPaths';
 import { withOomBackoff, type BatchLayout } from './oomBackoff';
 import { resolveEvalDatasets } from './evalDatasets';
 import { exportOnnxStep } from './onnx/exportStep';
+import { checkModelDir } from './snapshot';
+import { completeCheckpoints, countLines, modelTensorStats, pruneCheckpoints, requireDiskSpace, trainingEstimate } from './store/diskSpace';
+import { kernelFaultEnv } from './faults';
 
 export interface GpuWorkerContext {
   devices: DeviceSet;
@@ -111,7 +114,8 @@ export function kernelSteps(ctx: GpuWorkerContext) {
     } as KernelJob<V>;
     return runKernel(verb, full, {
       jobFile: path.join(run.runDir, A.JOBS_DIR, `${input.stepId}.attempt-${safeAttempt()}${tag}.json`),
-      env: opts.env ?? kernelEnv(ctx.devices),
+      // WMSS_FAULT_KERNEL arms a test-only kernel fault (activities/faults.ts); empty otherwise
+      env: { ...(opts.env ?? kernelEnv(ctx.devices)), ...kernelFaultEnv(run.runDir, input.stepId) },
       stallMs: stallMs(input),
       onHeartbeat: opts.onProgress ?? ((p: StepProgress) => heartbeat(p)),
       cancelled: opts.cancelled ?? cancelledSignal(),
@@ -171,6 +175,39 @@ export function kernelSteps(ctx: GpuWorkerContext) {
 
   const relative = (run: ResolvedRun, p: string) => path.relative(run.runDir, p).split(path.sep).join('/');
 
+  /**
+   * Disk safety of a training step (activities/store/diskSpace.ts): prune to keepCheckpoints,
+   * check the free space against the checkpoints still to write, and prune again each time the
+   * kernel reports a new complete checkpoint and once it is done (before the manifest records
+   * the output dir).
+   */
+  async function trainingDisk(input: StepInput, t: RunConfig['sft'] | RunConfig['joint'], outputDir: string, model: { params: number; trainable: number }, rows: () => Promise<number>) {
+    await pruneCheckpoints(outputDir, t.keepCheckpoints);
+    const complete = await completeCheckpoints(outputDir);
+    const totalSteps = t.maxSteps ?? Math.floor(((await rows()) * t.epochs) / (t.microBatch * t.gradAccum));
+    const bytesPerParam = t.dtype === 'float32' || (t.dtype === 'auto' && device(input.config, ctx.devices) === 'cpu') ? 4 : 2;
+    const estimate = trainingEstimate({ params: model.params, trainableParams: model.trainable, bytesPerParam, totalSteps, saveEvery: t.saveEvery, keepCheckpoints: t.keepCheckpoints, resumeStep: complete.at(-1)?.step ?? 0, existing: complete.length });
+    await requireDiskSpace(input.config, input.stepId, outputDir, estimate);
+    let seen = complete.at(-1)?.step;
+    let pruning: Promise<unknown> = Promise.resolve();
+    const prune = () => (pruning = pruning.then(() => pruneCheckpoints(outputDir, t.keepCheckpoints)).catch(() => undefined));
+    return {
+      onProgress: (p: StepProgress) => {
+        heartbeat(p);
+        const step = p.lastCheckpoint?.step;
+        if (t.keepCheckpoints && step !== undefined && step !== seen) {
+          seen = step;
+          void prune();
+        }
+      },
+      /** Last prune, after the kernel: the manifest then records the kept checkpoints only. */
+      async finish(): Promise<void> {
+        await pruning;
+        await pruneCheckpoints(outputDir, t.keepCheckpoints);
+      },
+    };
+  }
+
   return {
     /** ONNX export for the onnx backend (steps onnxBase, onnxM1, onnxWmss): activities/onnx/exportStep.ts. */
     async exportOnnx(input: StepInput): Promise<StepResult> {
@@ -183,9 +220,11 @@ export function kernelSteps(ctx: GpuWorkerContext) {
       const { config } = input;
       const base = input.stepId === 'entropy0';
       const modelPath = base ? run.baseModel : path.join(run.runDir, input.deps.sft!.outputs.checkpoint);
-      const modelKey = base ? await digestPath(run.runDir, run.baseModel) : input.deps.sft!.cacheKey;
+      const modelKey = base ? await digestPath(run.runDir, run.baseModel, 'baseModel') : input.deps.sft!.cacheKey;
+      // a malformed base model fails here as InvalidInput, not as a kernel crash retried 5 times
+      if (base) await checkModelDir(run.baseModel);
       return runStep(input, {
-        cacheKey: { kernel: KERNEL_VERSION, entropy: config.entropy, dataFormat: config.dataFormat, model: modelKey, data: await digestPath(run.runDir, run.dataFile) },
+        cacheKey: { kernel: KERNEL_VERSION, entropy: config.entropy, dataFormat: config.dataFormat, model: modelKey, data: await digestPath(run.runDir, run.dataFile, 'dataFile') },
         outputs: { entropy: base ? A.ENTROPY_0 : A.ENTROPY_1 },
         mode: 'atomic',
         heartbeat,
@@ -216,19 +255,24 @@ export function kernelSteps(ctx: GpuWorkerContext) {
       const run = resolveRun(input.config);
       const { sft } = input.config;
       return runStep(input, {
-        cacheKey: { kernel: KERNEL_VERSION, sft, dataFormat: input.config.dataFormat, model: await digestPath(run.runDir, run.baseModel), data: await digestPath(run.runDir, run.dataFile) },
+        cacheKey: { kernel: KERNEL_VERSION, sft: withoutRetention(sft), dataFormat: input.config.dataFormat, model: await digestPath(run.runDir, run.baseModel, 'baseModel'), data: await digestPath(run.runDir, run.dataFile, 'dataFile') },
         outputs: { dir: A.STAGE1_DIR },
         mode: 'in-place',
         heartbeat,
         produce: async ({ paths }) => {
           checkSplit(sft, 'sft', devicesN);
+          // a malformed base model fails here as InvalidInput, not as a kernel crash retried 5 times
+          await checkModelDir(run.baseModel);
+          const { params } = await modelTensorStats(run.baseModel);
+          const disk = await trainingDisk(input, sft, paths.dir, { params, trainable: params }, () => countLines(run.dataFile));
           return withOomBackoff(run.runDir, input.stepId, sft, async (layout) => {
             const out = await kernel(input, run, 'sft', {
               ...trainingJob({ ...sft, ...layout }, run, input.config.dataFormat, paths.dir),
               ...simulatedOom(input, layout),
               model_path: run.baseModel,
               system_prompt: sft.systemPrompt ?? null,
-            }, { processes: devicesN });
+            }, { processes: devicesN, onProgress: disk.onProgress });
+            await disk.finish();
             return { metrics: { ...out.metrics, oom_halvings: layout.halvings }, outputs: { checkpoint: relative(run, out.outputs.checkpoint) } };
           });
         },
@@ -239,12 +283,15 @@ export function kernelSteps(ctx: GpuWorkerContext) {
       const run = resolveRun(input.config);
       const { joint } = input.config;
       return runStep(input, {
-        cacheKey: { kernel: KERNEL_VERSION, joint, dataFormat: input.config.dataFormat, fused: input.deps.fuse!.cacheKey, resample: input.deps.merge!.cacheKey, data: await digestPath(run.runDir, run.dataFile) },
+        cacheKey: { kernel: KERNEL_VERSION, joint: withoutRetention(joint), dataFormat: input.config.dataFormat, fused: input.deps.fuse!.cacheKey, resample: input.deps.merge!.cacheKey, data: await digestPath(run.runDir, run.dataFile, 'dataFile') },
         outputs: { dir: A.stage3Dir(input.config) },
         mode: 'in-place',
         heartbeat,
         produce: async ({ paths }) => {
           checkSplit(joint, 'joint', devicesN);
+          const { params } = await modelTensorStats(path.join(run.runDir, input.deps.fuse!.outputs.fused));
+          const positions = path.join(run.runDir, input.deps.merge!.outputs.positions);
+          const disk = await trainingDisk(input, joint, paths.dir, { params, trainable: joint.freezeWeak ? params / 2 : params }, () => countLines(positions));
           return withOomBackoff(run.runDir, input.stepId, joint, async (layout) => {
             const out = await kernel(input, run, 'joint', {
               ...trainingJob({ ...joint, ...layout }, run, input.config.dataFormat, paths.dir),
@@ -254,7 +301,8 @@ export function kernelSteps(ctx: GpuWorkerContext) {
               fusion_lambda: joint.fusionLambda,
               freeze_weak: joint.freezeWeak,
               loss_on: joint.lossOn,
-            }, { processes: devicesN });
+            }, { processes: devicesN, onProgress: disk.onProgress });
+            await disk.finish();
             return { metrics: { ...out.metrics, oom_halvings: layout.halvings }, outputs: { checkpoint: relative(run, out.outputs.checkpoint) } };
           });
         },
@@ -313,6 +361,12 @@ export function kernelSteps(ctx: GpuWorkerContext) {
   };
 }
 
+/** keepCheckpoints is not part of the cache key: it changes which old checkpoints stay, not the result. */
+function withoutRetention<T extends { keepCheckpoints?: number }>(t: T): Omit<T, 'keepCheckpoints'> {
+  const { keepCheckpoints: _ignored, ...rest } = t;
+  return rest;
+}
+
 /** The entropy metrics of N shards as the kernel reports them for one. */
 function entropyMetrics(outs: KernelOutcome[]): Record<string, number> {
   const num = (o: KernelOutcome, k: string) => Number(o.metrics[k] ?? 0);
@@ -352,6 +406,7 @@ function trainingJob(t: RunConfig['sft'] | RunConfig['joint'], run: ResolvedRun,
     max_steps: t.maxSteps ?? null,
     save_every: t.saveEvery,
     gradient_checkpointing: t.gradientCheckpointing,
+    compile_layers: t.compileLayers ?? null,
     dtype: t.dtype,
     seed: t.seed,
   };

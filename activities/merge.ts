@@ -78,6 +78,8 @@ export async function mergeAndWeightFiles(files: MergeFiles, settings: MergeSett
   phase('read entropies', 0);
   const e0 = await readEntropyColumns(files.entropy0, 'entropy_0');
   const e1 = await readEntropyColumns(files.entropy1, 'entropy_1');
+  // the entropy kernels write a row per record and a data file has at least one
+  for (const e of [e0, e1]) if (e.idx.length === 0) throw invalidInput(e.file, undefined, e.field, 'the entropy file has no rows');
   const merged = mergeEntropies(e0, e1);
   phase('weights', 1);
   const { p, uniformFallback: entropyUniform } = sampleWeights(merged.h0, merged.h1, settings.weighting);
@@ -152,7 +154,7 @@ export async function mergeAndWeight(input: StepInput): Promise<StepResult> {
   const entropyPath = (dep: 'entropy0' | 'entropy1', fallback: string) => path.join(run.runDir, input.deps[dep]?.outputs.entropy ?? fallback);
   const settings: MergeSettings = { dataFormat: config.dataFormat, weighting: config.weighting, resample: config.resample };
   return runStep(input, {
-    cacheKey: { version: MERGE_VERSION, ...settings, data: await digestPath(run.runDir, run.dataFile) },
+    cacheKey: { version: MERGE_VERSION, ...settings, data: await digestPath(run.runDir, run.dataFile, 'dataFile') },
     outputs: { merged: A.ENTROPY_MERGED, weights: A.SAMPLE_WEIGHTS, positions: A.RESAMPLED_POSITIONS, stats: A.RESAMPLE_STATS },
     mode: 'atomic',
     heartbeat: activityHeartbeat,

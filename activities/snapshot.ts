@@ -12,6 +12,7 @@ import { activityHeartbeat, progressDetails, type Heartbeat } from './store/hear
 import { copyFiles, readModelConfig, topLevelFiles } from './store/modelDir';
 import { hasSafetensors, listModelTensors } from './store/safetensors';
 import { resolveRun } from './runPaths';
+import { estimateOrNone, modelDirBytes, requireDiskSpace } from './store/diskSpace';
 
 const TORCH_WEIGHTS = /^pytorch_model(-\d+-of-\d+)?\.bin$|^pytorch_model\.bin\.index\.json$/;
 
@@ -21,9 +22,15 @@ export interface ModelDirCheck {
   tensors: number;
 }
 
-/** A model dir: config.json with model_type, and weights (safetensors with valid headers, or .bin as is). */
+/** The files the kernels load a tokenizer from (modeling.load_tokenizer); one must be there. */
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'];
+
+/** A model dir: config.json with model_type, a tokenizer, and weights (safetensors with valid headers, or .bin as is). */
 export async function checkModelDir(dir: string): Promise<ModelDirCheck> {
   const config = await readModelConfig(dir);
+  if (!(await topLevelFiles(dir)).some((f) => TOKENIZER_FILES.includes(f))) {
+    throw invalidInput(dir, undefined, undefined, `no tokenizer (${TOKENIZER_FILES.join(' or ')}): steps 0, 1 and 7 load it from the model dir`);
+  }
   if (await hasSafetensors(dir)) {
     const weights = await listModelTensors(dir);
     return { modelType: config.model_type, weights: 'safetensors', tensors: weights.tensors.length };
@@ -44,11 +51,15 @@ export async function snapshotModelDir(baseModel: string, dest: string, heartbea
 export async function snapshotBase(input: StepInput): Promise<StepResult> {
   const run = resolveRun(input.config);
   return runStep(input, {
-    cacheKey: { version: 1, base: await digestPath(run.runDir, run.baseModel) },
+    cacheKey: { version: 1, base: await digestPath(run.runDir, run.baseModel, 'baseModel') },
     outputs: { model: A.STAGE0_DIR },
     mode: 'atomic',
     heartbeat: activityHeartbeat,
-    produce: async ({ paths, heartbeat }) => ({ metrics: await snapshotModelDir(run.baseModel, paths.model, heartbeat) }),
+    produce: async ({ paths, heartbeat }) => {
+      // disk safety: one copy of the base model dir (activities/store/diskSpace.ts)
+      await requireDiskSpace(input.config, input.stepId, run.runDir, await estimateOrNone(async () => ({ bytes: await modelDirBytes(run.baseModel), what: 'one copy of the base model dir' })));
+      return { metrics: await snapshotModelDir(run.baseModel, paths.model, heartbeat) };
+    },
   });
 }
 

@@ -3,9 +3,10 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { STEPS } from '../pipeline/steps';
 import { startWorker } from '../workers/start';
-import { connectClient, temporalTarget, webUiLink } from './connection';
+import { connectClient, pickConnectionFlags, setConnectionFlags, temporalTarget, webUiLink } from './connection';
 import { serverAnswers, startDevServer } from './devServer';
 import { configReference } from './configReference';
+import { stepTableMarkdown } from './stepTable';
 import { runDemo } from './commands/demo';
 import { startPipeline, waitForResult } from './commands/start';
 import { renderSnapshot, snapshotRun } from './commands/status';
@@ -31,6 +32,22 @@ async function withClient<T>(fn: (client: Awaited<ReturnType<typeof connectClien
 
 export function buildProgram(): Command {
   const program = new Command('wmss').description('Durable WMSS training pipeline on Temporal').showHelpAfterError();
+
+  // How every command reaches Temporal (client/connection.ts): flags over TEMPORAL_* variables over
+  // the profile file (TEMPORAL_CONFIG_FILE or ~/.config/temporalio/temporal.toml) over defaults.
+  program
+    .option('--address <host:port>', 'Temporal frontend (env TEMPORAL_ADDRESS; default localhost:7233)')
+    .option('--namespace <name>', 'Temporal namespace (env TEMPORAL_NAMESPACE; default "default")')
+    .option('--api-key <key>', 'API key, sent as a bearer token; implies TLS (env TEMPORAL_API_KEY; prefer the variable or the profile file: flags are visible in ps)')
+    .option('--tls', 'connect with TLS (implied by the --tls-* options and an API key)')
+    .option('--no-tls', 'connect without TLS even if the profile or environment says otherwise')
+    .option('--tls-ca-path <file>', 'CA certificate(s) that signed the server\'s certificate (env TEMPORAL_TLS_SERVER_CA_CERT_PATH)')
+    .option('--tls-cert-path <file>', 'client certificate for mTLS (env TEMPORAL_TLS_CLIENT_CERT_PATH)')
+    .option('--tls-key-path <file>', 'private key of the client certificate (env TEMPORAL_TLS_CLIENT_KEY_PATH)')
+    .option('--tls-server-name <name>', 'server name expected in the server\'s certificate, and sent as SNI (env TEMPORAL_TLS_SERVER_NAME)')
+    .option('--profile <name>', 'profile of the config file (env TEMPORAL_PROFILE; default "default")')
+    .option('--config-file <file>', 'Temporal client config file, TOML (env TEMPORAL_CONFIG_FILE; default ~/.config/temporalio/temporal.toml)')
+    .hook('preAction', (_program, action) => setConnectionFlags(pickConnectionFlags(action.optsWithGlobals())));
 
   program
     .command('server')
@@ -243,8 +260,13 @@ export function buildProgram(): Command {
 
   program
     .command('steps')
-    .description('print the step table')
-    .action(() => STEPS.forEach((s) => console.log(`${s.number.padEnd(3)} ${s.id.padEnd(9)} ${s.activity.padEnd(16)} ${s.queue}  needs: ${s.needs.join(', ') || '-'}`)));
+    .description('print the step table; --markdown: with each step\'s timeouts and retry policy, as in the README')
+    .option('--markdown', 'the Markdown table with timeouts and retry policies')
+    .action((o: { markdown?: boolean }) =>
+      o.markdown
+        ? console.log(stepTableMarkdown())
+        : STEPS.forEach((s) => console.log(`${s.number.padEnd(3)} ${s.id.padEnd(9)} ${s.activity.padEnd(16)} ${s.queue}  needs: ${(s.needs.join(', ') || '-').padEnd(42)} ${s.timeouts.startToClose}, heartbeat ${s.timeouts.heartbeat}, stall ${s.timeouts.stall}, ${s.retry.maximumAttempts} attempts`)),
+    );
 
   return program;
 }
@@ -255,7 +277,16 @@ if (require.main === module) {
     .catch((err) => {
       const message = err instanceof Error ? err.message : String(err);
       console.error(`wmss: ${message}`);
-      if (/ECONNREFUSED|connect|UNAVAILABLE/i.test(message)) console.error(`no Temporal server at ${temporalTarget().address}? start one with \`wmss server\` or set TEMPORAL_ADDRESS`);
+      if (/ECONNREFUSED|connect|UNAVAILABLE/i.test(message)) {
+        let where = 'the configured address';
+        try {
+          const t = temporalTarget();
+          where = `${t.address} (${t.security})`;
+        } catch {
+          // the connection settings themselves are the problem: the message above says which
+        }
+        console.error(`no Temporal server at ${where}? start one with \`wmss server\`, or set TEMPORAL_ADDRESS / --address (and the TLS settings: README "Security")`);
+      }
       process.exit(err instanceof ConfigFileError ? 2 : 1);
     });
 }

@@ -3,7 +3,9 @@
  * (`.describe`), from which `wmss config-reference` and the README's reference are generated.
  * Defaults follow the original `run_ensemble.sh` (WMSS-SPEC §2) unless a field says otherwise.
  */
+import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
+import { ErrorTypes } from './errors';
 
 const positiveInt = () => z.number().int().positive();
 const unitFraction = () => z.number().min(0).max(1);
@@ -21,7 +23,9 @@ const trainingFields = {
   maxLength: positiveInt().default(4096).describe('Truncation length in tokens (original: 4096).'),
   maxSteps: positiveInt().optional().describe('Optimizer steps; default floor(N × epochs / global batch), as the original.'),
   saveEvery: z.number().int().min(0).default(50).describe('Optimizer steps between resumable checkpoints (0 = only at the end). A crash loses at most this much work.'),
+  keepCheckpoints: positiveInt().optional().describe('Keep only the newest N complete checkpoints (older ones are deleted as new ones complete; the newest complete one, which resume and the later steps read, is never deleted). Default: keep all. Not part of the cache key.'),
   gradientCheckpointing: z.boolean().default(true).describe('Recompute activations in backward to save memory (original: on).'),
+  compileLayers: z.boolean().optional().describe('torch.compile each transformer block (default: on for CUDA, off on the CPU). About 2× tokens/s on a 0.6B model; costs 10–30 s of compiling when a kernel starts (docs/performance.md).'),
   dtype: z.enum(['auto', 'float32', 'bfloat16']).default('auto').describe('auto = bf16 on CUDA, fp32 on CPU.'),
   seed: z.number().int().min(0).default(42).describe('Seed of data order and initialisation.'),
 };
@@ -79,7 +83,11 @@ export const ExtractConfig = z
 
 export const EvalDatasetConfig = z
   .object({
-    name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, . _ - only'),
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, . _ - only')
+      // the evaluate kernel writes <name>.jsonl beside summary.json
+      .refine((n) => !['.', '..', 'summary'].includes(n), "must be a plain file name other than 'summary'"),
     path: z.string().min(1).describe('File path, or bundled:gsm8k for the GSM8K test split shipped with wmss-flow.'),
     format: z.enum(['gsm8k', 'json', 'jsonl']).default('gsm8k'),
     expectedRows: positiveInt().optional().describe('Abort if the file has another number of rows.'),
@@ -91,7 +99,17 @@ export const EvalDatasetConfig = z
 
 export const EvalConfig = z
   .object({
-    datasets: z.array(EvalDatasetConfig).min(1).describe('Each: {name, path (file or bundled:gsm8k), format gsm8k|json|jsonl, expectedRows?, maxInputTokens (4096), maxNewTokens (4096), limit?}. Default: the bundled GSM8K test split.').default([{ name: 'gsm8k', path: 'bundled:gsm8k', format: 'gsm8k', expectedRows: 1319, maxInputTokens: 4096, maxNewTokens: 4096 }]),
+    datasets: z
+      .array(EvalDatasetConfig)
+      .min(1)
+      .superRefine((sets, ctx) => {
+        // each set's results go to <name>.jsonl: a repeated name would overwrite the first
+        sets.forEach((d, i) => {
+          const first = sets.findIndex((o) => o.name === d.name);
+          if (first < i) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate dataset name '${d.name}' (also eval.datasets.${first}.name)` });
+        });
+      })
+      .describe('Each: {name, path (file or bundled:gsm8k), format gsm8k|json|jsonl, expectedRows?, maxInputTokens (4096), maxNewTokens (4096), limit?}. Default: the bundled GSM8K test split.').default([{ name: 'gsm8k', path: 'bundled:gsm8k', format: 'gsm8k', expectedRows: 1319, maxInputTokens: 4096, maxNewTokens: 4096 }]),
     batchSize: positiveInt().default(16).describe('Prompts per generation batch.'),
     systemPrompt: z.string().optional().describe('Evaluation system prompt; default the kernel\'s (WMSS-SPEC §4).'),
     enableThinking: z.boolean().default(true),
@@ -115,7 +133,14 @@ export const PlacementConfig = z
 export const TimeoutsConfig = z
   .object({
     heartbeatSeconds: z.number().int().min(15).optional().describe('Override the step table\'s heartbeat timeout (60 s): how long after a worker dies its step is retried elsewhere. At least 15 s: workers heartbeat every 5 s.'),
-    stallSeconds: positiveInt().optional().describe('Override the step table\'s stall limits (10–30 min): a kernel alive but printing no progress this long is killed and retried.'),
+    stallSeconds: positiveInt().optional().describe('Override the step table\'s stall limits (10–30 min): a kernel alive but printing no progress this long is killed and retried. Counted from the kernel\'s first line: start-up (imports, model loading) has at least 10 min.'),
+  })
+  .strict();
+
+export const DiskConfig = z
+  .object({
+    check: z.boolean().default(true).describe('Before a step that writes a model (4, 1, 5a, 5b, 6), compare the run dir\'s free space with the step\'s estimate (model size × copies) and fail at once with InsufficientDisk when it does not fit.'),
+    headroomGB: z.number().min(0).default(1).describe('Free space (GB, 10^9 bytes) that must remain after the estimate, for logs, manifests and other users of the file system.'),
   })
   .strict();
 
@@ -136,6 +161,7 @@ export const RunConfig = z
     eval: EvalConfig.default(EvalConfig.parse({})),
     placement: PlacementConfig.default(PlacementConfig.parse({})),
     timeouts: TimeoutsConfig.default({}),
+    disk: DiskConfig.default(DiskConfig.parse({})),
   })
   .strict();
 
@@ -154,4 +180,20 @@ export function formatConfigIssues(error: z.ZodError): string {
 
 export function parseRunConfig(input: unknown): RunConfig {
   return RunConfig.parse(input);
+}
+
+/**
+ * The run config of a workflow input, or a non-retryable InvalidConfig failure whose message has
+ * one line per problem, each naming its key (`joint.fusionLambda: Too big: …`).
+ */
+export function checkRunConfig(input: unknown): RunConfig {
+  const parsed = RunConfig.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((issue) => ({ field: issue.path.length ? issue.path.join('.') : null, message: issue.message }));
+  throw ApplicationFailure.create({
+    type: ErrorTypes.InvalidConfig,
+    nonRetryable: true,
+    message: `invalid run config:\n${formatConfigIssues(parsed.error)}`,
+    details: [{ file: null, line: null, field: issues[0]?.field ?? null, issues }],
+  });
 }

@@ -24,6 +24,19 @@ export const ErrorTypes = {
    * that host's task queue within placement.hostTimeout: the host or its worker is gone.
    */
   HostUnavailable: 'HostUnavailable',
+  /**
+   * Another workflow that is still open holds the run dir's lock (`<runDir>/.wmss/lock/`): two runs
+   * must not write the same artifacts. Not retried: the other run may last days; wait for it,
+   * cancel it, or pick another runDir.
+   */
+  RunDirLocked: 'RunDirLocked',
+  /**
+   * The file system of the run dir has less free space than the step's estimate (model size ×
+   * copies it writes, plus disk.headroomGB). Not retried: space does not come back on a retry
+   * schedule of minutes; free space (or set keepCheckpoints) and `wmss resume`, which reuses
+   * every finished step.
+   */
+  InsufficientDisk: 'InsufficientDisk',
 } as const;
 
 export type ErrorType = (typeof ErrorTypes)[keyof typeof ErrorTypes];
@@ -35,4 +48,6 @@ export const NON_RETRYABLE_ERROR_TYPES: ErrorType[] = [
   ErrorTypes.ArtifactConflict,
   ErrorTypes.WorkerMisconfigured,
   ErrorTypes.HostUnavailable,
+  ErrorTypes.RunDirLocked,
+  ErrorTypes.InsufficientDisk,
 ];

@@ -6,6 +6,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh || { echo "test: setup failed" >&2; exit 1; }
 bash scripts/setup-browser.sh || echo "test: no Chromium; the Web UI test will fail" >&2
+bash scripts/setup-nginx.sh || echo "test: no nginx; the TLS test (test/integration/tls.test.ts) will fail" >&2
 
 mkdir -p .wmss/test-reports
 py_report=.wmss/test-reports/pytest.xml

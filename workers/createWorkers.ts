@@ -14,6 +14,7 @@ import { cpuSteps } from '../activities/cpuSteps';
 import { kernelSteps } from '../activities/kernelSteps';
 import { withResolvedPaths } from '../activities/runPaths';
 import { withHost } from '../activities/hostContext';
+import { runLockActivities } from '../activities/runLock';
 import { controlWorkerQueues, gpuWorkerQueues } from '../pipeline/placement';
 import { describeDeviceSet, type DeviceSet } from './deviceSet';
 
@@ -59,7 +60,8 @@ const HEARTBEAT_THROTTLE = '5s' as const;
  */
 export async function createControlWorkers(opts: WorkerSetOptions, extra: Partial<WorkerOptions> = {}): Promise<Worker[]> {
   const host = workerHost(opts.host);
-  const activities = withHost(host, withResolvedPaths(cpuSteps()));
+  // the CPU steps, and the run dir lock that brackets every run (activities/runLock.ts)
+  const activities = withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities() });
   const queues = controlWorkerQueues({ controlQueue: opts.controlQueue ?? 'wmss', host });
   const common = { connection: opts.connection, namespace: opts.namespace ?? 'default', activities, maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE, identity: `control@${host}/${process.pid}` };
   const { workflowBundle, ...rest } = extra;
@@ -85,7 +87,7 @@ export async function createControlWorker(opts: WorkerSetOptions, extra: Partial
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.controlQueue ?? 'wmss',
     ...(workflowBundle ? { workflowBundle } : { workflowsPath }),
-    activities: withHost(host, withResolvedPaths(cpuSteps())),
+    activities: withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities() }),
     // File transforms are disk-bound; two at once keeps one disk busy without thrashing.
     maxConcurrentActivityTaskExecutions: 2,
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,

@@ -11,6 +11,7 @@ import { withResolvedPaths } from '../activities/runPaths';
 import { defaultOnnxThreads, onnxSteps } from '../activities/onnx/onnxSteps';
 import { releaseOnnxSessions } from '../activities/onnx/model';
 import { runWorkers, workerHost } from './createWorkers';
+import { connectWorker, temporalTarget } from '../client/connection';
 
 export interface OnnxWorkerOptions {
   connection: NativeConnection;
@@ -37,14 +38,15 @@ export async function createOnnxWorker(opts: OnnxWorkerOptions, extra: Partial<W
 export async function startOnnxWorker(argv: string[]): Promise<void> {
   const opts: Record<string, string> = {};
   for (let i = 0; i < argv.length; i += 2) opts[argv[i].replace(/^--/, '')] = argv[i + 1];
-  const address = opts.address ?? process.env.TEMPORAL_ADDRESS ?? 'localhost:7233';
-  const namespace = opts.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default';
+  // flags over TEMPORAL_* over the profile file (client/connection.ts)
+  const target = temporalTarget({ address: opts.address, namespace: opts.namespace, apiKey: opts['api-key'], tlsCaPath: opts['tls-ca-path'], tlsCertPath: opts['tls-cert-path'], tlsKeyPath: opts['tls-key-path'], tlsServerName: opts['tls-server-name'], profile: opts.profile, configFile: opts['config-file'] });
+  const { address, namespace } = target;
   const threads = opts.threads ? Number(opts.threads) : undefined;
   if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new Error(`--threads must be a positive integer (got "${opts.threads}")`);
-  const connection = await NativeConnection.connect({ address });
+  const connection = await connectWorker(target);
   try {
     const worker = await createOnnxWorker({ connection, namespace, onnxQueue: opts['onnx-queue'], threads });
-    console.log(`wmss onnx worker @ ${workerHost()} serving ${worker.options.taskQueue} at ${address} (namespace ${namespace}, ${threads ?? defaultOnnxThreads()} threads)`);
+    console.log(`wmss onnx worker @ ${workerHost()} serving ${worker.options.taskQueue} at ${address} (namespace ${namespace}, ${target.security}, ${threads ?? defaultOnnxThreads()} threads)`);
     await runWorkers([worker]);
   } finally {
     await releaseOnnxSessions();

@@ -1,15 +1,14 @@
 /** Shared start-up of the worker entry points: connect, build, print what is served, run. */
-import { NativeConnection } from '@temporalio/worker';
+import { connectWorker, temporalTarget, type ConnectionFlags } from '../client/connection';
 import { createControlWorkers, createGpuWorkers, runWorkers, workerHost } from './createWorkers';
 import { claimDevices } from './deviceLocks';
 import { describeDeviceSet, parseDeviceSet } from './deviceSet';
 
-export interface WorkerCliOptions {
+/** Connection flags (address, namespace, API key, TLS paths, profile): client/connection.ts. */
+export interface WorkerCliOptions extends ConnectionFlags {
   gpus?: string;
   /** CPU threads per kernel. */
   threads?: string;
-  address?: string;
-  namespace?: string;
   controlQueue?: string;
   gpuQueue?: string;
   /** GPU kind this worker also serves (`wmss-gpu:<pool>`), e.g. h100. */
@@ -19,15 +18,16 @@ export interface WorkerCliOptions {
 }
 
 export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOptions): Promise<void> {
-  const address = opts.address ?? process.env.TEMPORAL_ADDRESS ?? 'localhost:7233';
-  const namespace = opts.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default';
+  // flags over TEMPORAL_* over the profile file (client/connection.ts); checked before anything is claimed
+  const target = temporalTarget(opts);
+  const { address, namespace } = target;
   const host = workerHost(opts.host);
   const devices = parseDeviceSet(opts.gpus ?? 'cpu');
   // Claimed before connecting: a worker that cannot own its devices must not take any task.
   const claim = kind === 'gpu' ? claimDevices(devices, { worker: `wmss gpu worker --gpus ${opts.gpus ?? 'cpu'}`, host }) : undefined;
   const release = () => claim?.release();
   process.once('exit', release);
-  const connection = await NativeConnection.connect({ address });
+  const connection = await connectWorker(target);
   try {
     const common = { connection, namespace, controlQueue: opts.controlQueue, gpuQueue: opts.gpuQueue, host };
     const workers =
@@ -38,7 +38,7 @@ export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOption
     const n = devices.kind === 'cuda' ? devices.ids.length : 1;
     const what = kind === 'gpu' ? ` on ${describeDeviceSet(devices)}${n > 1 ? ` (training: torchrun with ${n} ranks; entropy and evaluate: ${n} shards)` : ''}` : '';
     const locks = claim && claim.files.length ? `; device locks in ${claim.dir}` : '';
-    console.log(`wmss ${kind} worker${what} @ ${host} serving ${queues} at ${address} (namespace ${namespace})${locks}`);
+    console.log(`wmss ${kind} worker${what} @ ${host} serving ${queues} at ${address} (namespace ${namespace}, ${target.security})${locks}`);
     await runWorkers(workers);
   } finally {
     release();
@@ -47,12 +47,13 @@ export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOption
 }
 
 export function startWorkerFromArgs(kind: 'control' | 'gpu', argv: string[]): Promise<void> {
-  const opts: WorkerCliOptions = {};
+  // `--name value` pairs (the boolean --tls is TEMPORAL_TLS here: every flag takes a value)
+  const opts: Record<string, string> = {};
   for (let i = 0; i < argv.length; i += 2) {
-    const key = argv[i].replace(/^--/, '').replace(/-(\w)/g, (_, c: string) => c.toUpperCase()) as keyof WorkerCliOptions;
+    const key = argv[i].replace(/^--/, '').replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
     opts[key] = argv[i + 1];
   }
-  return startWorker(kind, opts).catch((err) => {
+  return startWorker(kind, opts as WorkerCliOptions).catch((err) => {
     console.error(`wmss ${kind} worker: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);
   });

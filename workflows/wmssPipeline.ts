@@ -15,8 +15,7 @@ import {
 } from '@temporalio/workflow';
 import type { ActivityFailure } from '@temporalio/common';
 import type { StepActivities } from '../activities/contract';
-import { formatConfigIssues, RunConfig } from '../pipeline/config';
-import { ErrorTypes } from '../pipeline/errors';
+import { checkRunConfig, type RunConfig } from '../pipeline/config';
 import { WmssBaseModel, WmssRunName, WmssStatus, WmssStep, type RunStatus } from '../pipeline/searchAttributes';
 import { activeSteps, stepEnabled, stepQueueKind, stepRow, stepSummary, nonRetryableErrorTypes, type StepId, type StepResult, type StepRow } from '../pipeline/steps';
 import { progressQuery, type PipelineProgress, type PipelineResult, type StepStatus } from '../pipeline/workflowApi';
@@ -24,6 +23,7 @@ import { resolveRunTemplates } from '../pipeline/runTemplates';
 import { templateContext } from './scheduledRun';
 import { pinnedHost, stepQueue } from '../pipeline/placement';
 import { hostUnavailableOr, rootHostOf } from './placement';
+import { lockRunDir } from './runLock';
 
 type StepActivity = StepActivities[keyof StepActivities];
 
@@ -61,12 +61,10 @@ function failureInfo(err: unknown): { type?: string; message: string } {
 }
 
 export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> {
-  const parsed = RunConfig.safeParse(rawConfig);
-  if (!parsed.success) {
-    throw ApplicationFailure.create({ type: ErrorTypes.InvalidConfig, nonRetryable: true, message: `invalid run config:\n${formatConfigIssues(parsed.error)}` });
-  }
+  // a config that fails its schema fails the run as InvalidConfig, naming every bad key
+  const parsed = checkRunConfig(rawConfig);
   // Date templates ({date}, …) and the per-run dir of scheduled runs: pipeline/runTemplates.ts.
-  const config = resolveRunTemplates(parsed.data, templateContext());
+  const config = resolveRunTemplates(parsed, templateContext());
 
   const steps = new Map<StepId, StepStatus>(
     // Steps whose `when` is false for this config (e.g. the ONNX exports) are left out altogether.
@@ -90,6 +88,11 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
 
   // local storage: the host that will hold the run dir, chosen once (workflows/placement.ts)
   const rootHost = await rootHostOf(config);
+  // one open run per run dir (workflows/runLock.ts); released on every way out below
+  const unlock = await lockRunDir(config, rootHost, () => {
+    status = 'failed';
+    publish();
+  });
   const results: Partial<Record<StepId, StepResult>> = {};
   const inFlight = new Map<StepId, Promise<StepId>>();
   let firstFailure: unknown;
@@ -145,6 +148,7 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
   if (firstFailure !== undefined) {
     status = isCancellation(firstFailure) || CancellationScope.current().consideredCancelled ? 'cancelled' : 'failed';
     publish();
+    await unlock();
     if (status === 'cancelled') throw firstFailure;
     const failed = [...steps.values()].find((s) => s.state === 'failed');
     const info = failureInfo(firstFailure);
@@ -165,5 +169,6 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     const [metric, model, dataset] = key.split('/');
     if (metric === 'pass_at_1' && model && dataset && typeof value === 'number') (accuracy[model] ??= {})[dataset] = value;
   }
+  await unlock();
   return { runName: config.runName, runDir: config.runDir, steps: results as Record<string, StepResult>, accuracy };
 }

@@ -7,7 +7,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { invalidInput } from '../store/failures';
-import { loadEvalRows, readRecords, type EvalDatasetSpec } from './data';
+import { loadEvalRows, readRecords, type EvalDatasetSpec, type TrainingRecord } from './data';
 import { grade } from './grading';
 import { OnnxCausalLm } from './model';
 import { loadChatTokenizer, type ChatTokenizer } from './tokenizer';
@@ -74,6 +74,8 @@ export interface EntropyOptions {
   maxLength: number;
   batchTokens: number;
   limit?: number;
+  /** The records of dataFile when the caller has read (validated) them already. */
+  records?: TrainingRecord[];
   progress?: Progress;
   stop?: StopCheck;
 }
@@ -98,7 +100,7 @@ function writeAtomic(file: string, text: string): void {
 }
 
 export async function computeEntropyOnnx(model: OnnxCausalLm, tok: ChatTokenizer, o: EntropyOptions): Promise<Record<string, number>> {
-  const records = readRecords(o.dataFile, o.dataFormat);
+  const records = o.records ?? (await readRecords(o.dataFile, o.dataFormat));
   const chosen = o.limit === undefined ? records : records.slice(0, o.limit);
   const seqs = chosen.map((r) => entropyTokens(tok, r.prompt, r.completion, o.maxLength));
   const vocab = model.vocabSize;
@@ -170,8 +172,9 @@ export interface EvalOutput {
 export async function evaluateOnnx(model: OnnxCausalLm, tok: ChatTokenizer, o: EvaluateOptions): Promise<{ metrics: Record<string, number>; rows: Record<string, EvalOutput[]>; newTokens: number; seconds: number }> {
   const system = o.systemPrompt ?? DEFAULT_EVAL_SYSTEM_PROMPT;
   // read and tokenize everything first: a bad row fails before any compute
-  const work = o.datasets.map((ds) => {
-    const rows = loadEvalRows(ds).map((row) => {
+  const work = [];
+  for (const ds of o.datasets) {
+    const rows = (await loadEvalRows(ds)).map((row) => {
       const text = tok.renderChat([{ role: 'system', content: system }, { role: 'user', content: row.question }], true, { enable_thinking: o.enableThinking });
       const promptIds = tok.encode(text);
       if (promptIds.length > ds.maxInputTokens) {
@@ -179,8 +182,8 @@ export async function evaluateOnnx(model: OnnxCausalLm, tok: ChatTokenizer, o: E
       }
       return { ...row, promptIds };
     });
-    return { ds, rows };
-  });
+    work.push({ ds, rows });
+  }
   mkdirSync(o.outputDir, { recursive: true });
   const total = work.reduce((s, w) => s + w.rows.length, 0);
   const started = Date.now();

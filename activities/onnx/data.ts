@@ -3,9 +3,10 @@
  * (kernels/wmss_kernels/data.py and evaluate.load_rows), for the onnx backend, which runs
  * without Python. Same validation, same errors (InvalidInput naming file, line and field).
  */
-import { readFileSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { invalidInput } from '../store/failures';
+import { readJsonl } from '../store/jsonl';
 import { REPO_ROOT } from '../repoPaths';
 
 export interface TrainingRecord {
@@ -15,38 +16,15 @@ export interface TrainingRecord {
   line: number;
 }
 
-/** [line, object] for every non-empty line; bad UTF-8 or JSON, or a non-object, is InvalidInput. */
-export function jsonLines(file: string): [number, Record<string, unknown>][] {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (err) {
-    throw invalidInput(file, undefined, undefined, `cannot read data file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+/**
+ * [line, object] for every non-blank line, streamed by the one JSONL reader (store/jsonl.ts:
+ * bad UTF-8 or JSON, an over-long line or an unreadable file is InvalidInput); a non-object too.
+ */
+async function* jsonObjects(file: string): AsyncGenerator<[number, Record<string, unknown>]> {
+  for await (const { line, value } of readJsonl(file)) {
+    if (!value || typeof value !== 'object' || Array.isArray(value)) throw invalidInput(file, line, undefined, 'expected a JSON object');
+    yield [line, value as Record<string, unknown>];
   }
-  const decoder = new TextDecoder('utf-8', { fatal: true });
-  const out: [number, Record<string, unknown>][] = [];
-  let start = 0;
-  for (let n = 1; start <= bytes.length; n++) {
-    let end = bytes.indexOf(0x0a, start);
-    if (end === -1) end = bytes.length;
-    let text: string;
-    try {
-      text = decoder.decode(bytes.subarray(start, end));
-    } catch {
-      throw invalidInput(file, n, undefined, 'invalid UTF-8');
-    }
-    start = end + 1;
-    if (!text.trim()) continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (err) {
-      throw invalidInput(file, n, undefined, `invalid JSON: ${(err as Error).message}`);
-    }
-    if (!value || typeof value !== 'object' || Array.isArray(value)) throw invalidInput(file, n, undefined, 'expected a JSON object');
-    out.push([n, value as Record<string, unknown>]);
-  }
-  return out;
 }
 
 export function gsm8kFinal(answer: string): string {
@@ -62,10 +40,12 @@ function gsm8kCompletion(answer: string): string {
 /** Python's str.strip() (whitespace). */
 const strip = (s: string) => s.replace(/^\s+|\s+$/gu, '');
 
-export function readRecords(file: string, format: 'messages' | 'gsm8k'): TrainingRecord[] {
+/** The training records of a data file, validated as data.py read_records does (same messages). */
+export async function readRecords(file: string, format: 'messages' | 'gsm8k'): Promise<TrainingRecord[]> {
   const records: TrainingRecord[] = [];
+  const noRecords = () => invalidInput(file, undefined, undefined, 'the data file has no records');
   if (format === 'gsm8k') {
-    for (const [n, obj] of jsonLines(file)) {
+    for await (const [n, obj] of jsonObjects(file)) {
       for (const key of ['question', 'answer']) {
         if (typeof obj[key] !== 'string') throw invalidInput(file, n, key, key in obj ? 'expected a string' : 'missing');
       }
@@ -73,13 +53,16 @@ export function readRecords(file: string, format: 'messages' | 'gsm8k'): Trainin
       if (!answer.includes('####')) throw invalidInput(file, n, 'answer', "expected a final '#### <answer>' line");
       records.push({ idx: records.length, prompt: strip(obj.question as string), completion: gsm8kCompletion(answer), line: n });
     }
+    if (records.length === 0) throw noRecords();
     return records;
   }
   const seen = new Map<number, number>();
-  for (const [n, obj] of jsonLines(file)) {
+  for await (const [n, obj] of jsonObjects(file)) {
     const idx = obj.idx;
     if (idx === undefined || idx === null) throw invalidInput(file, n, 'idx', 'missing (every record needs an integer idx)');
     if (typeof idx !== 'number' || !Number.isInteger(idx)) throw invalidInput(file, n, 'idx', `expected an integer, got ${JSON.stringify(idx).slice(0, 40)}`);
+    // step 3 keeps idx in float64 columns: beyond 2^53 two idx could compare equal
+    if (idx < 0 || !Number.isSafeInteger(idx)) throw invalidInput(file, n, 'idx', `expected an integer in 0..${Number.MAX_SAFE_INTEGER}, got ${idx}`);
     if (seen.has(idx)) throw invalidInput(file, n, 'idx', `duplicate idx ${idx} (first on line ${seen.get(idx)})`);
     seen.set(idx, n);
     const messages = obj.messages;
@@ -96,6 +79,7 @@ export function readRecords(file: string, format: 'messages' | 'gsm8k'): Trainin
     for (const role of ['user', 'assistant']) if (!(role in turns)) throw invalidInput(file, n, 'messages', `no ${role} turn`);
     records.push({ idx, prompt: turns.user, completion: turns.assistant, line: n });
   }
+  if (records.length === 0) throw noRecords();
   return records;
 }
 
@@ -131,23 +115,30 @@ function pyStr(v: unknown): string {
   return String(v);
 }
 
-export function loadEvalRows(ds: EvalDatasetSpec): EvalRow[] {
-  const file = BUNDLED[ds.path] ?? ds.path;
-  let entries: [number, unknown][];
-  if (ds.format === 'json') {
-    let data: unknown;
-    try {
-      data = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(readFileSync(file)));
-    } catch (err) {
-      throw invalidInput(file, undefined, undefined, `not a valid JSON file: ${(err as Error).message}`);
-    }
-    if (!Array.isArray(data)) throw invalidInput(file, undefined, undefined, 'expected a JSON list of objects');
-    entries = data.map((row, i) => [i + 1, row]);
-  } else {
-    entries = jsonLines(file);
+/** A `json` eval set: one JSON list (a UTF-8 byte-order mark before it is allowed, as in data.py). */
+async function jsonListEntries(file: string): Promise<[number, unknown][]> {
+  let bytes: Buffer;
+  try {
+    bytes = await fsp.readFile(file);
+  } catch (err) {
+    throw invalidInput(file, undefined, undefined, `cannot read dataset: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
+  let data: unknown;
+  try {
+    data = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (err) {
+    throw invalidInput(file, undefined, undefined, `not a valid JSON file: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(data)) throw invalidInput(file, undefined, undefined, 'expected a JSON list of objects');
+  return data.map((row, i) => [i + 1, row]);
+}
+
+/** The rows of one eval set, validated as evaluate.load_rows does (same messages). */
+export async function loadEvalRows(ds: EvalDatasetSpec): Promise<EvalRow[]> {
+  const file = BUNDLED[ds.path] ?? ds.path;
+  const entries: AsyncIterable<[number, unknown]> | Iterable<[number, unknown]> = ds.format === 'json' ? await jsonListEntries(file) : jsonObjects(file);
   const rows: EvalRow[] = [];
-  for (const [n, raw] of entries) {
+  for await (const [n, raw] of entries) {
     if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw invalidInput(file, n, undefined, 'expected an object');
     const row = raw as Record<string, unknown>;
     let qKey: string | undefined, question: unknown, aKey: string | undefined, answer: unknown;
@@ -176,5 +167,6 @@ export function loadEvalRows(ds: EvalDatasetSpec): EvalRow[] {
   if (ds.expectedRows != null && rows.length !== ds.expectedRows) {
     throw invalidInput(file, undefined, 'expected_rows', `dataset '${ds.name}' has ${rows.length} rows, expected ${ds.expectedRows}`);
   }
+  if (rows.length === 0) throw invalidInput(file, undefined, undefined, `dataset '${ds.name}' has no rows`);
   return ds.limit == null ? rows : rows.slice(0, ds.limit);
 }

@@ -32,7 +32,7 @@ export async function exportOnnxStep(input: StepInput, run: ResolvedRun, kernel:
   let modelKey: string;
   let output: string;
   if (input.stepId === 'onnxBase') {
-    [modelPath, modelKey, output] = [run.baseModel, await digestPath(run.runDir, run.baseModel), A.ONNX_BASE];
+    [modelPath, modelKey, output] = [run.baseModel, await digestPath(run.runDir, run.baseModel, 'baseModel'), A.ONNX_BASE];
   } else if (input.stepId === 'onnxM1') {
     [modelPath, modelKey, output] = [path.join(run.runDir, deps.sft!.outputs.checkpoint), deps.sft!.cacheKey, A.ONNX_M1];
   } else if (input.stepId === 'onnxWmss') {

@@ -15,6 +15,7 @@ import { runStep } from '../store/artifactStore';
 import { digestPath } from '../store/digest';
 import { invalidInput } from '../store/failures';
 import { computeEntropyOnnx, evaluateOnnx, type Progress } from './compute';
+import { readRecords } from './data';
 import { OnnxCausalLm } from './model';
 import { loadChatTokenizer } from './tokenizer';
 
@@ -75,16 +76,19 @@ export function onnxSteps(ctx: OnnxWorkerContext = {}) {
       const base = input.stepId === 'entropy0';
       const onnx = onnxDirOf(input, base ? 'onnxBase' : 'onnxM1', run.runDir);
       return runStep(input, {
-        cacheKey: { backend: 'onnx', onnx: ONNX_BACKEND_VERSION, entropy: config.entropy, dataFormat: config.dataFormat, model: onnx.key, data: await digestPath(run.runDir, run.dataFile) },
+        cacheKey: { backend: 'onnx', onnx: ONNX_BACKEND_VERSION, entropy: config.entropy, dataFormat: config.dataFormat, model: onnx.key, data: await digestPath(run.runDir, run.dataFile, 'dataFile') },
         outputs: { entropy: base ? A.ENTROPY_0 : A.ENTROPY_1 },
         mode: 'atomic',
         heartbeat,
         produce: async ({ paths, heartbeat: beat }) => {
+          // a malformed data file fails before the model is loaded
+          const records = await readRecords(run.dataFile, config.dataFormat);
           const model = OnnxCausalLm.open(onnx.dir, threads);
           await model.check(['no_cache']);
           const metrics = await computeEntropyOnnx(model, loadChatTokenizer(onnx.dir), {
             dataFile: run.dataFile,
             dataFormat: config.dataFormat,
+            records,
             outputPath: paths.entropy,
             field: base ? 'entropy_0' : 'entropy_1',
             definition: config.entropy.definition,

@@ -20,9 +20,11 @@ import { DigestMemo, digestDir, digestFile, listFiles, sha256File } from './dige
 import { fsyncTree, isStagingOf, replaceWithStaged, stagingName } from './durableFs';
 import { artifactConflict } from './failures';
 import { HeartbeatTicker, progressDetails, type Heartbeat } from './heartbeat';
+import { faultPause } from '../faults';
 import { MANIFEST_FORMAT, outputsDigestOf, readManifest, removeManifest, writeManifest, type RecordedOutput, type StepManifest } from './manifest';
-import { requireAbsoluteRunDir, resolveInRunDir, toRunDirRelative } from './runDirPaths';
+import { confineReal, requireAbsoluteRunDir, resolveInRunDir, toRunDirRelative } from './runDirPaths';
 import { currentHost } from '../hostContext';
+import { claimOutputs } from './ownership';
 
 export { readManifest, type StepManifest, type RecordedOutput } from './manifest';
 export { resolveInRunDir } from './runDirPaths';
@@ -131,7 +133,7 @@ async function removeStaleStaging(finalPath: string): Promise<void> {
 }
 
 async function recordOutput(runDir: string, rel: string, memo: DigestMemo, onBytes: (n: number) => void): Promise<RecordedOutput> {
-  const abs = resolveInRunDir(runDir, rel);
+  const abs = await confineReal(runDir, resolveInRunDir(runDir, rel));
   const stat = await fsp.stat(abs).catch(() => undefined);
   if (!stat) throw artifactConflict(abs, 'the step reported this output but it does not exist');
   if (stat.isDirectory()) {
@@ -161,6 +163,8 @@ export async function runStep(input: StepInput, spec: StepSpec): Promise<StepRes
       }
     }
     ticker.quiet();
+    // Only what this step wrote may be replaced, and nothing through a symlink out of the run dir (ownership.ts).
+    await claimOutputs(runDir, input.stepId, previous, finalPaths);
     await removeManifest(runDir, input.stepId);
 
     const paths: Record<string, string> = {};
@@ -189,18 +193,27 @@ export async function runStep(input: StepInput, spec: StepSpec): Promise<StepRes
       throw err;
     }
 
+    // Test-only pauses (activities/faults.ts): a worker killed in the publish window.
+    const beat: Heartbeat = (details) => ticker.update(details);
     const publishStarted = Date.now();
     if (spec.mode === 'atomic') {
       try {
+        await faultPause(runDir, input.stepId, 'publish', beat);
         for (const [name, staged] of Object.entries(paths)) {
           if (!existsSync(staged)) throw artifactConflict(finalPaths[name], `the step did not write its declared output '${name}'`);
           await fsyncTree(staged);
         }
-        for (const [name, staged] of Object.entries(paths)) await replaceWithStaged(staged, finalPaths[name]);
+        let renamed = 0;
+        for (const [name, staged] of Object.entries(paths)) {
+          await replaceWithStaged(staged, finalPaths[name]);
+          if (++renamed === 1 && Object.keys(paths).length > 1) await faultPause(runDir, input.stepId, 'rename', beat);
+        }
       } catch (err) {
         await discard(paths);
         throw err;
       }
+    } else {
+      await faultPause(runDir, input.stepId, 'publish', beat);
     }
     const publishMs = Date.now() - publishStarted;
 
@@ -213,6 +226,7 @@ export async function runStep(input: StepInput, spec: StepSpec): Promise<StepRes
     await memo.save();
     const digestMs = Date.now() - digestStarted;
 
+    await faultPause(runDir, input.stepId, 'manifest', beat);
     const result: StepResult = {
       stepId: input.stepId,
       host: currentHost(),

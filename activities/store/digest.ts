@@ -7,6 +7,7 @@ import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { writeFileDurable } from './durableFs';
+import { invalidInput } from './failures';
 import { activityHeartbeat, progressDetails } from './heartbeat';
 
 const READ_CHUNK = 4 << 20;
@@ -161,12 +162,15 @@ function throttledActivityHeartbeat(phase: string): OnBytes {
 
 /**
  * Digest of a file or directory as one hex string, memoised in `<runDir>/.wmss/digests.json`.
- * `target` may lie outside the run dir (the base model, the data file).
+ * `target` may lie outside the run dir (the base model, the data file): one that does not exist
+ * or cannot be read is InvalidInput naming it and `field`, the config key it comes from.
  */
-export async function digestPath(runDir: string, target: string, onBytes: OnBytes = throttledActivityHeartbeat(`digest ${path.basename(target)}`)): Promise<string> {
-  const memo = await DigestMemo.open(runDir);
+export async function digestPath(runDir: string, target: string, field?: string, onBytes: OnBytes = throttledActivityHeartbeat(`digest ${path.basename(target)}`)): Promise<string> {
   const abs = path.resolve(target);
-  const stat = await fsp.stat(abs);
+  const stat = await fsp.stat(abs).catch((err: NodeJS.ErrnoException) => {
+    throw invalidInput(abs, undefined, field, `${err.code === 'ENOENT' ? 'does not exist' : 'cannot be read'} (${err.code ?? err.message})`);
+  });
+  const memo = await DigestMemo.open(runDir);
   const sha256 = stat.isDirectory() ? (await digestDir(abs, { memo, onBytes })).sha256 : await digestFile(abs, { memo, onBytes });
   await memo.save();
   return sha256;

@@ -26,6 +26,9 @@ export async function readJsonObject(file: string): Promise<Record<string, unkno
 /** config.json of a model dir; it must name its model_type. */
 export async function readModelConfig(dir: string): Promise<ModelConfig> {
   const file = path.join(dir, 'config.json');
+  const dirStat = await fsp.stat(dir).catch(() => undefined);
+  if (!dirStat?.isDirectory()) throw invalidInput(dir, undefined, undefined, dirStat ? 'is not a directory: expected a Hugging Face model dir' : 'model dir does not exist');
+  if (!(await fsp.stat(file).then((s) => s.isFile(), () => false))) throw invalidInput(file, undefined, undefined, 'missing: every Hugging Face model dir has a config.json');
   const config = await readJsonObject(file);
   if (typeof config.model_type !== 'string' || !config.model_type) throw invalidInput(file, undefined, 'model_type', 'config.json has no model_type: not a Hugging Face model dir');
   return config as ModelConfig;

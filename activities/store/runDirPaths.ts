@@ -1,4 +1,5 @@
 /** Paths inside a run dir: every artifact path is checked to stay inside it. */
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { artifactConflict } from './failures';
 
@@ -28,4 +29,46 @@ export function toRunDirRelative(runDir: string, p: string): string {
   const abs = path.normalize(p);
   if (!isInside(runDir, abs)) throw artifactConflict(p, `output path lies outside the run dir ${runDir}`);
   return path.relative(runDir, abs).split(path.sep).join('/');
+}
+
+/** The real path of `p`, or of its nearest existing ancestor with the rest appended. */
+async function realPathOf(p: string): Promise<string> {
+  const rest: string[] = [];
+  let cur = path.resolve(p);
+  for (;;) {
+    try {
+      return path.join(await fsp.realpath(cur), ...rest.reverse());
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err;
+      const parent = path.dirname(cur);
+      if (parent === cur) return path.join(cur, ...rest.reverse());
+      rest.push(path.basename(cur));
+      cur = parent;
+    }
+  }
+}
+
+/**
+ * Refuse `abs` (a path inside `runDir` by name) when a symlink on the way takes it out of the run
+ * dir: every existing component between the run dir and `abs`, `abs` included, must resolve
+ * inside the run dir's real path. Symlinks that stay inside are fine; the run dir itself may be a
+ * symlink (e.g. /data → /mnt/data). ArtifactConflict otherwise.
+ */
+export async function confineReal(runDir: string, abs: string): Promise<string> {
+  const root = await realPathOf(runDir);
+  const rel = path.relative(path.resolve(runDir), path.resolve(abs));
+  if (rel.startsWith('..') || path.isAbsolute(rel)) throw artifactConflict(abs, `path lies outside the run dir ${runDir}`);
+  let cur = path.resolve(runDir);
+  for (const part of rel === '' ? [] : rel.split(path.sep)) {
+    cur = path.join(cur, part);
+    const stat = await fsp.lstat(cur).catch(() => undefined);
+    if (!stat) break; // the rest does not exist yet: it will be created inside
+    if (!stat.isSymbolicLink()) continue;
+    const target = await realPathOf(cur);
+    const inside = path.relative(root, target);
+    if (inside.startsWith('..') || path.isAbsolute(inside)) {
+      throw artifactConflict(abs, `${cur} is a symlink to ${target}, outside the run dir ${runDir}: wmss-flow writes only inside the run dir`);
+    }
+  }
+  return abs;
 }

@@ -26,6 +26,7 @@ export interface MergedEntropies {
 }
 
 function describe(value: unknown): string {
+  if (value === undefined) return 'nothing (the field is missing)';
   if (typeof value === 'string') return `a string (${JSON.stringify(value.slice(0, 20))}); NaN/Inf cannot be JSON numbers`;
   if (value === null) return 'null (a NaN or Inf written as null?)';
   return `${typeof value} ${JSON.stringify(value)?.slice(0, 20)}`;

@@ -6,13 +6,13 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import type { RunConfigInput } from '../../pipeline/config';
 import { RunConfig } from '../../pipeline/config';
 import { workflowIdFor, type PipelineResult } from '../../pipeline/workflowApi';
 import { runKernel } from '../../activities/kernelBridge';
 import { createControlWorker, createGpuWorkers } from '../../workers/createWorkers';
-import { connectClient, temporalTarget, webUiLink } from '../connection';
+import { connectClient, connectWorker, temporalTarget, webUiLink } from '../connection';
 import { serverAnswers, startDevServer, type DevServer } from '../devServer';
 import { startPipeline } from './start';
 import { describeProgress, snapshotRun, type RunSnapshot } from './status';
@@ -88,7 +88,8 @@ export async function runDemo(opts: DemoOptions, log: (s: string) => void = cons
   if (!(await serverAnswers(target.address))) {
     log(`starting temporal server start-dev (SQLite ${path.join(dir, 'temporal.db')}, Web UI on port ${opts.uiPort})`);
     server = await startDevServer({ dbFile: path.join(dir, 'temporal.db'), port: opts.port, uiPort: opts.uiPort, logFile: path.join(dir, 'temporal-server.log') });
-    target.address = server.address;
+    // the embedded dev server speaks plain text, whatever the profile says
+    Object.assign(target, { address: server.address, tls: undefined, apiKey: undefined, security: 'plain text' });
     process.env.TEMPORAL_ADDRESS = server.address;
   } else {
     log(`using the Temporal server at ${target.address}`);
@@ -97,7 +98,7 @@ export async function runDemo(opts: DemoOptions, log: (s: string) => void = cons
   await makeTinyAssets(path.join(dir, 'assets'), log);
   const config = RunConfig.parse(demoConfig(dir, opts.runName));
 
-  const connection = await NativeConnection.connect({ address: target.address });
+  const connection = await connectWorker(target);
   const workers = [await createControlWorker({ connection }), ...(await createGpuWorkers({ connection, devices: { kind: 'cpu' }, threads: 1 }))];
   const running = workers.map((w) => w.run());
   const client = await connectClient(target);

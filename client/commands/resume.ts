@@ -10,6 +10,8 @@ import { RunConfig } from '../../pipeline/config';
 import { RUN_CONFIG_FILE } from '../../pipeline/artifacts';
 import { workflowIdFor } from '../../pipeline/workflowApi';
 import { readRunConfig } from '../runConfigFile';
+import { resolveRunTemplates } from '../../pipeline/runTemplates';
+import { TemporalScheduledById, TemporalScheduledStartTime } from '../../pipeline/searchAttributes';
 
 /** The config of a run, from a config file, a run dir (where `wmss start` saved it) or the run's history. */
 export async function configToResume(client: Client, target: string): Promise<RunConfig> {
@@ -27,5 +29,11 @@ export async function configToResume(client: Client, target: string): Promise<Ru
   const payload = started?.input?.payloads?.[0];
   if (!payload) throw new Error(`no input found in the history of ${workflowId}`);
   const input = await client.options.loadedDataConverter.payloadConverter.fromPayload(payload);
-  return RunConfig.parse(input);
+  // The run resolved its path templates ({date}, and the per-run dir of a scheduled run) from its
+  // own start: resume with those paths, so it continues in the same run dir (whose lock it takes
+  // over once that run has closed), not in a new one named after today.
+  const d = await handle.describe();
+  const scheduledAt = d.typedSearchAttributes.get(TemporalScheduledStartTime);
+  const scheduled = Boolean(d.typedSearchAttributes.get(TemporalScheduledById));
+  return resolveRunTemplates(RunConfig.parse(input), { time: scheduledAt ?? d.startTime, workflowId, scheduled });
 }

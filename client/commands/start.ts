@@ -1,25 +1,15 @@
 /** `wmss start <config>`: validate, make paths absolute, start the workflow, print id and UI link. */
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { RUN_CONFIG_FILE } from '../../pipeline/artifacts';
 import type { RunConfig } from '../../pipeline/config';
 import { WmssBaseModel, WmssRunName, WmssStatus, WmssStep } from '../../pipeline/searchAttributes';
 import { WORKFLOW_TYPE, workflowIdFor, type PipelineResult } from '../../pipeline/workflowApi';
 
-/** Saves the effective config in the run dir (best effort: the run dir may be on another host). */
-function saveRunConfig(config: RunConfig): void {
-  try {
-    const file = path.join(config.runDir, RUN_CONFIG_FILE);
-    mkdirSync(path.dirname(file), { recursive: true });
-    writeFileSync(file, JSON.stringify(config, null, 2));
-  } catch {
-    // not reachable from here; `wmss resume <run>` reads the config from the history instead
-  }
-}
-
+/**
+ * Starts the pipeline. The run saves its effective config (`.wmss/run-config.json`, for `wmss
+ * resume <run dir>`) itself once it holds the run dir's lock (activities/runLock.ts): written
+ * from here it could overwrite the file of another run that is using the dir.
+ */
 export async function startPipeline(client: Client, config: RunConfig, workflowId = workflowIdFor(config.runName)) {
-  saveRunConfig(config);
   try {
     return await client.workflow.start(WORKFLOW_TYPE, {
       taskQueue: config.placement.controlQueue,

@@ -1,5 +1,6 @@
 """Checkpoint directory helpers: atomic save, newest complete, stale partials, tensor round-trip."""
 
+import os
 import torch
 
 from wmss_kernels import checkpoints
@@ -48,3 +49,34 @@ def test_rng_roundtrip(tmp_path):
     torch.rand(5)
     checkpoints.load_rng(tmp_path / "rng.pt")
     assert torch.equal(torch.rand(3), a)
+
+
+def test_rng_roundtrip_python_and_numpy(tmp_path):
+    import random
+
+    import numpy as np
+
+    random.seed(5)
+    np.random.seed(5)
+    checkpoints.save_rng(tmp_path / "rng.pt")
+    a, b = random.random(), np.random.rand(3)
+    random.random(), np.random.rand(7)
+    checkpoints.load_rng(tmp_path / "rng.pt")
+    assert random.random() == a and np.array_equal(np.random.rand(3), b)
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, ("touch " + str(_Boom.marker),))
+
+
+def test_rng_file_is_not_unpickled(tmp_path):
+    """A planted rng.pt (any pickle) must not run code at resume; it is skipped with a warning."""
+    _Boom.marker = tmp_path / "pwned"
+    torch.save({"python": _Boom()}, tmp_path / "rng.pt")
+    torch.manual_seed(1)
+    a = torch.rand(2)
+    torch.manual_seed(1)
+    checkpoints.load_rng(tmp_path / "rng.pt")
+    assert not _Boom.marker.exists()
+    assert torch.equal(torch.rand(2), a)  # state untouched

@@ -15,6 +15,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from . import faults
+
 COMPLETE = "COMPLETE"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 SHARD_BYTES = 5 * 1024**3  # bounds the host memory save_file needs for one shard
@@ -79,6 +81,7 @@ def save_atomic(output_dir, step, write_fn):
     for dirpath, _, files in os.walk(tmp):
         for f in files:
             _fsync_path(os.path.join(dirpath, f))
+    faults.before_complete_marker(step)  # test-only (faults.py); nothing unless armed
     (tmp / COMPLETE).write_text("ok\n")
     _fsync_path(tmp / COMPLETE)
     _fsync_path(tmp)
@@ -168,25 +171,50 @@ def _is_tied(model, key):
     return key in params and emb in params and params[key] is params[emb]
 
 
+RNG_FORMAT = "wmss-rng/2"
+
+
 def save_rng(path):
+    """The RNG states of Python, NumPy and torch, in plain containers of ints, floats and tensors,
+    so that load_rng can read them with torch.load(weights_only=True): a checkpoint is data, and
+    a file planted in a run dir must not run code when training resumes from it."""
     import random
 
     import numpy as np
 
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "format": RNG_FORMAT,
+        "python": random.getstate(),
+        "numpy": (str(name), [int(k) for k in keys], int(pos), int(has_gauss), float(cached)),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     torch.save(state, path)
 
 
 def load_rng(path):
+    import logging
+    import pickle
     import random
 
     import numpy as np
 
-    state = torch.load(path, weights_only=False)
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    try:
+        state = torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # an RNG file of an older version (pickled NumPy objects) or a hostile one: not unpickled
+        logging.getLogger(__name__).warning("not restoring the RNG state of %s: it is not in format %s (%s)",
+                                            path, RNG_FORMAT, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return
+    if not isinstance(state, dict) or state.get("format") != RNG_FORMAT:
+        logging.getLogger(__name__).warning("not restoring the RNG state of %s: not in format %s", path, RNG_FORMAT)
+        return
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -51,7 +51,15 @@ export async function startHarness(opts: { workers?: boolean; uiPort?: number } 
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-it-'));
   const dbFile = path.join(dir, 'temporal.db');
-  const server = await startDevServer({ dbFile, port: await freePort(), uiPort: opts.uiPort, logFile: path.join(dir, 'temporal.log') });
+  // a free port can be taken by another process before the server binds it (parallel test runs): try again
+  let server: DevServer | undefined;
+  for (let attempt = 1; !server; attempt++) {
+    try {
+      server = await startDevServer({ dbFile, port: await freePort(), uiPort: opts.uiPort && attempt > 1 ? await freePort() : opts.uiPort, logFile: path.join(dir, 'temporal.log') });
+    } catch (err) {
+      if (attempt >= 3 || !/exited early/.test(String(err))) throw err;
+    }
+  }
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   const connection = await NativeConnection.connect({ address: server.address });
   mkdirSync(ASSETS_DIR, { recursive: true });

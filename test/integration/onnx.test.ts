@@ -117,10 +117,10 @@ test('steps 0, 2 and 7 run on the onnx worker without Python, after the export s
   }
 });
 
-test('chat rendering and tokenisation are token-identical to transformers', () => {
+test('chat rendering and tokenisation are token-identical to transformers', async () => {
   const tok = loadChatTokenizer(run(A.ONNX_M1));
-  const records = readRecords(config.dataFile, 'messages').slice(0, 40);
-  const questions = loadEvalRows({ name: 't', path: path.join(h.assets, 'data', 'test.jsonl'), format: 'gsm8k' }).slice(0, 32);
+  const records = (await readRecords(config.dataFile, 'messages')).slice(0, 40);
+  const questions = (await loadEvalRows({ name: 't', path: path.join(h.assets, 'data', 'test.jsonl'), format: 'gsm8k' })).slice(0, 32);
   const odd = ['  spaces  and\ttabs\n\nnewlines ', 'ünïcödé — “quotes” 数字 ١٢٣', '<think>tags</think> <|im_end|> inside', '', '\\boxed{\\frac{1}{2}} $x^2$'];
   interface ChatItem { kind: 'entropy' | 'eval'; prompt?: string; completion?: string; max_length?: number; question?: string; system?: string; enable_thinking?: boolean }
   const chat: ChatItem[] = [
@@ -163,7 +163,7 @@ test.each(['shifted', 'repo'] as const)('entropy (%s) equals the PyTorch kernel 
 test('greedy generation is token-identical to the evaluate kernel for 32 prompts', async () => {
   const dir = run(A.ONNX_M1);
   const tok = loadChatTokenizer(dir);
-  const questions = loadEvalRows({ name: 't', path: path.join(h.assets, 'data', 'test.jsonl'), format: 'gsm8k' }).slice(0, 32);
+  const questions = (await loadEvalRows({ name: 't', path: path.join(h.assets, 'data', 'test.jsonl'), format: 'gsm8k' })).slice(0, 32);
   const prompts = questions.map((q) => tok.encode(tok.renderChat([{ role: 'system', content: DEFAULT_EVAL_SYSTEM_PROMPT }, { role: 'user', content: q.question }], true, { enable_thinking: true })));
   const model = OnnxCausalLm.open(dir, 1);
   const generateAll = async (eos: number[]) => {

@@ -46,7 +46,9 @@ async function runWith(runName: string, stubs: Partial<Record<string, Stub>>, du
     events.push({ step: input.stepId, at: 'end', t: Date.now() });
     return { stepId: input.stepId, host: 'test', cached: false, outputs: { checkpoint: 'x', model: 'm', fused: 'f', positions: 'p' }, metrics: name === 'evaluate' ? { 'pass_at_1/wmss/gsm8k': 0.5 } : {}, cacheKey: `${input.stepId}-key`, durationMs: 1, ...extra };
   };
-  const activities = Object.fromEntries(STEPS.map((s) => [s.activity, make(s.activity)]));
+  // the run dir lock is tested with its real activities in test/workflow/runLock.test.ts
+  const lock = { lockRunDir: async (i: { runDir: string }) => ({ runDir: i.runDir, generation: 1, host: 'test' }), unlockRunDir: async () => true };
+  const activities = { ...Object.fromEntries(STEPS.map((s) => [s.activity, make(s.activity)])), ...lock };
   const workers = await Promise.all(
     ['wmss', 'wmss-gpu'].map((taskQueue) =>
       Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities, maxConcurrentActivityTaskExecutions: 10, maxHeartbeatThrottleInterval: '1s' }),

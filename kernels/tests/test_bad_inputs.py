@@ -1,0 +1,88 @@
+"""The kernel side of the malformed-input corpus (test/fixtures/bad/cases.json): every training
+data case through data.read_records (what entropy, sft and joint read before loading a model) and
+every eval set case through evaluate.load_rows. Each must raise one InvalidInput (exit code 2 →
+a non-retryable InvalidInput activity failure) naming the same file, line and field as the
+TypeScript readers do for the same bytes (test/unit/badInputs.test.ts)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wmss_kernels.data import MAX_LINE_BYTES, read_records
+from wmss_kernels.evaluate import load_rows
+from wmss_kernels.protocol import InvalidInput
+
+ROOT = Path(__file__).resolve().parents[2] / "test" / "fixtures" / "bad"
+CASES = json.loads((ROOT / "cases.json").read_text(encoding="utf-8"))["cases"]
+
+
+def by_kind(kind):
+    return [pytest.param(c, id=c["id"]) for c in CASES if c["kind"] == kind]
+
+
+def input_path(case, tmp_path) -> Path:
+    gen = case.get("generate")
+    if gen:
+        assert gen["kind"] == "huge-line" and gen["bytes"] == MAX_LINE_BYTES + 1
+        path = tmp_path / "huge.jsonl"
+        first = (ROOT / "shared" / "data.jsonl").read_bytes().split(b"\n")[0]
+        path.write_bytes(first + b"\n" + b"x" * gen["bytes"] + b"\n")
+        return path
+    path = ROOT / case["input"]
+    assert path.exists() != bool(case.get("missing")), case["id"]
+    return path
+
+
+def check(err: InvalidInput, case, path: Path):
+    expect = case["expect"]
+    assert err.exit_code == 2 and err.error_type == "InvalidInput"
+    file = None if expect["file"] is None else str(path / expect["file"]) if expect["file"] else str(path)
+    assert (err.file, err.line, err.field) == (file, expect["line"], expect["field"])
+    if file is not None:
+        assert err.message.startswith(file + (f" line {expect['line']}" if expect["line"] is not None else ""))
+    if expect["field"] is not None:
+        assert f"field '{expect['field']}'" in err.message
+    for fragment in expect["message"]:
+        assert fragment in err.message
+
+
+def test_the_corpus_has_kernel_cases():
+    assert len([c for c in CASES if c["kind"] == "data"]) >= 20
+    assert len([c for c in CASES if c["kind"] == "eval"]) >= 10
+
+
+@pytest.mark.parametrize("case", by_kind("data"))
+def test_training_data(case, tmp_path):
+    path = input_path(case, tmp_path)
+    with pytest.raises(InvalidInput) as e:
+        read_records(str(path), case["format"])
+    check(e.value, case, path)
+
+
+@pytest.mark.parametrize("case", by_kind("eval"))
+def test_eval_set(case, tmp_path):
+    path = input_path(case, tmp_path)
+    ds = {"name": "bad", "path": str(path), "format": case["dataset"]["format"],
+          "expected_rows": case["dataset"].get("expectedRows"), "limit": None}
+    with pytest.raises(InvalidInput) as e:
+        load_rows(ds)
+    check(e.value, case, path)
+
+
+def test_a_byte_order_mark_at_the_start_is_not_part_of_line_1(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (ROOT / "shared" / "data.jsonl").read_bytes())
+    assert [r.line for r in read_records(str(path), "messages")] == [1, 2, 3, 4]
+    data = tmp_path / "bom.json"
+    data.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"question": "q", "answer": "1"}]).encode())
+    assert load_rows({"name": "b", "path": str(data), "format": "json", "expected_rows": None, "limit": None})[0]["gold"] == "1"
+
+
+def test_an_integral_float_idx_is_the_integer(tmp_path):
+    # JSON.parse on the TypeScript side (step 3) cannot tell 3.0 from 3: neither may the kernels
+    path = tmp_path / "float-idx.jsonl"
+    rec = json.loads((ROOT / "shared" / "data.jsonl").read_text().split("\n")[0])
+    path.write_text(json.dumps({**rec, "idx": 3.0}) + "\n")
+    (r,) = read_records(str(path), "messages")
+    assert r.idx == 3 and isinstance(r.idx, int)

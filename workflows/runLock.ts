@@ -1,0 +1,61 @@
+/**
+ * The run dir lock, workflow side (activities/runLock.ts has the design): the run takes the lock
+ * of its run dir before any step and releases it on every way out (completed, failed, cancelled).
+ * A run that cannot take it fails at once with RunDirLocked, naming the run that holds it.
+ *
+ * Behind `patched('run-dir-lock')`: histories recorded before the lock existed replay without it.
+ */
+import { ActivityFailure, ApplicationFailure, CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
+import type { LockInput, LockResult } from '../activities/runLock';
+import type { RunConfig } from '../pipeline/config';
+import { ErrorTypes } from '../pipeline/errors';
+import { stepQueue } from '../pipeline/placement';
+
+export interface RunLockActivities {
+  lockRunDir(input: LockInput): Promise<LockResult>;
+  unlockRunDir(input: { runDir: string }): Promise<boolean>;
+}
+
+export const RUN_LOCK_PATCH = 'run-dir-lock';
+
+function cause(err: unknown): { type?: string; message: string } {
+  let c: unknown = err;
+  while (c instanceof ActivityFailure && c.cause) c = c.cause;
+  if (c instanceof ApplicationFailure) return { type: c.type ?? undefined, message: c.message };
+  return { message: err instanceof Error ? err.message : String(err) };
+}
+
+/**
+ * Take the lock (on the control worker that holds the run dir: with local storage, `rootHost`'s).
+ * Returns the release, which never throws. `onRefused` runs before the run fails for the lock.
+ */
+export async function lockRunDir(config: RunConfig, rootHost: string | undefined, onRefused: () => void): Promise<() => Promise<void>> {
+  if (!patched(RUN_LOCK_PATCH)) return async () => undefined;
+  const taskQueue = stepQueue('cpu', config.placement, rootHost);
+  const { lockRunDir: lock } = proxyActivities<RunLockActivities>({
+    taskQueue,
+    // a terminated previous owner is waited for (its kernels may still be saving), heartbeating
+    startToCloseTimeout: '10m',
+    heartbeatTimeout: '1m',
+    retry: { maximumAttempts: 5, initialInterval: '1s', maximumInterval: '30s', nonRetryableErrorTypes: [ErrorTypes.RunDirLocked, ErrorTypes.ArtifactConflict] },
+    summary: 'run dir lock · take',
+  });
+  const { unlockRunDir: unlock } = proxyActivities<RunLockActivities>({
+    taskQueue,
+    startToCloseTimeout: '1m',
+    scheduleToCloseTimeout: '10m',
+    retry: { maximumAttempts: 5, initialInterval: '1s', maximumInterval: '30s' },
+    summary: 'run dir lock · release',
+  });
+  try {
+    await lock({ runDir: config.runDir, runName: config.runName, config });
+  } catch (err) {
+    onRefused();
+    const info = cause(err);
+    throw ApplicationFailure.create({ type: info.type ?? ErrorTypes.RunDirLocked, nonRetryable: true, message: info.message, cause: err instanceof Error ? err : undefined });
+  }
+  return async () => {
+    // also when the run is cancelled; a release that cannot run leaves a lock that is stale once this run closes
+    await CancellationScope.nonCancellable(() => unlock({ runDir: config.runDir })).catch(() => undefined);
+  };
+}
