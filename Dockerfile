@@ -16,8 +16,10 @@ COPY scripts scripts
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev
 
 FROM node:20.20.2-bookworm-slim
+# gcc and the Python headers: torch.compile (training compiles each transformer block on CUDA)
+# builds Triton's launcher with them at run time
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY kernels/requirements.txt kernels/requirements.txt

@@ -40,16 +40,23 @@ function isScheduleToStartTimeout(err: unknown): boolean {
  */
 export function hostUnavailableOr(err: unknown, row: StepRow, config: RunConfig, host: string | undefined): unknown {
   if (host === undefined || !isScheduleToStartTimeout(err)) return err;
-  const queue = stepQueue(row.queue, config.placement, host);
-  const worker = row.queue === 'gpu' ? `wmss worker gpu --gpus … --host ${host}${config.placement.gpuPool ? ` --pool ${config.placement.gpuPool}` : ''}` : `wmss worker control --host ${host}`;
+  return hostUnavailable(`step ${row.number}`, row.queue, config, host, err);
+}
+
+/** The same for the run's own activities on the host (the run dir lock): `what` names the task. */
+export function hostUnavailable(what: string, queueKind: StepRow['queue'], config: RunConfig, host: string, err: unknown): ApplicationFailure {
+  const queue = stepQueue(queueKind, config.placement, host);
+  const worker = queueKind === 'gpu' ? `wmss worker gpu --gpus … --host ${host}${config.placement.gpuPool ? ` --pool ${config.placement.gpuPool}` : ''}` : `wmss worker control --host ${host}`;
   return ApplicationFailure.create({
     type: ErrorTypes.HostUnavailable,
     nonRetryable: true,
     message:
-      `step ${row.number} must run on host ${host}, which holds its inputs (placement.storage is "local"), ` +
+      `${what} must run on host ${host}, which holds its inputs (placement.storage is "local"), ` +
       `but no worker polled task queue ${queue} for ${config.placement.hostTimeout}. ` +
       `Restart that host's worker (${worker}) and start the same config again (finished steps are reused), ` +
       `or set placement.storage to "shared" if every worker can read the run dir.`,
     cause: err instanceof Error ? err : undefined,
   });
 }
+
+export { isScheduleToStartTimeout };

@@ -10,6 +10,7 @@ import type { LockInput, LockResult } from '../activities/runLock';
 import type { RunConfig } from '../pipeline/config';
 import { ErrorTypes } from '../pipeline/errors';
 import { stepQueue } from '../pipeline/placement';
+import { hostUnavailable, isScheduleToStartTimeout } from './placement';
 
 export interface RunLockActivities {
   lockRunDir(input: LockInput): Promise<LockResult>;
@@ -34,6 +35,8 @@ export async function lockRunDir(config: RunConfig, rootHost: string | undefined
   const taskQueue = stepQueue('cpu', config.placement, rootHost);
   const { lockRunDir: lock } = proxyActivities<RunLockActivities>({
     taskQueue,
+    // pinned to the host holding the run dir: nobody there to take it is HostUnavailable, not a wait forever
+    ...(rootHost !== undefined && { scheduleToStartTimeout: config.placement.hostTimeout as `${number}${'s' | 'm' | 'h'}` }),
     // a terminated previous owner is waited for (its kernels may still be saving), heartbeating
     startToCloseTimeout: '10m',
     heartbeatTimeout: '1m',
@@ -51,6 +54,7 @@ export async function lockRunDir(config: RunConfig, rootHost: string | undefined
     await lock({ runDir: config.runDir, runName: config.runName, config });
   } catch (err) {
     onRefused();
+    if (rootHost !== undefined && isScheduleToStartTimeout(err)) throw hostUnavailable('the run dir lock', 'cpu', config, rootHost, err);
     const info = cause(err);
     throw ApplicationFailure.create({ type: info.type ?? ErrorTypes.RunDirLocked, nonRetryable: true, message: info.message, cause: err instanceof Error ? err : undefined });
   }

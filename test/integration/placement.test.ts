@@ -82,8 +82,12 @@ test('with local storage, every step runs on the host that produced its inputs',
     const t = event.activityTaskStartedEventAttributes;
     if (t) started.push({ ...scheduled.get(Number(t.scheduledEventId))!, identity: t.identity! });
   }
-  const steps = started.filter((s) => s.type !== 'workerHost');
+  const runLock = ['lockRunDir', 'unlockRunDir'];
+  const steps = started.filter((s) => s.type !== 'workerHost' && !runLock.includes(s.type));
   expect(steps.map((s) => s.activityId).sort()).toEqual([...ran].sort());
+  // the run dir lock is taken and released by the control worker of the host that holds the dir
+  const lockTasks = started.filter((s) => runLock.includes(s.type));
+  expect(lockTasks.map((s) => `${s.type}: ${s.queue}`)).toEqual(runLock.map((t) => `${t}: wmss@${home}`));
   for (const s of steps) {
     expect(`${s.activityId}: ${s.queue}`).toMatch(new RegExp(`^${s.activityId}: wmss(-gpu)?@${home}$`));
     expect(`${s.activityId}: ${s.identity}`).toMatch(new RegExp(`^${s.activityId}: (control|gpu\\[cpu\\])@${home}/`));

@@ -3,29 +3,25 @@
  * DAG order and concurrency, failure typing, retries, cancellation, config validation.
  * The real activities and kernels are exercised by test/integration.
  */
-import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { RunConfig } from '../../pipeline/config';
-import { SEARCH_ATTRIBUTES, WmssStatus } from '../../pipeline/searchAttributes';
+import { WmssStatus } from '../../pipeline/searchAttributes';
 import { STEPS, activeSteps, type ActivityName, type StepInput, type StepResult } from '../../pipeline/steps';
 import { progressQuery, WORKFLOW_TYPE, type PipelineProgress, type PipelineResult } from '../../pipeline/workflowApi';
 import { ErrorTypes } from '../../pipeline/errors';
+import { startLocalEnv } from './localEnv';
 
 jest.setTimeout(120_000);
 
-const temporal = path.resolve(__dirname, '../../.venv/bin/temporal');
 let env: TestWorkflowEnvironment;
 let bundle: WorkflowBundleWithSourceMap;
 
 beforeAll(async () => {
-  env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: temporal }, searchAttributes: SEARCH_ATTRIBUTES },
-  });
-  bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows') });
+  ({ env, bundle } = await startLocalEnv());
 });
 
 afterAll(async () => {

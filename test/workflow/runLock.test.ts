@@ -12,28 +12,24 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { lockDir, readRunLock, runLockActivities } from '../../activities/runLock';
 import { RunConfig } from '../../pipeline/config';
 import { ErrorTypes } from '../../pipeline/errors';
-import { SEARCH_ATTRIBUTES } from '../../pipeline/searchAttributes';
 import { STEPS, type StepInput, type StepResult } from '../../pipeline/steps';
 import { WORKFLOW_TYPE } from '../../pipeline/workflowApi';
 import { configToResume } from '../../client/commands/resume';
 import { startPipeline } from '../../client/commands/start';
+import { startLocalEnv } from './localEnv';
 
 jest.setTimeout(180_000);
 
-const temporal = path.resolve(__dirname, '../../.venv/bin/temporal');
 let env: TestWorkflowEnvironment;
 let bundle: WorkflowBundleWithSourceMap;
 const dirs: string[] = [];
 
 beforeAll(async () => {
-  env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: temporal }, searchAttributes: SEARCH_ATTRIBUTES },
-  });
-  bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows') });
+  ({ env, bundle } = await startLocalEnv());
 });
 
 afterAll(async () => {
