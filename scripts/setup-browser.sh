@@ -3,13 +3,5 @@
 # package; nothing is downloaded from anywhere else. Skipped when already installed.
 # WMSS_CHROMIUM points the test at another binary.
 set -euo pipefail
-bin="${WMSS_CHROMIUM:-/usr/bin/chromium}"
-if [[ -x "$bin" ]]; then exit 0; fi
-if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-  echo "setup-browser: $bin is missing; install Debian's chromium package (apt-get install chromium) or set WMSS_CHROMIUM" >&2
-  exit 1
-fi
-echo "setup-browser: installing chromium (Debian package)" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends chromium >/dev/null
+source "$(dirname "$0")/debian-package.sh"
+ensure_debian_package setup-browser "${WMSS_CHROMIUM:-/usr/bin/chromium}" WMSS_CHROMIUM chromium
