@@ -24,7 +24,6 @@ import type { Heartbeat } from './store/heartbeat';
 
 export const FAULTS_DIR = '.wmss/faults';
 export type PausePoint = 'publish' | 'rename' | 'manifest';
-export type KernelFault = 'hang' | 'die-before-complete';
 
 /** The marker a fault leaves when it fires. */
 export function faultMarker(runDir: string, stepId: string, what: string): string {

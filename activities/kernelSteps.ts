@@ -21,7 +21,7 @@ import { digestPath } from './store/digest';
 import { kernelEnv, type DeviceSet } from '../workers/deviceSet';
 import { resolveRun, type ResolvedRun } from './runPaths';
 import { withOomBackoff, type BatchLayout } from './oomBackoff';
-import { resolveEvalDatasets } from './evalDatasets';
+import { resolveEvalDatasets, validateEvalDatasets } from './evalDatasets';
 import { exportOnnxStep } from './onnx/exportStep';
 import { checkModelDir } from './snapshot';
 import { completeCheckpoints, countLines, modelTensorStats, pruneCheckpoints, requireDiskSpace, trainingEstimate } from './store/diskSpace';
@@ -221,14 +221,14 @@ export function kernelSteps(ctx: GpuWorkerContext) {
       const base = input.stepId === 'entropy0';
       const modelPath = base ? run.baseModel : path.join(run.runDir, input.deps.sft!.outputs.checkpoint);
       const modelKey = base ? await digestPath(run.runDir, run.baseModel, 'baseModel') : input.deps.sft!.cacheKey;
-      // a malformed base model fails here as InvalidInput, not as a kernel crash retried 5 times
-      if (base) await checkModelDir(run.baseModel);
       return runStep(input, {
         cacheKey: { kernel: KERNEL_VERSION, entropy: config.entropy, dataFormat: config.dataFormat, model: modelKey, data: await digestPath(run.runDir, run.dataFile, 'dataFile') },
         outputs: { entropy: base ? A.ENTROPY_0 : A.ENTROPY_1 },
         mode: 'atomic',
         heartbeat,
         produce: async ({ paths }) => {
+          // a malformed base model fails here as InvalidInput, not as a kernel crash retried 5 times
+          if (base) await checkModelDir(run.baseModel);
           const job = {
             model_path: modelPath,
             data_file: run.dataFile,
@@ -336,6 +336,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
         mode: 'atomic',
         heartbeat,
         produce: async ({ paths }) => {
+          await validateEvalDatasets(resolved.datasets);
           const metrics: Record<string, number | string> = {};
           for (const model of models) {
             const job = {

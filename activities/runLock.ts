@@ -16,7 +16,6 @@
  * race for the same next generation and exactly one wins; the loser reads the winner's record and
  * is refused. Taking over never deletes the file it judged stale before the new one exists.
  */
-import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
@@ -24,7 +23,7 @@ import { ApplicationFailure, WorkflowNotFoundError } from '@temporalio/common';
 import { RUN_CONFIG_FILE } from '../pipeline/artifacts';
 import { ErrorTypes } from '../pipeline/errors';
 import type { RunConfig } from '../pipeline/config';
-import { writeFileDurable, fsyncDir } from './store/durableFs';
+import { fsyncDir, stagingName, writeFileDurable, writeFileSynced } from './store/durableFs';
 import { confineReal, requireAbsoluteRunDir } from './store/runDirPaths';
 import { currentHost } from './hostContext';
 
@@ -120,14 +119,8 @@ function locked(runDir: string, message: string, holder?: LockRecord): Applicati
 
 /** Create `file` with `data` only if it does not exist, never showing a partial file. False when it exists. */
 async function createExclusive(file: string, data: string): Promise<boolean> {
-  const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
-  const handle = await fsp.open(tmp, 'wx');
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  const tmp = stagingName(file);
+  await writeFileSynced(tmp, data, 'wx');
   try {
     await fsp.link(tmp, file);
     return true;

@@ -119,7 +119,7 @@ async function main(): Promise<void> {
     const resumeS = (firstStep.t * 1000 - newWorkerAt) / 1000;
     const redone = lastDoneBeforeKill - resumedFrom;
     const overhead = interrupted.seconds / reference.seconds - 1;
-    const same = JSON.stringify(deterministicDigests(interrupted.config)) === JSON.stringify(deterministicDigests(before.config));
+    const same = JSON.stringify(await deterministicDigests(interrupted.config)) === JSON.stringify(await deterministicDigests(before.config));
 
     const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
     console.log(`(a) new worker start → training progress resumed: ${round(resumeS)} s (goal < ${10 + HEARTBEAT_S} s = 10 s + heartbeat timeout ${HEARTBEAT_S} s); retry started on the new worker after ${round(retryStartedS)} s, its kernel had loaded the checkpoint after ${round(kernelReady.t - newWorkerAt / 1000)} s`);

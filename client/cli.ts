@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { STEPS } from '../pipeline/steps';
 import { startWorker } from '../workers/start';
-import { connectClient, pickConnectionFlags, setConnectionFlags, temporalTarget, webUiLink } from './connection';
+import { connectClient, setConnectionFlags, temporalTarget, webUiLink } from './connection';
 import { serverAnswers, startDevServer } from './devServer';
 import { configReference } from './configReference';
 import { stepTableMarkdown } from './stepTable';
@@ -47,7 +47,7 @@ export function buildProgram(): Command {
     .option('--tls-server-name <name>', 'server name expected in the server\'s certificate, and sent as SNI (env TEMPORAL_TLS_SERVER_NAME)')
     .option('--profile <name>', 'profile of the config file (env TEMPORAL_PROFILE; default "default")')
     .option('--config-file <file>', 'Temporal client config file, TOML (env TEMPORAL_CONFIG_FILE; default ~/.config/temporalio/temporal.toml)')
-    .hook('preAction', (_program, action) => setConnectionFlags(pickConnectionFlags(action.optsWithGlobals())));
+    .hook('preAction', (_program, action) => setConnectionFlags(action.optsWithGlobals()));
 
   program
     .command('server')

@@ -36,7 +36,7 @@ export interface ConnectionFlags {
   configFile?: string;
 }
 
-export const CONNECTION_FLAG_KEYS: (keyof ConnectionFlags)[] = ['address', 'namespace', 'apiKey', 'tls', 'tlsCaPath', 'tlsCertPath', 'tlsKeyPath', 'tlsServerName', 'profile', 'configFile'];
+const CONNECTION_FLAG_KEYS: (keyof ConnectionFlags)[] = ['address', 'namespace', 'apiKey', 'tls', 'tlsCaPath', 'tlsCertPath', 'tlsKeyPath', 'tlsServerName', 'profile', 'configFile'];
 
 export interface TemporalTarget {
   address: string;
@@ -55,7 +55,7 @@ export function setConnectionFlags(flags: ConnectionFlags): void {
   cliFlags = pickConnectionFlags(flags as Record<string, unknown>);
 }
 
-export function pickConnectionFlags(opts: Record<string, unknown>): ConnectionFlags {
+function pickConnectionFlags(opts: Record<string, unknown>): ConnectionFlags {
   const out: Record<string, unknown> = {};
   for (const key of CONNECTION_FLAG_KEYS) if (opts[key] !== undefined && opts[key] !== '') out[key] = opts[key];
   return out as ConnectionFlags;

@@ -47,12 +47,13 @@ export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOption
 }
 
 export function startWorkerFromArgs(kind: 'control' | 'gpu', argv: string[]): Promise<void> {
-  // `--name value` pairs (the boolean --tls is TEMPORAL_TLS here: every flag takes a value)
-  const opts: Record<string, string> = {};
+  // `--name value` pairs: every flag takes a value, so the boolean --tls is `--tls true|false`
+  const opts: Record<string, string | boolean> = {};
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '').replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
     opts[key] = argv[i + 1];
   }
+  if (typeof opts.tls === 'string') opts.tls = opts.tls !== 'false';
   return startWorker(kind, opts as WorkerCliOptions).catch((err) => {
     console.error(`wmss ${kind} worker: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);

@@ -28,7 +28,7 @@ export async function rootHostOf(config: RunConfig): Promise<string | undefined>
   return workerHost();
 }
 
-function isScheduleToStartTimeout(err: unknown): boolean {
+export function isScheduleToStartTimeout(err: unknown): boolean {
   return err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === 'SCHEDULE_TO_START';
 }
 
@@ -59,4 +59,10 @@ export function hostUnavailable(what: string, queueKind: StepRow['queue'], confi
   });
 }
 
-export { isScheduleToStartTimeout };
+/** The type and message of the ApplicationFailure an activity threw, unwrapped from its ActivityFailure. */
+export function failureInfo(err: unknown): { type?: string; message: string } {
+  let cause: unknown = err;
+  while (cause && (cause as ActivityFailure).cause && !(cause instanceof ApplicationFailure)) cause = (cause as ActivityFailure).cause;
+  if (cause instanceof ApplicationFailure) return { type: cause.type ?? undefined, message: cause.message };
+  return { message: err instanceof Error ? err.message : String(err) };
+}

@@ -5,12 +5,12 @@
  *
  * Behind `patched('run-dir-lock')`: histories recorded before the lock existed replay without it.
  */
-import { ActivityFailure, ApplicationFailure, CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
 import type { LockInput, LockResult } from '../activities/runLock';
 import type { RunConfig } from '../pipeline/config';
 import { ErrorTypes } from '../pipeline/errors';
 import { stepQueue } from '../pipeline/placement';
-import { hostUnavailable, isScheduleToStartTimeout } from './placement';
+import { failureInfo, hostUnavailable, isScheduleToStartTimeout } from './placement';
 
 export interface RunLockActivities {
   lockRunDir(input: LockInput): Promise<LockResult>;
@@ -18,13 +18,6 @@ export interface RunLockActivities {
 }
 
 export const RUN_LOCK_PATCH = 'run-dir-lock';
-
-function cause(err: unknown): { type?: string; message: string } {
-  let c: unknown = err;
-  while (c instanceof ActivityFailure && c.cause) c = c.cause;
-  if (c instanceof ApplicationFailure) return { type: c.type ?? undefined, message: c.message };
-  return { message: err instanceof Error ? err.message : String(err) };
-}
 
 /**
  * Take the lock (on the control worker that holds the run dir: with local storage, `rootHost`'s).
@@ -55,7 +48,7 @@ export async function lockRunDir(config: RunConfig, rootHost: string | undefined
   } catch (err) {
     onRefused();
     if (rootHost !== undefined && isScheduleToStartTimeout(err)) throw hostUnavailable('the run dir lock', 'cpu', config, rootHost, err);
-    const info = cause(err);
+    const info = failureInfo(err);
     throw ApplicationFailure.create({ type: info.type ?? ErrorTypes.RunDirLocked, nonRetryable: true, message: info.message, cause: err instanceof Error ? err : undefined });
   }
   return async () => {

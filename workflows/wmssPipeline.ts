@@ -13,7 +13,6 @@ import {
   upsertMemo,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
-import type { ActivityFailure } from '@temporalio/common';
 import type { StepActivities } from '../activities/contract';
 import { checkRunConfig, type RunConfig } from '../pipeline/config';
 import { WmssBaseModel, WmssRunName, WmssStatus, WmssStep, type RunStatus } from '../pipeline/searchAttributes';
@@ -22,7 +21,7 @@ import { progressQuery, type PipelineProgress, type PipelineResult, type StepSta
 import { resolveRunTemplates } from '../pipeline/runTemplates';
 import { templateContext } from './scheduledRun';
 import { pinnedHost, stepQueue } from '../pipeline/placement';
-import { hostUnavailableOr, rootHostOf } from './placement';
+import { failureInfo, hostUnavailableOr, rootHostOf } from './placement';
 import { lockRunDir } from './runLock';
 
 type StepActivity = StepActivities[keyof StepActivities];
@@ -50,14 +49,6 @@ function activityFor(row: StepRow, config: RunConfig, host: string | undefined):
     summary: stepSummary(row),
   });
   return proxies[row.activity] as StepActivity;
-}
-
-function failureInfo(err: unknown): { type?: string; message: string } {
-  let cause: unknown = err;
-  // ActivityFailure wraps the ApplicationFailure thrown by the activity.
-  while (cause && (cause as ActivityFailure).cause && !(cause instanceof ApplicationFailure)) cause = (cause as ActivityFailure).cause;
-  if (cause instanceof ApplicationFailure) return { type: cause.type ?? undefined, message: cause.message };
-  return { message: err instanceof Error ? err.message : String(err) };
 }
 
 export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> {

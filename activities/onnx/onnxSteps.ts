@@ -10,7 +10,7 @@ import { Context } from '@temporalio/activity';
 import * as A from '../../pipeline/artifacts';
 import type { StepInput, StepProgress, StepResult } from '../../pipeline/steps';
 import { resolveRun } from '../runPaths';
-import { resolveEvalDatasets } from '../evalDatasets';
+import { resolveEvalDatasets, validateEvalDatasets } from '../evalDatasets';
 import { runStep } from '../store/artifactStore';
 import { digestPath } from '../store/digest';
 import { invalidInput } from '../store/failures';
@@ -119,6 +119,7 @@ export function onnxSteps(ctx: OnnxWorkerContext = {}) {
         mode: 'atomic',
         heartbeat,
         produce: async ({ paths, heartbeat: beat }) => {
+          await validateEvalDatasets(resolved.datasets);
           const metrics: Record<string, number | string> = { backend: 'onnx' };
           const stop = stopCheck();
           for (const m of models) {

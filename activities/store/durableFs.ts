@@ -49,18 +49,23 @@ export function isStagingOf(baseName: string, candidate: string): boolean {
   return candidate.startsWith(`${baseName}.partial-`) || candidate.startsWith(`${baseName}.old-`);
 }
 
+/** Write `data` to `file` and fsync it; `flag` 'wx' fails with EEXIST when the file exists. */
+export async function writeFileSynced(file: string, data: string | Uint8Array, flag: 'w' | 'wx' = 'w'): Promise<void> {
+  const handle = await fsp.open(file, flag);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Write `data` to `file` via a fsynced temporary sibling and a rename. */
 export async function writeFileDurable(file: string, data: string | Uint8Array): Promise<void> {
   await fsp.mkdir(path.dirname(file), { recursive: true });
   const tmp = stagingName(file);
   try {
-    const handle = await fsp.open(tmp, 'w');
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeFileSynced(tmp, data);
     await fsp.rename(tmp, file);
   } catch (err) {
     await fsp.rm(tmp, { force: true });

@@ -26,8 +26,11 @@ export function ownedFile(runDir: string, stepId: string): string {
   return path.join(runDir, ...OWNED_DIR.split('/'), `${stepId}.json`);
 }
 
-/** Output paths (relative, '/'-separated) that the records of `runDir` attribute to `stepId`. */
-export async function ownedPaths(runDir: string, stepId: string, manifest?: StepManifest): Promise<Set<string>> {
+/**
+ * Output paths (relative, '/'-separated) that the records of `runDir` attribute to `stepId`, and
+ * whether the step has an ownership record file at all.
+ */
+async function ownedPaths(runDir: string, stepId: string, manifest?: StepManifest): Promise<{ owned: Set<string>; recorded: boolean }> {
   const owned = new Set<string>();
   const text = await fsp.readFile(ownedFile(runDir, stepId), 'utf8').catch(() => undefined);
   if (text !== undefined) {
@@ -39,7 +42,7 @@ export async function ownedPaths(runDir: string, stepId: string, manifest?: Step
     }
   }
   for (const rec of Object.values(manifest?.outputs ?? {})) owned.add(rec.path);
-  return owned;
+  return { owned, recorded: text !== undefined };
 }
 
 async function isEmptyDir(abs: string): Promise<boolean> {
@@ -52,7 +55,7 @@ async function isEmptyDir(abs: string): Promise<boolean> {
  * output path against escaping symlinks, and record the paths as this step's.
  */
 export async function claimOutputs(runDir: string, stepId: string, manifest: StepManifest | undefined, finalPaths: Record<string, string>): Promise<void> {
-  const owned = await ownedPaths(runDir, stepId, manifest);
+  const { owned, recorded } = await ownedPaths(runDir, stepId, manifest);
   const claimed = new Set(owned);
   for (const [name, abs] of Object.entries(finalPaths)) {
     await confineReal(runDir, abs);
@@ -67,7 +70,7 @@ export async function claimOutputs(runDir: string, stepId: string, manifest: Ste
     }
     claimed.add(rel);
   }
-  if (claimed.size !== owned.size || !(await fsp.stat(ownedFile(runDir, stepId)).then(() => true, () => false))) {
+  if (claimed.size !== owned.size || !recorded) {
     await writeFileDurable(ownedFile(runDir, stepId), `${JSON.stringify({ format: 'wmss-owned/1', step: stepId, paths: [...claimed].sort() }, null, 2)}\n`);
   }
 }

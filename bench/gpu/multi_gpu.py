@@ -44,6 +44,11 @@ def step_seconds(events, skip=2):
     return (t1 - t0) / max(1, s1 - s0)
 
 
+def ratio(a, b):
+    """a / b, or None when either figure is missing."""
+    return a / b if a and b else None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="/tmp/wmss-multi-gpu")
@@ -87,8 +92,8 @@ def main():
         l1, l2 = runs["1gpu"]["losses"], runs["2gpu"]["losses"]
         fig["sft"] = {**runs, "max_abs_loss_diff": max((abs(x - y) for x, y in zip(l1, l2)), default=None),
                       "max_rel_loss_diff": max((abs(x - y) / abs(x) for x, y in zip(l1, l2)), default=None),
-                      "scaling_tokens_per_s": runs["2gpu"].get("tokens_per_s", 0) / max(1e-9, runs["1gpu"].get("tokens_per_s", 0)),
-                      "scaling_step_time": (runs["1gpu"]["step_s"] or 0) / max(1e-9, runs["2gpu"]["step_s"] or 1e9)}
+                      "scaling_tokens_per_s": ratio(runs["2gpu"].get("tokens_per_s"), runs["1gpu"].get("tokens_per_s")),
+                      "scaling_step_time": ratio(runs["1gpu"]["step_s"], runs["2gpu"]["step_s"])}
         print("multi-gpu: sft", json.dumps({k: v for k, v in fig["sft"].items() if k not in runs}), flush=True)
         save()
 
@@ -104,7 +109,7 @@ def main():
                    "loss_on": "all"}
             code, ev, s = run_kernel("joint", job, work, f"joint-{label}", env=env, ranks=ranks)
             runs[label] = {"exit": code, "wall_s": s, "step_s": step_seconds(ev), **result_of(ev)["metrics"]}
-        fig["joint"] = {**runs, "step_time_ratio_2gpu_vs_1gpu": (runs["2gpu"]["step_s"] or 0) / max(1e-9, runs["1gpu"]["step_s"] or 1e9)}
+        fig["joint"] = {**runs, "step_time_ratio_2gpu_vs_1gpu": ratio(runs["2gpu"]["step_s"], runs["1gpu"]["step_s"])}
         print("multi-gpu: joint", json.dumps(fig["joint"])[:600], flush=True)
         save()
 
@@ -133,7 +138,7 @@ def main():
         fig["entropy"] = {"samples": len(ref), "same_idx_set": sorted(ref) == sorted(merged),
                           "max_abs_diff": max(abs(ref[i] - merged[i]) for i in ref) if sorted(ref) == sorted(merged) else None,
                           "1gpu": {"wall_s": s1, **m1}, "2gpu": {"wall_s": s2, "shards": shard_metrics},
-                          "scaling_kernel_tokens_per_s": sum(m.get("tokens_per_s", 0) for m in shard_metrics) / max(1e-9, m1.get("tokens_per_s", 0)),
+                          "scaling_kernel_tokens_per_s": ratio(sum(m.get("tokens_per_s", 0) for m in shard_metrics), m1.get("tokens_per_s")),
                           "scaling_wall": s1 / s2}
         print("multi-gpu: entropy", json.dumps({k: v for k, v in fig["entropy"].items() if k not in ("1gpu", "2gpu")}), flush=True)
         save()

@@ -82,8 +82,6 @@ def batch_entropies(model, seqs, n_prompts, definition, vocab_chunk, pad_id):
     base = getattr(model, model.base_model_prefix)
     hidden = base(input_ids=ids.to(device), use_cache=False).last_hidden_state
     head = model.get_output_embeddings()
-    if getattr(head, "bias", None) is not None:
-        raise InvalidInput("output projection with a bias is not supported", file=model.name_or_path)
 
     rows_b = torch.tensor(rows_b, dtype=torch.long, device=device)
     rows_t = torch.tensor(rows_t, dtype=torch.long, device=device)
@@ -139,6 +137,8 @@ def run(job):
     check_model_dir(job.model_path)
     tok = load_tokenizer(job.model_path)
     model = load_model(job.model_path, device, pick_dtype(job.dtype, device))
+    if getattr(model.get_output_embeddings(), "bias", None) is not None:
+        raise InvalidInput("output projection with a bias is not supported", file=job.model_path)
 
     seqs, n_prompts = [], []
     for p in positions:

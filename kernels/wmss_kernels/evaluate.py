@@ -1,8 +1,8 @@
 """evaluate (step 7): greedy pass@1 on math datasets with transformers generate.
 
 Per dataset: [system, user] prompts through the chat template, batched generation with left
-padding and the KV cache (a static one, decoding compiled, on CUDA), grading by grading.grade. Writes <output_dir>/<name>.jsonl (one line
-per question) and <output_dir>/summary.json.
+padding and the KV cache (a static one, decoding compiled, on CUDA), grading by grading.grade.
+Writes <output_dir>/<name>.jsonl (one line per question) and <output_dir>/summary.json.
 """
 
 import json

@@ -408,7 +408,8 @@ def optimizer_step(forward, ddp, mine, n_tgt, micro_batch, world, device, autoca
     loss_sum, tokens = torch.zeros((), device=device), 0
     starts = list(range(0, len(mine), micro_batch))
     for k in starts:
-        batch = collate(mine[k:k + micro_batch], device, PAD_MULTIPLE)
+        chunk = mine[k:k + micro_batch]
+        batch = collate(chunk, device, PAD_MULTIPLE)
         # gradients are all-reduced once per optimizer step, in the last micro-batch's backward
         sync = k == starts[-1] or ddp is None
         with contextlib.nullcontext() if sync else ddp.no_sync():
@@ -417,7 +418,7 @@ def optimizer_step(forward, ddp, mine, n_tgt, micro_batch, world, device, autoca
             # ×world because data-parallel gradient averaging divides by it again
             (part * (world / n_tgt)).backward()
         loss_sum += part.detach()
-        tokens += int(batch["attention_mask"].sum())
+        tokens += sum(len(e["input_ids"]) for e in chunk)  # counted on the host: no device sync
     if max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     opt.step()

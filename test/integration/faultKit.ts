@@ -5,7 +5,6 @@
  * says about each step's attempts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -13,6 +12,8 @@ import * as A from '../../pipeline/artifacts';
 import type { RunConfig } from '../../pipeline/config';
 import { recordedPids } from '../../activities/kernelLaunch';
 import { REPO_ROOT } from '../../activities/repoPaths';
+import { sha256File } from '../../activities/store/digest';
+import { completeCheckpoints } from '../../activities/store/diskSpace';
 
 export type WorkerKind = 'control' | 'gpu';
 
@@ -125,23 +126,9 @@ export function killPids(pids: number[], signal: NodeJS.Signals = 'SIGKILL'): vo
   }
 }
 
-/** Complete checkpoint steps (with COMPLETE) under a training output dir, ascending. */
-export function completeCheckpoints(dir: string): number[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names
-    .map((n) => /^checkpoint-(\d+)$/.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null && existsSync(path.join(dir, m[0], 'COMPLETE')))
-    .map((m) => Number(m[1]))
-    .sort((a, b) => a - b);
-}
-
-export function newestCheckpoint(dir: string): number {
-  return completeCheckpoints(dir).at(-1) ?? 0;
+/** The newest complete checkpoint's step (activities/store/diskSpace.ts: with COMPLETE) under a training output dir; 0 without one. */
+export async function newestCheckpoint(dir: string): Promise<number> {
+  return (await completeCheckpoints(dir)).at(-1)?.step ?? 0;
 }
 
 export async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<void> {
@@ -150,10 +137,6 @@ export async function waitUntil(what: string, cond: () => boolean | Promise<bool
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
-}
-
-function sha256(file: string): string {
-  return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
 function filesUnder(dir: string): string[] {
@@ -172,7 +155,7 @@ function filesUnder(dir: string): string[] {
  * weights and optimizer state of both final training checkpoints, the fused and the extracted model.
  * (Not compared: logs, trainer_state.json with its tokens/s, evaluation timings.)
  */
-export function deterministicDigests(config: RunConfig): Record<string, string> {
+export async function deterministicDigests(config: RunConfig): Promise<Record<string, string>> {
   const run = (rel: string) => path.join(config.runDir, rel);
   const files = [A.ENTROPY_0, A.ENTROPY_1, A.ENTROPY_MERGED, A.SAMPLE_WEIGHTS, A.RESAMPLED_POSITIONS, A.RESAMPLE_STATS].map(run);
   for (const dir of [A.STAGE0_DIR, A.FUSED_INIT_DIR, A.extractedDir(config)]) files.push(...filesUnder(run(dir)));
@@ -180,7 +163,9 @@ export function deterministicDigests(config: RunConfig): Record<string, string> 
     const final = run(`${dir}/checkpoint-${t.maxSteps}`);
     for (const f of ['model.safetensors', 'optimizer.pt', 'scheduler.pt', 'rng.pt']) files.push(path.join(final, f));
   }
-  return Object.fromEntries(files.map((f) => [path.relative(config.runDir, f), `${statSync(f).size}:${sha256(f)}`]));
+  const out: Record<string, string> = {};
+  for (const f of files) out[path.relative(config.runDir, f)] = `${statSync(f).size}:${await sha256File(f)}`;
+  return out;
 }
 
 export interface ActivityRecord {

@@ -120,7 +120,7 @@ const stage3 = (run: Run) => inRun(run, A.stage3Dir(run.config));
 interface Fault {
   run: Run;
   name: string;
-  when: () => boolean;
+  when: () => boolean | Promise<boolean>;
   act: () => Promise<void>;
   fired?: boolean;
 }
@@ -166,14 +166,14 @@ function chaosFaults(): Fault[] {
     // --- run A
     {
       // Step 1's kernel alone, SIGKILL mid-training: the worker lives and reports KernelCrashed.
-      run: a, name: 'sft-kernel', when: () => newestCheckpoint(stage1(a)) >= TRAIN.saveEvery,
+      run: a, name: 'sft-kernel', when: async () => (await newestCheckpoint(stage1(a))) >= TRAIN.saveEvery,
       act: async () => {
         const pids = kernelPids(a.config.runDir, 'sft', 1);
         expect(pids.length).toBeGreaterThan(0);
         killPids(pids);
         await waitUntil('the killed kernel to be gone', () => pids.every((p) => !processAlive(p)), 10_000);
         a.seen['sft-kernel:at'] = Date.now();
-        a.seen['sft-kernel:checkpoint'] = newestCheckpoint(stage1(a));
+        a.seen['sft-kernel:checkpoint'] = await newestCheckpoint(stage1(a));
       },
     },
     {
@@ -202,16 +202,16 @@ function chaosFaults(): Fault[] {
     {
       // Step 5b: the GPU worker alone; its kernel is told by Linux (PR_SET_PDEATHSIG), saves a
       // checkpoint on the spot and exits by itself.
-      run: a, name: 'joint-worker', when: () => newestCheckpoint(stage3(a)) >= TRAIN.saveEvery,
+      run: a, name: 'joint-worker', when: async () => (await newestCheckpoint(stage3(a))) >= TRAIN.saveEvery,
       act: async () => {
         const pids = kernelPids(a.config.runDir, 'joint', 1);
         expect(pids.length).toBeGreaterThan(0);
-        a.seen['joint:checkpointAtKill'] = newestCheckpoint(stage3(a));
+        a.seen['joint:checkpointAtKill'] = await newestCheckpoint(stage3(a));
         await killAndRestart(a, 'joint-worker', ['gpu']);
         const t = Date.now();
         await waitUntil('the orphaned joint kernel to save and exit', () => pids.every((p) => !processAlive(p)), 30_000);
         a.seen['joint:kernelExitMs'] = Date.now() - t;
-        a.seen['joint:checkpointAfterExit'] = newestCheckpoint(stage3(a));
+        a.seen['joint:checkpointAfterExit'] = await newestCheckpoint(stage3(a));
       },
     },
     {
@@ -231,14 +231,14 @@ function chaosFaults(): Fault[] {
     // --- run B
     {
       // Step 1: the GPU worker and its kernel at the same instant, as a lost machine.
-      run: b, name: 'sft-machine', when: () => newestCheckpoint(stage1(b)) >= TRAIN.saveEvery,
+      run: b, name: 'sft-machine', when: async () => (await newestCheckpoint(stage1(b))) >= TRAIN.saveEvery,
       act: async () => {
         const pids = kernelPids(b.config.runDir, 'sft', 1);
         expect(pids.length).toBeGreaterThan(0);
         for (const pid of pids) killPids([-pid]);
         await killAndRestart(b, 'sft-machine', ['gpu']);
         await waitUntil('the killed kernel to be gone', () => pids.every((p) => !processAlive(p)), 10_000);
-        b.seen['sft:checkpointAtKill'] = newestCheckpoint(stage1(b));
+        b.seen['sft:checkpointAtKill'] = await newestCheckpoint(stage1(b));
       },
     },
     {
@@ -258,7 +258,7 @@ function chaosFaults(): Fault[] {
         const partial = path.join(stage3(b), `checkpoint-${2 * TRAIN.saveEvery}.partial`);
         b.seen['joint:partialFiles'] = existsSync(partial) ? readdirSync(partial).sort() : [];
         b.seen['joint:finalDir'] = existsSync(path.join(stage3(b), `checkpoint-${2 * TRAIN.saveEvery}`));
-        b.seen['joint:newestComplete'] = newestCheckpoint(stage3(b));
+        b.seen['joint:newestComplete'] = await newestCheckpoint(stage3(b));
       },
     },
     {
@@ -298,7 +298,7 @@ describe('crashes during steps 0–7', () => {
     let actError: unknown;
     while (!ended() && actError === undefined) {
       for (const f of faults) {
-        if (f.fired || busy.has(f.run) || f.run.result || f.run.error || !f.when()) continue;
+        if (f.fired || busy.has(f.run) || f.run.result || f.run.error || !(await f.when())) continue;
         f.fired = true;
         busy.add(f.run);
         acts.push(f.act().then(() => void busy.delete(f.run), (err: unknown) => void (actError ??= err)));
@@ -315,7 +315,7 @@ describe('crashes during steps 0–7', () => {
     digests = {};
     for (const run of [R, CA, CB]) {
       records[run.name] = await activityRecords(run.handle!);
-      digests[run.name] = deterministicDigests(run.config);
+      digests[run.name] = await deterministicDigests(run.config);
       console.log(`${run.name}: ${timeline(records[run.name], t0)}`);
     }
   }, 600_000);
@@ -436,17 +436,17 @@ async function runServerScenario(): Promise<void> {
   const seen = S.seen;
 
   // 1. SIGKILL the server mid-Stage-1 and start it again on the same SQLite file and port.
-  await waitUntil('a checkpoint of step 1', () => newestCheckpoint(stage1(S)) >= LONG_TRAIN.saveEvery, 240_000);
+  await waitUntil('a checkpoint of step 1', async () => (await newestCheckpoint(stage1(S))) >= LONG_TRAIN.saveEvery, 240_000);
   const sftPids = kernelPids(config.runDir, 'sft', 1);
   await S.server!.stop('SIGKILL');
-  seen['server:killedAtStep'] = newestCheckpoint(stage1(S));
+  seen['server:killedAtStep'] = await newestCheckpoint(stage1(S));
   seen['server:kernelAliveWithoutServer'] = sftPids.length > 0 && sftPids.every(processAlive);
   const down = Date.now();
   server = S.server = await startDevServer(serverOpts);
   seen['server:downMs'] = Date.now() - down;
 
   // 2. `wmss cancel` in the middle of joint training.
-  await waitUntil('a checkpoint of step 5b', () => newestCheckpoint(stage3(S)) >= LONG_TRAIN.saveEvery, 300_000);
+  await waitUntil('a checkpoint of step 5b', async () => (await newestCheckpoint(stage3(S))) >= LONG_TRAIN.saveEvery, 300_000);
   const jointPids = kernelPids(config.runDir, 'joint', 2); // attempt 1 ran out of memory
   seen['cancel:jointPids'] = jointPids;
   seen['cancel:at'] = Date.now();
@@ -458,7 +458,7 @@ async function runServerScenario(): Promise<void> {
   seen['cancel:progress'] = (await snapshotRun(S.client, S.handle.workflowId)).progress.status;
   seen['cancel:groupMembers'] = jointPids.flatMap((pid) => liveGroupMembers(pid));
   seen['cancel:alive'] = jointPids.filter(processAlive);
-  seen['cancel:newestCheckpoint'] = newestCheckpoint(stage3(S));
+  seen['cancel:newestCheckpoint'] = await newestCheckpoint(stage3(S));
   seen['cancel:log'] = readFileSync(inRun(S, `${A.LOGS_DIR}/joint.log`), 'utf8');
   seen['first:records'] = await activityRecords(S.handle);
   seen['first:sftManifest'] = JSON.parse(readFileSync(inRun(S, A.manifestPath('sft')), 'utf8'));

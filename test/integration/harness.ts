@@ -11,7 +11,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { RunConfig, type RunConfigInput } from '../../pipeline/config';
 import { makeTinyAssets } from '../../client/commands/demo';
-import { startDevServer, type DevServer } from '../../client/devServer';
+import { startDevServer, type DevServer, type DevServerOptions } from '../../client/devServer';
 import { createControlWorker, createGpuWorkers } from '../../workers/createWorkers';
 import { REPO_ROOT } from '../../activities/repoPaths';
 
@@ -24,6 +24,20 @@ export async function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * startDevServer on a free port. A free port can be taken by another process before the server
+ * binds it (parallel test runs): then it tries again on another, three times in all.
+ */
+export async function startDevServerOnFreePort(opts: Omit<DevServerOptions, 'port'>): Promise<DevServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDevServer({ ...opts, port: await freePort(), uiPort: opts.uiPort && attempt > 1 ? await freePort() : opts.uiPort });
+    } catch (err) {
+      if (attempt >= 3 || !/exited early/.test(String(err))) throw err;
+    }
+  }
 }
 
 export interface Harness {
@@ -51,15 +65,7 @@ export async function startHarness(opts: { workers?: boolean; uiPort?: number } 
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-it-'));
   const dbFile = path.join(dir, 'temporal.db');
-  // a free port can be taken by another process before the server binds it (parallel test runs): try again
-  let server: DevServer | undefined;
-  for (let attempt = 1; !server; attempt++) {
-    try {
-      server = await startDevServer({ dbFile, port: await freePort(), uiPort: opts.uiPort && attempt > 1 ? await freePort() : opts.uiPort, logFile: path.join(dir, 'temporal.log') });
-    } catch (err) {
-      if (attempt >= 3 || !/exited early/.test(String(err))) throw err;
-    }
-  }
+  const server = await startDevServerOnFreePort({ dbFile, uiPort: opts.uiPort, logFile: path.join(dir, 'temporal.log') });
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   const connection = await NativeConnection.connect({ address: server.address });
   mkdirSync(ASSETS_DIR, { recursive: true });

@@ -22,8 +22,8 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { connectClient, connectWorker, temporalTarget, type ConnectionFlags, type TemporalTarget } from '../../client/connection';
-import { startDevServer, type DevServer } from '../../client/devServer';
-import { freePort } from './harness';
+import type { DevServer } from '../../client/devServer';
+import { freePort, startDevServerOnFreePort } from './harness';
 
 jest.setTimeout(180_000);
 
@@ -77,14 +77,9 @@ beforeAll(async () => {
   certificate('rogue-ca', '/CN=rogue CA', undefined, caExt);
   certificate('rogue', '/CN=wmss worker', 'rogue-ca', ['basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=clientAuth']);
 
-  // a free port can be taken by another process before the server binds it (parallel test runs): try again
-  for (let attempt = 1; !server; attempt++) {
-    try {
-      server = await startDevServer({ dbFile: f('temporal.db'), port: await freePort(), logFile: f('temporal.log') });
-    } catch (err) {
-      if (attempt >= 3 || !/exited early/.test(String(err))) throw new Error(`${String(err)}\n${readFileSync(f('temporal.log'), 'utf8').slice(-2000)}`);
-    }
-  }
+  server = await startDevServerOnFreePort({ dbFile: f('temporal.db'), logFile: f('temporal.log') }).catch((err: unknown) => {
+    throw new Error(`${String(err)}\n${readFileSync(f('temporal.log'), 'utf8').slice(-2000)}`);
+  });
   const [mtlsPort, keyPort] = [await freePort(), await freePort()];
   mtlsAddress = `127.0.0.1:${mtlsPort}`;
   keyAddress = `127.0.0.1:${keyPort}`;
@@ -168,13 +163,25 @@ async function refused(connect: () => Promise<unknown>): Promise<string> {
   return `${(err as Error).message}${cause ? ` (${cause instanceof Error ? cause.message : String(cause)})` : ''}`;
 }
 
-/** Runs tlsEcho with a worker on `workerConnection` and a client on `client`; returns its result and history. */
+/** Every string and byte string (payload data, metadata) in `value`, the bytes decoded as UTF-8. */
+function strings(value: unknown): string[] {
+  if (value instanceof Uint8Array) return [Buffer.from(value).toString('utf8')];
+  if (typeof value === 'string') return [value];
+  return value && typeof value === 'object' ? Object.values(value).flatMap(strings) : [];
+}
+
+/**
+ * Runs tlsEcho with a worker on `workerConnection` and a client on `client`; returns its result and
+ * history as text: its JSON, where payloads are base64, and every payload decoded, so that a secret
+ * in a payload shows too.
+ */
 async function echoThrough(client: Client, workerConnection: NativeConnection, taskQueue: string) {
   const worker = await Worker.create({ connection: workerConnection, taskQueue, workflowsPath: require.resolve('./tlsWorkflows'), activities: { greet: async (name: string) => `hello ${name}` } });
   return worker.runUntil(async () => {
     const handle = await client.workflow.start('tlsEcho', { taskQueue, workflowId: `tls-${taskQueue}-${Date.now()}`, args: ['wmss'] });
     const result = await handle.result();
-    return { result, history: JSON.stringify(await handle.fetchHistory()), description: await handle.describe() };
+    const history = await handle.fetchHistory();
+    return { result, history: [JSON.stringify(history), ...strings(history)].join('\n'), description: await handle.describe() };
   });
 }
 

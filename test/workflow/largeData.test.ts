@@ -10,8 +10,8 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, bundleWorkflowCode } from '@temporalio/worker';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { cpuSteps } from '../../activities/cpuSteps';
 import { withHost } from '../../activities/hostContext';
 import { REPO_ROOT } from '../../activities/repoPaths';
@@ -19,21 +19,19 @@ import { runLockActivities } from '../../activities/runLock';
 import { withResolvedPaths } from '../../activities/runPaths';
 import * as A from '../../pipeline/artifacts';
 import { RunConfig } from '../../pipeline/config';
-import { SEARCH_ATTRIBUTES } from '../../pipeline/searchAttributes';
 import { STEPS, type StepInput, type StepResult } from '../../pipeline/steps';
 import { WORKFLOW_TYPE, type PipelineResult } from '../../pipeline/workflowApi';
+import { startLocalEnv } from './localEnv';
 
 jest.setTimeout(300_000);
 
 const ROWS = 100_000;
-const temporal = path.resolve(__dirname, '../../.venv/bin/temporal');
 let env: TestWorkflowEnvironment;
+let workflowBundle: WorkflowBundleWithSourceMap;
 let dir: string;
 
 beforeAll(async () => {
-  env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: temporal }, searchAttributes: SEARCH_ATTRIBUTES },
-  });
+  ({ env, bundle: workflowBundle } = await startLocalEnv());
   dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-large-'));
 });
 
@@ -70,7 +68,6 @@ test(`the workflow over a ${ROWS.toLocaleString('en')}-row data set keeps its hi
   // the real step 3 and the real run dir lock, as the control worker runs them
   const real = withHost('test', { ...withResolvedPaths({ mergeAndWeight: cpuSteps().mergeAndWeight }), ...runLockActivities() });
   const activities = { ...stubs, ...real };
-  const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows') });
   const workers = await Promise.all(['wmss', 'wmss-gpu'].map((taskQueue) => Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle, activities, maxConcurrentActivityTaskExecutions: 10 })));
 
   const t0 = Date.now();
@@ -109,6 +106,8 @@ test(`the workflow over a ${ROWS.toLocaleString('en')}-row data set keeps its hi
   expect(historyBytes).toBeLessThan(200_000);
   expect(largestPayload).toBeLessThan(16_000);
   expect(JSON.stringify(history)).not.toContain('The answer is 12345');
+  // payload data is bytes (base64 in the JSON above): no data row in any of them either
+  expect(payloads.map((p) => Buffer.from(p.data ?? []).toString('utf8')).filter((text) => text.includes('The answer is 12345'))).toEqual([]);
 
   const report = { test: 'largeData', rows: ROWS, dataBytesApprox: dataBytes, historyBytes, historyEvents: Number(description.historyLength), largestPayloadBytes: largestPayload, seconds, date: new Date().toISOString() };
   const reports = path.join(REPO_ROOT, '.wmss', 'test-reports');
