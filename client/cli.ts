@@ -271,9 +271,10 @@ export function buildProgram(): Command {
   return program;
 }
 
-if (require.main === module) {
+/** Runs the CLI on argv; `bin/wmss` and `node dist/client/cli.js` both come here. */
+export function main(argv: string[] = process.argv): void {
   buildProgram()
-    .parseAsync(process.argv)
+    .parseAsync(argv)
     .catch((err) => {
       const message = err instanceof Error ? err.message : String(err);
       console.error(`wmss: ${message}`);
@@ -290,3 +291,6 @@ if (require.main === module) {
       process.exit(err instanceof ConfigFileError ? 2 : 1);
     });
 }
+
+// `require.main` is bin/wmss when the installed command runs, so the bin script calls main() itself.
+if (require.main === module) main();
