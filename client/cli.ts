@@ -1,6 +1,7 @@
 /** The `wmss` command line. Each command is a thin wrapper over client/commands/*. */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { STEPS } from '../pipeline/steps';
 import { startWorker } from '../workers/start';
 import { connectClient, setConnectionFlags, temporalTarget, webUiLink } from './connection';
@@ -9,17 +10,33 @@ import { configReference } from './configReference';
 import { stepTableMarkdown } from './stepTable';
 import { runDemo } from './commands/demo';
 import { startPipeline, waitForResult } from './commands/start';
-import { renderSnapshot, snapshotRun } from './commands/status';
+import { exitCodeOf, renderSnapshot, snapshotRun } from './commands/status';
 import { listRuns, renderRunList, resolveWorkflowId } from './commands/resolveRun';
 import { watchRun } from './commands/watch';
 import { isRunDir, runOfWorkflow, writeReport } from './commands/report';
 import { createSchedule, describeSchedule, listSchedules, parseOverlap, scheduleHandle } from './commands/schedule';
 import { renderPlan } from './commands/plan';
 import { configToResume } from './commands/resume';
-import { absolutize, ConfigFileError, readRunConfig } from './runConfigFile';
+import { explainWorkflowError } from './commands/failure';
+import { absolutize, ConfigFileError, readRunConfigForRun } from './runConfigFile';
+import { checkDevicesPresent, installWorkerLogging } from '../workers/hostChecks';
+import { parseDeviceSet } from '../workers/deviceSet';
 
 /** Accepts a workflow id (any start method: wmss, temporal CLI, Schedule) or a run name: commands/resolveRun.ts. */
 const idOf = (client: Awaited<ReturnType<typeof connectClient>>, idOrName: string) => resolveWorkflowId(client, idOrName);
+
+/** commander argParser for counts: `--limit abc` is an error, not NaN passed on to the server. */
+function positiveInteger(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive whole number, got "${value}"`);
+  return n;
+}
+
+function positiveSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number of seconds, got "${value}"`);
+  return n;
+}
 
 async function withClient<T>(fn: (client: Awaited<ReturnType<typeof connectClient>>) => Promise<T>): Promise<T> {
   const client = await connectClient();
@@ -54,7 +71,7 @@ export function buildProgram(): Command {
     .description('run `temporal server start-dev` with a SQLite file and the Web UI (foreground)')
     .option('--db <file>', 'SQLite file of the dev server', '.wmss/temporal.db')
     .option('--port <n>', 'gRPC port', '7233')
-    .option('--ui-port <n>', 'Web UI port', '8233')
+    .option('--ui-port <n>', 'Web UI port (default: gRPC port + 1000, as temporal server start-dev)')
     .option('--ip <addr>', 'address to bind', '127.0.0.1')
     .action(async (o) => {
       const address = `${o.ip}:${o.port}`;
@@ -67,8 +84,11 @@ export function buildProgram(): Command {
         console.log(`a Temporal server already answers at ${address}; using it`);
         return;
       }
-      const server = await startDevServer({ dbFile: path.resolve(o.db), port: Number(o.port), uiPort: Number(o.uiPort), ip: o.ip, logFile: path.resolve(path.dirname(o.db), 'temporal-server.log') });
+      const uiPort = o.uiPort ? Number(o.uiPort) : Number(o.port) + 1000;
+      const server = await startDevServer({ dbFile: path.resolve(o.db), port: Number(o.port), uiPort, ip: o.ip, logFile: path.resolve(path.dirname(o.db), 'temporal-server.log') });
       console.log(`Temporal dev server at ${server.address}, Web UI ${server.uiUrl}, data ${path.resolve(o.db)} (Ctrl-C to stop)`);
+      // Other wmss commands derive the UI from the gRPC port (+1000); a UI elsewhere needs telling.
+      if (uiPort !== Number(o.port) + 1000) console.log(`for Web UI links in other shells: export WMSS_UI_URL=${server.uiUrl}`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
@@ -78,22 +98,25 @@ export function buildProgram(): Command {
 
   program
     .command('worker <kind>')
-    .description('run a worker: control (workflows + CPU steps), gpu (kernel steps) or onnx (steps 0, 2, 7 with backend onnx; no Python)')
-    .option('--gpus <set>', 'devices this GPU worker owns: cpu, or a list like 0,1', 'cpu')
-    .option('--threads <n>', 'CPU threads per kernel (default: all cores)')
-    .option('--control-queue <name>', 'control task queue', 'wmss')
-    .option('--gpu-queue <name>', 'GPU task queue', 'wmss-gpu')
-    .option('--onnx-queue <name>', 'onnx worker: its task queue', 'wmss-onnx')
-    .option('--pool <kind>', 'GPU worker: also serve the pool <gpu-queue>:<kind> (e.g. h100; runs choose it with placement.gpuPool)')
-    .option('--host <name>', 'host name of this worker\'s host queues (<queue>@<host>); default $WMSS_HOST or the machine\'s name')
+    .description('run a worker: control (workflows + CPU steps), gpu (kernel steps) or onnx (steps 0, 2, 7 with backend onnx; no Python). [control] [gpu] [onnx] say which kinds a flag applies to')
+    .option('--gpus <set>', '[gpu] devices this worker owns: cpu, or a list like 0,1 (must exist on this host)', 'cpu')
+    .option('--threads <n>', '[gpu, onnx] CPU threads per kernel / onnxruntime (default: all cores)')
+    .option('--control-queue <name>', '[control, gpu] control task queue', 'wmss')
+    .option('--gpu-queue <name>', '[gpu] GPU task queue', 'wmss-gpu')
+    .option('--onnx-queue <name>', '[onnx] its task queue', 'wmss-onnx')
+    .option('--pool <kind>', '[gpu] also serve the pool <gpu-queue>:<kind> (e.g. h100; runs choose it with placement.gpuPool)')
+    .option('--host <name>', '[control, gpu] host name of this worker\'s host queues (<queue>@<host>); default $WMSS_HOST or the machine\'s name')
+    .option('--verbose', '[control, gpu, onnx] the SDK\'s info logs too (workflow bundling, pollers)')
     .action(async (kind: string, o) => {
+      if (!['control', 'gpu', 'onnx'].includes(kind)) throw new Error(`worker kind must be control, gpu or onnx, not "${kind}"`);
+      if (kind === 'gpu') checkDevicesPresent(parseDeviceSet(o.gpus));
+      installWorkerLogging(Boolean(o.verbose));
       if (kind === 'onnx') {
         // onnxruntime-node in this process, no kernels: README "ONNX backend"
         const { startOnnxWorker } = await import('../workers/onnxWorker');
         return startOnnxWorker(['--onnx-queue', o.onnxQueue, ...(o.threads ? ['--threads', o.threads] : [])]);
       }
-      if (kind !== 'control' && kind !== 'gpu') throw new Error(`worker kind must be control, gpu or onnx, not "${kind}"`);
-      await startWorker(kind, { gpus: o.gpus, threads: o.threads, controlQueue: o.controlQueue, gpuQueue: o.gpuQueue, pool: o.pool, host: o.host });
+      await startWorker(kind as 'control' | 'gpu', { gpus: o.gpus, threads: o.threads, controlQueue: o.controlQueue, gpuQueue: o.gpuQueue, pool: o.pool, host: o.host });
     });
 
   program
@@ -101,11 +124,11 @@ export function buildProgram(): Command {
     .description('validate a run config (JSON) and start the pipeline')
     .option('--wait', 'wait for the run to finish and print its result')
     .action(async (file: string, o) => {
-      const config = absolutize(readRunConfig(file));
+      const config = readRunConfigForRun(file);
       await withClient(async (client) => {
         const handle = await startPipeline(client, config);
         console.log(`started ${handle.workflowId}\nWeb UI: ${webUiLink(handle.workflowId)}\nfollow: wmss watch ${config.runName}`);
-        if (o.wait) console.log(JSON.stringify(await waitForResult(client, handle.workflowId), null, 2));
+        if (o.wait) console.log(JSON.stringify(await waitForResult(client, handle.workflowId).catch((err) => explainWorkflowError(handle.workflowId, err)), null, 2));
       });
     });
 
@@ -118,32 +141,37 @@ export function buildProgram(): Command {
         const config = absolutize(await configToResume(client, target));
         const handle = await startPipeline(client, config);
         console.log(`resumed ${config.runName} as ${handle.workflowId} (finished steps are reused)\nWeb UI: ${webUiLink(handle.workflowId)}`);
-        if (o.wait) console.log(JSON.stringify(await waitForResult(client, handle.workflowId), null, 2));
+        if (o.wait) console.log(JSON.stringify(await waitForResult(client, handle.workflowId).catch((err) => explainWorkflowError(handle.workflowId, err)), null, 2));
       }),
     );
 
   program
     .command('plan <config>')
     .description('show the step graph of a config and which steps already have outputs')
-    .action(async (file: string) => console.log(await renderPlan(absolutize(readRunConfig(file)))));
+    .action(async (file: string) => console.log(await renderPlan(readRunConfigForRun(file))));
 
   program
     .command('status [run]')
     .description('a table of every step of a run (run name or workflow id); without a run, the newest runs')
-    .option('--limit <n>', 'runs listed without a run argument', '20')
+    .option('--limit <n>', 'runs listed without a run argument', positiveInteger, 20)
     .action((run: string | undefined, o) =>
-      withClient(async (client) => console.log(run ? renderSnapshot(await snapshotRun(client, await idOf(client, run))) : renderRunList(await listRuns(client, Number(o.limit))))),
+      withClient(async (client) => {
+        if (!run) return console.log(renderRunList(await listRuns(client, o.limit)));
+        const snap = await snapshotRun(client, await idOf(client, run));
+        console.log(renderSnapshot(snap));
+        process.exitCode = exitCodeOf(snap);
+      }),
     );
 
   program
     .command('watch <run>')
     .description('progress bars of the running steps (samples or optimizer steps, loss, tokens/s, ETA) and the run\'s ETA, until it ends')
-    .option('--every <seconds>', 'refresh interval', '2')
+    .option('--every <seconds>', 'refresh interval', positiveSeconds, 2)
     .option('--plain', 'plain lines instead of bars (the default when the output is not a terminal)')
     .action((run: string, o) =>
       withClient(async (client) => {
-        const last = await watchRun(client, await idOf(client, run), { everyMs: Number(o.every) * 1000, plain: o.plain ? true : undefined });
-        if (last.workflowStatus !== 'COMPLETED') process.exitCode = 1;
+        const last = await watchRun(client, await idOf(client, run), { everyMs: o.every * 1000, plain: o.plain ? true : undefined });
+        process.exitCode = last.workflowStatus === 'COMPLETED' ? 0 : 1;
       }),
     );
 
@@ -153,7 +181,11 @@ export function buildProgram(): Command {
     .action((run: string) =>
       withClient(async (client) => {
         const id = await idOf(client, run);
-        await client.workflow.getHandle(id).cancel();
+        const handle = client.workflow.getHandle(id);
+        // Cancelling a closed run is accepted by the server and does nothing: say so instead.
+        const { status } = await handle.describe();
+        if (status.name !== 'RUNNING') throw new Error(`run ${id} has already ended (${status.name.toLowerCase()}); nothing to cancel. \`wmss status ${run}\` shows how it ended`);
+        await handle.cancel();
         console.log(`cancellation requested for ${id}`);
       }),
     );
@@ -161,17 +193,24 @@ export function buildProgram(): Command {
   program
     .command('result <run>')
     .description('wait for a run and print its result (JSON)')
-    .action((run: string) => withClient(async (client) => console.log(JSON.stringify(await waitForResult(client, await idOf(client, run)), null, 2))));
+    .action((run: string) =>
+      withClient(async (client) => {
+        const id = await idOf(client, run);
+        console.log(JSON.stringify(await waitForResult(client, id).catch((err) => explainWorkflowError(id, err)), null, 2));
+      }),
+    );
 
   program
     .command('report <run>')
     .description('write <runDir>/report/index.html (self-contained) and report.md with plots; <run> is a run dir, run name or workflow id')
     .action(async (run: string) => {
+      // A directory argument must be a run dir: report writes report/ into it.
+      if (!isRunDir(run) && existsSync(run)) throw new Error(`${run} is not a wmss run dir (it has no .wmss/ with step manifests); \`wmss report\` writes only into run dirs. Pass a run dir, run name or workflow id`);
       const files = isRunDir(run)
         ? await writeReport(path.resolve(run))
         : await withClient(async (client) => {
             const r = await runOfWorkflow(client, run);
-            return writeReport(r.runDir, { config: r.config, workflowId: r.workflowId, runName: r.runName });
+            return writeReport(r.runDir, { config: r.config, workflowId: r.workflowId, runName: r.runName, spans: r.spans });
           });
       console.log(`report: ${files.html}\n        ${files.markdown} (+ ${files.charts.length} SVG charts)`);
       if (files.data.missing.length) console.log(`not (yet) available:\n  ${files.data.missing.join('\n  ')}`);
@@ -191,7 +230,7 @@ export function buildProgram(): Command {
     .option('--paused', 'create it paused')
     .action((o) =>
       withClient(async (client) => {
-        const config = absolutize(readRunConfig(o.config));
+        const config = readRunConfigForRun(o.config);
         const handle = await createSchedule(client, { config, scheduleId: o.id, cron: o.cron, every: o.every, overlap: parseOverlap(o.overlap), pauseOnFailure: o.pauseOnFailure, catchupWindow: o.catchupWindow, paused: Boolean(o.paused) });
         console.log(`created schedule ${handle.scheduleId}\n${await describeSchedule(handle)}`);
       }),
@@ -273,6 +312,13 @@ export function buildProgram(): Command {
 
 /** Runs the CLI on argv; `bin/wmss` and `node dist/client/cli.js` both come here. */
 export function main(argv: string[] = process.argv): void {
+  // `wmss watch … | head` closes the pipe early: that is the reader being done, not an error.
+  const quietOnEpipe = (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  };
+  process.stdout.on('error', quietOnEpipe);
+  process.stderr.on('error', quietOnEpipe);
   buildProgram()
     .parseAsync(argv)
     .catch((err) => {

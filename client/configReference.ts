@@ -8,7 +8,14 @@ function typeOf(s: JsonSchema): string {
   if (s.enum) return s.enum.map((v) => JSON.stringify(v)).join(' \\| ');
   if (s.anyOf) return s.anyOf.map(typeOf).join(' \\| ');
   if (s.type === 'array') return `array of ${s.items ? typeOf(s.items) : 'any'}`;
-  return Array.isArray(s.type) ? s.type.join(' \\| ') : (s.type ?? 'any');
+  return (Array.isArray(s.type) ? s.type.join(' \\| ') : (s.type ?? 'any')) + range(s);
+}
+
+/** The schema's bounds, so the reference shows what a config may hold without reading the code. */
+function range(s: JsonSchema): string {
+  const low = s.exclusiveMinimum !== undefined ? `> ${s.exclusiveMinimum}` : s.minimum !== undefined && s.minimum > Number.MIN_SAFE_INTEGER ? `≥ ${s.minimum}` : '';
+  const high = s.maximum !== undefined && s.maximum < Number.MAX_SAFE_INTEGER ? `≤ ${s.maximum}` : '';
+  return low || high ? ` (${[low, high].filter(Boolean).join(', ')})` : '';
 }
 
 function rows(schema: JsonSchema, prefix: string, required: string[], out: string[]): void {

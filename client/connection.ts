@@ -117,8 +117,19 @@ export async function connectWorker(target = temporalTarget()): Promise<import('
   return NativeConnection.connect(connectionOptions(target));
 }
 
-/** The Web UI address for a workflow, assuming the dev server's UI port (8233) next to its gRPC port. */
-export function webUiLink(workflowId: string, target = temporalTarget()): string {
-  const base = process.env.WMSS_UI_URL ?? `http://${target.address.split(':')[0]}:8233`;
+/**
+ * The Web UI address for a workflow: `uiUrl` (a dev server this process started), WMSS_UI_URL, or
+ * the dev server's convention, UI port = gRPC port + 1000 (7233 → 8233, as `temporal server
+ * start-dev` and `wmss server` choose it), on the frontend's host.
+ */
+export function webUiLink(workflowId: string, target = temporalTarget(), uiUrl?: string): string {
+  const [host, port] = splitHostPort(target.address);
+  const base = (uiUrl ?? process.env.WMSS_UI_URL ?? `http://${host}:${(port ?? 7233) + 1000}`).replace(/\/+$/, '');
   return `${base}/namespaces/${encodeURIComponent(target.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+}
+
+/** host and port of `host:port` or `[v6]:port`; no port: undefined. */
+function splitHostPort(address: string): [string, number | undefined] {
+  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(address.trim());
+  return m ? [m[1], m[2] ? Number(m[2]) : undefined] : [address, undefined];
 }

@@ -8,26 +8,42 @@ import { z } from 'zod';
 import { ErrorTypes } from './errors';
 
 const positiveInt = () => z.number().int().positive();
+/**
+ * Upper bounds: far above any paper-scale run (Qwen3-8B, 32k context, a few epochs), low enough
+ * that a typo (an extra zero, 1e30) is refused before a worker allocates or loops for it.
+ */
+const MAX = {
+  epochs: 1000,
+  steps: 100_000_000,
+  tokens: 1_048_576,
+  batch: 65_536,
+  gradAccum: 1_000_000,
+  rows: 1_000_000_000,
+  seed: 4_294_967_295,
+  weight: 1_000_000,
+  multiplier: 100,
+} as const;
+const countUpTo = (max: number) => positiveInt().max(max);
 const unitFraction = () => z.number().min(0).max(1);
 const relOrAbsPath = () => z.string().min(1).refine((p) => !p.includes('\0'), 'path contains a NUL byte');
 
 /** Hyper-parameters shared by Stage-1 SFT (step 1) and joint training (step 5b). */
 const trainingFields = {
-  lr: z.number().positive().default(1e-5).describe('Peak learning rate of AdamW (original: 1e-5).'),
+  lr: z.number().positive().max(1).default(1e-5).describe('Peak learning rate of AdamW (original: 1e-5).'),
   warmupRatio: unitFraction().default(0).describe('Fraction of optimizer steps spent in linear warm-up (original: 0; paper v2: 0.1).'),
-  weightDecay: z.number().min(0).default(0).describe('AdamW weight decay.'),
-  maxGradNorm: z.number().positive().default(1.0).describe('Gradient clipping norm.'),
-  epochs: z.number().positive().default(1).describe('Epochs over the training set (original: 1).'),
-  microBatch: positiveInt().default(1).describe('Sequences per device per forward pass.'),
-  gradAccum: positiveInt().default(256).describe('Micro-batches per optimizer step, all devices together: global batch = microBatch × gradAccum whatever the number of GPUs (each of N runs gradAccum / N; must divide). Original: 1 × 32 per GPU × 8 GPUs = 256.'),
-  maxLength: positiveInt().default(4096).describe('Truncation length in tokens (original: 4096).'),
-  maxSteps: positiveInt().optional().describe('Optimizer steps; default floor(N × epochs / global batch), as the original.'),
-  saveEvery: z.number().int().min(0).default(50).describe('Optimizer steps between resumable checkpoints (0 = only at the end). A crash loses at most this much work.'),
-  keepCheckpoints: positiveInt().optional().describe('Keep only the newest N complete checkpoints (older ones are deleted as new ones complete; the newest complete one, which resume and the later steps read, is never deleted). Default: keep all. Not part of the cache key.'),
+  weightDecay: z.number().min(0).max(10).default(0).describe('AdamW weight decay (at most 10).'),
+  maxGradNorm: z.number().positive().max(MAX.weight).default(1.0).describe('Gradient clipping norm (at most 10^6).'),
+  epochs: z.number().positive().max(MAX.epochs).default(1).describe('Epochs over the training set (original: 1; at most 1000).'),
+  microBatch: countUpTo(MAX.batch).default(1).describe('Sequences per device per forward pass (at most 65536).'),
+  gradAccum: countUpTo(MAX.gradAccum).default(256).describe('Micro-batches per optimizer step, all devices together: global batch = microBatch × gradAccum whatever the number of GPUs (each of N runs gradAccum / N; must divide). Original: 1 × 32 per GPU × 8 GPUs = 256. At most 10^6.'),
+  maxLength: countUpTo(MAX.tokens).default(4096).describe('Truncation length in tokens (original: 4096; at most 2^20).'),
+  maxSteps: countUpTo(MAX.steps).optional().describe('Optimizer steps; default floor(N × epochs / global batch), as the original. At most 10^8.'),
+  saveEvery: z.number().int().min(0).max(MAX.steps).default(50).describe('Optimizer steps between resumable checkpoints (0 = only at the end). A crash loses at most this much work.'),
+  keepCheckpoints: countUpTo(MAX.steps).optional().describe('Keep only the newest N complete checkpoints (older ones are deleted as new ones complete; the newest complete one, which resume and the later steps read, is never deleted). Default: keep all. Not part of the cache key.'),
   gradientCheckpointing: z.boolean().default(true).describe('Recompute activations in backward to save memory (original: on).'),
   compileLayers: z.boolean().optional().describe('torch.compile each transformer block (default: on for CUDA, off on the CPU). About 2× tokens/s on a 0.6B model; costs 10–30 s of compiling when a kernel starts (docs/performance.md).'),
   dtype: z.enum(['auto', 'float32', 'bfloat16']).default('auto').describe('auto = bf16 on CUDA, fp32 on CPU.'),
-  seed: z.number().int().min(0).default(42).describe('Seed of data order and initialisation.'),
+  seed: z.number().int().min(0).max(MAX.seed).default(42).describe('Seed of data order and initialisation (0 to 2^32−1).'),
 };
 
 export const SftConfig = z
@@ -49,9 +65,9 @@ export const JointConfig = z
 export const EntropyConfig = z
   .object({
     definition: z.enum(['shifted', 'repo']).default('shifted').describe('shifted = paper Eq. 7 (distributions predicting each answer token); repo = the original\'s unshifted positions (WMSS-SPEC §5).'),
-    maxLength: positiveInt().default(8192).describe('Truncation length for entropy scoring (original: 8192).'),
-    batchTokens: positiveInt().default(16384).describe('Padded tokens per batch (length-bucketed).'),
-    vocabChunk: positiveInt().default(1024).describe('Positions per chunk of the fp32 entropy computation; bounds memory for large vocabularies.'),
+    maxLength: countUpTo(MAX.tokens).default(8192).describe('Truncation length for entropy scoring (original: 8192; at most 2^20).'),
+    batchTokens: countUpTo(16 * MAX.tokens).default(16384).describe('Padded tokens per batch (length-bucketed; at most 2^24).'),
+    vocabChunk: countUpTo(MAX.tokens).default(1024).describe('Positions per chunk of the fp32 entropy computation; bounds memory for large vocabularies (at most 2^20).'),
     backend: z.enum(['torch', 'onnx']).default('torch').describe('torch = the PyTorch kernel on a GPU worker; onnx = onnxruntime-node on an onnx worker (CPU, no Python), after an export step (README "ONNX backend").'),
   })
   .strict();
@@ -59,18 +75,18 @@ export const EntropyConfig = z
 export const WeightingConfig = z
   .object({
     formula: z.enum(['repo', 'paper']).default('repo').describe('repo = per-term normalised mixture α·H0/ΣH0 + β·[−ΔH]+/Σ + γ·[ΔH]+/Σ (what the code ran); paper = p ∝ α·[−ΔH]+ + β·H1 + γ·[ΔH]+ (v2 Eq. 9). WMSS-SPEC §8.'),
-    alpha: z.number().min(0).default(0.1).describe('repo: weight of base entropy; paper: weight of consolidation [−ΔH]+.'),
-    beta: z.number().min(0).default(0.8).describe('repo: weight of consolidation [−ΔH]+; paper: weight of the strong model\'s entropy.'),
-    gamma: z.number().min(0).default(0.1).describe('Weight of regression repair [ΔH]+ (both formulas).'),
+    alpha: z.number().min(0).max(MAX.weight).default(0.1).describe('repo: weight of base entropy; paper: weight of consolidation [−ΔH]+.'),
+    beta: z.number().min(0).max(MAX.weight).default(0.8).describe('repo: weight of consolidation [−ΔH]+; paper: weight of the strong model\'s entropy.'),
+    gamma: z.number().min(0).max(MAX.weight).default(0.1).describe('Weight of regression repair [ΔH]+ (both formulas). Each weight at most 10^6.'),
   })
   .strict()
   .refine((w) => w.alpha + w.beta + w.gamma > 0, 'alpha + beta + gamma must be > 0');
 
 export const ResampleConfig = z
   .object({
-    multiplier: z.number().positive().default(1.0).describe('Draws = floor(N × multiplier) (original: 1.0).'),
+    multiplier: z.number().positive().max(MAX.multiplier).default(1.0).describe('Draws = floor(N × multiplier) (original: 1.0; at most 100, as every draw is held in memory).'),
     dedupe: z.boolean().default(false).describe('Remove duplicate draws (paper v2 WD-DS); the original keeps them.'),
-    seed: z.number().int().min(0).default(42).describe('Seed of the weighted draw (xoshiro128** stream; not NumPy\'s, so indices differ from the original for the same seed).'),
+    seed: z.number().int().min(0).max(MAX.seed).default(42).describe('Seed of the weighted draw (xoshiro128** stream; not NumPy\'s, so indices differ from the original for the same seed).'),
   })
   .strict();
 
@@ -90,10 +106,10 @@ export const EvalDatasetConfig = z
       .refine((n) => !['.', '..', 'summary'].includes(n), "must be a plain file name other than 'summary'"),
     path: z.string().min(1).describe('File path, or bundled:gsm8k for the GSM8K test split shipped with wmss-flow.'),
     format: z.enum(['gsm8k', 'json', 'jsonl']).default('gsm8k'),
-    expectedRows: positiveInt().optional().describe('Abort if the file has another number of rows.'),
-    maxInputTokens: positiveInt().default(4096),
-    maxNewTokens: positiveInt().default(4096),
-    limit: positiveInt().optional().describe('Evaluate only the first N rows.'),
+    expectedRows: countUpTo(MAX.rows).optional().describe('Abort if the file has another number of rows.'),
+    maxInputTokens: countUpTo(MAX.tokens).default(4096).describe('At most 2^20.'),
+    maxNewTokens: countUpTo(MAX.tokens).default(4096).describe('At most 2^20.'),
+    limit: countUpTo(MAX.rows).optional().describe('Evaluate only the first N rows.'),
   })
   .strict();
 
@@ -110,7 +126,7 @@ export const EvalConfig = z
         });
       })
       .describe('Each: {name, path (file or bundled:gsm8k), format gsm8k|json|jsonl, expectedRows?, maxInputTokens (4096), maxNewTokens (4096), limit?}. Default: the bundled GSM8K test split.').default([{ name: 'gsm8k', path: 'bundled:gsm8k', format: 'gsm8k', expectedRows: 1319, maxInputTokens: 4096, maxNewTokens: 4096 }]),
-    batchSize: positiveInt().default(16).describe('Prompts per generation batch.'),
+    batchSize: countUpTo(MAX.batch).default(16).describe('Prompts per generation batch (at most 65536).'),
     systemPrompt: z.string().optional().describe('Evaluation system prompt; default the kernel\'s (WMSS-SPEC §4).'),
     enableThinking: z.boolean().default(true),
     baselines: z.boolean().default(true).describe('Also evaluate the base model and m1, for the side-by-side report.'),
@@ -132,15 +148,15 @@ export const PlacementConfig = z
 
 export const TimeoutsConfig = z
   .object({
-    heartbeatSeconds: z.number().int().min(15).optional().describe('Override the step table\'s heartbeat timeout (60 s): how long after a worker dies its step is retried elsewhere. At least 15 s: workers heartbeat every 5 s.'),
-    stallSeconds: positiveInt().optional().describe('Override the step table\'s stall limits (10–30 min): a kernel alive but printing no progress this long is killed and retried. Counted from the kernel\'s first line: start-up (imports, model loading) has at least 10 min.'),
+    heartbeatSeconds: z.number().int().min(15).max(86_400).optional().describe('Override the step table\'s heartbeat timeout (60 s): how long after a worker dies its step is retried elsewhere. At least 15 s (workers heartbeat every 5 s), at most a day.'),
+    stallSeconds: countUpTo(7 * 86_400).optional().describe('Override the step table\'s stall limits (10–30 min): a kernel alive but printing no progress this long is killed and retried. Counted from the kernel\'s first line: start-up (imports, model loading) has at least 10 min. At most a week.'),
   })
   .strict();
 
 export const DiskConfig = z
   .object({
     check: z.boolean().default(true).describe('Before a step that writes a model (4, 1, 5a, 5b, 6), compare the run dir\'s free space with the step\'s estimate (model size × copies) and fail at once with InsufficientDisk when it does not fit.'),
-    headroomGB: z.number().min(0).default(1).describe('Free space (GB, 10^9 bytes) that must remain after the estimate, for logs, manifests and other users of the file system.'),
+    headroomGB: z.number().min(0).max(MAX.weight).default(1).describe('Free space (GB, 10^9 bytes) that must remain after the estimate, for logs, manifests and other users of the file system.'),
   })
   .strict();
 

@@ -105,7 +105,7 @@ export async function runDemo(opts: DemoOptions, log: (s: string) => void = cons
   const workflowId = workflowIdFor(config.runName);
   try {
     const handle = await startPipeline(client, config, workflowId);
-    log(`started ${workflowId}; Web UI: ${webUiLink(workflowId, target)}`);
+    log(`started ${workflowId}; Web UI: ${webUiLink(workflowId, target, server?.uiUrl)}`);
     const result = handle.result() as Promise<PipelineResult>;
     const reporter = progressReporter(log, started);
     for (;;) {

@@ -8,10 +8,18 @@ import { tsToMs } from '@temporalio/common/lib/time';
 import { RunConfig } from '../../pipeline/config';
 import { activeSteps, STEPS, type StepId, type StepResult } from '../../pipeline/steps';
 import type { PipelineProgress, StepStatus } from '../../pipeline/workflowApi';
+import { failureFromHistory, type RunFailure } from './failure';
+
+export interface HistoryProgress extends PipelineProgress {
+  /** Why the workflow failed (its own failure, which may have no step). */
+  failure?: RunFailure;
+  /** Set when the workflow's input is not a run config (e.g. `null` sent with `temporal workflow start`). */
+  inputProblem?: string;
+}
 
 const iso = (ts: Parameters<typeof tsToMs>[0]) => new Date(tsToMs(ts)).toISOString();
 
-export async function progressFromHistory(client: Client, workflowId: string, workflowStatus: string, memo?: Record<string, unknown>): Promise<PipelineProgress> {
+export async function progressFromHistory(client: Client, workflowId: string, workflowStatus: string, memo?: Record<string, unknown>): Promise<HistoryProgress> {
   const handle = client.workflow.getHandle(workflowId);
   const history = await handle.fetchHistory();
   const convert = client.options.loadedDataConverter.payloadConverter;
@@ -20,15 +28,19 @@ export async function progressFromHistory(client: Client, workflowId: string, wo
   const bySchedule = new Map<string, StepStatus>();
   let runName = '';
   let runDir = '';
+  let inputProblem: string | undefined;
   for (const e of history.events ?? []) {
     const id = String(e.eventId);
     if (e.workflowExecutionStartedEventAttributes) {
       const payload = e.workflowExecutionStartedEventAttributes.input?.payloads?.[0];
-      const input = payload ? (convert.fromPayload(payload) as { runName?: string; runDir?: string }) : {};
-      runName = input.runName ?? '';
-      runDir = input.runDir ?? '';
+      const input: unknown = payload ? convert.fromPayload(payload) : undefined;
+      // Anyone can start the workflow type (temporal CLI, other SDKs) with any input, even null.
+      const fields = input !== null && typeof input === 'object' ? (input as { runName?: unknown; runDir?: unknown }) : {};
+      runName = typeof fields.runName === 'string' ? fields.runName : '';
+      runDir = typeof fields.runDir === 'string' ? fields.runDir : '';
       // The steps this config runs (optional steps, e.g. ONNX exports, only when enabled).
       const parsed = RunConfig.safeParse(input);
+      if (!parsed.success) inputProblem = `the workflow's input is not a run config (${input === undefined ? 'no input' : input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input === 'object' ? 'an object that fails the schema' : typeof input})`;
       addSteps(parsed.success ? activeSteps(parsed.data) : STEPS.filter((r) => !r.when));
     }
     const scheduled = e.activityTaskScheduledEventAttributes;
@@ -73,5 +85,40 @@ export async function progressFromHistory(client: Client, workflowId: string, wo
   // The memo holds the run dir after date templates were resolved (pipeline/runTemplates.ts).
   const memoConfig = (memo?.config ?? {}) as { runDir?: string; runName?: string };
   const status = workflowStatus === 'COMPLETED' ? 'completed' : workflowStatus === 'CANCELLED' ? 'cancelled' : workflowStatus === 'RUNNING' ? 'running' : 'failed';
-  return { runName: memoConfig.runName ?? runName, runDir: memoConfig.runDir ?? runDir, status, steps: [...steps.values()] };
+  const failure = status === 'failed' ? await failureFromHistory(client, history.events ?? []) : undefined;
+  return { runName: memoConfig.runName ?? runName, runDir: memoConfig.runDir ?? runDir, status, steps: [...steps.values()], ...(failure && { failure }), ...(inputProblem && { inputProblem }) };
+}
+
+export interface StepSpan {
+  /** When the step's activity was first scheduled (its first attempt). */
+  startedAt: string;
+  /** When its last attempt completed. */
+  finishedAt: string;
+  /** The attempt that completed (1 = no retry). */
+  attempts: number;
+}
+
+type HistoryEvent = NonNullable<Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>['events']>[number];
+
+/**
+ * Wall time of each completed step across all its attempts. A step's manifest is written by the
+ * attempt that succeeded, so its timings miss the failed attempts and the retry back-off before
+ * it; the history has one scheduled event for all attempts and the completion of the last.
+ */
+export function stepSpansFromHistory(events: readonly HistoryEvent[]): Partial<Record<StepId, StepSpan>> {
+  const scheduled = new Map<string, { stepId: StepId; at: string }>();
+  const attempts = new Map<string, number>();
+  const spans: Partial<Record<StepId, StepSpan>> = {};
+  for (const e of events) {
+    const id = String(e.eventId);
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s && STEPS.some((r) => r.id === s.activityId)) scheduled.set(id, { stepId: s.activityId as StepId, at: iso(e.eventTime) });
+    const started = e.activityTaskStartedEventAttributes;
+    if (started) attempts.set(String(started.scheduledEventId), started.attempt ?? 1);
+    const done = e.activityTaskCompletedEventAttributes;
+    const first = done && scheduled.get(String(done.scheduledEventId));
+    // keep the first scheduling of a step (a workflow does not schedule a finished step again)
+    if (first && !spans[first.stepId]) spans[first.stepId] = { startedAt: first.at, finishedAt: iso(e.eventTime), attempts: attempts.get(String(done.scheduledEventId)) ?? 1 };
+  }
+  return spans;
 }

@@ -10,7 +10,8 @@ import type { Client } from '@temporalio/client';
 import { RunConfig } from '../../pipeline/config';
 import { resolveRunTemplates } from '../../pipeline/runTemplates';
 import { TemporalScheduledById, TemporalScheduledStartTime } from '../../pipeline/searchAttributes';
-import { collectReportData, type ReportData } from '../report/collect';
+import { collectReportData, type ReportData, type ReportExtra } from '../report/collect';
+import { stepSpansFromHistory } from './historyProgress';
 import { buildCharts, renderHtml, renderMarkdown } from '../report/render';
 import { resolveWorkflowId } from './resolveRun';
 
@@ -22,7 +23,7 @@ export interface ReportFiles {
   data: ReportData;
 }
 
-export async function writeReport(runDir: string, extra: { config?: unknown; workflowId?: string; runName?: string } = {}): Promise<ReportFiles> {
+export async function writeReport(runDir: string, extra: ReportExtra = {}): Promise<ReportFiles> {
   const data = await collectReportData(runDir, extra);
   const charts = buildCharts(data);
   const dir = path.join(runDir, 'report');
@@ -36,7 +37,7 @@ export async function writeReport(runDir: string, extra: { config?: unknown; wor
 }
 
 /** The run dir and config of a workflow: its input, with the same template resolution as the workflow. */
-export async function runOfWorkflow(client: Client, run: string): Promise<{ workflowId: string; runDir: string; config?: RunConfig; runName?: string }> {
+export async function runOfWorkflow(client: Client, run: string): Promise<{ workflowId: string; runDir: string; config?: RunConfig; runName?: string; spans: ReportExtra['spans'] }> {
   const workflowId = await resolveWorkflowId(client, run);
   const handle = client.workflow.getHandle(workflowId);
   const description = await handle.describe();
@@ -53,9 +54,13 @@ export async function runOfWorkflow(client: Client, run: string): Promise<{ work
   }
   const runDir = memo.runDir ?? config?.runDir;
   if (!runDir) throw new Error(`cannot tell the run dir of ${workflowId} (no memo, no valid input); pass the run dir instead`);
-  return { workflowId, runDir, config, runName: memo.runName ?? config?.runName };
+  return { workflowId, runDir, config, runName: memo.runName ?? config?.runName, spans: stepSpansFromHistory(history.events ?? []) };
 }
 
+/**
+ * A run dir is a directory with `.wmss/` (manifests, ownership records, the lock): the report is
+ * written into it, so any other directory (a home, a checkout) must not pass as one.
+ */
 export function isRunDir(arg: string): boolean {
-  return existsSync(arg) && statSync(arg).isDirectory();
+  return existsSync(arg) && statSync(arg).isDirectory() && existsSync(path.join(arg, '.wmss')) && statSync(path.join(arg, '.wmss')).isDirectory();
 }

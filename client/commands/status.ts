@@ -3,33 +3,88 @@ import type { Client } from '@temporalio/client';
 import { progressQuery, type PipelineProgress, type StepStatus } from '../../pipeline/workflowApi';
 import type { StepId, StepProgress } from '../../pipeline/steps';
 import { formatDuration, pipelineEta, progressRate, stepRemainingMs, type PipelineEta, type ProgressSamples } from './eta';
-import { progressFromHistory } from './historyProgress';
+import { tsToMs } from '@temporalio/common/lib/time';
+import { progressFromHistory, type HistoryProgress } from './historyProgress';
+import { formatFailure, type RunFailure } from './failure';
 import { table } from './resolveRun';
+
+export interface ActivityBeat {
+  stepId: string;
+  activityType: string;
+  attempt: number;
+  details?: StepProgress;
+  lastFailure?: string;
+  /** started: a worker has the task; scheduled: waiting for a worker (or for the next retry). */
+  state: 'scheduled' | 'started' | 'other';
+  /** ms since the epoch; undefined when there was none. */
+  lastHeartbeatAt?: number;
+  lastStartedAt?: number;
+  scheduledAt?: number;
+  nextAttemptAt?: number;
+  worker?: string;
+}
 
 export interface RunSnapshot {
   workflowId: string;
   progress: PipelineProgress;
   /** Latest heartbeat of each running activity; the workflow uses the step id as activity id. */
-  heartbeats: { stepId: string; activityType: string; attempt: number; details?: StepProgress; lastFailure?: string }[];
+  heartbeats: ActivityBeat[];
   workflowStatus: string;
+  /** The workflow's own failure (it may have failed before any step ran). */
+  failure?: RunFailure;
+  /** The workflow's input is not a run config. */
+  inputProblem?: string;
   /** When this snapshot was taken (ms since the epoch). */
   at: number;
 }
+
+const msOf = (ts: Parameters<typeof tsToMs>[0] | undefined | null) => (ts ? tsToMs(ts) : undefined);
 
 export async function snapshotRun(client: Client, workflowId: string): Promise<RunSnapshot> {
   const handle = client.workflow.getHandle(workflowId);
   const description = await handle.describe();
   // A running workflow answers the query; an ended one is read from its history (no worker needed).
-  const progress = description.status.name === 'RUNNING' ? await handle.query(progressQuery) : await progressFromHistory(client, workflowId, description.status.name, description.memo);
+  const full: HistoryProgress = description.status.name === 'RUNNING' ? await handle.query(progressQuery) : await progressFromHistory(client, workflowId, description.status.name, description.memo);
+  const { failure, inputProblem, ...progress } = full;
   const pending = description.raw.pendingActivities ?? [];
   const heartbeats = await Promise.all(
-    pending.map(async (a) => {
+    pending.map(async (a): Promise<ActivityBeat> => {
       const payload = a.heartbeatDetails?.payloads?.[0];
       const details = payload ? ((await client.options.loadedDataConverter.payloadConverter.fromPayload(payload)) as StepProgress) : undefined;
-      return { stepId: a.activityId ?? '', activityType: a.activityType?.name ?? '?', attempt: a.attempt ?? 1, details, lastFailure: a.lastFailure?.message ?? undefined };
+      // PendingActivityState: 1 scheduled, 2 started
+      const state = a.state === 1 ? 'scheduled' : a.state === 2 ? 'started' : 'other';
+      return {
+        stepId: a.activityId ?? '', activityType: a.activityType?.name ?? '?', attempt: a.attempt ?? 1, details, lastFailure: a.lastFailure?.message ?? undefined, state,
+        lastHeartbeatAt: msOf(a.lastHeartbeatTime), lastStartedAt: msOf(a.lastStartedTime), scheduledAt: msOf(a.scheduledTime), nextAttemptAt: msOf(a.nextAttemptScheduleTime), worker: a.lastWorkerIdentity || undefined,
+      };
     }),
   );
-  return { workflowId, progress, heartbeats, workflowStatus: description.status.name, at: Date.now() };
+  return { workflowId, progress, heartbeats, workflowStatus: description.status.name, ...(failure && { failure }), ...(inputProblem && { inputProblem }), at: Date.now() };
+}
+
+/** A step's worker has not reported for this long: worth saying (heartbeats come every few seconds). */
+const QUIET_MS = 20_000;
+
+/**
+ * What a running step is waiting for, when it is not simply making progress: a worker to take it
+ * (none polls its queue, or the one that had it died and the heartbeat timeout has not yet let
+ * the server retry it), or its next retry. Without this `watch` is silent for the whole heartbeat
+ * timeout after a worker dies.
+ */
+export function liveness(beat: ActivityBeat | undefined, now: number): string {
+  if (!beat) return '';
+  const ago = (t: number) => formatDuration(Math.max(0, now - t));
+  const after = beat.lastFailure ? ` after: ${beat.lastFailure.split('\n')[0]}` : '';
+  if (beat.state === 'scheduled') {
+    if (beat.nextAttemptAt && beat.nextAttemptAt > now) return `attempt ${beat.attempt} in ${formatDuration(beat.nextAttemptAt - now)}${after}`;
+    const since = beat.nextAttemptAt ?? beat.scheduledAt;
+    return `waiting for a worker${since ? ` for ${ago(since)}` : ''} (attempt ${beat.attempt})${after}`;
+  }
+  if (beat.state === 'started') {
+    const last = beat.lastHeartbeatAt ?? beat.lastStartedAt;
+    if (last !== undefined && now - last > QUIET_MS) return `last heartbeat ${ago(last)} ago${beat.worker ? ` from ${beat.worker}` : ''}: the worker may be gone; the step is retried once its heartbeat timeout passes (attempt ${beat.attempt})`;
+  }
+  return '';
 }
 
 export function describeProgress(p?: StepProgress): string {
@@ -68,13 +123,14 @@ function stepTime(step: StepStatus, now: number): string {
 export function renderSnapshot(s: RunSnapshot, samples: Partial<Record<string, ProgressSamples>> = {}): string {
   const est = estimates(s, samples);
   const eta = formatPipelineEta(est.pipeline);
-  const head = `run ${s.progress.runName} (${s.workflowId}): ${s.progress.status}${s.workflowStatus !== 'RUNNING' ? ` (workflow ${s.workflowStatus.toLowerCase()})` : ''}${eta ? `, ETA ${eta}` : ''}\nrun dir ${s.progress.runDir}`;
+  const head = `run ${s.progress.runName || '?'} (${s.workflowId}): ${s.progress.status}${s.workflowStatus !== 'RUNNING' ? ` (workflow ${s.workflowStatus.toLowerCase()})` : ''}${eta ? `, ETA ${eta}` : ''}\nrun dir ${s.progress.runDir}`;
   const rows = s.progress.steps.map((step) => {
     const beat = s.heartbeats.find((h) => h.stepId === step.id);
     let detail = '';
     if (step.state === 'running') {
       const left = est.steps[step.id];
-      detail = [describeProgress(beat?.details), left !== undefined ? `ETA ${formatDuration(left)}` : '', beat && beat.attempt > 1 ? `attempt ${beat.attempt}${beat.lastFailure ? ` after: ${beat.lastFailure.split('\n')[0]}` : ''}` : ''].filter(Boolean).join(' · ');
+      const waiting = liveness(beat, s.at);
+      detail = [describeProgress(beat?.details), left !== undefined ? `ETA ${formatDuration(left)}` : '', waiting || (beat && beat.attempt > 1 ? `attempt ${beat.attempt}${beat.lastFailure ? ` after: ${beat.lastFailure.split('\n')[0]}` : ''}` : '')].filter(Boolean).join(' · ');
     } else if (step.error) {
       detail = `${step.error.type ?? 'error'}: ${step.error.message.split('\n')[0]}`;
     } else if (step.result?.cached) {
@@ -82,5 +138,11 @@ export function renderSnapshot(s: RunSnapshot, samples: Partial<Record<string, P
     }
     return [step.number, step.title, step.state, stepTime(step, s.at), detail];
   });
-  return `${head}\n${table(['step', 'what', 'state', 'time', 'progress'], rows)}`;
+  const why = [s.inputProblem, s.failure ? `failed: ${formatFailure(s.failure)}` : ''].filter(Boolean).join('\n');
+  return `${head}\n${table(['step', 'what', 'state', 'time', 'progress'], rows)}${why ? `\n${why}` : ''}`;
+}
+
+/** Exit status of `status` and `watch`: non-zero once the run has ended without its result. */
+export function exitCodeOf(s: RunSnapshot): number {
+  return s.workflowStatus === 'RUNNING' || s.workflowStatus === 'COMPLETED' ? 0 : 1;
 }

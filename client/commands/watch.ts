@@ -11,7 +11,7 @@ import type { Client } from '@temporalio/client';
 import { STEPS } from '../../pipeline/steps';
 import type { StepStatus } from '../../pipeline/workflowApi';
 import { formatDuration, type ProgressSamples } from './eta';
-import { describeProgress, estimates, formatPipelineEta, renderSnapshot, snapshotRun, type RunSnapshot } from './status';
+import { describeProgress, estimates, formatPipelineEta, liveness, renderSnapshot, snapshotRun, type RunSnapshot } from './status';
 
 export interface WatchOptions {
   everyMs: number;
@@ -60,6 +60,7 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
   const samples: Record<string, ProgressSamples> = {};
   const seenState = new Map<string, string>();
   const lastLine = new Map<string, string>();
+  const lastWaiting = new Map<string, { kind: string; at: number }>();
   const write = (s: string) => out.write(`${s}\n`);
   let multi: MultiBar | undefined;
   let pipelineBar: SingleBar | undefined;
@@ -78,7 +79,7 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
         multi = new MultiBar({ stream: out as NodeJS.WriteStream, clearOnComplete: false, hideCursor: true, autopadding: true, barsize: 24, format: STEP_FORMAT, fps: 5 }, Presets.shades_classic);
         pipelineBar = multi.create(snap.progress.steps.length, 0, { run: snap.progress.runName, state: snap.progress.status, eta: '?' }, { format: PIPELINE_FORMAT });
       }
-      if (n === 1) log(`watching ${workflowId} (run ${snap.progress.runName}, dir ${snap.progress.runDir})`);
+      if (n === 1) log(`watching ${workflowId} (run ${snap.progress.runName || '?'}, dir ${snap.progress.runDir || '?'})`);
 
       for (const step of snap.progress.steps) {
         const before = seenState.get(step.id);
@@ -90,6 +91,16 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
             log(`[${clock}] step ${step.number} ${step.title}: ${step.state}${step.state === 'running' ? '' : took}${why}`);
           }
         }
+        const waiting = step.state === 'running' ? liveness(snap.heartbeats.find((h) => h.stepId === step.id), snap.at) : '';
+        if (waiting) {
+          // Say it when it starts or changes, then every 15 s: the seconds in it tick each refresh.
+          const kind = waiting.split(' ').slice(0, 2).join(' ');
+          const prev = lastWaiting.get(step.id);
+          if (!prev || prev.kind !== kind || snap.at - prev.at >= 15_000) {
+            log(`[${clock}] step ${step.number} ${step.title}: ${waiting}`);
+            lastWaiting.set(step.id, { kind, at: snap.at });
+          }
+        } else lastWaiting.delete(step.id);
         const beat = snap.heartbeats.find((h) => h.stepId === step.id)?.details;
         if (step.state === 'running' && beat && beat.total > 0) {
           const details = stepDetails(snap, step, est.steps[step.id]);

@@ -21,6 +21,8 @@ export interface StepTiming {
   cacheKey?: string;
   host?: string;
   metrics?: Record<string, number | string>;
+  /** Attempts the step took, when known from the workflow's history. */
+  attempts?: number;
 }
 
 export interface LossPoint {
@@ -88,7 +90,15 @@ function lossOf(runDir: string, manifest: StepManifest | undefined, fallbackDir:
   return { checkpoint: path.relative(runDir, checkpoint!), points: (state.loss_history ?? []).filter((p) => Number.isFinite(p.loss)) };
 }
 
-export async function collectReportData(runDir: string, extra: { config?: unknown; workflowId?: string; runName?: string } = {}): Promise<ReportData> {
+export interface ReportExtra {
+  config?: unknown;
+  workflowId?: string;
+  runName?: string;
+  /** Per step, first scheduled to final completion (client/commands/historyProgress.ts): counts every attempt. */
+  spans?: Partial<Record<StepId, { startedAt: string; finishedAt: string; attempts: number }>>;
+}
+
+export async function collectReportData(runDir: string, extra: ReportExtra = {}): Promise<ReportData> {
   const missing: string[] = [];
   const manifests = new Map<StepId, StepManifest>();
   // The steps of this run: all the config enables, or without a config the default ones and any with a manifest.
@@ -103,8 +113,12 @@ export async function collectReportData(runDir: string, extra: { config?: unknow
   const steps: StepTiming[] = rows.map((row) => {
     const m = manifests.get(row.id);
     if (!m) return { id: row.id, number: row.number, title: row.title };
-    const ms = Date.parse(m.timings.finishedAt) - Date.parse(m.timings.startedAt);
-    return { id: row.id, number: row.number, title: row.title, startedAt: m.timings.startedAt, finishedAt: m.timings.finishedAt, ms, cacheKey: m.cacheKey, host: m.host, metrics: m.result.metrics };
+    // The manifest's timings are those of the attempt that succeeded; the history's span counts all.
+    const span = extra.spans?.[row.id];
+    const startedAt = span?.startedAt ?? m.timings.startedAt;
+    const finishedAt = span?.finishedAt ?? m.timings.finishedAt;
+    const ms = Date.parse(finishedAt) - Date.parse(startedAt);
+    return { id: row.id, number: row.number, title: row.title, startedAt, finishedAt, ms, cacheKey: m.cacheKey, host: m.host, metrics: m.result.metrics, ...(span && { attempts: span.attempts }) };
   });
   const recordedConfig: Record<string, unknown> = {};
   for (const [id, m] of manifests) recordedConfig[id] = m.keyMaterial;

@@ -59,7 +59,7 @@ const secs = (ms: number | undefined) => (ms === undefined ? '–' : ms < 1000 ?
 
 /** Rows of the tables both documents show, as plain cells. */
 export function tables(data: ReportData) {
-  const steps = data.steps.map((s) => [s.number, s.title, s.startedAt ? s.startedAt.replace('T', ' ').slice(0, 19) : 'not finished', secs(s.ms), s.host ?? '', s.cacheKey ? s.cacheKey.slice(0, 12) : '']);
+  const steps = data.steps.map((s) => [s.number, s.title, s.startedAt ? s.startedAt.replace('T', ' ').slice(0, 19) : 'not finished', secs(s.ms) + (s.attempts && s.attempts > 1 ? ` (${s.attempts} attempts)` : ''), s.host ?? '', s.cacheKey ? s.cacheKey.slice(0, 12) : '']);
   const labels = orderedLabels(data);
   const accuracy = datasets(data).map((d) => {
     const v = (l: string) => data.accuracy[l]?.[d]?.pass_at_1;
