@@ -124,7 +124,7 @@ export async function connectWorker(target = temporalTarget()): Promise<import('
  */
 export function webUiLink(workflowId: string, target = temporalTarget(), uiUrl?: string): string {
   const [host, port] = splitHostPort(target.address);
-  const base = (uiUrl ?? process.env.WMSS_UI_URL ?? `http://${host}:${(port ?? 7233) + 1000}`).replace(/\/+$/, '');
+  const base = (uiUrl || process.env.WMSS_UI_URL || `http://${host}:${(port ?? 7233) + 1000}`).replace(/\/+$/, '');
   return `${base}/namespaces/${encodeURIComponent(target.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
 }
 
