@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
+import { DefaultLogger, Runtime, type LogEntry, type LogLevel } from '@temporalio/worker';
 import type { DeviceSet } from './deviceSet';
 
 /**
@@ -40,10 +40,29 @@ export function checkDevicesPresent(devices: DeviceSet, count: number | undefine
 
 let installed = false;
 
-/** The SDK's logger at WARN (or INFO/DEBUG with --verbose); once per process, before any worker is built. */
-export function installWorkerLogging(verbose: boolean | 'debug' = false): void {
+/**
+ * Warnings that describe the design, not a problem: the host-pinned workers serve activities only
+ * (workers/createWorkers.ts), so the SDK's "No workflows registered" is expected for each of them.
+ */
+const EXPECTED_WARNINGS = [/^No workflows registered/];
+
+/** Like the SDK's default log function (stderr), with the expected warnings dropped unless verbose. */
+export function workerLogFunction(verbose: boolean, write: (line: string, meta?: unknown) => void = (l, m) => (m === undefined ? console.error(l) : console.error(l, m))) {
+  return (entry: LogEntry): void => {
+    if (!verbose && EXPECTED_WARNINGS.some((re) => re.test(entry.message))) return;
+    const time = new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString();
+    const meta = entry.meta && Object.keys(entry.meta).length ? entry.meta : undefined;
+    write(`${time} [${entry.level}] ${entry.message}`, meta);
+  };
+}
+
+/**
+ * The SDK's logger at WARN (INFO with --verbose: workflow bundling, pollers); once per process,
+ * before any worker is built. The SDK's default is INFO, which prints webpack's bundling report.
+ */
+export function installWorkerLogging(verbose = false): void {
   if (installed) return;
-  const level: LogLevel = verbose === 'debug' ? 'DEBUG' : verbose ? 'INFO' : 'WARN';
-  Runtime.install({ logger: new DefaultLogger(level) });
+  const level: LogLevel = verbose ? 'INFO' : 'WARN';
+  Runtime.install({ logger: new DefaultLogger(level, workerLogFunction(verbose)) });
   installed = true;
 }

@@ -47,6 +47,33 @@ function run(cmd: string, args: string[], opts: { timeoutMs?: number; cwd?: stri
 
 const wmss = (...args: string[]) => run(bin, args);
 
+/** Starts a long-running command, waits until its output matches, then stops it with SIGINT (as Ctrl-C). */
+function runUntil(args: string[], ready: RegExp, timeoutMs = 120_000): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { cwd: h.dir, env: { ...process.env, TEMPORAL_ADDRESS: h.server.address }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let stopping = false;
+    const check = () => {
+      if (!stopping && ready.test(stdout + stderr)) {
+        stopping = true;
+        // a moment for anything printed right after start-up (pollers starting) to show
+        setTimeout(() => child.kill('SIGINT'), 2000);
+      }
+    };
+    child.stdout.on('data', (d) => ((stdout += d), check()));
+    child.stderr.on('data', (d) => ((stderr += d), check()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const hard = setTimeout(() => child.kill('SIGKILL'), timeoutMs + 15_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      clearTimeout(hard);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
 async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -104,6 +131,24 @@ test('--help, a typo, and `plan` of the CPU example', async () => {
   expect(plan.code).toBe(0);
   expect(plan.stdout).toContain(`run cpu-small in ${path.join(h.dir, 'runs', 'cpu-small')}`);
   expect(plan.stdout).toMatch(/^7 +evaluate on math benchmarks/m);
+});
+
+test('workers are quiet by default (no bundler report, no expected warnings), chatty with --verbose; --gpus checks the host', async () => {
+  const quiet = await runUntil(['worker', 'control', '--control-queue', 'it-quiet'], /wmss control worker .* serving it-quiet/);
+  const printed = (quiet.stdout + quiet.stderr).trim().split('\n');
+  expect(printed[0]).toMatch(/^wmss control worker @ \S+ serving it-quiet, it-quiet@\S+ at /);
+  expect(quiet.stdout + quiet.stderr).not.toMatch(/webpack|modules by path|No workflows registered/);
+
+  const verbose = await runUntil(['worker', 'control', '--control-queue', 'it-verbose', '--verbose'], /wmss control worker .* serving it-verbose/);
+  expect(verbose.stderr).toMatch(/\[INFO\] Workflow bundle created/);
+
+  const { countHostGpus } = await import('../../workers/hostChecks');
+  if (countHostGpus() === undefined) {
+    const gpu = await wmss('worker', 'gpu', '--gpus', '0');
+    expect(gpu.code).not.toBe(0);
+    expect(gpu.stderr).toMatch(/--gpus 0: this host has no NVIDIA GPU/);
+    expect(gpu.stdout).not.toMatch(/cuda:0/);
+  }
 });
 
 describe('against a real dev server', () => {
