@@ -204,6 +204,21 @@ describe('report step times (defect 7)', () => {
     const spans = stepSpansFromHistory(events as never);
     expect(spans.sft).toEqual({ startedAt: new Date(1_700_000_000_000).toISOString(), finishedAt: new Date(1_700_000_400_000).toISOString(), attempts: 3 });
   });
+
+  test('the report takes those spans over the manifest\'s last-attempt timings', async () => {
+    const { collectReportData } = await import('../../client/report/collect');
+    const { manifestFile } = await import('../../activities/store/manifest');
+    const runDir = tmpDir();
+    const file = manifestFile(runDir, 'sft');
+    mkdirSync(path.dirname(file), { recursive: true });
+    const result = { stepId: 'sft', host: 'h', cached: false, outputs: {}, metrics: {}, cacheKey: 'k', durationMs: 100_000 };
+    // the attempt that succeeded ran the last 100 s; two failed attempts and back-off came before
+    writeFileSync(file, JSON.stringify({ format: 'wmss-step/1', step: 'sft', cacheKey: 'k', keyMaterial: {}, inputs: {}, mode: 'atomic', wmssFlowVersion: '0', host: 'h', outputs: {}, result, timings: { startedAt: '2026-01-01T00:05:00.000Z', finishedAt: '2026-01-01T00:06:40.000Z', produceMs: 0, publishMs: 0, digestMs: 0 } }));
+    const lastAttempt = await collectReportData(runDir);
+    expect(lastAttempt.steps.find((st) => st.id === 'sft')!.ms).toBe(100_000);
+    const all = await collectReportData(runDir, { spans: { sft: { startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:06:40.000Z', attempts: 3 } } });
+    expect(all.steps.find((st) => st.id === 'sft')).toMatchObject({ ms: 400_000, attempts: 3 });
+  });
 });
 
 describe('examples/ (defect 7)', () => {
