@@ -30,7 +30,8 @@ export function unwrapFailure(err: unknown): RunFailure {
       message = e.message;
     } else if (e instanceof ActivityFailure && step === undefined) {
       const row = STEPS.find((s) => s.id === e.activityId);
-      step = row ? `step ${row.number} (${row.title})` : `activity ${e.activityType}${e.activityId ? ` (${e.activityId})` : ''}`;
+      // other activities (the run dir lock) get SDK-numbered ids, which say nothing to a user
+      step = row ? `step ${row.number} (${row.title})` : `activity ${e.activityType}`;
     } else if (type === undefined && (e instanceof TimeoutFailure || e instanceof TerminatedFailure || e instanceof CancelledFailure)) {
       type = e instanceof TimeoutFailure ? 'Timeout' : e instanceof TerminatedFailure ? 'Terminated' : 'Cancelled';
       message = e.message;

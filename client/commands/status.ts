@@ -123,7 +123,7 @@ function stepTime(step: StepStatus, now: number): string {
 export function renderSnapshot(s: RunSnapshot, samples: Partial<Record<string, ProgressSamples>> = {}): string {
   const est = estimates(s, samples);
   const eta = formatPipelineEta(est.pipeline);
-  const head = `run ${s.progress.runName || '?'} (${s.workflowId}): ${s.progress.status}${s.workflowStatus !== 'RUNNING' ? ` (workflow ${s.workflowStatus.toLowerCase()})` : ''}${eta ? `, ETA ${eta}` : ''}\nrun dir ${s.progress.runDir}`;
+  const head = `run ${s.progress.runName || '?'} (${s.workflowId}): ${s.progress.status}${s.workflowStatus !== 'RUNNING' ? ` (workflow ${s.workflowStatus.toLowerCase()})` : ''}${eta ? `, ETA ${eta}` : ''}\nrun dir ${s.progress.runDir || '?'}`;
   const rows = s.progress.steps.map((step) => {
     const beat = s.heartbeats.find((h) => h.stepId === step.id);
     let detail = '';

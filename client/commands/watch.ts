@@ -77,7 +77,7 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
       const log = (line: string) => (multi ? multi.log(`${line}\n`) : write(line));
       if (!plain && !multi) {
         multi = new MultiBar({ stream: out as NodeJS.WriteStream, clearOnComplete: false, hideCursor: true, autopadding: true, barsize: 24, format: STEP_FORMAT, fps: 5 }, Presets.shades_classic);
-        pipelineBar = multi.create(snap.progress.steps.length, 0, { run: snap.progress.runName, state: snap.progress.status, eta: '?' }, { format: PIPELINE_FORMAT });
+        pipelineBar = multi.create(snap.progress.steps.length, 0, { run: snap.progress.runName || '?', state: snap.progress.status, eta: '?' }, { format: PIPELINE_FORMAT });
       }
       if (n === 1) log(`watching ${workflowId} (run ${snap.progress.runName || '?'}, dir ${snap.progress.runDir || '?'})`);
 
@@ -122,10 +122,10 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
         }
       }
       const eta = formatPipelineEta(est.pipeline) || '-';
-      if (pipelineBar) pipelineBar.update(doneCount(snap.progress.steps), { run: snap.progress.runName, state: snap.progress.status, eta });
+      if (pipelineBar) pipelineBar.update(doneCount(snap.progress.steps), { run: snap.progress.runName || '?', state: snap.progress.status, eta });
       else {
         const key = `${doneCount(snap.progress.steps)}/${snap.progress.steps.length}`;
-        if (lastLine.get('') !== key) write(`[${clock}] run ${snap.progress.runName}: ${key} steps done, ETA ${eta}`);
+        if (lastLine.get('') !== key) write(`[${clock}] run ${snap.progress.runName || '?'}: ${key} steps done, ETA ${eta}`);
         lastLine.set('', key);
       }
 

@@ -178,7 +178,7 @@ describe('the workflow\'s own failure (defect 5)', () => {
     const inner = ApplicationFailure.create({ type: 'RunDirLocked', message: 'run wmss-a holds /data/r', nonRetryable: true });
     const activity = new ActivityFailure('Activity task failed', 'lockRunDir', 'lock', RetryState.NON_RETRYABLE_FAILURE, 'w', inner);
     const top = ApplicationFailure.create({ type: 'RunDirLocked', message: 'run wmss-a holds /data/r', nonRetryable: true, cause: activity });
-    expect(formatFailure(unwrapFailure(top))).toBe('RunDirLocked: run wmss-a holds /data/r (activity lockRunDir (lock))');
+    expect(formatFailure(unwrapFailure(top))).toBe('RunDirLocked: run wmss-a holds /data/r (activity lockRunDir)');
     const step = new ActivityFailure('Activity task failed', 'sft', 'sft', RetryState.MAXIMUM_ATTEMPTS_REACHED, 'w', ApplicationFailure.create({ type: 'KernelCrashed', message: 'exit 1' }));
     expect(unwrapFailure(step)).toEqual({ type: 'KernelCrashed', message: 'exit 1', step: 'step 1 (Stage-1 SFT of the base → m1)' });
   });
