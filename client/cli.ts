@@ -19,8 +19,7 @@ import { renderPlan } from './commands/plan';
 import { configToResume } from './commands/resume';
 import { explainWorkflowError } from './commands/failure';
 import { absolutize, ConfigFileError, readRunConfigForRun } from './runConfigFile';
-import { checkDevicesPresent, installWorkerLogging } from '../workers/hostChecks';
-import { parseDeviceSet } from '../workers/deviceSet';
+import { installWorkerLogging } from '../workers/hostChecks';
 
 /** Accepts a workflow id (any start method: wmss, temporal CLI, Schedule) or a run name: commands/resolveRun.ts. */
 const idOf = (client: Awaited<ReturnType<typeof connectClient>>, idOrName: string) => resolveWorkflowId(client, idOrName);
@@ -109,7 +108,6 @@ export function buildProgram(): Command {
     .option('--verbose', '[control, gpu, onnx] the SDK\'s info logs too (workflow bundling, pollers)')
     .action(async (kind: string, o) => {
       if (!['control', 'gpu', 'onnx'].includes(kind)) throw new Error(`worker kind must be control, gpu or onnx, not "${kind}"`);
-      if (kind === 'gpu') checkDevicesPresent(parseDeviceSet(o.gpus));
       installWorkerLogging(Boolean(o.verbose));
       if (kind === 'onnx') {
         // onnxruntime-node in this process, no kernels: README "ONNX backend"

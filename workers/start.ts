@@ -3,6 +3,7 @@ import { connectWorker, temporalTarget, type ConnectionFlags } from '../client/c
 import { createControlWorkers, createGpuWorkers, runWorkers, workerHost } from './createWorkers';
 import { claimDevices } from './deviceLocks';
 import { describeDeviceSet, parseDeviceSet } from './deviceSet';
+import { checkDevicesPresent } from './hostChecks';
 
 /** Connection flags (address, namespace, API key, TLS paths, profile): client/connection.ts. */
 export interface WorkerCliOptions extends ConnectionFlags {
@@ -23,6 +24,7 @@ export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOption
   const { address, namespace } = target;
   const host = workerHost(opts.host);
   const devices = parseDeviceSet(opts.gpus ?? 'cpu');
+  if (kind === 'gpu') checkDevicesPresent(devices);
   // Claimed before connecting: a worker that cannot own its devices must not take any task.
   const claim = kind === 'gpu' ? claimDevices(devices, { worker: `wmss gpu worker --gpus ${opts.gpus ?? 'cpu'}`, host }) : undefined;
   const release = () => claim?.release();
