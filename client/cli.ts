@@ -228,7 +228,7 @@ export function buildProgram(): Command {
     .option('--paused', 'create it paused')
     .action((o) =>
       withClient(async (client) => {
-        const config = readRunConfigForRun(o.config);
+        const config = readRunConfigForRun(o.config, { scheduled: true });
         const handle = await createSchedule(client, { config, scheduleId: o.id, cron: o.cron, every: o.every, overlap: parseOverlap(o.overlap), pauseOnFailure: o.pauseOnFailure, catchupWindow: o.catchupWindow, paused: Boolean(o.paused) });
         console.log(`created schedule ${handle.scheduleId}\n${await describeSchedule(handle)}`);
       }),

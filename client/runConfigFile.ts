@@ -79,7 +79,7 @@ const SHARED_ROOTS = ['/', '/var', '/var/lib', '/var/log', '/home', '/tmp', '/va
  * is not already a run dir (one with `.wmss/`, where ownership records say what a run may touch):
  * a typo like `"runDir": "~"` or `"."` in a project checkout is refused before anything starts.
  */
-export function unsafeRunDir(runDir: string, home = os.homedir()): string | undefined {
+export function unsafeRunDir(runDir: string, home = os.homedir(), opts: { parentOfRuns?: boolean } = {}): string | undefined {
   // Date templates ({date}, {workflowId}) are resolved when the run starts: check the part before them.
   const fixed = runDir.includes('{') ? path.dirname(runDir.slice(0, runDir.indexOf('{')) + 'x') : runDir;
   let real = path.resolve(fixed);
@@ -95,7 +95,8 @@ export function unsafeRunDir(runDir: string, home = os.homedir()): string | unde
     const tree = SYSTEM_TREES.find((t) => p === t || p.startsWith(`${t}/`));
     if (tree) return `${p} is inside the system directory ${tree}; put runs on a data disk`;
   }
-  if (runDir !== fixed || !existsSync(real)) return undefined;
+  // A schedule's runs each get their own dir below it (pipeline/runTemplates.ts): it fills up by design.
+  if (opts.parentOfRuns || runDir !== fixed || !existsSync(real)) return undefined;
   if (!statSync(real).isDirectory()) return `${real} exists and is not a directory`;
   const entries = readdirSync(real);
   if (entries.length === 0 || entries.includes('.wmss')) return undefined;
@@ -103,11 +104,14 @@ export function unsafeRunDir(runDir: string, home = os.homedir()): string | unde
   return `${real} is not empty (${shown}) and is not a wmss run dir (no .wmss/): a run writes and deletes files there, so give it an empty or new directory`;
 }
 
-/** The config of `wmss start`/`plan`: read, paths made absolute, run dir checked. */
-export function readRunConfigForRun(file: string, base = process.cwd()): RunConfig {
+/**
+ * The config of `wmss start`/`plan`/`schedule create`: read, paths made absolute, run dir checked
+ * (`scheduled`: the run dir is the parent of the scheduled runs' own dirs).
+ */
+export function readRunConfigForRun(file: string, opts: { base?: string; scheduled?: boolean } = {}): RunConfig {
   const loaded = loadRunConfig(file);
-  const config = absolutize(loaded.config, base);
-  const why = unsafeRunDir(config.runDir);
+  const config = absolutize(loaded.config, opts.base ?? process.cwd());
+  const why = unsafeRunDir(config.runDir, os.homedir(), { parentOfRuns: opts.scheduled });
   if (why) throw new ConfigFileError(`${at(file, loaded.where('runDir'))}: runDir: ${why}`);
   return config;
 }

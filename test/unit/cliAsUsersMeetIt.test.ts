@@ -109,6 +109,15 @@ describe('config files (defect 6)', () => {
     expect(readdirSync(notOurs)).toEqual(['thesis.tex']);
   });
 
+  test('a schedule\'s run dir holds its runs\' dirs: non-empty is fine there, a system dir is not', () => {
+    const dir = tmpDir();
+    mkdirSync(path.join(dir, 'sched', '2026-11-25T030405Z'), { recursive: true });
+    const ok = configFile(JSON.stringify({ ...base(dir), runDir: path.join(dir, 'sched') }));
+    expect(runConfigFile.readRunConfigForRun(ok, { scheduled: true }).runDir).toBe(path.join(dir, 'sched'));
+    expect(() => runConfigFile.readRunConfigForRun(ok)).toThrow(/is not empty/);
+    expect(() => runConfigFile.readRunConfigForRun(configFile(JSON.stringify({ ...base(dir), runDir: '/var' })), { scheduled: true })).toThrow(/runDir: \/var is a directory shared/);
+  });
+
   test('an empty dir, a new dir and an existing run dir are fine', async () => {
     const dir = tmpDir();
     const empty = path.join(dir, 'empty');
