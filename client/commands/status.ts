@@ -136,7 +136,9 @@ export function renderSnapshot(s: RunSnapshot, samples: Partial<Record<string, P
     } else if (step.result?.cached) {
       detail = 'cache hit';
     }
-    return [step.number, step.title, step.state, stepTime(step, s.at), detail];
+    // "pending" promises a start that an ended run will never give
+    const state = step.state === 'pending' && s.workflowStatus !== 'RUNNING' ? 'not run' : step.state;
+    return [step.number, step.title, state, stepTime(step, s.at), detail];
   });
   const why = [s.inputProblem, s.failure ? `failed: ${formatFailure(s.failure)}` : ''].filter(Boolean).join('\n');
   return `${head}\n${table(['step', 'what', 'state', 'time', 'progress'], rows)}${why ? `\n${why}` : ''}`;

@@ -190,6 +190,8 @@ describe('against a real dev server', () => {
     const status = await wmss('status', 'it-locked');
     expect(status.code).toBe(1);
     expect(status.stdout).toMatch(/failed: RunDirLocked: .*wmss-it-stuck/);
+    expect(status.stdout).toMatch(/\n0 +entropy of the base model +not run\n/);
+    expect(status.stdout).not.toMatch(/pending/);
 
     const watch = await wmss('watch', 'it-locked', '--plain');
     expect(watch.code).toBe(1);
