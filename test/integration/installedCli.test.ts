@@ -10,7 +10,7 @@
  * for anything missing), about 15 s on a warm cache.
  */
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporalCli } from '../../client/devServer';
 import { startHarness, tinyRunConfig, type Harness } from './harness';
@@ -115,6 +115,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await h?.stop();
+  // the installed package with its dependencies is about 0.5 GB
+  if (h) for (const d of ['prefix', 'pack']) rmSync(path.join(h.dir, d), { recursive: true, force: true });
 });
 
 test('--help, a typo, and `plan` of the CPU example', async () => {
