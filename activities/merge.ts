@@ -8,7 +8,7 @@ import * as A from '../pipeline/artifacts';
 import type { RunConfig } from '../pipeline/config';
 import type { StepInput, StepResult } from '../pipeline/steps';
 import { runStep } from './store/artifactStore';
-import { digestPath } from './store/digest';
+import { digestTextInput } from './store/digest';
 import { invalidInput } from './store/failures';
 import { activityHeartbeat, progressDetails, type Heartbeat } from './store/heartbeat';
 import { promises as fsp } from 'node:fs';
@@ -154,7 +154,7 @@ export async function mergeAndWeight(input: StepInput): Promise<StepResult> {
   const entropyPath = (dep: 'entropy0' | 'entropy1', fallback: string) => path.join(run.runDir, input.deps[dep]?.outputs.entropy ?? fallback);
   const settings: MergeSettings = { dataFormat: config.dataFormat, weighting: config.weighting, resample: config.resample };
   return runStep(input, {
-    cacheKey: { version: MERGE_VERSION, ...settings, data: await digestPath(run.runDir, run.dataFile, 'dataFile') },
+    cacheKey: { version: MERGE_VERSION, ...settings, data: await digestTextInput(run.runDir, run.dataFile, 'dataFile') },
     outputs: { merged: A.ENTROPY_MERGED, weights: A.SAMPLE_WEIGHTS, positions: A.RESAMPLED_POSITIONS, stats: A.RESAMPLE_STATS },
     mode: 'atomic',
     heartbeat: activityHeartbeat,

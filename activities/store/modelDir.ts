@@ -1,7 +1,9 @@
 /** Hugging Face model directories: config.json, tokenizer files, weights, copying files out. */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
 import { invalidInput } from './failures';
+import { readInputText } from './inputFiles';
 import { writeFileDurable } from './durableFs';
 
 export type ModelConfig = Record<string, unknown> & { model_type: string };
@@ -9,8 +11,9 @@ export type ModelConfig = Record<string, unknown> & { model_type: string };
 export async function readJsonObject(file: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
-    text = await fsp.readFile(file, 'utf8');
+    text = await readInputText(file);
   } catch (err) {
+    if (err instanceof ApplicationFailure) throw err;
     throw invalidInput(file, undefined, undefined, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   let value: unknown;
