@@ -10,7 +10,7 @@ import type { StepInput, StepResult } from '../pipeline/steps';
 import { runStep } from './store/artifactStore';
 import { digestTextInput } from './store/digest';
 import { invalidInput } from './store/failures';
-import { activityHeartbeat, progressDetails, type Heartbeat } from './store/heartbeat';
+import { activityHeartbeat, progressDetails, throwIfCancelled, type Heartbeat } from './store/heartbeat';
 import { promises as fsp } from 'node:fs';
 import { AsciiWriter } from './store/asciiWriter';
 import { forEachJsonl } from './store/jsonl';
@@ -74,7 +74,11 @@ function writeSampleWeights(file: string, m: MergedEntropies, p: Float64Array): 
 
 /** Everything step 3 does, on explicit files (the bench and tests call it directly). */
 export async function mergeAndWeightFiles(files: MergeFiles, settings: MergeSettings, heartbeat: Heartbeat = () => undefined): Promise<Record<string, number | string>> {
-  const phase = (name: string, done: number) => heartbeat({ ...progressDetails(done, 5, 'phases'), phase: name });
+  const phase = (name: string, done: number) => {
+    // the phases between reads are in-memory loops over at most WMSS_MAX_RECORDS rows: seconds each
+    throwIfCancelled();
+    heartbeat({ ...progressDetails(done, 5, 'phases'), phase: name });
+  };
   phase('read entropies', 0);
   const e0 = await readEntropyColumns(files.entropy0, 'entropy_0');
   const e1 = await readEntropyColumns(files.entropy1, 'entropy_1');

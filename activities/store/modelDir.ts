@@ -4,6 +4,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { invalidInput } from './failures';
 import { readInputText } from './inputFiles';
+import { throwIfCancelled } from './heartbeat';
 import { writeFileDurable } from './durableFs';
 
 export type ModelConfig = Record<string, unknown> & { model_type: string };
@@ -59,6 +60,7 @@ export async function copyFiles(srcDir: string, names: string[], destDir: string
   await fsp.mkdir(destDir, { recursive: true });
   let bytes = 0;
   for (const [i, name] of names.entries()) {
+    throwIfCancelled();
     onFile?.(name, i);
     await fsp.copyFile(path.join(srcDir, name), path.join(destDir, name));
     bytes += (await fsp.stat(path.join(destDir, name))).size;
