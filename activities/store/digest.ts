@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { writeFileDurable } from './durableFs';
 import { invalidInput } from './failures';
 import { activityHeartbeat, progressDetails } from './heartbeat';
-import { INPUT_LIMIT_ENV, inputLimits, notRegularFile, openInput, readChunks, tooLarge, type OpenInputOptions } from './inputFiles';
+import { INPUT_LIMIT_ENV, inputLimits, notRegularFile, openInput, readChunks, readInputText, tooLarge, type OpenInputOptions } from './inputFiles';
 
 const READ_CHUNK = 4 << 20;
 
@@ -106,7 +106,7 @@ export class DigestMemo {
 
 async function readMemoEntries(file: string): Promise<Map<string, MemoEntry>> {
   try {
-    const parsed = MemoFile.safeParse(JSON.parse(await fsp.readFile(file, 'utf8')));
+    const parsed = MemoFile.safeParse(JSON.parse(await readInputText(file)));
     return new Map(parsed.success ? Object.entries(parsed.data.entries) : []);
   } catch {
     return new Map();
