@@ -15,7 +15,9 @@
  * environment; the kernels (kernels/wmss_kernels/data.py) read the same variables, since they
  * inherit the worker's environment. docs/input-limits.md lists them.
  */
-import { closeSync, constants, fstatSync, openSync, promises as fsp, readFileSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, promises as fsp, readFileSync, statSync, type Stats } from 'node:fs';
+import { ApplicationFailure } from '@temporalio/common';
+import { ErrorTypes } from '../../pipeline/errors';
 import { invalidInput } from './failures';
 import { throwIfCancelled } from './heartbeat';
 
@@ -62,8 +64,10 @@ export function inputLimits(env: NodeJS.ProcessEnv = process.env): InputLimits {
     const raw = env[INPUT_LIMIT_ENV[key]];
     if (raw === undefined || raw === '') continue;
     const n = Number(raw);
-    // a mistyped limit must not silently become "no limit"
-    if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${INPUT_LIMIT_ENV[key]}=${raw}: expected a positive integer (bytes or records)`);
+    // a mistyped limit must not silently become "no limit"; every retry would read the same environment
+    if (!Number.isSafeInteger(n) || n <= 0) {
+      throw ApplicationFailure.create({ type: ErrorTypes.WorkerMisconfigured, nonRetryable: true, message: `${INPUT_LIMIT_ENV[key]}=${raw}: expected a positive integer (bytes or records) in this worker's environment` });
+    }
     out[key] = n;
   }
   return out;
@@ -109,14 +113,18 @@ export function tooLarge(file: string, size: number, maxBytes: number, field?: s
  * `maxBytes`. A missing or unreadable file, or one refused, is InvalidInput naming it (and `field`).
  */
 export async function openInput(file: string, opts: OpenInputOptions = {}): Promise<OpenedInput> {
+  const cannotRead = (err: unknown) => invalidInput(file, undefined, opts.field, `cannot read${opts.what ? ` ${opts.what}` : ''}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  // stat first: a device is not even opened (opening one can have effects); fstat below closes the race
+  const before = await fsp.stat(file).catch((err: unknown) => {
+    throw cannotRead(err);
+  });
+  if (!before.isFile()) throw notRegularFile(file, before, opts.field);
   let handle: fsp.FileHandle;
   try {
-    // O_NONBLOCK: a FIFO opens at once instead of waiting for a writer; no effect on regular files
+    // O_NONBLOCK: a FIFO swapped in after the stat opens at once instead of waiting for a writer
     handle = await fsp.open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const what = opts.what ? `${opts.what} ` : '';
-    throw invalidInput(file, undefined, opts.field, `cannot read${what ? ` ${what.trim()}` : ''}: ${code ?? (err as Error).message}`);
+    throw cannotRead(err);
   }
   try {
     const stat = await handle.stat();
@@ -179,8 +187,11 @@ export function readInputTextSync(file: string, opts: OpenInputOptions = {}): st
   const maxBytes = opts.maxBytes ?? inputLimits().maxJsonFileBytes;
   let fd: number;
   try {
+    const before = statSync(file);
+    if (!before.isFile()) throw notRegularFile(file, before, opts.field);
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
+    if (err instanceof ApplicationFailure) throw err;
     throw invalidInput(file, undefined, opts.field, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   try {

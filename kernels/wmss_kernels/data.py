@@ -79,15 +79,19 @@ def open_input(path: str, what: str, size_kind: str):
     """Open an input for binary reading after checking, on the open descriptor, that it is a regular
     file within the size limit of its kind: /dev/zero or a FIFO would never end, a sparse 1 TB file
     would take hours. O_NONBLOCK: opening a FIFO must not wait for a writer."""
+    refused = "not a regular file: refused before reading (an input must be a file of finite size)"
     try:
+        # stat first, so a device is not even opened; fstat below closes the race with a swap
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise InvalidInput(f"is {_kind_of(mode)}, {refused}", file=path)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         raise InvalidInput(f"cannot read {what}: {e.strerror or e}", file=path)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise InvalidInput(f"is {_kind_of(st.st_mode)}, not a regular file: refused before reading "
-                               "(an input must be a file of finite size)", file=path)
+            raise InvalidInput(f"is {_kind_of(st.st_mode)}, {refused}", file=path)
         max_bytes, name = limit(size_kind)
         if st.st_size > max_bytes:
             raise InvalidInput(f"is {st.st_size} bytes, over the limit of {max_bytes} bytes ({name})", file=path)
