@@ -5,14 +5,14 @@
  */
 import path from 'node:path';
 import type { EvalDataset, RunConfig } from '../pipeline/config';
-import { digestPath } from './store/digest';
+import { digestTextInput } from './store/digest';
 import { loadEvalRows } from './onnx/data';
 
 export async function resolveEvalDatasets(evalConfig: RunConfig['eval'], runDir: string): Promise<{ datasets: EvalDataset[]; dataKeys: string[] }> {
   const bundled = (p: string) => p.startsWith('bundled:');
   const datasets = evalConfig.datasets.map((d) => ({ ...d, path: bundled(d.path) ? d.path : path.resolve(d.path) }));
   // A bundled set is part of wmss-flow's own code: its name is its identity.
-  const dataKeys = await Promise.all(datasets.map((d, i) => (bundled(d.path) ? d.path : digestPath(runDir, d.path, `eval.datasets[${i}].path`))));
+  const dataKeys = await Promise.all(datasets.map((d, i) => (bundled(d.path) ? d.path : digestTextInput(runDir, d.path, `eval.datasets[${i}].path`))));
   return { datasets, dataKeys };
 }
 

@@ -17,7 +17,7 @@ import { stepRow } from '../pipeline/steps';
 import { runKernel, type KernelOutcome } from './kernelBridge';
 import type { KernelJob, KernelVerb } from '../pipeline/kernelJobs';
 import { runStep } from './store/artifactStore';
-import { digestPath } from './store/digest';
+import { digestPath, digestTextInput } from './store/digest';
 import { kernelEnv, type DeviceSet } from '../workers/deviceSet';
 import { resolveRun, type ResolvedRun } from './runPaths';
 import { withOomBackoff, type BatchLayout } from './oomBackoff';
@@ -222,7 +222,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
       const modelPath = base ? run.baseModel : path.join(run.runDir, input.deps.sft!.outputs.checkpoint);
       const modelKey = base ? await digestPath(run.runDir, run.baseModel, 'baseModel') : input.deps.sft!.cacheKey;
       return runStep(input, {
-        cacheKey: { kernel: KERNEL_VERSION, entropy: config.entropy, dataFormat: config.dataFormat, model: modelKey, data: await digestPath(run.runDir, run.dataFile, 'dataFile') },
+        cacheKey: { kernel: KERNEL_VERSION, entropy: config.entropy, dataFormat: config.dataFormat, model: modelKey, data: await digestTextInput(run.runDir, run.dataFile, 'dataFile') },
         outputs: { entropy: base ? A.ENTROPY_0 : A.ENTROPY_1 },
         mode: 'atomic',
         heartbeat,
@@ -255,7 +255,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
       const run = resolveRun(input.config);
       const { sft } = input.config;
       return runStep(input, {
-        cacheKey: { kernel: KERNEL_VERSION, sft: withoutRetention(sft), dataFormat: input.config.dataFormat, model: await digestPath(run.runDir, run.baseModel, 'baseModel'), data: await digestPath(run.runDir, run.dataFile, 'dataFile') },
+        cacheKey: { kernel: KERNEL_VERSION, sft: withoutRetention(sft), dataFormat: input.config.dataFormat, model: await digestPath(run.runDir, run.baseModel, 'baseModel'), data: await digestTextInput(run.runDir, run.dataFile, 'dataFile') },
         outputs: { dir: A.STAGE1_DIR },
         mode: 'in-place',
         heartbeat,
@@ -283,7 +283,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
       const run = resolveRun(input.config);
       const { joint } = input.config;
       return runStep(input, {
-        cacheKey: { kernel: KERNEL_VERSION, joint: withoutRetention(joint), dataFormat: input.config.dataFormat, fused: input.deps.fuse!.cacheKey, resample: input.deps.merge!.cacheKey, data: await digestPath(run.runDir, run.dataFile, 'dataFile') },
+        cacheKey: { kernel: KERNEL_VERSION, joint: withoutRetention(joint), dataFormat: input.config.dataFormat, fused: input.deps.fuse!.cacheKey, resample: input.deps.merge!.cacheKey, data: await digestTextInput(run.runDir, run.dataFile, 'dataFile') },
         outputs: { dir: A.stage3Dir(input.config) },
         mode: 'in-place',
         heartbeat,

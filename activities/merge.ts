@@ -8,9 +8,9 @@ import * as A from '../pipeline/artifacts';
 import type { RunConfig } from '../pipeline/config';
 import type { StepInput, StepResult } from '../pipeline/steps';
 import { runStep } from './store/artifactStore';
-import { digestPath } from './store/digest';
+import { digestTextInput } from './store/digest';
 import { invalidInput } from './store/failures';
-import { activityHeartbeat, progressDetails, type Heartbeat } from './store/heartbeat';
+import { activityHeartbeat, progressDetails, throwIfCancelled, type Heartbeat } from './store/heartbeat';
 import { promises as fsp } from 'node:fs';
 import { AsciiWriter } from './store/asciiWriter';
 import { forEachJsonl } from './store/jsonl';
@@ -74,7 +74,11 @@ function writeSampleWeights(file: string, m: MergedEntropies, p: Float64Array): 
 
 /** Everything step 3 does, on explicit files (the bench and tests call it directly). */
 export async function mergeAndWeightFiles(files: MergeFiles, settings: MergeSettings, heartbeat: Heartbeat = () => undefined): Promise<Record<string, number | string>> {
-  const phase = (name: string, done: number) => heartbeat({ ...progressDetails(done, 5, 'phases'), phase: name });
+  const phase = (name: string, done: number) => {
+    // the phases between reads are in-memory loops over at most WMSS_MAX_RECORDS rows: seconds each
+    throwIfCancelled();
+    heartbeat({ ...progressDetails(done, 5, 'phases'), phase: name });
+  };
   phase('read entropies', 0);
   const e0 = await readEntropyColumns(files.entropy0, 'entropy_0');
   const e1 = await readEntropyColumns(files.entropy1, 'entropy_1');
@@ -154,7 +158,7 @@ export async function mergeAndWeight(input: StepInput): Promise<StepResult> {
   const entropyPath = (dep: 'entropy0' | 'entropy1', fallback: string) => path.join(run.runDir, input.deps[dep]?.outputs.entropy ?? fallback);
   const settings: MergeSettings = { dataFormat: config.dataFormat, weighting: config.weighting, resample: config.resample };
   return runStep(input, {
-    cacheKey: { version: MERGE_VERSION, ...settings, data: await digestPath(run.runDir, run.dataFile, 'dataFile') },
+    cacheKey: { version: MERGE_VERSION, ...settings, data: await digestTextInput(run.runDir, run.dataFile, 'dataFile') },
     outputs: { merged: A.ENTROPY_MERGED, weights: A.SAMPLE_WEIGHTS, positions: A.RESAMPLED_POSITIONS, stats: A.RESAMPLE_STATS },
     mode: 'atomic',
     heartbeat: activityHeartbeat,

@@ -26,6 +26,7 @@ import type { RunConfig } from '../pipeline/config';
 import { fsyncDir, stagingName, writeFileDurable, writeFileSynced } from './store/durableFs';
 import { confineReal, requireAbsoluteRunDir } from './store/runDirPaths';
 import { currentHost } from './hostContext';
+import { readInputText } from './store/inputFiles';
 
 export const LOCK_DIR = '.wmss/lock';
 export const LOCK_FORMAT = 'wmss-lock/1';
@@ -101,7 +102,7 @@ export async function readRunLock(runDir: string): Promise<{ generation: number;
   const [top] = await generations(dir);
   if (top === undefined) return undefined;
   const file = genFile(dir, top);
-  const text = await fsp.readFile(file, 'utf8').catch(() => undefined);
+  const text = await readInputText(file).catch(() => undefined);
   if (text === undefined) return undefined; // released between readdir and read
   return { generation: top, file, record: parseRecord(text) };
 }

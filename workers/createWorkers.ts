@@ -50,6 +50,19 @@ export function createExclusive(): <T>(fn: () => Promise<T>) => Promise<T> {
 }
 
 const workflowsPath = require.resolve('../workflows');
+
+/**
+ * How long a worker may take to stop after SIGTERM/SIGINT (Worker.shutdown). Running activities
+ * are cancelled at once (shutdownGraceTime 0, the SDK default): a kernel gets SIGTERM and up to
+ * 120 s (kernelBridge's kill grace) to save its checkpoint, a digest or reader stops at its next
+ * chunk. After this time the SDK gives up waiting and run() rejects, so a worker process always
+ * exits: an activity that ignores cancellation can no longer keep it alive until SIGKILL.
+ * WMSS_WORKER_SHUTDOWN_SECONDS overrides it (tests; hosts whose checkpoints take longer).
+ */
+export function shutdownForceTimeMs(env: NodeJS.ProcessEnv = process.env): number {
+  const s = Number(env.WMSS_WORKER_SHUTDOWN_SECONDS);
+  return env.WMSS_WORKER_SHUTDOWN_SECONDS && Number.isFinite(s) && s > 0 ? s * 1000 : 150_000;
+}
 /** Cancellation reaches an activity only with a heartbeat reply, so heartbeats go out at least this often. */
 const HEARTBEAT_THROTTLE = '5s' as const;
 
@@ -63,7 +76,7 @@ export async function createControlWorkers(opts: WorkerSetOptions, extra: Partia
   // the CPU steps, and the run dir lock that brackets every run (activities/runLock.ts)
   const activities = withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities() });
   const queues = controlWorkerQueues({ controlQueue: opts.controlQueue ?? 'wmss', host });
-  const common = { connection: opts.connection, namespace: opts.namespace ?? 'default', activities, maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE, identity: `control@${host}/${process.pid}` };
+  const common = { connection: opts.connection, namespace: opts.namespace ?? 'default', activities, maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE, shutdownForceTime: shutdownForceTimeMs(), identity: `control@${host}/${process.pid}` };
   const { workflowBundle, ...rest } = extra;
   return Promise.all([
     Worker.create({
@@ -91,6 +104,7 @@ export async function createControlWorker(opts: WorkerSetOptions, extra: Partial
     // File transforms are disk-bound; two at once keeps one disk busy without thrashing.
     maxConcurrentActivityTaskExecutions: 2,
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
+    shutdownForceTime: shutdownForceTimeMs(),
     ...rest,
   });
 }
@@ -111,6 +125,7 @@ export async function createGpuWorkers(opts: WorkerSetOptions & { devices: Devic
       // Shared queues: one task at a time, so a busy worker leaves shared work to idle ones.
       maxConcurrentActivityTaskExecutions: slots,
       maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
+      shutdownForceTime: shutdownForceTimeMs(),
       identity: `gpu[${describeDeviceSet(opts.devices)}]@${host}/${process.pid}`,
       ...extra,
     });

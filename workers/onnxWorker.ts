@@ -10,7 +10,7 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { withResolvedPaths } from '../activities/runPaths';
 import { defaultOnnxThreads, onnxSteps } from '../activities/onnx/onnxSteps';
 import { releaseOnnxSessions } from '../activities/onnx/model';
-import { runWorkers, workerHost } from './createWorkers';
+import { runWorkers, shutdownForceTimeMs, workerHost } from './createWorkers';
 import { connectWorker, temporalTarget } from '../client/connection';
 
 export interface OnnxWorkerOptions {
@@ -30,6 +30,7 @@ export async function createOnnxWorker(opts: OnnxWorkerOptions, extra: Partial<W
     activities: withResolvedPaths(onnxSteps({ threads })),
     maxConcurrentActivityTaskExecutions: 1,
     maxHeartbeatThrottleInterval: '5s',
+    shutdownForceTime: shutdownForceTimeMs(),
     identity: `onnx[${threads} threads]@${workerHost(opts.host)}/${process.pid}`,
     ...extra,
   });

@@ -3,9 +3,10 @@
  * (kernels/wmss_kernels/data.py and evaluate.load_rows), for the onnx backend, which runs
  * without Python. Same validation, same errors (InvalidInput naming file, line and field).
  */
-import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
 import { invalidInput } from '../store/failures';
+import { readInputBytes } from '../store/inputFiles';
 import { readJsonl } from '../store/jsonl';
 import { REPO_ROOT } from '../repoPaths';
 
@@ -119,8 +120,9 @@ function pyStr(v: unknown): string {
 async function jsonListEntries(file: string): Promise<[number, unknown][]> {
   let bytes: Buffer;
   try {
-    bytes = await fsp.readFile(file);
+    bytes = await readInputBytes(file, { what: 'dataset' });
   } catch (err) {
+    if (err instanceof ApplicationFailure) throw err;
     throw invalidInput(file, undefined, undefined, `cannot read dataset: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   let data: unknown;

@@ -8,11 +8,13 @@
  * manifest, or whose inputs/outputs are not the manifest's, is ArtifactConflict; a file that
  * onnxruntime cannot load, or a manifest that is not one, is InvalidInput.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { ApplicationFailure } from '@temporalio/common';
 import { artifactConflict, invalidInput } from '../store/failures';
+import { sha256File } from '../store/digest';
+import { readInputTextSync } from '../store/inputFiles';
 
 export const ONNX_FORMAT = 'wmss-onnx/1';
 export const MANIFEST_FILE = 'manifest.json';
@@ -44,8 +46,9 @@ export function readOnnxManifest(dir: string): OnnxManifest {
   if (!existsSync(file)) throw invalidInput(file, undefined, undefined, 'missing: not an export-onnx output directory');
   let m: OnnxManifest;
   try {
-    m = JSON.parse(readFileSync(file, 'utf8')) as OnnxManifest;
+    m = JSON.parse(readInputTextSync(file)) as OnnxManifest;
   } catch (err) {
+    if (err instanceof ApplicationFailure) throw err;
     throw invalidInput(file, undefined, undefined, `not valid JSON: ${(err as Error).message}`);
   }
   if (m?.format !== ONNX_FORMAT) throw invalidInput(file, undefined, 'format', `expected ${ONNX_FORMAT}, got ${JSON.stringify(m?.format)}`);
@@ -59,9 +62,7 @@ export function readOnnxManifest(dir: string): OnnxManifest {
 }
 
 async function sha256Of(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+  return sha256File(file);
 }
 
 /** Graph files already hashed in this process, by path|size|mtime: a 30 GB graph is hashed once. */

@@ -12,7 +12,7 @@ import type { StepInput, StepProgress, StepResult } from '../../pipeline/steps';
 import { resolveRun } from '../runPaths';
 import { resolveEvalDatasets, validateEvalDatasets } from '../evalDatasets';
 import { runStep } from '../store/artifactStore';
-import { digestPath } from '../store/digest';
+import { digestTextInput } from '../store/digest';
 import { invalidInput } from '../store/failures';
 import { computeEntropyOnnx, evaluateOnnx, type Progress } from './compute';
 import { readRecords } from './data';
@@ -76,7 +76,7 @@ export function onnxSteps(ctx: OnnxWorkerContext = {}) {
       const base = input.stepId === 'entropy0';
       const onnx = onnxDirOf(input, base ? 'onnxBase' : 'onnxM1', run.runDir);
       return runStep(input, {
-        cacheKey: { backend: 'onnx', onnx: ONNX_BACKEND_VERSION, entropy: config.entropy, dataFormat: config.dataFormat, model: onnx.key, data: await digestPath(run.runDir, run.dataFile, 'dataFile') },
+        cacheKey: { backend: 'onnx', onnx: ONNX_BACKEND_VERSION, entropy: config.entropy, dataFormat: config.dataFormat, model: onnx.key, data: await digestTextInput(run.runDir, run.dataFile, 'dataFile') },
         outputs: { entropy: base ? A.ENTROPY_0 : A.ENTROPY_1 },
         mode: 'atomic',
         heartbeat,

@@ -6,11 +6,13 @@
  * no special tokens added, pad = eos when the tokenizer has none, eos ids = generation config's
  * plus the tokenizer's.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
+import { ApplicationFailure } from '@temporalio/common';
 import { invalidInput } from '../store/failures';
+import { readInputTextSync } from '../store/inputFiles';
 
 export interface ChatMessage {
   role: string;
@@ -34,8 +36,9 @@ export interface ChatTokenizer {
 function readJson(file: string): Record<string, unknown> {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readInputTextSync(file);
   } catch (err) {
+    if (err instanceof ApplicationFailure) throw err;
     throw invalidInput(file, undefined, undefined, `cannot read: ${(err as Error).message}`);
   }
   try {
@@ -56,7 +59,7 @@ function tokenText(value: unknown): string | undefined {
 
 function chatTemplateOf(dir: string, config: Record<string, unknown>): string | undefined {
   const jinja = path.join(dir, 'chat_template.jinja');
-  if (existsSync(jinja)) return readFileSync(jinja, 'utf8');
+  if (existsSync(jinja)) return readInputTextSync(jinja);
   const t = config.chat_template;
   if (typeof t === 'string') return t;
   if (Array.isArray(t)) {

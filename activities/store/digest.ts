@@ -3,12 +3,13 @@
  * model is hashed once: an entry is reused while the file's absolute path, size and mtime match.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fsp, type Stats } from 'node:fs';
+import { promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { writeFileDurable } from './durableFs';
 import { invalidInput } from './failures';
 import { activityHeartbeat, progressDetails } from './heartbeat';
+import { INPUT_LIMIT_ENV, inputLimits, notRegularFile, openInput, readChunks, readInputText, tooLarge, type OpenInputOptions } from './inputFiles';
 
 const READ_CHUNK = 4 << 20;
 
@@ -18,6 +19,8 @@ export type OnBytes = (bytesSoFar: number) => void;
 export interface DigestOptions {
   memo?: DigestMemo;
   onBytes?: OnBytes;
+  /** A larger file is refused before hashing (InvalidInput naming it): the text limit for a data file. */
+  limit?: Pick<OpenInputOptions, 'maxBytes' | 'limitName' | 'field'>;
 }
 
 export const FileDigest = z.object({ path: z.string(), size: z.number(), sha256: z.string() });
@@ -30,14 +33,23 @@ export interface DirDigest {
   files: FileDigest[];
 }
 
-/** Stream a file through sha256; never holds more than one read chunk. */
-export async function sha256File(file: string, onBytes?: OnBytes): Promise<string> {
+/**
+ * Stream a file through sha256; never holds more than one read chunk. Only a regular file is read
+ * (/dev/zero would never end), only up to the size it had when opened, and an activity's
+ * cancellation stops it between chunks.
+ */
+export async function sha256File(file: string, onBytes?: OnBytes, limit: DigestOptions['limit'] = {}): Promise<string> {
   const hash = createHash('sha256');
   let seen = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: READ_CHUNK })) {
-    hash.update(chunk as Buffer);
-    seen += (chunk as Buffer).length;
-    onBytes?.(seen);
+  const opened = await openInput(file, limit);
+  try {
+    for await (const chunk of readChunks(opened, READ_CHUNK)) {
+      hash.update(chunk);
+      seen += chunk.length;
+      onBytes?.(seen);
+    }
+  } finally {
+    await opened.handle.close();
   }
   return hash.digest('hex');
 }
@@ -94,7 +106,7 @@ export class DigestMemo {
 
 async function readMemoEntries(file: string): Promise<Map<string, MemoEntry>> {
   try {
-    const parsed = MemoFile.safeParse(JSON.parse(await fsp.readFile(file, 'utf8')));
+    const parsed = MemoFile.safeParse(JSON.parse(await readInputText(file)));
     return new Map(parsed.success ? Object.entries(parsed.data.entries) : []);
   } catch {
     return new Map();
@@ -105,9 +117,11 @@ async function readMemoEntries(file: string): Promise<Map<string, MemoEntry>> {
 export async function digestFile(file: string, opts: DigestOptions = {}): Promise<string> {
   const abs = path.resolve(file);
   const stat = await fsp.stat(abs);
+  const max = opts.limit?.maxBytes;
+  if (max !== undefined && stat.size > max) throw tooLarge(abs, stat.size, max, opts.limit?.field, opts.limit?.limitName);
   const known = opts.memo?.lookup(abs, stat);
   if (known) return known;
-  const sha256 = await sha256File(abs, opts.onBytes);
+  const sha256 = await sha256File(abs, opts.onBytes, opts.limit);
   opts.memo?.record(abs, stat, sha256);
   return sha256;
 }
@@ -115,16 +129,24 @@ export async function digestFile(file: string, opts: DigestOptions = {}): Promis
 /** Regular files under `dir`, '/'-relative and sorted; dotfiles and dot-directories are not content. */
 export async function listFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
-  async function walk(rel: string): Promise<void> {
+  // symlinks are followed (HF cache snapshots link every file), so a link to an ancestor would walk forever
+  const onPath = new Set<string>();
+  async function walk(rel: string, id: string): Promise<void> {
+    onPath.add(id);
     for (const entry of await fsp.readdir(path.join(dir, rel), { withFileTypes: true })) {
       if (entry.name.startsWith('.')) continue;
       const childRel = rel ? `${rel}/${entry.name}` : entry.name;
       const stat = await fsp.stat(path.join(dir, childRel));
-      if (stat.isDirectory()) await walk(childRel);
-      else if (stat.isFile()) out.push(childRel);
+      if (stat.isDirectory()) {
+        const childId = `${stat.dev}:${stat.ino}`;
+        if (onPath.has(childId)) throw invalidInput(path.join(dir, childRel), undefined, undefined, 'a symlink loop: this directory contains itself');
+        await walk(childRel, childId);
+      } else if (stat.isFile()) out.push(childRel);
     }
+    onPath.delete(id);
   }
-  await walk('');
+  const top = await fsp.stat(dir);
+  await walk('', `${top.dev}:${top.ino}`);
   return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
@@ -165,13 +187,24 @@ function throttledActivityHeartbeat(phase: string): OnBytes {
  * `target` may lie outside the run dir (the base model, the data file): one that does not exist
  * or cannot be read is InvalidInput naming it and `field`, the config key it comes from.
  */
-export async function digestPath(runDir: string, target: string, field?: string, onBytes: OnBytes = throttledActivityHeartbeat(`digest ${path.basename(target)}`)): Promise<string> {
+export async function digestPath(runDir: string, target: string, field?: string, opts: { onBytes?: OnBytes; maxBytes?: number; limitName?: string } = {}): Promise<string> {
   const abs = path.resolve(target);
+  const onBytes = opts.onBytes ?? throttledActivityHeartbeat(`digest ${path.basename(target)}`);
   const stat = await fsp.stat(abs).catch((err: NodeJS.ErrnoException) => {
     throw invalidInput(abs, undefined, field, `${err.code === 'ENOENT' ? 'does not exist' : 'cannot be read'} (${err.code ?? err.message})`);
   });
+  if (!stat.isDirectory() && !stat.isFile()) throw notRegularFile(abs, stat, field);
   const memo = await DigestMemo.open(runDir);
-  const sha256 = stat.isDirectory() ? (await digestDir(abs, { memo, onBytes })).sha256 : await digestFile(abs, { memo, onBytes });
+  const limit = { field, maxBytes: opts.maxBytes, limitName: opts.limitName };
+  const sha256 = stat.isDirectory() ? (await digestDir(abs, { memo, onBytes })).sha256 : await digestFile(abs, { memo, onBytes, limit });
   await memo.save();
   return sha256;
+}
+
+/**
+ * digestPath of a JSONL input (the data file, an eval set): refused, before one byte is hashed,
+ * when it is larger than the text-file limit the readers would stop at anyway.
+ */
+export function digestTextInput(runDir: string, file: string, field: string): Promise<string> {
+  return digestPath(runDir, file, field, { maxBytes: inputLimits().maxTextFileBytes, limitName: INPUT_LIMIT_ENV.maxTextFileBytes });
 }

@@ -17,6 +17,7 @@ import type { RunConfig } from '../../pipeline/config';
 import { stepRow, type StepId } from '../../pipeline/steps';
 import { listModelTensors, hasSafetensors } from './safetensors';
 import { topLevelFiles } from './modelDir';
+import { INPUT_LIMIT_ENV, inputLimits, openInput, readChunks } from './inputFiles';
 
 export interface DiskEstimate {
   bytes: number;
@@ -137,15 +138,12 @@ export function checkpointSteps(totalSteps: number, saveEvery: number): number[]
 
 /** Non-blank lines of a text file, streamed (the number of records of a data file). */
 export async function countLines(file: string): Promise<number> {
-  const handle = await fsp.open(file, 'r');
-  const buf = Buffer.alloc(1 << 20);
+  const opened = await openInput(file, { maxBytes: inputLimits().maxTextFileBytes, limitName: INPUT_LIMIT_ENV.maxTextFileBytes });
   let lines = 0;
   let blank = true;
   try {
-    for (;;) {
-      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      for (let i = 0; i < bytesRead; i++) {
+    for await (const buf of readChunks(opened, 1 << 20)) {
+      for (let i = 0; i < buf.length; i++) {
         const c = buf[i];
         if (c === 10) {
           if (!blank) lines++;
@@ -154,7 +152,7 @@ export async function countLines(file: string): Promise<number> {
       }
     }
   } finally {
-    await handle.close();
+    await opened.handle.close();
   }
   return blank ? lines : lines + 1;
 }

@@ -17,6 +17,21 @@ export const activityHeartbeat: Heartbeat = (details) => {
   context.heartbeat(details);
 };
 
+/**
+ * Throws the cancellation (a CancelledFailure: cancel, worker shutdown, heartbeat timeout) once the
+ * current activity has been told to stop. A CPU loop that never awaits a cancellable call (hashing,
+ * parsing) calls it once per chunk; outside an activity it does nothing.
+ */
+export function throwIfCancelled(): void {
+  let signal: AbortSignal;
+  try {
+    signal = Context.current().cancellationSignal;
+  } catch {
+    return;
+  }
+  if (signal.aborted) throw signal.reason;
+}
+
 /** Details in the shape of StepProgress (pipeline/steps.ts), so `wmss watch` shows any phase alike. */
 export function progressDetails(done: number, total: number, unit: string): { done: number; total: number; unit: string; updatedAt: string } {
   return { done, total, unit, updatedAt: new Date().toISOString() };

@@ -4,15 +4,15 @@
  * is the 1-based line number an editor shows. Errors (bad JSON, invalid UTF-8, over-long line)
  * are InvalidInput failures naming file and line.
  */
-import { promises as fsp } from 'node:fs';
 import type { ApplicationFailure } from '@temporalio/common';
 import { invalidInput } from './failures';
+import { DEFAULT_INPUT_LIMITS, INPUT_LIMIT_ENV, inputLimits, openInput, readChunks } from './inputFiles';
 
 /**
- * The one limit on the length of a JSONL line, for every reader of data, entropy and eval files
- * (the kernels' data.py applies the same). A long reasoning trace is ~100 kB.
+ * The default limit on the length of a JSONL line, for every reader of data, entropy and eval
+ * files (the kernels' data.py has the same default; both read WMSS_MAX_LINE_BYTES): inputFiles.ts.
  */
-export const MAX_LINE_BYTES = 64 << 20;
+export const MAX_LINE_BYTES = DEFAULT_INPUT_LIMITS.maxLineBytes;
 
 export interface JsonlRecord {
   /** 1-based line number in the file. */
@@ -21,8 +21,14 @@ export interface JsonlRecord {
 }
 
 export interface JsonlOptions {
-  /** A longer line is an error (default MAX_LINE_BYTES, 64 MiB). */
+  /** A longer line is an error (default inputLimits().maxLineBytes, 1 MiB). */
   maxLineBytes?: number;
+  /** A larger file is refused before reading (default inputLimits().maxTextFileBytes). */
+  maxFileBytes?: number;
+  /** More records (non-blank lines) are an error (default inputLimits().maxRecords). */
+  maxRecords?: number;
+  /** The config key the file comes from, named in the errors about the file as a whole. */
+  field?: string;
   /** Read chunk size (default 1 MiB). */
   chunkBytes?: number;
 }
@@ -42,24 +48,14 @@ function utf8Problem(bytes: Buffer, line: number): string {
 }
 
 /**
- * Opens `file` for reading; a missing or unreadable file is InvalidInput naming it. `start` skips
+ * Opens `file` for reading (a regular file within the size limit: inputFiles.ts); `start` skips
  * a UTF-8 byte-order mark at the start of the file: it is not part of line 1.
  */
-async function openForReading(file: string): Promise<{ handle: fsp.FileHandle; start: number }> {
-  let handle: fsp.FileHandle;
-  try {
-    handle = await fsp.open(file, 'r');
-  } catch (err) {
-    throw invalidInput(file, undefined, undefined, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  const stat = await handle.stat().catch(() => undefined);
-  if (!stat?.isFile()) {
-    await handle.close();
-    throw invalidInput(file, undefined, undefined, stat?.isDirectory() ? 'is a directory, not a JSONL file' : 'is not a regular file');
-  }
+async function openForReading(file: string, maxFileBytes: number, field?: string) {
+  const opened = await openInput(file, { maxBytes: maxFileBytes, limitName: INPUT_LIMIT_ENV.maxTextFileBytes, field });
   const head = Buffer.alloc(3);
-  const { bytesRead } = await handle.read(head, 0, 3, 0);
-  return { handle, start: bytesRead === 3 && head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? 3 : 0 };
+  const { bytesRead } = await opened.handle.read(head, 0, 3, 0);
+  return { opened, start: bytesRead === 3 && head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? 3 : 0 };
 }
 
 /** The complete lines of one read chunk: their texts and the 1-based number of the first. */
@@ -74,7 +70,8 @@ interface Decoded {
   error?: ApplicationFailure;
 }
 
-async function* lineBlocks(file: string, maxLineBytes: number, chunkBytes: number): AsyncGenerator<LineBlock> {
+async function* lineBlocks(file: string, limits: Limits): AsyncGenerator<LineBlock> {
+  const { maxLineBytes, chunkBytes } = limits;
   // ignoreBOM keeps a U+FEFF where it is (TextDecoder would drop one at the start of every
   // decode() call, i.e. of every block); the one that starts the file is skipped when opening it.
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -94,7 +91,7 @@ async function* lineBlocks(file: string, maxLineBytes: number, chunkBytes: numbe
       for (let line = firstLine; ; line++) {
         const end = bytes.indexOf(NEWLINE, start);
         const lineBytes = bytes.subarray(start, end < 0 ? bytes.length : end);
-        if (lineBytes.length > maxLineBytes) return { texts, error: invalidInput(file, line, undefined, `line longer than ${maxLineBytes} bytes`) };
+        if (lineBytes.length > maxLineBytes) return { texts, error: invalidInput(file, line, undefined, `line longer than ${maxLineBytes} bytes (${INPUT_LIMIT_ENV.maxLineBytes})`) };
         try {
           texts.push(decoder.decode(lineBytes));
         } catch {
@@ -105,37 +102,40 @@ async function* lineBlocks(file: string, maxLineBytes: number, chunkBytes: numbe
       }
     }
   };
-  const tooLong = () => invalidInput(file, nextLine, undefined, `line longer than ${maxLineBytes} bytes`);
+  const tooLong = () => invalidInput(file, nextLine, undefined, `line longer than ${maxLineBytes} bytes (${INPUT_LIMIT_ENV.maxLineBytes})`);
 
-  const { handle, start } = await openForReading(file);
-  for await (const raw of handle.createReadStream({ start, highWaterMark: chunkBytes })) {
-    const chunk = raw as Buffer;
-    const lastNewline = chunk.lastIndexOf(NEWLINE);
-    if (lastNewline < 0) {
-      pending.push(chunk);
-      pendingBytes += chunk.length;
-      if (pendingBytes > maxLineBytes) throw tooLong();
-      continue;
+  const { opened, start } = await openForReading(file, limits.maxFileBytes, limits.field);
+  try {
+    for await (const chunk of readChunks(opened, chunkBytes, start)) {
+      const lastNewline = chunk.lastIndexOf(NEWLINE);
+      if (lastNewline < 0) {
+        pending.push(chunk);
+        pendingBytes += chunk.length;
+        if (pendingBytes > maxLineBytes) throw tooLong();
+        continue;
+      }
+      if (pendingBytes + chunk.indexOf(NEWLINE) > maxLineBytes) throw tooLong();
+      const complete = pending.length ? Buffer.concat([...pending, chunk.subarray(0, lastNewline)]) : chunk.subarray(0, lastNewline);
+      const { texts, error } = decode(complete, nextLine);
+      yield { firstLine: nextLine, texts };
+      if (error) throw error;
+      nextLine += texts.length;
+      const rest = chunk.subarray(lastNewline + 1);
+      pending = rest.length ? [rest] : [];
+      pendingBytes = rest.length;
     }
-    if (pendingBytes + chunk.indexOf(NEWLINE) > maxLineBytes) throw tooLong();
-    const complete = pending.length ? Buffer.concat([...pending, chunk.subarray(0, lastNewline)]) : chunk.subarray(0, lastNewline);
-    const { texts, error } = decode(complete, nextLine);
-    yield { firstLine: nextLine, texts };
-    if (error) throw error;
-    nextLine += texts.length;
-    const rest = chunk.subarray(lastNewline + 1);
-    pending = rest.length ? [rest] : [];
-    pendingBytes = rest.length;
-  }
-  if (pendingBytes > 0) {
-    const { texts, error } = decode(Buffer.concat(pending), nextLine);
-    yield { firstLine: nextLine, texts };
-    if (error) throw error;
+    if (pendingBytes > 0) {
+      const { texts, error } = decode(Buffer.concat(pending), nextLine);
+      yield { firstLine: nextLine, texts };
+      if (error) throw error;
+    }
+  } finally {
+    await opened.handle.close();
   }
 }
 
 function parseLine(file: string, text: string, line: number, maxLineBytes: number): unknown {
-  if (text.length > maxLineBytes / 3 && Buffer.byteLength(text) > maxLineBytes) throw invalidInput(file, line, undefined, `line longer than ${maxLineBytes} bytes`);
+  if (text.length > maxLineBytes / 3 && Buffer.byteLength(text) > maxLineBytes) throw invalidInput(file, line, undefined, `line longer than ${maxLineBytes} bytes (${INPUT_LIMIT_ENV.maxLineBytes})`);
   // the common case '{' skips the whitespace test
   if (text.charCodeAt(0) !== 123 && BLANK_LINE.test(text)) return BLANK;
   try {
@@ -153,15 +153,37 @@ function jsonHint(text: string): string {
   return '';
 }
 
-const defaults = (opts: JsonlOptions) => ({ maxLineBytes: opts.maxLineBytes ?? MAX_LINE_BYTES, chunkBytes: opts.chunkBytes ?? 1 << 20 });
+interface Limits {
+  maxLineBytes: number;
+  maxFileBytes: number;
+  maxRecords: number;
+  chunkBytes: number;
+  field?: string;
+}
+
+function limitsOf(opts: JsonlOptions): Limits {
+  const env = inputLimits();
+  return {
+    maxLineBytes: opts.maxLineBytes ?? env.maxLineBytes,
+    maxFileBytes: opts.maxFileBytes ?? env.maxTextFileBytes,
+    maxRecords: opts.maxRecords ?? env.maxRecords,
+    chunkBytes: opts.chunkBytes ?? 1 << 20,
+    field: opts.field,
+  };
+}
+
+const tooManyRecords = (file: string, line: number, max: number) => invalidInput(file, line, undefined, `more than ${max} records (${INPUT_LIMIT_ENV.maxRecords})`);
 
 /** Records one at a time. */
 export async function* readJsonl(file: string, opts: JsonlOptions = {}): AsyncGenerator<JsonlRecord> {
-  const { maxLineBytes, chunkBytes } = defaults(opts);
-  for await (const block of lineBlocks(file, maxLineBytes, chunkBytes)) {
+  const limits = limitsOf(opts);
+  let records = 0;
+  for await (const block of lineBlocks(file, limits)) {
     for (let k = 0; k < block.texts.length; k++) {
-      const value = parseLine(file, block.texts[k], block.firstLine + k, maxLineBytes);
-      if (value !== BLANK) yield { line: block.firstLine + k, value };
+      const value = parseLine(file, block.texts[k], block.firstLine + k, limits.maxLineBytes);
+      if (value === BLANK) continue;
+      if (++records > limits.maxRecords) throw tooManyRecords(file, block.firstLine + k, limits.maxRecords);
+      yield { line: block.firstLine + k, value };
     }
   }
 }
@@ -171,11 +193,14 @@ export async function* readJsonl(file: string, opts: JsonlOptions = {}): AsyncGe
  * per read chunk, no object per record).
  */
 export async function forEachJsonl(file: string, visit: (value: unknown, line: number) => void, opts: JsonlOptions = {}): Promise<void> {
-  const { maxLineBytes, chunkBytes } = defaults(opts);
-  for await (const block of lineBlocks(file, maxLineBytes, chunkBytes)) {
+  const limits = limitsOf(opts);
+  let records = 0;
+  for await (const block of lineBlocks(file, limits)) {
     for (let k = 0; k < block.texts.length; k++) {
-      const value = parseLine(file, block.texts[k], block.firstLine + k, maxLineBytes);
-      if (value !== BLANK) visit(value, block.firstLine + k);
+      const value = parseLine(file, block.texts[k], block.firstLine + k, limits.maxLineBytes);
+      if (value === BLANK) continue;
+      if (++records > limits.maxRecords) throw tooManyRecords(file, block.firstLine + k, limits.maxRecords);
+      visit(value, block.firstLine + k);
     }
   }
 }

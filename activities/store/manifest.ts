@@ -10,6 +10,7 @@ import { manifestPath } from '../../pipeline/artifacts';
 import { StepResult } from '../../pipeline/steps';
 import { FileDigest } from './digest';
 import { writeFileDurable } from './durableFs';
+import { readInputText } from './inputFiles';
 
 export const MANIFEST_FORMAT = 'wmss-step/1';
 
@@ -56,7 +57,8 @@ export function manifestFile(runDir: string, stepId: string): string {
 export async function readManifest(runDir: string, stepId: string): Promise<StepManifest | undefined> {
   let text: string;
   try {
-    text = await fsp.readFile(manifestFile(runDir, stepId), 'utf8');
+    // bounded: a FIFO or device planted in a run dir must not hang the step that looks for its manifest
+    text = await readInputText(manifestFile(runDir, stepId));
   } catch {
     return undefined;
   }

@@ -1,7 +1,10 @@
 /** Hugging Face model directories: config.json, tokenizer files, weights, copying files out. */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
 import { invalidInput } from './failures';
+import { readInputText } from './inputFiles';
+import { throwIfCancelled } from './heartbeat';
 import { writeFileDurable } from './durableFs';
 
 export type ModelConfig = Record<string, unknown> & { model_type: string };
@@ -9,8 +12,9 @@ export type ModelConfig = Record<string, unknown> & { model_type: string };
 export async function readJsonObject(file: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
-    text = await fsp.readFile(file, 'utf8');
+    text = await readInputText(file);
   } catch (err) {
+    if (err instanceof ApplicationFailure) throw err;
     throw invalidInput(file, undefined, undefined, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   let value: unknown;
@@ -56,6 +60,7 @@ export async function copyFiles(srcDir: string, names: string[], destDir: string
   await fsp.mkdir(destDir, { recursive: true });
   let bytes = 0;
   for (const [i, name] of names.entries()) {
+    throwIfCancelled();
     onFile?.(name, i);
     await fsp.copyFile(path.join(srcDir, name), path.join(destDir, name));
     bytes += (await fsp.stat(path.join(destDir, name))).size;

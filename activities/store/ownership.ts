@@ -17,6 +17,7 @@ import { writeFileDurable } from './durableFs';
 import { artifactConflict } from './failures';
 import type { StepManifest } from './manifest';
 import { confineReal, toRunDirRelative } from './runDirPaths';
+import { readInputText } from './inputFiles';
 
 export const OWNED_DIR = '.wmss/owned';
 
@@ -32,7 +33,7 @@ export function ownedFile(runDir: string, stepId: string): string {
  */
 async function ownedPaths(runDir: string, stepId: string, manifest?: StepManifest): Promise<{ owned: Set<string>; recorded: boolean }> {
   const owned = new Set<string>();
-  const text = await fsp.readFile(ownedFile(runDir, stepId), 'utf8').catch(() => undefined);
+  const text = await readInputText(ownedFile(runDir, stepId)).catch(() => undefined);
   if (text !== undefined) {
     try {
       const parsed = OwnedRecord.safeParse(JSON.parse(text));

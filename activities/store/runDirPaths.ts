@@ -1,11 +1,34 @@
 /** Paths inside a run dir: every artifact path is checked to stay inside it. */
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { artifactConflict } from './failures';
 
 export function requireAbsoluteRunDir(runDir: string): string {
   if (!path.isAbsolute(runDir)) throw artifactConflict(runDir, 'runDir must be an absolute path');
   return path.normalize(runDir);
+}
+
+/**
+ * The real path of a run dir (symlinks resolved; of its nearest existing ancestor, with the rest
+ * appended, when it does not exist yet). A run dir is commonly a link (scratch space linked into a
+ * home dir), while kernels, `realpath` and the checkpoints they report name the real path: every
+ * path check compares against this one, so the two spellings of one dir never look like an escape.
+ */
+export function realRunDir(runDir: string): string {
+  const rest: string[] = [];
+  let cur = path.resolve(runDir);
+  for (;;) {
+    try {
+      return path.join(realpathSync.native(cur), ...rest.reverse());
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw artifactConflict(runDir, `the run dir cannot be resolved: ${code ?? (err as Error).message}`);
+      const parent = path.dirname(cur);
+      if (parent === cur) return path.join(cur, ...rest.reverse());
+      rest.push(path.basename(cur));
+      cur = parent;
+    }
+  }
 }
 
 function isInside(runDir: string, abs: string): boolean {

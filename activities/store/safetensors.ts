@@ -7,6 +7,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { invalidInput } from './failures';
+import { openInput } from './inputFiles';
 
 /** Bytes per element of each dtype safetensors defines (sub-byte types are not supported here). */
 export const DTYPE_BYTES = {
@@ -72,9 +73,8 @@ async function readExactly(handle: fsp.FileHandle, position: number, length: num
 }
 
 export async function readSafetensorsHeader(file: string): Promise<SafetensorsHeader> {
-  const handle = await fsp.open(file, 'r').catch((err: NodeJS.ErrnoException) => {
-    throw invalidInput(file, undefined, undefined, `cannot open safetensors file: ${err.code ?? err.message}`);
-  });
+  // a FIFO or device named *.safetensors is refused here, before the header read waits on it
+  const handle = (await openInput(file, { what: 'safetensors file' })).handle;
   try {
     const fileSize = (await handle.stat()).size;
     const lenBytes = await readExactly(handle, 0, 8);

@@ -5,6 +5,7 @@
  * plain copy runs at disk speed.
  */
 import { createReadStream, promises as fsp } from 'node:fs';
+import { throwIfCancelled } from './heartbeat';
 import { ChunkCaster, castPair } from './dtypeCast';
 import { invalidInput } from './failures';
 import { DTYPE_BYTES, elementCount, type Dtype, type TensorInfo, type TensorLocation } from './safetensors';
@@ -58,6 +59,8 @@ async function copyTensor(handle: fsp.FileHandle, t: TensorToWrite, onChunk: (n:
   const source = createReadStream(t.source.file, { start: t.source.start, end: t.source.start + t.source.byteLength - 1, highWaterMark: COPY_CHUNK });
   let written = 0;
   for await (const chunk of source) {
+    // a 16 GB copy is the longest loop of steps 5a and 6: `wmss cancel` must not wait for its end
+    throwIfCancelled();
     const out = caster ? caster.push(chunk as Buffer) : (chunk as Buffer);
     await writeAll(handle, out);
     written += out.length;

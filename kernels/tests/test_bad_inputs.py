@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from wmss_kernels.data import MAX_LINE_BYTES, read_records
+import os
+
+from wmss_kernels.data import MAX_LINE_BYTES, MAX_TEXT_FILE_BYTES, read_records
 from wmss_kernels.evaluate import load_rows
 from wmss_kernels.protocol import InvalidInput
 
@@ -24,10 +26,20 @@ def by_kind(kind):
 def input_path(case, tmp_path) -> Path:
     gen = case.get("generate")
     if gen:
-        assert gen["kind"] == "huge-line" and gen["bytes"] == MAX_LINE_BYTES + 1
-        path = tmp_path / "huge.jsonl"
-        first = (ROOT / "shared" / "data.jsonl").read_bytes().split(b"\n")[0]
-        path.write_bytes(first + b"\n" + b"x" * gen["bytes"] + b"\n")
+        # made here: too big for git, or not a file git can hold (badInputs.test.ts does the same)
+        path = tmp_path / "case"
+        if gen["kind"] == "huge-line":
+            assert gen["bytes"] == MAX_LINE_BYTES + 1
+            first = (ROOT / "shared" / "data.jsonl").read_bytes().split(b"\n")[0]
+            path.write_bytes(first + b"\n" + b"x" * gen["bytes"] + b"\n")
+        elif gen["kind"] == "dev-zero":
+            path.symlink_to("/dev/zero")
+        elif gen["kind"] == "fifo":
+            os.mkfifo(path)
+        else:
+            assert gen["kind"] == "sparse"
+            with open(path, "wb") as f:
+                f.truncate(MAX_TEXT_FILE_BYTES + 1)
         return path
     path = ROOT / case["input"]
     assert path.exists() != bool(case.get("missing")), case["id"]
@@ -86,3 +98,51 @@ def test_an_integral_float_idx_is_the_integer(tmp_path):
     path.write_text(json.dumps({**rec, "idx": 3.0}) + "\n")
     (r,) = read_records(str(path), "messages")
     assert r.idx == 3 and isinstance(r.idx, int)
+
+
+def _rows(n):
+    return b"".join(b'{"question": "q%d", "answer": "#### %d"}\n' % (i, i) for i in range(n))
+
+
+def test_the_limits_come_from_the_workers_environment(tmp_path, monkeypatch):
+    path = tmp_path / "d.jsonl"
+    row = _rows(1)
+    path.write_bytes(row * 3)
+    assert len(read_records(str(path), "gsm8k")) == 3
+    # a line of exactly the limit passes, one byte more fails naming the line and the variable
+    monkeypatch.setenv("WMSS_MAX_LINE_BYTES", str(len(row) - 1))
+    assert len(read_records(str(path), "gsm8k")) == 3
+    monkeypatch.setenv("WMSS_MAX_LINE_BYTES", str(len(row) - 2))
+    with pytest.raises(InvalidInput) as e:
+        read_records(str(path), "gsm8k")
+    assert (e.value.file, e.value.line) == (str(path), 1) and "WMSS_MAX_LINE_BYTES" in e.value.message
+    monkeypatch.delenv("WMSS_MAX_LINE_BYTES")
+    monkeypatch.setenv("WMSS_MAX_RECORDS", "2")
+    with pytest.raises(InvalidInput) as e:
+        read_records(str(path), "gsm8k")
+    assert (e.value.line, e.value.exit_code) == (3, 2) and "more than 2 records (WMSS_MAX_RECORDS)" in e.value.message
+    monkeypatch.setenv("WMSS_MAX_RECORDS", "2")
+    monkeypatch.setenv("WMSS_MAX_TEXT_FILE_BYTES", str(len(row) * 3 - 1))
+    with pytest.raises(InvalidInput) as e:
+        read_records(str(path), "gsm8k")
+    assert e.value.line is None and "WMSS_MAX_TEXT_FILE_BYTES" in e.value.message
+    monkeypatch.setenv("WMSS_MAX_RECORDS", "many")
+    with pytest.raises(InvalidInput) as e:
+        read_records(str(path), "gsm8k")
+    assert e.value.field == "WMSS_MAX_RECORDS"
+
+
+def test_an_over_long_line_is_refused_after_reading_only_the_limit(tmp_path, monkeypatch):
+    """The 50 MB line that cost 16 GB: the reader holds at most limit + 4 bytes of it."""
+    import tracemalloc
+    path = tmp_path / "long.jsonl"
+    with open(path, "wb") as f:
+        f.write(_rows(1))
+        f.write(b"x" * (64 << 20))  # no newline: one 64 MiB line
+    tracemalloc.start()
+    with pytest.raises(InvalidInput) as e:
+        read_records(str(path), "gsm8k")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert e.value.line == 2 and "line longer than 1048576 bytes" in e.value.message
+    assert peak < 8 << 20, peak

@@ -5,7 +5,9 @@ its non-empty line) is what index files such as the resampled training set refer
 """
 
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass
 
 from .protocol import InvalidInput
@@ -19,9 +21,20 @@ class Record:
     line: int  # 1-based line number in the file, for error messages
 
 
-# The longest JSONL line accepted, in bytes: the same limit as the TypeScript reader
-# (MAX_LINE_BYTES in activities/store/jsonl.ts; a unit test keeps the two equal).
-MAX_LINE_BYTES = 64 << 20
+# The input limits, with the same defaults and environment variables as the TypeScript readers
+# (activities/store/inputFiles.ts; a unit test keeps MAX_LINE_BYTES equal, docs/input-limits.md
+# says why these values). The kernel inherits the worker's environment, so one setting moves both.
+# A 50 MB line cost 16 GB of memory once tokenized: the line limit is what stops that.
+MAX_LINE_BYTES = 1 << 20
+MAX_TEXT_FILE_BYTES = 16 << 30
+MAX_JSON_FILE_BYTES = 256 << 20
+MAX_RECORDS = 10_000_000
+LIMIT_ENV = {
+    "line": ("WMSS_MAX_LINE_BYTES", MAX_LINE_BYTES),
+    "text": ("WMSS_MAX_TEXT_FILE_BYTES", MAX_TEXT_FILE_BYTES),
+    "json": ("WMSS_MAX_JSON_FILE_BYTES", MAX_JSON_FILE_BYTES),
+    "records": ("WMSS_MAX_RECORDS", MAX_RECORDS),
+}
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 # A blank line holds only JSON whitespace other than the newline (jsonl.ts skips the same lines).
@@ -38,23 +51,94 @@ def loads_strict(text: str):
     return json.loads(text, parse_constant=_no_constant)
 
 
-def _read_bytes(path: str, what: str) -> bytes:
+def limit(kind: str) -> tuple[int, str]:
+    """The limit in force and its variable: the environment's value when set, else the default."""
+    name, default = LIMIT_ENV[kind]
+    raw = os.environ.get(name, "")
+    if raw == "":
+        return default, name
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InvalidInput(f"{name}={raw!r}: expected a positive integer", field=name)
+    return value, name
+
+
+def _kind_of(mode: int) -> str:
+    for test, words in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                        (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                        (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def open_input(path: str, what: str, size_kind: str):
+    """Open an input for binary reading after checking, on the open descriptor, that it is a regular
+    file within the size limit of its kind: /dev/zero or a FIFO would never end, a sparse 1 TB file
+    would take hours. O_NONBLOCK: opening a FIFO must not wait for a writer."""
+    refused = "not a regular file: refused before reading (an input must be a file of finite size)"
+    try:
+        # stat first, so a device is not even opened; fstat below closes the race with a swap
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise InvalidInput(f"is {_kind_of(mode)}, {refused}", file=path)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         raise InvalidInput(f"cannot read {what}: {e.strerror or e}", file=path)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInput(f"is {_kind_of(st.st_mode)}, {refused}", file=path)
+        max_bytes, name = limit(size_kind)
+        if st.st_size > max_bytes:
+            raise InvalidInput(f"is {st.st_size} bytes, over the limit of {max_bytes} bytes ({name})", file=path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_bytes(path: str, what: str) -> bytes:
+    with open_input(path, what, "json") as f:
+        data = f.read()
     # a UTF-8 byte-order mark at the start of the file is not part of line 1
     return data[len(_UTF8_BOM):] if data.startswith(_UTF8_BOM) else data
 
 
+def raw_lines(path: str, what: str = "data file"):
+    """Yields (line_number, bytes without the newline) of a JSONL input, never holding more than one
+    line of at most the line limit: a longer line is InvalidInput naming it, found after reading at
+    most limit + 4 of its bytes. Like bytes.split(b"\n"): a file ending in a newline ends in an
+    empty line."""
+    max_line, name = limit("line")
+    with open_input(path, what, "text") as f:
+        n = 0
+        while True:
+            n += 1
+            # +4: room for the newline and a byte-order mark, so a short read without a newline is the end
+            raw = f.readline(max_line + 4)
+            if n == 1 and raw.startswith(_UTF8_BOM):
+                raw = raw[len(_UTF8_BOM):]
+            ended = raw.endswith(b"\n")
+            if ended:
+                raw = raw[:-1]
+            if len(raw) > max_line:
+                raise InvalidInput(f"line longer than {max_line} bytes ({name})", file=path, line=n)
+            yield n, raw
+            if not ended:
+                return
+
+
 def iter_json_lines(path: str):
-    """Yields (line_number, object) for every non-blank line; bad UTF-8/JSON, an over-long line
-    or a line that is not an object → InvalidInput naming the line."""
-    data = _read_bytes(path, "data file")
-    for n, raw in enumerate(data.split(b"\n"), start=1):
-        if len(raw) > MAX_LINE_BYTES:
-            raise InvalidInput(f"line longer than {MAX_LINE_BYTES} bytes", file=path, line=n)
+    """Yields (line_number, object) for every non-blank line; bad UTF-8/JSON, an over-long line,
+    too many records or a line that is not an object → InvalidInput naming the line."""
+    max_records, records_name = limit("records")
+    records = 0
+    for n, raw in raw_lines(path):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -64,6 +148,9 @@ def iter_json_lines(path: str):
             raise InvalidInput(f"invalid UTF-8 at byte {e.start}{hint}", file=path, line=n)
         if not raw.strip(_BLANK):
             continue
+        records += 1
+        if records > max_records:
+            raise InvalidInput(f"more than {max_records} records ({records_name})", file=path, line=n)
         try:
             obj = loads_strict(text)
         except json.JSONDecodeError as e:
@@ -89,8 +176,7 @@ def read_json_list(path: str) -> list:
 
 def line_positions(path: str) -> list[int]:
     """1-based line numbers of the non-blank lines: position i of an index file is line_positions[i]."""
-    with open(path, "rb") as f:
-        return [n for n, raw in enumerate(f.read().split(b"\n"), start=1) if raw.strip(_BLANK)]
+    return [n for n, raw in raw_lines(path) if raw.strip(_BLANK)]
 
 
 def read_records(path: str, fmt: str) -> list[Record]:

@@ -5,7 +5,8 @@
  * manifest expects, and publish nothing: no manifest, no output, no staging leftover.
  * The kernel side of the same data and eval cases: kernels/tests/test_bad_inputs.py.
  */
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { extractSubmodel } from '../../activities/extract';
 import { fuseModels } from '../../activities/fuse';
@@ -15,6 +16,7 @@ import { loadEvalRows, readRecords } from '../../activities/onnx/data';
 import { onnxSteps } from '../../activities/onnx/onnxSteps';
 import { REPO_ROOT } from '../../activities/repoPaths';
 import { snapshotBase } from '../../activities/snapshot';
+import { DEFAULT_INPUT_LIMITS } from '../../activities/store/inputFiles';
 import { MAX_LINE_BYTES } from '../../activities/store/jsonl';
 import { manifestFile } from '../../activities/store/manifest';
 import * as A from '../../pipeline/artifacts';
@@ -45,8 +47,11 @@ interface Case {
   input?: string;
   /** The input deliberately does not exist. */
   missing?: boolean;
-  /** Written at test time instead of committed (too big for the repo). */
-  generate?: { kind: 'huge-line'; line: number; bytes: number };
+  /**
+   * Made at test time instead of committed: too big for the repo (huge-line, a sparse file one
+   * byte over the text-file limit), or not a file git can hold (a FIFO, a symlink to /dev/zero).
+   */
+  generate?: { kind: 'huge-line'; line: number; bytes: number } | { kind: 'dev-zero' | 'fifo' | 'sparse' };
   format?: 'messages' | 'gsm8k';
   step?: 'snapshot' | 'fuse' | 'extract';
   dataset?: { format: 'gsm8k' | 'json' | 'jsonl'; expectedRows?: number };
@@ -70,10 +75,17 @@ function fakeResult(stepId: StepId, outputs: Record<string, string>): StepResult
 function prepare(c: Case): { runDir: string; input: string } {
   const runDir = tmpDir('wmss-bad-');
   const input = path.join(runDir, 'case');
-  if (c.generate) {
+  if (c.generate?.kind === 'huge-line') {
     // line 1 a valid record, then one line longer than the limit
     const valid = readFileSync(path.join(ROOT, 'shared', 'data.jsonl'), 'utf8').split('\n')[0];
     writeFileSync(input, Buffer.concat([Buffer.from(`${valid}\n`), Buffer.alloc(c.generate.bytes, 'x'), Buffer.from('\n')]));
+  } else if (c.generate?.kind === 'dev-zero') {
+    symlinkSync('/dev/zero', input);
+  } else if (c.generate?.kind === 'fifo') {
+    execFileSync('mkfifo', [input]);
+  } else if (c.generate?.kind === 'sparse') {
+    writeFileSync(input, '');
+    truncateSync(input, DEFAULT_INPUT_LIMITS.maxTextFileBytes + 1);
   } else if (!c.missing) {
     cpSync(path.join(ROOT, c.input!), input, { recursive: true });
   }
@@ -156,8 +168,8 @@ describe('the corpus', () => {
     const py = readFileSync(path.join(REPO_ROOT, 'kernels', 'wmss_kernels', 'data.py'), 'utf8');
     const m = /^MAX_LINE_BYTES = (\d+) << (\d+)$/m.exec(py);
     expect(m && Number(m[1]) * 2 ** Number(m[2])).toBe(MAX_LINE_BYTES);
-    const huge = cases.find((c) => c.generate)!;
-    expect(huge.generate!.bytes).toBe(MAX_LINE_BYTES + 1);
+    const huge = cases.find((c) => c.generate?.kind === 'huge-line')!;
+    expect(huge.generate).toMatchObject({ bytes: MAX_LINE_BYTES + 1 });
   });
 });
 
