@@ -184,7 +184,7 @@ describe('disk space', () => {
     const dir = tmpDir();
     const free = await freeBytes(path.join(dir, 'not', 'yet'));
     expect(free).toBeGreaterThan(0);
-    const f = await failureOf(requireDiskSpace(stepInput('snapshot', dir, { disk: { headroomGB: 1e9 } }).config, 'snapshot', path.join(dir, 'x'), { bytes: 1, what: 'one copy' }));
+    const f = await failureOf(requireDiskSpace(stepInput('snapshot', dir, { disk: { headroomGB: 1e6 } }).config, 'snapshot', path.join(dir, 'x'), { bytes: 1, what: 'one copy' }));
     expect(f.type).toBe(ErrorTypes.InsufficientDisk);
   });
 
