@@ -86,3 +86,23 @@ def test_an_integral_float_idx_is_the_integer(tmp_path):
     path.write_text(json.dumps({**rec, "idx": 3.0}) + "\n")
     (r,) = read_records(str(path), "messages")
     assert r.idx == 3 and isinstance(r.idx, int)
+
+
+def _load_model_dir(path):
+    import torch
+
+    from wmss_kernels.modeling import check_model_dir, load_model, load_tokenizer
+
+    check_model_dir(path)
+    load_tokenizer(path)
+    load_model(path, "cpu", torch.float32)
+
+
+@pytest.mark.parametrize("case", [c for c in by_kind("model") if c.values[0].get("step") == "snapshot"])
+def test_model_dir_through_the_kernel_loaders(case, tmp_path):
+    """The model-dir cases of step 4 through what entropy, sft and evaluate load: one InvalidInput
+    (non-retryable) naming the dir or a file in it, never a bare exception (KernelCrashed, retried)."""
+    path = input_path(case, tmp_path)
+    with pytest.raises(InvalidInput) as e:
+        _load_model_dir(str(path))
+    assert e.value.file is not None and e.value.file.startswith(str(path))
