@@ -150,3 +150,17 @@ def test_a_read_only_output_dir_is_not_writable_naming_it(tiny_model, tmp_path, 
     [err] = errors(events)
     assert err["error_type"] == "NotWritable"
     assert str(out / "stage1") in err["message"] and "read-only" in err["message"]
+
+
+def test_a_full_disk_under_the_entropy_writer_leaves_no_temp_file_and_names_it(tmp_path, tmpfs):
+    from wmss_kernels.entropy import write_jsonl_atomic
+    from wmss_kernels.protocol import disk_error
+
+    out = tmpfs("tiny", "size=64k")
+    rows = [{"idx": i, "entropy_0": 0.5, "pad": "x" * 100} for i in range(2000)]  # about 240 kB
+    with pytest.raises(OSError) as e:
+        write_jsonl_atomic(str(out / "entropy_0.jsonl"), rows)
+    typed = disk_error(e.value)
+    assert typed is not None and typed.error_type == "InsufficientDisk" and typed.exit_code == 6
+    assert typed.file.startswith(str(out / "entropy_0.jsonl.tmp-"))
+    assert list(out.iterdir()) == []
