@@ -10,7 +10,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync }
 import path from 'node:path';
 import readline from 'node:readline';
 import { ApplicationFailure } from '@temporalio/common';
-import { ErrorTypes } from '../pipeline/errors';
+import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES, type ErrorType } from '../pipeline/errors';
 import { KERNEL_JOBS, KernelEvent, KernelExit, type KernelJob, type KernelVerb } from '../pipeline/kernelJobs';
 import type { StepProgress } from '../pipeline/steps';
 import { KERNELS_DIR, VENV_BIN } from './repoPaths';
@@ -48,6 +48,11 @@ export interface KernelRunOptions {
   cancelled?: Promise<never>;
   /** Processes (ranks) under torchrun, one per device; 1 (default) = a plain Python process. */
   processes?: number;
+  /**
+   * Job field → the config key it was built from (`max_length` → `sft.maxLength`): a kernel error
+   * about a job field then names the key the user wrote, not the internal job file.
+   */
+  configKeys?: Record<string, string>;
 }
 
 export interface KernelOutcome {
@@ -56,12 +61,53 @@ export interface KernelOutcome {
   lastCheckpoint?: { path: string; step: number };
 }
 
-/** The error line decides when torchrun hides a rank's exit code behind its own 1. */
-const EXIT_OF_ERROR_TYPE: Record<string, number> = {
-  InvalidInput: KernelExit.invalidInput,
-  KernelOutOfMemory: KernelExit.outOfMemory,
-  KernelTerminated: KernelExit.terminated,
+/**
+ * The failure type of each exit code; the error line's type decides when it is one of these
+ * (torchrun hides a rank's exit code behind its own 1). Anything else is a crash.
+ */
+const TYPE_OF_EXIT: Record<number, ErrorType> = {
+  [KernelExit.invalidInput]: ErrorTypes.InvalidInput,
+  [KernelExit.outOfMemory]: ErrorTypes.KernelOutOfMemory,
+  [KernelExit.terminated]: ErrorTypes.KernelTerminated,
+  [KernelExit.diverged]: ErrorTypes.TrainingDiverged,
+  [KernelExit.diskFull]: ErrorTypes.InsufficientDisk,
+  [KernelExit.notWritable]: ErrorTypes.NotWritable,
 };
+const KERNEL_ERROR_TYPES = new Set<string>(Object.values(TYPE_OF_EXIT));
+
+type KernelErrorLine = Extract<KernelEvent, { type: 'error' }>;
+
+/**
+ * The typed failure of a kernel that exited non-zero (or was killed by `signal`). A job field the
+ * error names is translated to its config key; where the error names the job file itself, the
+ * key replaces it (the job file is internal). Permanent types are non-retryable
+ * (NON_RETRYABLE_ERROR_TYPES), as everywhere else.
+ */
+export function kernelFailure(verb: string, exit: { code: number | null; signal: NodeJS.Signals | null }, error: KernelErrorLine | undefined, ctx: { logFile: string; jobFile?: string; configKeys?: Record<string, string>; progress?: StepProgress }): ApplicationFailure {
+  const where = `log: ${ctx.logFile}`;
+  const type: ErrorType =
+    error && KERNEL_ERROR_TYPES.has(error.error_type) ? (error.error_type as ErrorType) : (TYPE_OF_EXIT[exit.code ?? -1] ?? ErrorTypes.KernelCrashed);
+  const nonRetryable = NON_RETRYABLE_ERROR_TYPES.includes(type);
+  const configKey = error?.field ? ctx.configKeys?.[error.field] : undefined;
+  const aboutJob = error !== undefined && (!error.file || error.file === ctx.jobFile);
+  let text = error ? error.message : `exit code ${exit.code}${exit.signal ? `, signal ${exit.signal}` : ''}`;
+  let file = error?.file ?? undefined;
+  if (error && configKey && aboutJob) {
+    text = `${configKey}: ${error.reason ?? error.message}`;
+    file = undefined;
+  }
+  const location = { file: file ?? null, line: error?.line ?? null, field: configKey ?? error?.field ?? null };
+  switch (type) {
+    case ErrorTypes.KernelOutOfMemory:
+      return ApplicationFailure.create({ type, message: `${verb} kernel ran out of memory: ${text} (${where})`, details: [ctx.progress] });
+    case ErrorTypes.KernelTerminated:
+      return ApplicationFailure.create({ type, message: `${verb} kernel stopped on SIGTERM after saving its state (${where})`, details: [ctx.progress] });
+    case ErrorTypes.KernelCrashed:
+      return ApplicationFailure.create({ type, message: `${verb} kernel crashed: ${text} (${where})\n${tailOf(ctx.logFile, 800)}`, details: [ctx.progress] });
+    default:
+      return ApplicationFailure.create({ type, nonRetryable, message: `${text} (${where})`, details: [{ ...location, ...(error?.details ?? {}) }] });
+  }
+}
 
 function tailOf(file: string, bytes = 2000): string {
   try {
@@ -108,17 +154,27 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
   let lastActivity = Date.now();
   let spoke = false; // a protocol line came: from then on the stall limit applies
   let result: KernelOutcome | undefined;
-  let kernelError: Extract<KernelEvent, { type: 'error' }> | undefined;
+  let kernelError: KernelErrorLine | undefined;
+  let malformed: string | undefined; // a protocol line the schema refused: a kernel/bridge mismatch
 
   const lines = readline.createInterface({ input: child.stdout! });
   lines.on('line', (line) => {
     let event: KernelEvent;
+    let json: unknown;
     try {
-      event = KernelEvent.parse(JSON.parse(line));
+      json = JSON.parse(line);
     } catch {
       log.write(`[stdout, not a protocol line] ${line}\n`);
       return;
     }
+    const parsed = KernelEvent.safeParse(json);
+    if (!parsed.success) {
+      const type = (json as { type?: unknown } | null)?.type;
+      log.write(`[stdout, a protocol line that does not match the protocol] ${line}\n`);
+      if (typeof type === 'string') malformed = `its ${type} line does not match the protocol (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`;
+      return;
+    }
+    event = parsed.data;
     lastActivity = Date.now();
     spoke = true;
     const now = new Date().toISOString();
@@ -127,7 +183,8 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
     } else if (event.type === 'checkpoint') {
       progress = { ...progress, lastCheckpoint: { path: event.path, step: event.step }, updatedAt: now };
     } else if (event.type === 'result') {
-      result = { outputs: event.outputs, metrics: event.metrics, lastCheckpoint: progress.lastCheckpoint };
+      const metrics = Object.fromEntries(Object.entries(event.metrics).filter((kv): kv is [string, number | string] => kv[1] !== null));
+      result = { outputs: event.outputs, metrics, lastCheckpoint: progress.lastCheckpoint };
     } else {
       kernelError = event;
     }
@@ -181,19 +238,10 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
     const when = !spoke ? 'printed nothing since it started' : 'printed no progress';
     throw ApplicationFailure.create({ type: ErrorTypes.KernelStalled, message: `${verb} kernel ${when} for ${silentS} s and was killed (${where})`, details: [progress] });
   }
-  const errorText = kernelError ? `${kernelError.error_type}: ${kernelError.message}` : `exit code ${exit.code}${exit.signal ? `, signal ${exit.signal}` : ''}`;
-  const code = exit.code !== KernelExit.ok && kernelError && kernelError.error_type in EXIT_OF_ERROR_TYPE ? EXIT_OF_ERROR_TYPE[kernelError.error_type] : exit.code;
-  switch (code) {
-    case KernelExit.ok:
-      if (!result) throw ApplicationFailure.create({ type: ErrorTypes.KernelCrashed, message: `${verb} kernel exited 0 without a result line (${where})` });
-      return result;
-    case KernelExit.invalidInput:
-      throw ApplicationFailure.create({ type: ErrorTypes.InvalidInput, nonRetryable: true, message: `${kernelError?.message ?? errorText} (${where})`, details: [{ file: kernelError?.file, line: kernelError?.line, field: kernelError?.field }] });
-    case KernelExit.outOfMemory:
-      throw ApplicationFailure.create({ type: ErrorTypes.KernelOutOfMemory, message: `${verb} kernel ran out of memory: ${errorText} (${where})`, details: [progress] });
-    case KernelExit.terminated:
-      throw ApplicationFailure.create({ type: ErrorTypes.KernelTerminated, message: `${verb} kernel stopped on SIGTERM after saving its state (${where})`, details: [progress] });
-    default:
-      throw ApplicationFailure.create({ type: ErrorTypes.KernelCrashed, message: `${verb} kernel crashed: ${errorText} (${where})\n${tailOf(logFile, 800)}`, details: [progress] });
+  if (exit.code === KernelExit.ok) {
+    if (result) return result;
+    const why = malformed ?? 'without a result line';
+    throw ApplicationFailure.create({ type: ErrorTypes.KernelCrashed, message: `${verb} kernel exited 0 ${malformed ? `but ${why}` : why} (${where})` });
   }
+  throw kernelFailure(verb, exit, kernelError, { logFile, jobFile: opts.jobFile, configKeys: opts.configKeys, progress });
 }

@@ -26,6 +26,7 @@ import { exportOnnxStep } from './onnx/exportStep';
 import { checkModelDir } from './snapshot';
 import { completeCheckpoints, countLines, modelTensorStats, pruneCheckpoints, requireDiskSpace, trainingEstimate } from './store/diskSpace';
 import { kernelFaultEnv } from './faults';
+import { loadChatTokenizer } from './onnx/tokenizer';
 
 export interface GpuWorkerContext {
   devices: DeviceSet;
@@ -86,6 +87,36 @@ function checkSplit(t: RunConfig['sft'] | RunConfig['joint'], field: 'sft' | 'jo
   });
 }
 
+/** The Stage-1 system prompt the sft kernel uses by default: the same text as chat.DEFAULT_SFT_SYSTEM_PROMPT. */
+export const DEFAULT_SFT_SYSTEM_PROMPT =
+  ' You are a helpful assistant. First think about the reasoning process, then give the answer.' +
+  ' Put the reasoning inside <think> </think> tags and the answer inside <answer> </answer> tags.' +
+  " Let's think step by step.";
+
+/**
+ * Before the kernel starts (imports, tokenising the whole data file: half a minute and more): an
+ * sft.maxLength that the system prompt and chat template fill on their own, before any question,
+ * trains on nothing. Best effort: a tokenizer Node cannot load is left to the kernel, which reads
+ * it anyway and reports the exact prompt lengths.
+ */
+export function checkSftMaxLength(modelDir: string, sft: Pick<RunConfig['sft'], 'maxLength' | 'systemPrompt'>): void {
+  let floor: number;
+  try {
+    const tok = loadChatTokenizer(modelDir);
+    if (!tok.hasChatTemplate) return;
+    floor = tok.encode(tok.renderChat([{ role: 'system', content: sft.systemPrompt ?? DEFAULT_SFT_SYSTEM_PROMPT }, { role: 'user', content: '' }], true)).length;
+  } catch {
+    return;
+  }
+  if (sft.maxLength > floor) return;
+  throw ApplicationFailure.create({
+    type: ErrorTypes.InvalidConfig,
+    nonRetryable: true,
+    message: `sft.maxLength ${sft.maxLength} leaves nothing to train on: the system prompt and chat template alone are ${floor} tokens, before the question and the answer. Raise sft.maxLength to more than ${floor} plus the longest question (the sft kernel reports the exact lengths if it is still too short)`,
+    details: [{ file: null, line: null, field: 'sft.maxLength', promptTokensWithoutQuestion: floor }],
+  });
+}
+
 type JobOf<V extends KernelVerb> = Omit<KernelJob<V>, 'log_file' | 'device' | 'seed'> & { seed?: number };
 
 interface LaunchOptions {
@@ -97,6 +128,8 @@ interface LaunchOptions {
   tag?: string;
   onProgress?: (p: StepProgress) => void;
   cancelled?: Promise<never>;
+  /** Job field → config key (configKeysOf), so kernel errors name what the user wrote. */
+  configKeys?: Record<string, string>;
 }
 
 export function kernelSteps(ctx: GpuWorkerContext) {
@@ -120,6 +153,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
       onHeartbeat: opts.onProgress ?? ((p: StepProgress) => heartbeat(p)),
       cancelled: opts.cancelled ?? cancelledSignal(),
       processes: opts.processes,
+      configKeys: opts.configKeys,
     });
   }
 
@@ -144,7 +178,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
   }
 
   /** One kernel per device on shard i of N of the items; `jobOf` gives shard i its job. */
-  function sharded<V extends KernelVerb>(input: StepInput, run: ResolvedRun, verb: V, jobOf: (shard: { index: number; count: number }) => JobOf<V>): Promise<KernelOutcome[]> {
+  function sharded<V extends KernelVerb>(input: StepInput, run: ResolvedRun, verb: V, jobOf: (shard: { index: number; count: number }) => JobOf<V>, configKeys?: Record<string, string>): Promise<KernelOutcome[]> {
     const envs = shardEnvs(ctx.devices);
     const progress: (StepProgress | undefined)[] = [];
     return withDevices(() =>
@@ -153,6 +187,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
           env: envs[index],
           tag: `shard-${index}-of-${envs.length}`,
           cancelled,
+          configKeys,
           onProgress: (p) => {
             progress[index] = p;
             heartbeat(sumProgress(progress));
@@ -163,9 +198,9 @@ export function kernelSteps(ctx: GpuWorkerContext) {
   }
 
   /** evaluate on N shards, merged into the job's output_dir as one run would have written it. */
-  async function evaluateSharded(input: StepInput, run: ResolvedRun, job: JobOf<'evaluate'>): Promise<KernelOutcome> {
+  async function evaluateSharded(input: StepInput, run: ResolvedRun, job: JobOf<'evaluate'>, configKeys?: Record<string, string>): Promise<KernelOutcome> {
     const shardDir = (i: number, n: number) => `${job.output_dir}.shard-${i}-of-${n}`;
-    const outs = await sharded(input, run, 'evaluate', (shard) => ({ ...job, output_dir: shardDir(shard.index, shard.count), shard }));
+    const outs = await sharded(input, run, 'evaluate', (shard) => ({ ...job, output_dir: shardDir(shard.index, shard.count), shard }), configKeys);
     const dirs = outs.map((_, i) => shardDir(i, outs.length));
     const metrics = await mergeEvalShards(dirs, job.output_dir);
     await Promise.all(dirs.map((d) => fsp.rm(d, { recursive: true, force: true })));
@@ -235,14 +270,12 @@ export function kernelSteps(ctx: GpuWorkerContext) {
             data_format: config.dataFormat,
             output_path: paths.entropy,
             field: base ? ('entropy_0' as const) : ('entropy_1' as const),
-            definition: config.entropy.definition,
-            max_length: config.entropy.maxLength,
-            batch_tokens: config.entropy.batchTokens,
-            vocab_chunk: config.entropy.vocabChunk,
+            ...fromSection(config.entropy, ENTROPY_JOB_FIELDS),
           };
-          if (devicesN === 1) return { metrics: (await kernel(input, run, 'entropy', job)).metrics };
+          const configKeys = base ? { ...JOB_CONFIG_KEYS.entropy, model_path: 'baseModel' } : JOB_CONFIG_KEYS.entropy;
+          if (devicesN === 1) return { metrics: (await kernel(input, run, 'entropy', job, { configKeys })).metrics };
           const shardFile = (i: number, n: number) => `${paths.entropy}.shard-${i}-of-${n}`;
-          const outs = await sharded(input, run, 'entropy', (shard) => ({ ...job, output_path: shardFile(shard.index, shard.count), shard }));
+          const outs = await sharded(input, run, 'entropy', (shard) => ({ ...job, output_path: shardFile(shard.index, shard.count), shard }), configKeys);
           const files = outs.map((_, i) => shardFile(i, outs.length));
           await mergeJsonlByKey(files, 'idx', paths.entropy);
           await Promise.all(files.map((f) => fsp.rm(f, { force: true })));
@@ -263,6 +296,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
           checkSplit(sft, 'sft', devicesN);
           // a malformed base model fails here as InvalidInput, not as a kernel crash retried 5 times
           await checkModelDir(run.baseModel);
+          checkSftMaxLength(run.baseModel, sft);
           const { params } = await modelTensorStats(run.baseModel);
           const disk = await trainingDisk(input, sft, paths.dir, { params, trainable: params }, () => countLines(run.dataFile));
           return withOomBackoff(run.runDir, input.stepId, sft, async (layout) => {
@@ -270,8 +304,8 @@ export function kernelSteps(ctx: GpuWorkerContext) {
               ...trainingJob({ ...sft, ...layout }, run, input.config.dataFormat, paths.dir),
               ...simulatedOom(input, layout),
               model_path: run.baseModel,
-              system_prompt: sft.systemPrompt ?? null,
-            }, { processes: devicesN, onProgress: disk.onProgress });
+              ...fromSection(sft, SFT_JOB_FIELDS),
+            }, { processes: devicesN, onProgress: disk.onProgress, configKeys: JOB_CONFIG_KEYS.sft });
             await disk.finish();
             return { metrics: { ...out.metrics, oom_halvings: layout.halvings }, outputs: { checkpoint: relative(run, out.outputs.checkpoint) } };
           });
@@ -298,10 +332,8 @@ export function kernelSteps(ctx: GpuWorkerContext) {
               ...simulatedOom(input, layout),
               fused_dir: path.join(run.runDir, input.deps.fuse!.outputs.fused),
               indices_file: path.join(run.runDir, input.deps.merge!.outputs.positions),
-              fusion_lambda: joint.fusionLambda,
-              freeze_weak: joint.freezeWeak,
-              loss_on: joint.lossOn,
-            }, { processes: devicesN, onProgress: disk.onProgress });
+              ...fromSection(joint, JOINT_JOB_FIELDS),
+            }, { processes: devicesN, onProgress: disk.onProgress, configKeys: JOB_CONFIG_KEYS.joint });
             await disk.finish();
             return { metrics: { ...out.metrics, oom_halvings: layout.halvings }, outputs: { checkpoint: relative(run, out.outputs.checkpoint) } };
           });
@@ -344,11 +376,10 @@ export function kernelSteps(ctx: GpuWorkerContext) {
               label: model.label,
               output_dir: path.join(paths.results, model.label),
               datasets,
-              batch_size: evalConfig.batchSize,
-              system_prompt: evalConfig.systemPrompt ?? null,
-              enable_thinking: evalConfig.enableThinking,
+              ...fromSection(evalConfig, EVAL_JOB_FIELDS),
             };
-            const out = devicesN === 1 ? await kernel(input, run, 'evaluate', job) : await evaluateSharded(input, run, job);
+            const configKeys = JOB_CONFIG_KEYS.evaluate;
+            const out = devicesN === 1 ? await kernel(input, run, 'evaluate', job, { configKeys }) : await evaluateSharded(input, run, job, configKeys);
             for (const [key, value] of Object.entries(out.metrics)) {
               // "pass_at_1/gsm8k" → "pass_at_1/wmss/gsm8k"
               const [metric, ...rest] = key.split('/');
@@ -391,26 +422,48 @@ function simulatedOom(input: StepInput, layout: BatchLayout): { simulate_oom?: b
   return process.env.WMSS_FAULT_OOM === input.stepId && layout.halvings === 0 ? { simulate_oom: true } : {};
 }
 
-function trainingJob(t: RunConfig['sft'] | RunConfig['joint'], run: ResolvedRun, dataFormat: RunConfig['dataFormat'], outputDir: string) {
-  return {
-    data_file: run.dataFile,
-    data_format: dataFormat,
-    output_dir: outputDir,
-    max_length: t.maxLength,
-    lr: t.lr,
-    warmup_ratio: t.warmupRatio,
-    weight_decay: t.weightDecay,
-    max_grad_norm: t.maxGradNorm,
-    epochs: t.epochs,
-    micro_batch: t.microBatch,
-    grad_accum: t.gradAccum,
-    max_steps: t.maxSteps ?? null,
-    save_every: t.saveEvery,
-    gradient_checkpointing: t.gradientCheckpointing,
-    compile_layers: t.compileLayers ?? null,
-    dtype: t.dtype,
-    seed: t.seed,
-  };
+/*
+ * Kernel job fields taken straight from a config section: job field → key in the section. The
+ * same tables build the jobs (fromSection) and turn a job field named in a kernel error back
+ * into the config key the user wrote (configKeysOf: `max_length` → `sft.maxLength`), so the two
+ * cannot drift apart.
+ */
+type Training = Omit<RunConfig['sft'], 'systemPrompt'>;
+const TRAINING_JOB_FIELDS = {
+  max_length: 'maxLength', lr: 'lr', warmup_ratio: 'warmupRatio', weight_decay: 'weightDecay', max_grad_norm: 'maxGradNorm',
+  epochs: 'epochs', micro_batch: 'microBatch', grad_accum: 'gradAccum', max_steps: 'maxSteps', save_every: 'saveEvery',
+  gradient_checkpointing: 'gradientCheckpointing', compile_layers: 'compileLayers', dtype: 'dtype', seed: 'seed',
+} as const satisfies Record<string, keyof Training>;
+const SFT_JOB_FIELDS = { system_prompt: 'systemPrompt' } as const satisfies Record<string, keyof RunConfig['sft']>;
+const JOINT_JOB_FIELDS = { fusion_lambda: 'fusionLambda', freeze_weak: 'freezeWeak', loss_on: 'lossOn' } as const satisfies Record<string, keyof RunConfig['joint']>;
+const ENTROPY_JOB_FIELDS = { definition: 'definition', max_length: 'maxLength', batch_tokens: 'batchTokens', vocab_chunk: 'vocabChunk' } as const satisfies Record<string, keyof RunConfig['entropy']>;
+const EVAL_JOB_FIELDS = { batch_size: 'batchSize', system_prompt: 'systemPrompt', enable_thinking: 'enableThinking' } as const satisfies Record<string, keyof RunConfig['eval']>;
+/** Job fields that come from top-level config keys, in every job that has them. */
+const TOP_LEVEL_JOB_FIELDS = { data_file: 'dataFile', data_format: 'dataFormat' } as const;
+
+type FromSection<S, T extends Record<string, keyof S>> = { [F in keyof T]: undefined extends S[T[F]] ? Exclude<S[T[F]], undefined> | null : S[T[F]] };
+
+/** The job fields of `table` with their values from `section` (unset optional keys: null, left out of the job file). */
+export function fromSection<S extends object, T extends Record<string, keyof S>>(section: S, table: T): FromSection<S, T> {
+  return Object.fromEntries(Object.entries(table).map(([field, key]) => [field, section[key as keyof S] ?? null])) as FromSection<S, T>;
+}
+
+/** Job field → full config key (`sectionName.key`), plus the top-level ones and `extra`. */
+export function configKeysOf(sectionName: string, table: Record<string, string>, extra: Record<string, string> = {}): Record<string, string> {
+  return { ...TOP_LEVEL_JOB_FIELDS, ...Object.fromEntries(Object.entries(table).map(([field, key]) => [field, `${sectionName}.${key}`])), ...extra };
+}
+
+/** Per verb: job field → the config key it is built from. */
+export const JOB_CONFIG_KEYS = {
+  sft: configKeysOf('sft', { ...TRAINING_JOB_FIELDS, ...SFT_JOB_FIELDS }, { model_path: 'baseModel' }),
+  joint: configKeysOf('joint', { ...TRAINING_JOB_FIELDS, ...JOINT_JOB_FIELDS }),
+  entropy: configKeysOf('entropy', ENTROPY_JOB_FIELDS),
+  evaluate: configKeysOf('eval', EVAL_JOB_FIELDS, { datasets: 'eval.datasets' }),
+};
+
+function trainingJob(t: Training, run: ResolvedRun, dataFormat: RunConfig['dataFormat'], outputDir: string) {
+  const fields = fromSection(t, TRAINING_JOB_FIELDS);
+  return { ...fields, seed: t.seed, data_file: run.dataFile, data_format: dataFormat, output_dir: outputDir };
 }
 
 function safeAttempt(): number {

@@ -18,7 +18,7 @@ import { resolveRun } from './runPaths';
 import { Float64Column } from './weights/columns';
 import { sampleWeights } from './weights/formulas';
 import { mergeEntropies, readEntropyColumns, type MergedEntropies } from './weights/merge';
-import { dedupeKeepFirst, drawStats, drawWithReplacement, recordWeights } from './weights/resample';
+import { dedupeKeepFirst, drawCount, drawStats, drawWithReplacement, recordWeights } from './weights/resample';
 
 /** Bumped when the outputs of step 3 change for the same inputs. */
 export const MERGE_VERSION = 1;
@@ -92,7 +92,7 @@ export async function mergeAndWeightFiles(files: MergeFiles, settings: MergeSett
   const records = recordWeights(recordIdx, merged.idx, p);
   phase('resample', 3);
   const n = recordIdx.length;
-  const draws = Math.floor(n * settings.resample.multiplier);
+  const draws = drawCount(n, settings.resample.multiplier);
   const drawn = n > 0 && draws > 0 ? drawWithReplacement(records.weights, draws, settings.resample.seed) : new Uint32Array(0);
   const positions = settings.resample.dedupe ? dedupeKeepFirst(drawn, n) : drawn;
 

@@ -22,6 +22,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure, WorkflowNotFoundError } from '@temporalio/common';
 import { RUN_CONFIG_FILE } from '../pipeline/artifacts';
 import { ErrorTypes } from '../pipeline/errors';
+import { withFsFailures } from './store/fsFailures';
 import type { RunConfig } from '../pipeline/config';
 import { fsyncDir, stagingName, writeFileDurable, writeFileSynced } from './store/durableFs';
 import { confineReal, requireAbsoluteRunDir } from './store/runDirPaths';
@@ -239,7 +240,8 @@ export interface LockResult {
 
 /** The two activities of the control worker that bracket a run (workflows/wmssPipeline.ts). */
 export function runLockActivities() {
-  return {
+  // a read-only or full run dir fails the lock, the first thing a run writes, with a typed error
+  return withFsFailures({
     async lockRunDir(input: LockInput): Promise<LockResult> {
       const runDir = requireAbsoluteRunDir(path.resolve(input.runDir));
       const me: LockRecord = { format: LOCK_FORMAT, ...currentOwner(), runName: input.runName, host: currentHost(), pid: process.pid, acquiredAt: new Date().toISOString() };
@@ -266,5 +268,5 @@ export function runLockActivities() {
       if (!existsSync(lockDir(runDir))) return false;
       return releaseRunLock(runDir, currentOwner());
     },
-  };
+  }, (input: { runDir: string }) => path.resolve(input.runDir));
 }

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { realRunDir } from './store/runDirPaths';
 import type { RunConfig } from '../pipeline/config';
 import type { StepInput, StepResult } from '../pipeline/steps';
+import { withFsFailures } from './store/fsFailures';
 
 export interface ResolvedRun {
   runDir: string;
@@ -26,11 +27,15 @@ export function resolveRun(config: Pick<RunConfig, 'runDir' | 'baseModel' | 'dat
 
 type StepFn = (input: StepInput) => Promise<StepResult>;
 
-/** Wraps step activities so each sees a config whose paths are absolute. */
+/**
+ * Wraps step activities so each sees a config whose paths are absolute, and so a full disk or a
+ * read-only path fails the step as a typed non-retryable failure naming the path (fsFailures.ts)
+ * instead of five crash retries.
+ */
 export function withResolvedPaths<T extends Record<string, StepFn>>(activities: T): T {
   const wrapped = Object.entries(activities).map(([name, fn]) => [
     name,
     (input: StepInput) => fn({ ...input, config: { ...input.config, ...resolveRun(input.config) } }),
   ]);
-  return Object.fromEntries(wrapped) as T;
+  return withFsFailures(Object.fromEntries(wrapped) as T, (input: StepInput) => resolveRun(input.config).runDir);
 }

@@ -37,6 +37,19 @@ export const ErrorTypes = {
    * every finished step.
    */
   InsufficientDisk: 'InsufficientDisk',
+  /**
+   * A write was refused: the run dir (or a path in it) is on a read-only file system (EROFS) or
+   * the worker's user may not write there (EACCES, EPERM). Not retried: permissions and mounts do
+   * not change on a retry schedule; fix them and `wmss resume`.
+   */
+  NotWritable: 'NotWritable',
+  /**
+   * Training produced a NaN/Inf loss, gradient norm or weights. Not retried: the same settings
+   * diverge at the same step again. Nothing non-finite is saved, and the run's checkpoints are moved
+   * to `<output dir>/.diverged/`, so a corrected config (lower `sft.lr`/`joint.lr`) can run in the
+   * same run dir (docs/failures.md).
+   */
+  TrainingDiverged: 'TrainingDiverged',
 } as const;
 
 export type ErrorType = (typeof ErrorTypes)[keyof typeof ErrorTypes];
@@ -50,4 +63,6 @@ export const NON_RETRYABLE_ERROR_TYPES: ErrorType[] = [
   ErrorTypes.HostUnavailable,
   ErrorTypes.RunDirLocked,
   ErrorTypes.InsufficientDisk,
+  ErrorTypes.NotWritable,
+  ErrorTypes.TrainingDiverged,
 ];

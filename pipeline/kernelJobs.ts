@@ -142,10 +142,11 @@ export type KernelJob<V extends KernelVerb> = z.input<(typeof KERNEL_JOBS)[V]>;
 export const KernelEvent = z.discriminatedUnion('type', [
   z.object({ type: z.literal('progress'), done: z.number(), total: z.number(), unit: z.string(), loss: z.number().nullish(), lr: z.number().nullish(), tokens_per_s: z.number().nullish(), epoch: z.number().nullish() }).passthrough(),
   z.object({ type: z.literal('checkpoint'), path: z.string(), step: z.number() }).passthrough(),
-  z.object({ type: z.literal('result'), outputs: z.record(z.string(), z.string()), metrics: z.record(z.string(), z.union([z.number(), z.string()])) }).passthrough(),
-  z.object({ type: z.literal('error'), error_type: z.string(), message: z.string(), file: z.string().nullish(), line: z.number().nullish(), field: z.string().nullish() }).passthrough(),
+  // A metric the kernel could not compute as a finite number arrives as null (JSON has no NaN).
+  z.object({ type: z.literal('result'), outputs: z.record(z.string(), z.string()), metrics: z.record(z.string(), z.union([z.number(), z.string(), z.null()])) }).passthrough(),
+  z.object({ type: z.literal('error'), error_type: z.string(), message: z.string(), reason: z.string().nullish(), file: z.string().nullish(), line: z.number().nullish(), field: z.string().nullish(), details: z.record(z.string(), z.unknown()).nullish() }).passthrough(),
 ]);
 export type KernelEvent = z.infer<typeof KernelEvent>;
 
 /** Exit codes of `python -m wmss_kernels` (docs/kernel-protocol.md). */
-export const KernelExit = { ok: 0, invalidInput: 2, outOfMemory: 3, terminated: 4 } as const;
+export const KernelExit = { ok: 0, invalidInput: 2, outOfMemory: 3, terminated: 4, diverged: 5, diskFull: 6, notWritable: 7 } as const;

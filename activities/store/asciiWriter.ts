@@ -3,6 +3,7 @@
  * building a string per line, which is what keeps 1M-line outputs under a second.
  */
 import { promises as fsp } from 'node:fs';
+import { withPath } from './fsFailures';
 
 const BUFFER_BYTES = 1 << 20;
 /** Longest line a caller may write between checks of `full`. */
@@ -12,10 +13,10 @@ export class AsciiWriter {
   private readonly buf = Buffer.allocUnsafe(BUFFER_BYTES);
   private pos = 0;
 
-  private constructor(private readonly handle: fsp.FileHandle) {}
+  private constructor(private readonly handle: fsp.FileHandle, private readonly file: string) {}
 
   static async create(file: string): Promise<AsciiWriter> {
-    return new AsciiWriter(await fsp.open(file, 'w'));
+    return new AsciiWriter(await fsp.open(file, 'w'), file);
   }
 
   /** ASCII text (JSON keys, punctuation, number strings); a char loop beats Buffer#write for short strings. */
@@ -56,7 +57,11 @@ export class AsciiWriter {
 
   async flush(): Promise<void> {
     let done = 0;
-    while (done < this.pos) done += (await this.handle.write(this.buf, done, this.pos - done)).bytesWritten;
+    try {
+      while (done < this.pos) done += (await this.handle.write(this.buf, done, this.pos - done)).bytesWritten;
+    } catch (err) {
+      throw withPath(err, this.file); // ENOSPC from a handle names no file
+    }
     this.pos = 0;
   }
 

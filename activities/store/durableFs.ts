@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { withPath } from './fsFailures';
 
 export async function fsyncFile(file: string): Promise<void> {
   const handle = await fsp.open(file, 'r');
@@ -55,6 +56,8 @@ export async function writeFileSynced(file: string, data: string | Uint8Array, f
   try {
     await handle.writeFile(data);
     await handle.sync();
+  } catch (err) {
+    throw withPath(err, file); // a write through a handle names no path: ENOSPC must say which file
   } finally {
     await handle.close();
   }

@@ -8,6 +8,7 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import { throwIfCancelled } from './heartbeat';
 import { ChunkCaster, castPair } from './dtypeCast';
 import { invalidInput } from './failures';
+import { isWriteRefused, withPath } from './fsFailures';
 import { DTYPE_BYTES, elementCount, type Dtype, type TensorInfo, type TensorLocation } from './safetensors';
 
 const COPY_CHUNK = 8 << 20;
@@ -85,7 +86,7 @@ export async function writeSafetensors(outFile: string, tensors: TensorToWrite[]
   const handle = await fsp.open(outFile, 'w');
   let total = 0;
   try {
-    await writeAll(handle, encodeHeader(entries, opts.metadata));
+    await writeAll(handle, encodeHeader(entries, opts.metadata)).catch((err: unknown) => Promise.reject(withPath(err, outFile)));
     for (const [i, t] of tensors.entries()) {
       if (t.source.byteLength === 0) continue;
       const [begin, end] = entries[i][1].data_offsets;
@@ -93,6 +94,8 @@ export async function writeSafetensors(outFile: string, tensors: TensorToWrite[]
       try {
         written = await copyTensor(handle, t, (n) => opts.onBytes?.((total += n)));
       } catch (err) {
+        // a full disk or read-only target is about the file written, not the source tensor
+        if (isWriteRefused(err)) throw withPath(err, outFile);
         throw invalidInput(t.source.file, undefined, t.source.name, `copying the tensor failed: ${(err as Error).message}`);
       }
       if (written !== end - begin) throw invalidInput(t.source.file, undefined, t.source.name, `source ended early: ${written} of ${end - begin} bytes`);

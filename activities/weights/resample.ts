@@ -4,8 +4,30 @@
  * 0 when that idx has no entropy; all-zero → uniform. Draws are with replacement by inverse CDF
  * (Float64 cumulative sums + binary search) on a seeded xoshiro128** stream.
  */
+import { ApplicationFailure } from '@temporalio/common';
+import { ErrorTypes } from '../../pipeline/errors';
 import { normaliseOrUniform } from './formulas';
 import { Xoshiro128ss } from './prng';
+
+/**
+ * Most draws step 3 makes: the drawn positions are held as Uint32 (1 GiB at this count) and
+ * written one per line (up to ~3 GB). Beyond it a multiplier is a typo, and allocating for it
+ * fails with a RangeError that would be retried as a crash.
+ */
+export const MAX_DRAWS = 2 ** 28;
+
+/** floor(n × multiplier), or InvalidConfig naming resample.multiplier when that is more than MAX_DRAWS. */
+export function drawCount(n: number, multiplier: number): number {
+  const draws = Math.floor(n * multiplier);
+  if (Number.isFinite(draws) && draws <= MAX_DRAWS) return draws;
+  const most = Math.floor(MAX_DRAWS / Math.max(1, n));
+  throw ApplicationFailure.create({
+    type: ErrorTypes.InvalidConfig,
+    nonRetryable: true,
+    message: `resample.multiplier ${multiplier} asks for ${n} records × ${multiplier} = ${Number.isFinite(draws) ? draws : 'too many'} draws, more than the ${MAX_DRAWS} step 3 can hold; for these ${n} records use at most ${most} (the original uses 1.0)`,
+    details: [{ file: null, line: null, field: 'resample.multiplier', draws: Number.isFinite(draws) ? draws : null, maxDraws: MAX_DRAWS }],
+  });
+}
 
 export interface RecordWeights {
   /** Per position, sums to 1. */

@@ -146,3 +146,23 @@ def test_an_over_long_line_is_refused_after_reading_only_the_limit(tmp_path, mon
     tracemalloc.stop()
     assert e.value.line == 2 and "line longer than 1048576 bytes" in e.value.message
     assert peak < 8 << 20, peak
+
+
+def _load_model_dir(path):
+    import torch
+
+    from wmss_kernels.modeling import check_model_dir, load_model, load_tokenizer
+
+    check_model_dir(path)
+    load_tokenizer(path)
+    load_model(path, "cpu", torch.float32)
+
+
+@pytest.mark.parametrize("case", [c for c in by_kind("model") if c.values[0].get("step") == "snapshot"])
+def test_model_dir_through_the_kernel_loaders(case, tmp_path):
+    """The model-dir cases of step 4 through what entropy, sft and evaluate load: one InvalidInput
+    (non-retryable) naming the dir or a file in it, never a bare exception (KernelCrashed, retried)."""
+    path = input_path(case, tmp_path)
+    with pytest.raises(InvalidInput) as e:
+        _load_model_dir(str(path))
+    assert e.value.file is not None and e.value.file.startswith(str(path))

@@ -10,7 +10,7 @@ import warnings
 
 from . import protocol
 from .jobs import load_job
-from .protocol import InvalidInput, KernelError, emit
+from .protocol import InvalidInput, KernelError, disk_error, emit
 
 VERBS = {
     "make-tiny": "tiny",
@@ -60,7 +60,8 @@ def _setup_logging(log_file):
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         handle = open(log_file, "a", buffering=1, encoding="utf-8")
     except OSError as e:
-        raise InvalidInput(f"cannot open the log file: {e.strerror or e}", file=log_file, field="log_file")
+        raise disk_error(e, log_file) or InvalidInput(f"cannot open the log file: {e.strerror or e}",
+                                                      file=log_file, field="log_file")
     protocol.take_stdout(handle)  # from here on, stray prints land in the log
     rank = f" rank {os.environ['RANK']}" if "RANK" in os.environ else ""  # ranks share one log
     logging.basicConfig(stream=handle, level=logging.INFO, force=True,
@@ -112,6 +113,10 @@ def main(argv) -> int:
         from .modeling import is_oom
 
         log.error("crash:\n%s", traceback.format_exc())
+        typed = disk_error(e) if isinstance(e, OSError) else None
+        if typed is not None:
+            emit("error", **typed.fields())
+            return typed.exit_code
         if is_oom(e):
             emit("error", error_type="KernelOutOfMemory", message=f"{type(e).__name__}: {e}"[:2000])
             return 3

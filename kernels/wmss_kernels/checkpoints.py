@@ -5,6 +5,7 @@ marker goes in last, and only then is the directory renamed into place. A reader
 trusts a checkpoint only if it has `COMPLETE`: anything else is a crash leftover.
 """
 
+import errno
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from . import faults
+from .protocol import disk_error
 
 COMPLETE = "COMPLETE"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -75,21 +77,42 @@ def save_atomic(output_dir, step, write_fn):
     final = checkpoint_dir(root, step)
     tmp = root / f"{final.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    write_fn(tmp)
-    # The marker must not reach the disk before the data it vouches for.
-    for dirpath, _, files in os.walk(tmp):
-        for f in files:
-            _fsync_path(os.path.join(dirpath, f))
-    faults.before_complete_marker(step)  # test-only (faults.py); nothing unless armed
-    (tmp / COMPLETE).write_text("ok\n")
-    _fsync_path(tmp / COMPLETE)
-    _fsync_path(tmp)
+    try:
+        tmp.mkdir()
+        write_fn(tmp)
+        # The marker must not reach the disk before the data it vouches for.
+        for dirpath, _, files in os.walk(tmp):
+            for f in files:
+                _fsync_path(os.path.join(dirpath, f))
+        faults.before_complete_marker(step)  # test-only (faults.py); nothing unless armed
+        (tmp / COMPLETE).write_text("ok\n")
+        _fsync_path(tmp / COMPLETE)
+        _fsync_path(tmp)
+    except Exception as e:
+        # Measured before the cleanup frees the space again: torch.save reports a full disk only
+        # as "unexpected pos", without an errno.
+        full = _nearly_full(root)
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-written checkpoint must not stay behind
+        typed = disk_error(e, str(tmp))
+        if typed is None and full:
+            typed = disk_error(OSError(errno.ENOSPC, f"No space left on device ({type(e).__name__}: {e})"), str(tmp))
+        if typed is None:
+            raise
+        typed.message = typed.reason = f"checkpoint {final}: {typed.message}; the partial checkpoint {tmp} was removed"
+        raise typed from e
     if final.exists():  # an incomplete leftover of the same step
         shutil.rmtree(final)
     os.replace(tmp, final)
     _fsync_path(root)
     return final
+
+
+def _nearly_full(path, below=1 << 20):
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < below
 
 
 def write_json(path, obj):
@@ -218,3 +241,24 @@ def load_rng(path):
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+DIVERGED_DIR = ".diverged"
+
+
+def set_aside_diverged(output_dir, report):
+    """Move every checkpoint of a diverged run into `<output_dir>/.diverged/` with a DIVERGED.json
+    report, and return that dir (None when there was nothing to move). They stay for inspection,
+    but nothing at the top level claims to be resumable any more, so the same output_dir can start
+    over with corrected settings. A dot-dir: the artifact store neither records nor verifies it.
+    An earlier diverged run's leftovers are replaced."""
+    root = Path(output_dir)
+    found = [p for _, p in list_checkpoints(root, complete_only=False)]
+    aside = root / DIVERGED_DIR
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir(parents=True, exist_ok=True)
+    for p in found:
+        os.replace(p, aside / p.name)
+    write_json(aside / "DIVERGED.json", report)
+    _fsync_path(root)
+    return aside if found else None

@@ -10,6 +10,7 @@ scored positions only, a chunk of `vocab_chunk` positions at a time (heads.py), 
 [tokens, vocab] float32 tensor for a whole batch is ever built (Qwen's vocabulary is 151k wide).
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -115,12 +116,20 @@ def select_positions(n_records: int, limit, shard, job_path) -> list[int]:
 def write_jsonl_atomic(path: str, rows: list[dict]):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        # a full disk leaves no half-written file; __main__ reports it (InsufficientDisk) by this name
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if e.filename is None:
+            e.filename = tmp
+        raise
 
 
 def run(job):

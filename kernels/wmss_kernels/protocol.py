@@ -5,6 +5,7 @@ private handle on the real stdout and points both the Python-level and the C-lev
 elsewhere, so a stray print from a library cannot corrupt the stream the activity parses.
 """
 
+import errno
 import json
 import math
 import os
@@ -82,7 +83,7 @@ class KernelError(Exception):
     """An error with a protocol type and exit code; the message names file/line/field when known."""
 
     def __init__(self, error_type: str, message: str, *, file=None, line=None, field=None,
-                 exit_code: int = 1):
+                 exit_code: int = 1, details=None):
         prefix = ""
         if file is not None:
             prefix += str(file)
@@ -94,17 +95,19 @@ class KernelError(Exception):
         # callers sometimes pre-format the location themselves; do not say it twice
         full = message if message.startswith(prefix) else prefix + message
         super().__init__(full)
+        self.reason = message  # without the location: the activity may say it with a config key
         self.error_type = error_type
         self.message = full
         self.file = None if file is None else str(file)
         self.line = line
         self.field = field
         self.exit_code = exit_code
+        self.details = details
 
     def fields(self) -> dict:
         """The fields of the protocol `error` line."""
-        out = {"error_type": self.error_type, "message": self.message}
-        for key in ("file", "line", "field"):
+        out = {"error_type": self.error_type, "message": self.message, "reason": self.reason}
+        for key in ("file", "line", "field", "details"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -123,6 +126,52 @@ class OutOfMemory(KernelError):
 class Terminated(KernelError):
     def __init__(self, message: str = "stopped by SIGTERM", **where):
         super().__init__("KernelTerminated", message, exit_code=4, **where)
+
+
+class TrainingDiverged(KernelError):
+    """The loss or the gradient norm became NaN/Inf: the same settings diverge again on a retry."""
+
+    def __init__(self, message: str, *, field="lr", details=None):
+        # field: the job field to change (the activity names the config key the user wrote)
+        super().__init__("TrainingDiverged", message, field=field, exit_code=5, details=details)
+
+
+class InsufficientDisk(KernelError):
+    """A write failed because the file system is full (ENOSPC) or the quota is used up (EDQUOT)."""
+
+    def __init__(self, message: str, *, file=None):
+        super().__init__("InsufficientDisk", message, file=file, exit_code=6)
+
+
+class NotWritable(KernelError):
+    """A write was refused: read-only file system (EROFS) or no permission (EACCES, EPERM)."""
+
+    def __init__(self, message: str, *, file=None):
+        super().__init__("NotWritable", message, file=file, exit_code=7)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def disk_error(exc, path=None):
+    """The typed error for an OSError that a retry cannot fix (full disk, read-only or forbidden
+    path), naming the path being written; None for any other error (a crash, retried).
+    Libraries that hide the errno (safetensors) still say "os error 28" in their message."""
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code is None and ("os error 28" in text or "No space left" in text):
+        code = errno.ENOSPC
+    if code is None and ("os error 122" in text or "quota exceeded" in text.lower()):
+        code = errno.EDQUOT
+    where = getattr(exc, "filename", None) or path
+    if code in _FULL:
+        why = "the disk quota is used up" if code == errno.EDQUOT else "the file system is full"
+        return InsufficientDisk(f"cannot write: {why} ({text}); free space and resume the run", file=where)
+    if code in _READ_ONLY:
+        why = "the file system is read-only" if code == errno.EROFS else "permission denied"
+        return NotWritable(f"cannot write: {why} ({text}); the run dir must be writable by the worker", file=where)
+    return None
 
 
 def install_sigterm_handler():

@@ -44,8 +44,15 @@ def run(job):
         raise InvalidInput("no training records", file=job.data_file)
     examples = build_examples(tok, records, job.system_prompt, job.max_length)
     if sum(e["n_targets"] for e in examples) == 0:
-        raise InvalidInput(f"max_length {job.max_length} leaves no completion tokens to train on",
-                           field="max_length", file=job._path)
+        # every prompt (system prompt + chat template + question) fills max_length on its own:
+        # say how far to raise it, measured, so the first correction is the right one
+        prompts = [len(tok(sft_texts(tok, r, job.system_prompt)[0], add_special_tokens=False)["input_ids"])
+                   for r in records]
+        raise InvalidInput(
+            f"{job.max_length} tokens leave no completion tokens to train on: every prompt (system prompt, "
+            f"chat template and question) is at least {min(prompts)} tokens long, the longest {max(prompts)}; "
+            f"raise it to at least {min(prompts) + 1} (above {max(prompts)} to train on every sample)",
+            field="max_length", file=job._path)
     hp = plan(job, len(examples), {"verb": "sft", "system_prompt": job.system_prompt,
                                    "data_format": job.data_format})
     done = finished(job, hp)

@@ -32,7 +32,8 @@ from torch.nn.parallel import DistributedDataParallel
 from . import __version__, checkpoints, distributed
 from .heads import linear_cross_entropy_sum
 from .jobs import Field
-from .protocol import InvalidInput, OutOfMemory, Progress, Terminated, emit, install_sigterm_handler, stop_requested
+from .protocol import (InvalidInput, OutOfMemory, Progress, Terminated, TrainingDiverged, emit,
+                       install_sigterm_handler, stop_requested)
 
 # Job fields shared by sft and joint (docs/kernel-protocol.md).
 TRAIN_FIELDS = {
@@ -350,16 +351,21 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         n_tgt = max(1, sum(examples[i]["n_targets"] for i in all_idx))
         mine = [examples[i] for i in all_idx[rank * per_rank:(rank + 1) * per_rank]]
         lr = sched.get_last_lr()[0]
-        loss_sum, tokens = optimizer_step(forward, ddp, mine, n_tgt, job.micro_batch, world, device, autocast,
-                                          params, job.max_grad_norm, opt)
+        loss_sum, tokens, grad_norm = optimizer_step(forward, ddp, mine, n_tgt, job.micro_batch, world, device,
+                                                     autocast, params, job.max_grad_norm, opt)
         sched.step()
         step += 1
 
         # One all-reduce per step: the logged loss and token count cover every rank, and a SIGTERM
         # seen by any rank stops all of them at the same step.
-        summed_loss, summed_tokens, stops = distributed.sum_across(
-            [loss_sum.item(), tokens, float(stop_requested())], device)
+        summed_loss, summed_tokens, stops, norms = distributed.sum_across(
+            [loss_sum.item(), tokens, float(stop_requested()), grad_norm.item()], device)
         loss = summed_loss / n_tgt
+        if not (math.isfinite(loss) and math.isfinite(norms)):
+            # every rank sees the same sums, so all stop here; nothing of this step is saved
+            raise _diverged(job, out_dir, rank, step, max_steps, history, lr,
+                            "loss" if not math.isfinite(loss) else "gradient norm",
+                            loss if not math.isfinite(loss) else norms)
         tokens_seen += int(summed_tokens)
         history.append({"step": step, "loss": loss, "lr": lr})
         if rank == 0:
@@ -368,6 +374,9 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
 
         stop = stops > 0 or step == job.stop_after_steps
         if step == max_steps or stop or (job.save_every and step % job.save_every == 0):
+            # a finite loss does not prove finite weights: a huge lr can overflow the update itself
+            if _any_rank(not all_finite(params), device):
+                raise _diverged(job, out_dir, rank, step, max_steps, history, lr, "weights", float("nan"))
             if rank == 0:
                 path = save(step, loss)
             # nobody reads the checkpoint or leaves (torchrun would kill a rank still saving)
@@ -419,11 +428,34 @@ def optimizer_step(forward, ddp, mine, n_tgt, micro_batch, world, device, autoca
             (part * (world / n_tgt)).backward()
         loss_sum += part.detach()
         tokens += sum(len(e["input_ids"]) for e in chunk)  # counted on the host: no device sync
-    if max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    # the norm is wanted even unclipped: a NaN/Inf gradient is how divergence shows first
+    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else float("inf"))
     opt.step()
     opt.zero_grad(set_to_none=True)
-    return loss_sum, tokens
+    return loss_sum, tokens, norm
+
+
+def all_finite(params):
+    return bool(torch.stack([torch.isfinite(p).all() for p in params]).all().item()) if params else True
+
+
+def _diverged(job, out_dir, rank, step, max_steps, history, lr, what, value):
+    """TrainingDiverged for a non-finite loss, gradient norm or weights at optimizer step `step`.
+    The run's checkpoints are set aside (checkpoints.set_aside_diverged): resuming them with the
+    same settings diverges again, and with other settings (a lower lr) is refused, so left in place
+    they would only block the corrected run in this output_dir."""
+    last = history[-1] if history else None
+    details = {"step": step, "max_steps": max_steps, "what": what, "value": value, "lr": lr,
+               "last_finite_loss": last["loss"] if last else None,
+               "last_finite_step": last["step"] if last else None, "output_dir": str(out_dir)}
+    moved = checkpoints.set_aside_diverged(out_dir, details) if rank == 0 else None
+    lastly = (f"last finite loss {last['loss']:.4g} at step {last['step']}" if last
+              else "no finite loss before it")
+    aside = f"; its checkpoints were moved to {moved} (not resumable)" if moved else ""
+    return TrainingDiverged(
+        f"training diverged at optimizer step {step} of {max_steps}: the {what} is {value} "
+        f"(lr {lr:.3g}; {lastly}). Lower the learning rate (or raise warmup, lower max_grad_norm) and run again; "
+        f"no checkpoint with non-finite weights was saved{aside}", details=details)
 
 
 def _any_rank(flag, device):

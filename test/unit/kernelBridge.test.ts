@@ -120,3 +120,41 @@ test('a missing interpreter is a clear non-retryable error', async () => {
     process.env.WMSS_PYTHON = fake;
   }
 });
+
+// Issue 21 defect 2: a NaN final loss became `null` in the result line, the schema refused the
+// line, and the bridge reported "exited 0 without a result line" five times.
+test('a result line with a null metric (a NaN the kernel could not print) is still the result', async () => {
+  const out = await run('nanresult');
+  expect(out.outputs.checkpoint).toBe('/tmp/ckpt-2');
+  expect(out.metrics).toEqual({ steps: 2 });
+});
+
+test.each([
+  ['its own exit code', '5'],
+  ['torchrun hiding it behind exit 1', '1'],
+])('TrainingDiverged is non-retryable with step and last finite loss, via %s, and names the config key', async (_how, code) => {
+  const f = await failureOf(run('diverged', { env: { FAKE_MODE: 'diverged', FAKE_EXIT: code, FAKE_PIDFILE: path.join(dir, 'pid') }, configKeys: { lr: 'sft.lr' } }));
+  expect(f.type).toBe(ErrorTypes.TrainingDiverged);
+  expect(f.nonRetryable).toBe(true);
+  expect(f.message).toMatch(/^sft\.lr: training diverged at optimizer step 2 of 6/);
+  expect(f.details?.[0]).toMatchObject({ field: 'sft.lr', step: 2, last_finite_loss: 6.2 });
+});
+
+test('a job-field error names the config key the user wrote, not the internal job file', async () => {
+  const jobFile = path.join(dir, 'job.json');
+  const f = await failureOf(run('jobfield', { env: { FAKE_MODE: 'jobfield', FAKE_JOB: jobFile, FAKE_PIDFILE: path.join(dir, 'pid') }, configKeys: { max_length: 'sft.maxLength' } }));
+  expect(f.type).toBe(ErrorTypes.InvalidInput);
+  expect(f.nonRetryable).toBe(true);
+  expect(f.message).toMatch(/^sft\.maxLength: raise it/);
+  expect(f.message).not.toContain(jobFile);
+  expect(f.message).not.toContain('max_length');
+  expect(f.details?.[0]).toMatchObject({ field: 'sft.maxLength', file: null });
+});
+
+test('a full disk in the kernel is a non-retryable InsufficientDisk naming the file being written', async () => {
+  const f = await failureOf(run('diskfull'));
+  expect(f.type).toBe(ErrorTypes.InsufficientDisk);
+  expect(f.nonRetryable).toBe(true);
+  expect(f.message).toContain('/r/out/checkpoint-13.partial/optimizer.pt');
+  expect(f.details?.[0]).toMatchObject({ file: '/r/out/checkpoint-13.partial/optimizer.pt' });
+});
