@@ -258,7 +258,7 @@ describe('through the real entropy kernel (torch backend: Python validates, the 
     cpSync(path.join(ROOT, 'shared', 'model'), base, { recursive: true });
     const f = await failureOf(gpu.computeEntropy(stepInput('entropy0', runDir, { baseModel: base, dataFile: input, dataFormat: c.format, device: 'cpu' })));
     expect({ type: f.type, nonRetryable: f.nonRetryable }).toEqual({ type: 'InvalidInput', nonRetryable: true });
-    expect(f.details[0]).toEqual({ file: input, line: c.expect.line, field: c.expect.field ?? undefined });
+    expect(f.details[0]).toEqual({ file: input, line: c.expect.line, field: c.expect.field ?? null });
     expect(f.message).toContain(`${input} line ${c.expect.line}: ${c.expect.field ? `field '${c.expect.field}': ` : ''}`);
     for (const fragment of c.expect.message) expect(f.message).toContain(fragment);
     expect(f.message).toContain(path.join(runDir, A.LOGS_DIR, 'entropy0.log'));
