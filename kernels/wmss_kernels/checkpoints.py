@@ -68,19 +68,29 @@ def _fsync_path(path):
         os.close(fd)
 
 
-def save_atomic(output_dir, step, write_fn):
-    """Run write_fn(tmp_dir), fsync, mark COMPLETE, rename to checkpoint-<step>; return the path."""
-    root = Path(output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    final = checkpoint_dir(root, step)
-    tmp = root / f"{final.name}.partial"
+def partial_dir(output_dir, step):
+    """Where checkpoint-<step> is written before it is published."""
+    return Path(output_dir) / f"checkpoint-{step}.partial"
+
+
+def begin_partial(tmp):
+    """An empty partial dir (a leftover of the same step is discarded)."""
+    tmp = Path(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    write_fn(tmp)
+    return tmp
+
+
+def publish(output_dir, step, tmp):
+    """fsync everything under `tmp`, mark it COMPLETE, rename it to checkpoint-<step>."""
+    root = Path(output_dir)
+    final = checkpoint_dir(root, step)
     # The marker must not reach the disk before the data it vouches for.
     for dirpath, _, files in os.walk(tmp):
         for f in files:
             _fsync_path(os.path.join(dirpath, f))
+        _fsync_path(dirpath)  # sharded checkpoints have subdirectories whose entries must land too
     faults.before_complete_marker(step)  # test-only (faults.py); nothing unless armed
     (tmp / COMPLETE).write_text("ok\n")
     _fsync_path(tmp / COMPLETE)
@@ -90,6 +100,13 @@ def save_atomic(output_dir, step, write_fn):
     os.replace(tmp, final)
     _fsync_path(root)
     return final
+
+
+def save_atomic(output_dir, step, write_fn):
+    """Run write_fn(tmp_dir), fsync, mark COMPLETE, rename to checkpoint-<step>; return the path."""
+    tmp = begin_partial(partial_dir(output_dir, step))
+    write_fn(tmp)
+    return publish(output_dir, step, tmp)
 
 
 def write_json(path, obj):

@@ -12,12 +12,16 @@ number, and under torchrun each of the N ranks takes its own slice of G (grad_ac
 micro-batches) without talking to the others; N never changes the run, so a run may resume on
 another number of devices.
 
-Data parallelism is DistributedDataParallel: every rank holds the whole model and optimizer state
-and gradients are averaged in backward (docs/kernel-protocol.md, "Several devices", says why not
-FSDP). Only rank 0 writes checkpoints and protocol lines; the other ranks log.
+Data parallelism is DistributedDataParallel (every rank holds the whole model and optimizer
+state; gradients are averaged in backward) or FSDP2 (sharding.py: weights, gradients and optimizer
+state sharded over the ranks), chosen by the job's `parallelism`. Under DDP rank 0 writes the
+checkpoints; under FSDP every rank writes its shards with torch.distributed.checkpoint and the
+final checkpoint is gathered into one Hugging Face model. Only rank 0 prints protocol lines; the
+other ranks log.
 """
 
 import contextlib
+import logging
 import math
 import random
 import time
@@ -29,10 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import __version__, checkpoints, distributed
+from . import __version__, checkpoints, distributed, sharding
 from .heads import linear_cross_entropy_sum
 from .jobs import Field
 from .protocol import InvalidInput, OutOfMemory, Progress, Terminated, emit, install_sigterm_handler, stop_requested
+
+log = logging.getLogger("wmss_kernels.train_loop")
 
 # Job fields shared by sft and joint (docs/kernel-protocol.md).
 TRAIN_FIELDS = {
@@ -54,6 +60,12 @@ TRAIN_FIELDS = {
     "dtype": Field(str, "auto", choices=("auto", "float32", "bfloat16")),
     "simulate_oom": Field(bool, False),
     "stop_after_steps": Field((int, type(None)), None),
+    # several devices (sharding.py): ddp, fsdp, or auto = fsdp when memory_estimate_gib (the
+    # activity's estimate of one device's footprint under DDP) does not fit this device
+    "parallelism": Field(str, "ddp", choices=("auto", "ddp", "fsdp")),
+    "memory_estimate_gib": Field((float, int, type(None)), None),
+    "reshard_after_forward": Field(bool, True),
+    "cpu_offload": Field(bool, False),
 }
 
 
@@ -74,7 +86,12 @@ def check_train_job(job):
     for name in ("max_steps", "stop_after_steps"):
         if getattr(job, name) is not None and getattr(job, name) < 1:
             raise InvalidInput("must be >= 1", file=job._path, field=name)
-    accum_per_rank(job, distributed.from_env().size)  # before any model is loaded
+    world = distributed.from_env().size
+    accum_per_rank(job, world)  # before any model is loaded
+    if job.parallelism == "fsdp" and world == 1:
+        raise InvalidInput("fsdp shards the model over several processes, and this kernel runs as one "
+                           "(one device, or a CPU-only worker): use ddp or auto, or start it on several "
+                           "devices", file=job._path, field="parallelism")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,13 +242,14 @@ def finished(job, hp):
 # ---------------------------------------------------------------------------------------------
 # The loop
 
-def make_optimizer(model, lr, weight_decay, device):
+def make_optimizer(model, lr, weight_decay, device, fused=None):
     """AdamW over the trainable parameters (fused kernel on CUDA); returns (optimizer, params)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]  # norms, biases
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=device.type == "cuda")
+                            lr=lr, betas=(0.9, 0.999), eps=1e-8,
+                            fused=device.type == "cuda" if fused is None else fused)
     return opt, decay + no_decay
 
 
@@ -250,12 +268,21 @@ def _seed_all(seed):
     torch.manual_seed(seed)
 
 
+def _child_prefix(loss_module, model):
+    """'lm.' or 'fused.': where `model` sits in the loss module's state dict."""
+    for name, child in loss_module.named_children():
+        if child is model:
+            return name + "."
+    raise ValueError("the loss module does not hold the model as a direct child")
+
+
 def train(job, model, examples, hp, *, save_model, load_weights, device, loss_module=None):
     """Train `model` in place; returns the verb's result dict.
 
-    save_model(model, dir) writes weights + config + tokenizer; load_weights(model, dir) reads
-    them back in place. loss_module(input_ids, labels) returns the summed CE over the batch's
-    targets (default CausalLMLoss(model)); it must own model's parameters.
+    save_model(model, dir, state_dict=None) writes weights + config + tokenizer (the given full
+    state dict instead of the model's own when sharded); load_weights(model, dir) reads them back
+    in place. loss_module(input_ids, labels) returns the summed CE over the batch's targets
+    (default CausalLMLoss(model)); it must hold `model` as a direct child.
     Only parameters with requires_grad go to the optimizer (freeze_weak relies on this).
     Under torchrun every rank calls this with the same job; distributed.setup() ran before.
     """
@@ -266,9 +293,22 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     max_steps, n = hp["max_steps"], len(examples)
     global_batch = job.micro_batch * job.grad_accum
     per_rank = job.micro_batch * accum_per_rank(job, world)
-    layout = _layout(job, world)
+    strategy = sharding.choose(job.parallelism, world, device, job.memory_estimate_gib)
+    layout = {**_layout(job, world), "parallelism": strategy or "none"}
+    loss_module = loss_module or CausalLMLoss(model)
+    prefix = _child_prefix(loss_module, model)
 
-    opt, params = make_optimizer(model, job.lr, job.weight_decay, device)
+    if job.gradient_checkpointing:
+        # before sharding: FSDP's hooks then run inside the recomputed region, which FSDP2 expects
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    offload = strategy == "fsdp" and job.cpu_offload
+    if strategy == "fsdp":
+        n_groups = sharding.shard(loss_module, reshard_after_forward=job.reshard_after_forward,
+                                  cpu_offload=offload, device=device)
+        log.info("fsdp: %d decoder layers + root sharded over %d ranks (reshard_after_forward=%s, cpu_offload=%s)",
+                 n_groups, world, job.reshard_after_forward, offload)
+    # offloaded parameters live on the host, where the fused (CUDA) AdamW cannot run
+    opt, params = make_optimizer(loss_module, job.lr, job.weight_decay, device, fused=False if offload else None)
     warmup = math.ceil(job.warmup_ratio * max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup, max_steps))
 
@@ -285,24 +325,32 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         step0, ckpt = latest
         _check_same_run(ckpt, hp)
         state = checkpoints.read_json(ckpt / "trainer_state.json")
-        load_weights(model, ckpt)
-        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
+        if sharding.is_sharded(ckpt):
+            # written by FSDP on any number of ranks; readable under every strategy
+            sharding.load(loss_module, opt, ckpt)
+        elif strategy == "fsdp":
+            raise InvalidInput(f"{ckpt} was written without sharding (ddp or one device) and fsdp cannot resume "
+                               "its optimizer state: resume with parallelism ddp, or use a new output_dir",
+                               field="parallelism")
+        else:
+            load_weights(model, ckpt)
+            opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
         sched.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
         checkpoints.load_rng(ckpt / "rng.pt")
         start, history = step0, state["loss_history"]
     else:
         _seed_all(job.seed)
 
-    if job.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if job.compile_layers if job.compile_layers is not None else device.type == "cuda":
-        compile_layers(model)
+        if strategy == "fsdp":
+            sharding.compile_sharded_layers(loss_module)
+        else:
+            compile_layers(model)
     model.train()
     # DDP broadcasts rank 0's weights at construction and averages gradients in backward. Frozen
     # parameters (freeze_weak) are skipped by DDP as they are by the optimizer.
-    forward = loss_module = loss_module or CausalLMLoss(model)
-    ddp = None
-    if distributed.active():
+    forward, ddp = loss_module, None
+    if strategy == "ddp":
         forward = ddp = DistributedDataParallel(loss_module, device_ids=[
             device.index if device.index is not None else torch.cuda.current_device()]
             if device.type == "cuda" else None)
@@ -312,25 +360,41 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     progress = Progress(max_steps, "steps")
     if rank == 0:
         progress.update(start, epoch=start * global_batch / n)
-    t0, tokens_seen = time.monotonic(), 0  # tokens of all ranks
+    # Throughput counts the tokens of all ranks over the steps after this process's first one:
+    # the first step pays for compilation and allocator warm-up, which a longer run amortises.
+    clock = {"t0": time.monotonic(), "tokens": 0, "warm": False}
     step, last_saved, path = start, start, None
 
     def tokens_per_s():
-        return tokens_seen / max(1e-9, time.monotonic() - t0)
+        return clock["tokens"] / max(1e-9, time.monotonic() - clock["t0"])
 
     def save(step, loss):
+        """Collective under FSDP (every rank writes its shards or joins the gather); rank 0 alone
+        otherwise. Rank 0 publishes the checkpoint (COMPLETE, rename) once every part is written."""
         state = {"step": step, "max_steps": max_steps, "consumed_samples": step * global_batch,
                  "epoch": step * global_batch / n, "loss_history": history, "hparams": hp,
                  "layout": layout, "tokens_per_s": tokens_per_s(), "kernel_version": __version__}
-
-        def write(tmp):
+        full = None
+        if strategy == "fsdp" and step == max_steps:
+            # the steps after training read a plain Hugging Face model: gather it, tensor by tensor
+            full = sharding.full_state_dict(loss_module, prefix)
+        tmp = checkpoints.partial_dir(out_dir, step)
+        if rank == 0:
+            checkpoints.begin_partial(tmp)
+        if strategy == "fsdp" and step < max_steps:
+            distributed.barrier()  # the partial dir exists before any rank writes into it
+            sharding.save(loss_module, opt, tmp)
+        if rank != 0:
+            return None
+        if strategy != "fsdp":
             save_model(model, tmp)
-            checkpoints.write_json(tmp / "trainer_state.json", state)
             torch.save(opt.state_dict(), tmp / "optimizer.pt")
-            torch.save(sched.state_dict(), tmp / "scheduler.pt")
-            checkpoints.save_rng(tmp / "rng.pt")
-
-        path = checkpoints.save_atomic(out_dir, step, write).resolve()
+        elif full is not None:
+            save_model(model, tmp, full)
+        checkpoints.write_json(tmp / "trainer_state.json", state)
+        torch.save(sched.state_dict(), tmp / "scheduler.pt")
+        checkpoints.save_rng(tmp / "rng.pt")
+        path = checkpoints.publish(out_dir, step, tmp).resolve()
         emit("checkpoint", path=str(path), step=step)
         emit("progress", done=step, total=max_steps, unit="steps", loss=loss, lr=sched.get_last_lr()[0],
              tokens_per_s=tokens_per_s(), epoch=step * global_batch / n)
@@ -360,7 +424,10 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         summed_loss, summed_tokens, stops = distributed.sum_across(
             [loss_sum.item(), tokens, float(stop_requested())], device)
         loss = summed_loss / n_tgt
-        tokens_seen += int(summed_tokens)
+        if clock["warm"] or step == max_steps:
+            clock["tokens"] += int(summed_tokens)
+        else:  # the first step: start the clock now (a one-step run counts its only step)
+            clock.update(t0=time.monotonic(), warm=True)
         history.append({"step": step, "loss": loss, "lr": lr})
         if rank == 0:
             progress.update(step, loss=loss, lr=lr, tokens_per_s=tokens_per_s(),
@@ -368,8 +435,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
 
         stop = stops > 0 or step == job.stop_after_steps
         if step == max_steps or stop or (job.save_every and step % job.save_every == 0):
-            if rank == 0:
-                path = save(step, loss)
+            path = save(step, loss)
             # nobody reads the checkpoint or leaves (torchrun would kill a rank still saving)
             # before rank 0 has finished writing it
             distributed.barrier()
