@@ -360,13 +360,15 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     progress = Progress(max_steps, "steps")
     if rank == 0:
         progress.update(start, epoch=start * global_batch / n)
-    # Throughput counts the tokens of all ranks over the steps after this process's first one:
-    # the first step pays for compilation and allocator warm-up, which a longer run amortises.
-    clock = {"t0": time.monotonic(), "tokens": 0, "warm": False}
+    # Throughput: the tokens of all ranks over the time spent in optimizer steps, leaving out this
+    # process's first step (compilation, allocator warm-up: a longer run amortises them) and the
+    # checkpoint writes (saveEvery decides those, not the device count). tokens_per_s and step_s
+    # therefore scale with the steps themselves.
+    clock = {"train_s": 0.0, "steps": 0, "tokens": 0, "save_s": []}
     step, last_saved, path = start, start, None
 
     def tokens_per_s():
-        return clock["tokens"] / max(1e-9, time.monotonic() - clock["t0"])
+        return clock["tokens"] / clock["train_s"] if clock["train_s"] > 0 else 0.0
 
     def save(step, loss):
         """Collective under FSDP (every rank writes its shards or joins the gather); rank 0 alone
@@ -414,6 +416,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         n_tgt = max(1, sum(examples[i]["n_targets"] for i in all_idx))
         mine = [examples[i] for i in all_idx[rank * per_rank:(rank + 1) * per_rank]]
         lr = sched.get_last_lr()[0]
+        t_step = time.monotonic()
         loss_sum, tokens = optimizer_step(forward, ddp, mine, n_tgt, job.micro_batch, world, device, autocast,
                                           params, job.max_grad_norm, opt)
         sched.step()
@@ -424,10 +427,10 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         summed_loss, summed_tokens, stops = distributed.sum_across(
             [loss_sum.item(), tokens, float(stop_requested())], device)
         loss = summed_loss / n_tgt
-        if clock["warm"] or step == max_steps:
+        if step > start + 1 or step == max_steps:  # .item() above waited for the device
+            clock["train_s"] += time.monotonic() - t_step
+            clock["steps"] += 1
             clock["tokens"] += int(summed_tokens)
-        else:  # the first step: start the clock now (a one-step run counts its only step)
-            clock.update(t0=time.monotonic(), warm=True)
         history.append({"step": step, "loss": loss, "lr": lr})
         if rank == 0:
             progress.update(step, loss=loss, lr=lr, tokens_per_s=tokens_per_s(),
@@ -435,10 +438,12 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
 
         stop = stops > 0 or step == job.stop_after_steps
         if step == max_steps or stop or (job.save_every and step % job.save_every == 0):
+            t_save = time.monotonic()
             path = save(step, loss)
             # nobody reads the checkpoint or leaves (torchrun would kill a rank still saving)
             # before rank 0 has finished writing it
             distributed.barrier()
+            clock["save_s"].append(time.monotonic() - t_save)
             last_saved = step
         if stop and step < max_steps:
             where = f"checkpoint saved: {path}" if rank == 0 else "rank 0 saved the checkpoint"
@@ -447,7 +452,9 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     final = checkpoints.checkpoint_dir(out_dir, max_steps)
     state = checkpoints.read_json(final / "trainer_state.json")
     assert last_saved == max_steps
-    return _result(final, state, start, tokens_per_s(), layout)
+    timing = {"step_s": clock["train_s"] / max(1, clock["steps"]),
+              "checkpoint_s_max": max(clock["save_s"], default=0.0)}
+    return _result(final, state, start, tokens_per_s(), {**layout, **timing})
 
 
 def compile_layers(model):
