@@ -191,6 +191,9 @@ def main():
         retry, single = result_of(ev2), result_of(ev3)
         ref = fig.get("sft", {}).get("2gpu-fsdp", {}).get("losses", [])
 
+        for r in (retry, single):
+            r["losses"] = loss_history(r["outputs"]["checkpoint"]) if r["outputs"] else []
+
         def rel_to_ref(result):
             if not ref or not result["outputs"]:
                 return None
@@ -198,8 +201,8 @@ def main():
             return max(abs(x - y) / abs(x) for x, y in zip(ref, got))
 
         fig["kill"] = {"first_attempt": first,
-                       "retry": {"exit": code2, "wall_s": s2, **retry["metrics"], "max_rel_loss_vs_uninterrupted": rel_to_ref(retry)},
-                       "resume_on_1gpu": {"exit": code3, "wall_s": s3, **single["metrics"], "max_rel_loss_vs_uninterrupted": rel_to_ref(single)}}
+                       "retry": {"exit": code2, "wall_s": s2, **retry["metrics"], "losses": retry["losses"], "max_rel_loss_vs_uninterrupted": rel_to_ref(retry)},
+                       "resume_on_1gpu": {"exit": code3, "wall_s": s3, **single["metrics"], "losses": single["losses"], "max_rel_loss_vs_uninterrupted": rel_to_ref(single)}}
         print("multi-gpu: kill", json.dumps(fig["kill"])[:1200], flush=True)
         save()
 
