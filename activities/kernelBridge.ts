@@ -61,7 +61,25 @@ const EXIT_OF_ERROR_TYPE: Record<string, number> = {
   InvalidInput: KernelExit.invalidInput,
   KernelOutOfMemory: KernelExit.outOfMemory,
   KernelTerminated: KernelExit.terminated,
+  RankLost: KernelExit.rankLost,
 };
+
+/**
+ * torchrun's failure summary ("Root Cause" block): the rank that failed first and its exit code
+ * (negative: the signal). It speaks for a lost rank when no rank could print the error line
+ * (rank 0 itself was the one killed: only rank 0 prints protocol lines).
+ */
+export function torchrunRootCause(logTail: string): { rank: number; exitcode: number } | undefined {
+  const block = logTail.split('Root Cause').pop();
+  if (block === undefined || block === logTail) return undefined;
+  const rank = /rank\s*:\s*(\d+)/.exec(block);
+  const exit = /exitcode\s*:\s*(-?\d+)/.exec(block);
+  return rank && exit ? { rank: Number(rank[1]), exitcode: Number(exit[1]) } : undefined;
+}
+
+function describeExit(code: number): string {
+  return code < 0 ? `signal ${-code}${code === -9 ? ' (SIGKILL)' : code === -15 ? ' (SIGTERM)' : ''}` : `exit code ${code}`;
+}
 
 function tailOf(file: string, bytes = 2000): string {
   try {
@@ -182,7 +200,10 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
     throw ApplicationFailure.create({ type: ErrorTypes.KernelStalled, message: `${verb} kernel ${when} for ${silentS} s and was killed (${where})`, details: [progress] });
   }
   const errorText = kernelError ? `${kernelError.error_type}: ${kernelError.message}` : `exit code ${exit.code}${exit.signal ? `, signal ${exit.signal}` : ''}`;
-  const code = exit.code !== KernelExit.ok && kernelError && kernelError.error_type in EXIT_OF_ERROR_TYPE ? EXIT_OF_ERROR_TYPE[kernelError.error_type] : exit.code;
+  let code = exit.code !== KernelExit.ok && kernelError && kernelError.error_type in EXIT_OF_ERROR_TYPE ? EXIT_OF_ERROR_TYPE[kernelError.error_type] : exit.code;
+  const rootCause = processes > 1 && code !== KernelExit.ok ? torchrunRootCause(tailOf(logFile, 20_000)) : undefined;
+  // no error line, but torchrun saw a rank die of a signal: that rank was lost
+  if (!kernelError && rootCause && rootCause.exitcode < 0) code = KernelExit.rankLost;
   switch (code) {
     case KernelExit.ok:
       if (!result) throw ApplicationFailure.create({ type: ErrorTypes.KernelCrashed, message: `${verb} kernel exited 0 without a result line (${where})` });
@@ -191,6 +212,11 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
       throw ApplicationFailure.create({ type: ErrorTypes.InvalidInput, nonRetryable: true, message: `${kernelError?.message ?? errorText} (${where})`, details: [{ file: kernelError?.file, line: kernelError?.line, field: kernelError?.field }] });
     case KernelExit.outOfMemory:
       throw ApplicationFailure.create({ type: ErrorTypes.KernelOutOfMemory, message: `${verb} kernel ran out of memory: ${errorText} (${where})`, details: [progress] });
+    case KernelExit.rankLost: {
+      const rank = (kernelError as { rank?: number } | undefined)?.rank ?? rootCause?.rank;
+      const how = rootCause && rootCause.rank === rank ? `, ${describeExit(rootCause.exitcode)}` : '';
+      throw ApplicationFailure.create({ type: ErrorTypes.RankLost, message: `${verb} kernel lost rank ${rank ?? '?'}${how}; the other ranks stopped: ${kernelError?.message ?? errorText} (${where})`, details: [{ ...progress, rank, exitcode: rootCause?.exitcode }] });
+    }
     case KernelExit.terminated:
       throw ApplicationFailure.create({ type: ErrorTypes.KernelTerminated, message: `${verb} kernel stopped on SIGTERM after saving its state (${where})`, details: [progress] });
     default:

@@ -24,6 +24,7 @@ import { withOomBackoff, type BatchLayout } from './oomBackoff';
 import { resolveEvalDatasets, validateEvalDatasets } from './evalDatasets';
 import { exportOnnxStep } from './onnx/exportStep';
 import { checkModelDir } from './snapshot';
+import { trainingMemory } from '../pipeline/parallelism';
 import { completeCheckpoints, countLines, modelTensorStats, pruneCheckpoints, requireDiskSpace, trainingEstimate } from './store/diskSpace';
 import { kernelFaultEnv } from './faults';
 
@@ -77,7 +78,31 @@ export function deviceCount(devices: DeviceSet): number {
 }
 
 /** The global batch is microBatch × gradAccum on any number of devices, so each takes gradAccum / N. */
+/**
+ * The DDP footprint of one GPU (pipeline/parallelism.ts) that `parallelism.strategy: auto` is
+ * decided by in the kernel; null when the model's config.json lacks its shape.
+ */
+async function memoryEstimateGiB(modelDir: string, t: RunConfig['sft'] | RunConfig['joint'], model: { params: number; trainable: number; branches: number }, devices: number, bytesPerParam: number): Promise<number | null> {
+  let cfg: { hidden_size?: unknown; num_hidden_layers?: unknown };
+  try {
+    cfg = JSON.parse(await fsp.readFile(path.join(modelDir, 'config.json'), 'utf8'));
+  } catch {
+    return null;
+  }
+  if (typeof cfg.hidden_size !== 'number' || typeof cfg.num_hidden_layers !== 'number') return null;
+  const est = trainingMemory({ params: model.params, trainableParams: model.trainable, bytesPerParam, microBatch: t.microBatch, maxLength: t.maxLength, hiddenSize: cfg.hidden_size, layers: cfg.num_hidden_layers, branches: model.branches, gradientCheckpointing: t.gradientCheckpointing, devices });
+  return Math.round(est.ddpGiB * 100) / 100;
+}
+
 function checkSplit(t: RunConfig['sft'] | RunConfig['joint'], field: 'sft' | 'joint', n: number): void {
+  if (t.parallelism.strategy === 'fsdp' && n <= 1) {
+    throw ApplicationFailure.create({
+      type: ErrorTypes.InvalidConfig,
+      nonRetryable: true,
+      message: `${field}.parallelism.strategy: fsdp shards the model over several GPUs, and this worker runs the step on one device (a single GPU or a CPU-only worker); use auto or ddp, or a worker with several GPUs`,
+      details: [{ file: null, line: null, field: `${field}.parallelism.strategy` }],
+    });
+  }
   if (t.gradAccum % n === 0) return;
   throw ApplicationFailure.create({
     type: ErrorTypes.InvalidInput,
@@ -181,12 +206,15 @@ export function kernelSteps(ctx: GpuWorkerContext) {
    * kernel reports a new complete checkpoint and once it is done (before the manifest records
    * the output dir).
    */
+  function bytesPerParam(input: StepInput, t: RunConfig['sft'] | RunConfig['joint']): number {
+    return t.dtype === 'float32' || (t.dtype === 'auto' && device(input.config, ctx.devices) === 'cpu') ? 4 : 2;
+  }
+
   async function trainingDisk(input: StepInput, t: RunConfig['sft'] | RunConfig['joint'], outputDir: string, model: { params: number; trainable: number }, rows: () => Promise<number>) {
     await pruneCheckpoints(outputDir, t.keepCheckpoints);
     const complete = await completeCheckpoints(outputDir);
     const totalSteps = t.maxSteps ?? Math.floor(((await rows()) * t.epochs) / (t.microBatch * t.gradAccum));
-    const bytesPerParam = t.dtype === 'float32' || (t.dtype === 'auto' && device(input.config, ctx.devices) === 'cpu') ? 4 : 2;
-    const estimate = trainingEstimate({ params: model.params, trainableParams: model.trainable, bytesPerParam, totalSteps, saveEvery: t.saveEvery, keepCheckpoints: t.keepCheckpoints, resumeStep: complete.at(-1)?.step ?? 0, existing: complete.length });
+    const estimate = trainingEstimate({ params: model.params, trainableParams: model.trainable, bytesPerParam: bytesPerParam(input, t), totalSteps, saveEvery: t.saveEvery, keepCheckpoints: t.keepCheckpoints, resumeStep: complete.at(-1)?.step ?? 0, existing: complete.length });
     await requireDiskSpace(input.config, input.stepId, outputDir, estimate);
     let seen = complete.at(-1)?.step;
     let pruning: Promise<unknown> = Promise.resolve();
@@ -269,6 +297,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
             const out = await kernel(input, run, 'sft', {
               ...trainingJob({ ...sft, ...layout }, run, input.config.dataFormat, paths.dir),
               ...simulatedOom(input, layout),
+              memory_estimate_gib: await memoryEstimateGiB(run.baseModel, { ...sft, ...layout }, { params, trainable: params, branches: 1 }, devicesN, bytesPerParam(input, sft)),
               model_path: run.baseModel,
               system_prompt: sft.systemPrompt ?? null,
             }, { processes: devicesN, onProgress: disk.onProgress });
@@ -296,6 +325,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
             const out = await kernel(input, run, 'joint', {
               ...trainingJob({ ...joint, ...layout }, run, input.config.dataFormat, paths.dir),
               ...simulatedOom(input, layout),
+              memory_estimate_gib: await memoryEstimateGiB(path.join(run.runDir, input.deps.fuse!.outputs.fused), { ...joint, ...layout }, { params, trainable: joint.freezeWeak ? params / 2 : params, branches: 2 }, devicesN, bytesPerParam(input, joint)),
               fused_dir: path.join(run.runDir, input.deps.fuse!.outputs.fused),
               indices_file: path.join(run.runDir, input.deps.merge!.outputs.positions),
               fusion_lambda: joint.fusionLambda,
@@ -408,6 +438,9 @@ function trainingJob(t: RunConfig['sft'] | RunConfig['joint'], run: ResolvedRun,
     save_every: t.saveEvery,
     gradient_checkpointing: t.gradientCheckpointing,
     compile_layers: t.compileLayers ?? null,
+    parallelism: t.parallelism.strategy,
+    reshard_after_forward: t.parallelism.reshardAfterForward,
+    cpu_offload: t.parallelism.cpuOffload,
     dtype: t.dtype,
     seed: t.seed,
   };
