@@ -72,6 +72,7 @@ const TYPE_OF_EXIT: Record<number, ErrorType> = {
   [KernelExit.diverged]: ErrorTypes.TrainingDiverged,
   [KernelExit.diskFull]: ErrorTypes.InsufficientDisk,
   [KernelExit.notWritable]: ErrorTypes.NotWritable,
+  [KernelExit.rankLost]: ErrorTypes.RankLost,
 };
 const KERNEL_ERROR_TYPES = new Set<string>(Object.values(TYPE_OF_EXIT));
 
@@ -83,10 +84,13 @@ type KernelErrorLine = Extract<KernelEvent, { type: 'error' }>;
  * key replaces it (the job file is internal). Permanent types are non-retryable
  * (NON_RETRYABLE_ERROR_TYPES), as everywhere else.
  */
-export function kernelFailure(verb: string, exit: { code: number | null; signal: NodeJS.Signals | null }, error: KernelErrorLine | undefined, ctx: { logFile: string; jobFile?: string; configKeys?: Record<string, string>; progress?: StepProgress }): ApplicationFailure {
+export function kernelFailure(verb: string, exit: { code: number | null; signal: NodeJS.Signals | null }, error: KernelErrorLine | undefined, ctx: { logFile: string; jobFile?: string; configKeys?: Record<string, string>; progress?: StepProgress; rootCause?: { rank: number; exitcode: number } }): ApplicationFailure {
   const where = `log: ${ctx.logFile}`;
-  const type: ErrorType =
+  const rootCause = ctx.rootCause;
+  let type: ErrorType =
     error && KERNEL_ERROR_TYPES.has(error.error_type) ? (error.error_type as ErrorType) : (TYPE_OF_EXIT[exit.code ?? -1] ?? ErrorTypes.KernelCrashed);
+  // no error line, but torchrun saw a rank die of a signal: that rank was lost
+  if (!error && rootCause && rootCause.exitcode < 0) type = ErrorTypes.RankLost;
   const nonRetryable = NON_RETRYABLE_ERROR_TYPES.includes(type);
   const configKey = error?.field ? ctx.configKeys?.[error.field] : undefined;
   const aboutJob = error !== undefined && (!error.file || error.file === ctx.jobFile);
@@ -102,11 +106,33 @@ export function kernelFailure(verb: string, exit: { code: number | null; signal:
       return ApplicationFailure.create({ type, message: `${verb} kernel ran out of memory: ${text} (${where})`, details: [ctx.progress] });
     case ErrorTypes.KernelTerminated:
       return ApplicationFailure.create({ type, message: `${verb} kernel stopped on SIGTERM after saving its state (${where})`, details: [ctx.progress] });
+    case ErrorTypes.RankLost: {
+      const rank = (error as { rank?: number } | undefined)?.rank ?? rootCause?.rank;
+      const how = rootCause && rootCause.rank === rank ? `, ${describeExit(rootCause.exitcode)}` : '';
+      return ApplicationFailure.create({ type, message: `${verb} kernel lost rank ${rank ?? '?'}${how}; the other ranks stopped: ${text} (${where})`, details: [{ ...ctx.progress, rank, exitcode: rootCause?.exitcode }] });
+    }
     case ErrorTypes.KernelCrashed:
       return ApplicationFailure.create({ type, message: `${verb} kernel crashed: ${text} (${where})\n${tailOf(ctx.logFile, 800)}`, details: [ctx.progress] });
     default:
       return ApplicationFailure.create({ type, nonRetryable, message: `${text} (${where})`, details: [{ ...location, ...(error?.details ?? {}) }] });
   }
+}
+
+/**
+ * torchrun's failure summary ("Root Cause" block): the rank that failed first and its exit code
+ * (negative: the signal). It speaks for a lost rank when no rank could print the error line
+ * (rank 0 itself was the one killed: only rank 0 prints protocol lines).
+ */
+export function torchrunRootCause(logTail: string): { rank: number; exitcode: number } | undefined {
+  const block = logTail.split('Root Cause').pop();
+  if (block === undefined || block === logTail) return undefined;
+  const rank = /rank\s*:\s*(\d+)/.exec(block);
+  const exit = /exitcode\s*:\s*(-?\d+)/.exec(block);
+  return rank && exit ? { rank: Number(rank[1]), exitcode: Number(exit[1]) } : undefined;
+}
+
+function describeExit(code: number): string {
+  return code < 0 ? `signal ${-code}${code === -9 ? ' (SIGKILL)' : code === -15 ? ' (SIGTERM)' : ''}` : `exit code ${code}`;
 }
 
 function tailOf(file: string, bytes = 2000): string {
@@ -243,5 +269,6 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
     const why = malformed ?? 'without a result line';
     throw ApplicationFailure.create({ type: ErrorTypes.KernelCrashed, message: `${verb} kernel exited 0 ${malformed ? `but ${why}` : why} (${where})` });
   }
-  throw kernelFailure(verb, exit, kernelError, { logFile, jobFile: opts.jobFile, configKeys: opts.configKeys, progress });
+  const rootCause = processes > 1 ? torchrunRootCause(tailOf(logFile, 20_000)) : undefined;
+  throw kernelFailure(verb, exit, kernelError, { logFile, jobFile: opts.jobFile, configKeys: opts.configKeys, progress, rootCause });
 }

@@ -24,6 +24,7 @@ import { withOomBackoff, type BatchLayout } from './oomBackoff';
 import { resolveEvalDatasets, validateEvalDatasets } from './evalDatasets';
 import { exportOnnxStep } from './onnx/exportStep';
 import { checkModelDir } from './snapshot';
+import { trainingMemory } from '../pipeline/parallelism';
 import { completeCheckpoints, countLines, modelTensorStats, pruneCheckpoints, requireDiskSpace, trainingEstimate } from './store/diskSpace';
 import { kernelFaultEnv } from './faults';
 import { loadChatTokenizer } from './onnx/tokenizer';
@@ -78,7 +79,31 @@ export function deviceCount(devices: DeviceSet): number {
 }
 
 /** The global batch is microBatch × gradAccum on any number of devices, so each takes gradAccum / N. */
+/**
+ * The DDP footprint of one GPU (pipeline/parallelism.ts) that `parallelism.strategy: auto` is
+ * decided by in the kernel; null when the model's config.json lacks its shape.
+ */
+async function memoryEstimateGiB(modelDir: string, t: RunConfig['sft'] | RunConfig['joint'], model: { params: number; trainable: number; branches: number }, devices: number, bytesPerParam: number): Promise<number | null> {
+  let cfg: { hidden_size?: unknown; num_hidden_layers?: unknown };
+  try {
+    cfg = JSON.parse(await fsp.readFile(path.join(modelDir, 'config.json'), 'utf8'));
+  } catch {
+    return null;
+  }
+  if (typeof cfg.hidden_size !== 'number' || typeof cfg.num_hidden_layers !== 'number') return null;
+  const est = trainingMemory({ params: model.params, trainableParams: model.trainable, bytesPerParam, microBatch: t.microBatch, maxLength: t.maxLength, hiddenSize: cfg.hidden_size, layers: cfg.num_hidden_layers, branches: model.branches, gradientCheckpointing: t.gradientCheckpointing, devices });
+  return Math.round(est.ddpGiB * 100) / 100;
+}
+
 function checkSplit(t: RunConfig['sft'] | RunConfig['joint'], field: 'sft' | 'joint', n: number): void {
+  if (t.parallelism.strategy === 'fsdp' && n <= 1) {
+    throw ApplicationFailure.create({
+      type: ErrorTypes.InvalidConfig,
+      nonRetryable: true,
+      message: `${field}.parallelism.strategy: fsdp shards the model over several GPUs, and this worker runs the step on one device (a single GPU or a CPU-only worker); use auto or ddp, or a worker with several GPUs`,
+      details: [{ file: null, line: null, field: `${field}.parallelism.strategy` }],
+    });
+  }
   if (t.gradAccum % n === 0) return;
   throw ApplicationFailure.create({
     type: ErrorTypes.InvalidInput,
@@ -216,12 +241,15 @@ export function kernelSteps(ctx: GpuWorkerContext) {
    * kernel reports a new complete checkpoint and once it is done (before the manifest records
    * the output dir).
    */
+  function bytesPerParam(input: StepInput, t: RunConfig['sft'] | RunConfig['joint']): number {
+    return t.dtype === 'float32' || (t.dtype === 'auto' && device(input.config, ctx.devices) === 'cpu') ? 4 : 2;
+  }
+
   async function trainingDisk(input: StepInput, t: RunConfig['sft'] | RunConfig['joint'], outputDir: string, model: { params: number; trainable: number }, rows: () => Promise<number>) {
     await pruneCheckpoints(outputDir, t.keepCheckpoints);
     const complete = await completeCheckpoints(outputDir);
     const totalSteps = t.maxSteps ?? Math.floor(((await rows()) * t.epochs) / (t.microBatch * t.gradAccum));
-    const bytesPerParam = t.dtype === 'float32' || (t.dtype === 'auto' && device(input.config, ctx.devices) === 'cpu') ? 4 : 2;
-    const estimate = trainingEstimate({ params: model.params, trainableParams: model.trainable, bytesPerParam, totalSteps, saveEvery: t.saveEvery, keepCheckpoints: t.keepCheckpoints, resumeStep: complete.at(-1)?.step ?? 0, existing: complete.length });
+    const estimate = trainingEstimate({ params: model.params, trainableParams: model.trainable, bytesPerParam: bytesPerParam(input, t), totalSteps, saveEvery: t.saveEvery, keepCheckpoints: t.keepCheckpoints, resumeStep: complete.at(-1)?.step ?? 0, existing: complete.length });
     await requireDiskSpace(input.config, input.stepId, outputDir, estimate);
     let seen = complete.at(-1)?.step;
     let pruning: Promise<unknown> = Promise.resolve();
@@ -303,6 +331,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
             const out = await kernel(input, run, 'sft', {
               ...trainingJob({ ...sft, ...layout }, run, input.config.dataFormat, paths.dir),
               ...simulatedOom(input, layout),
+              memory_estimate_gib: await memoryEstimateGiB(run.baseModel, { ...sft, ...layout }, { params, trainable: params, branches: 1 }, devicesN, bytesPerParam(input, sft)),
               model_path: run.baseModel,
               ...fromSection(sft, SFT_JOB_FIELDS),
             }, { processes: devicesN, onProgress: disk.onProgress, configKeys: JOB_CONFIG_KEYS.sft });
@@ -330,6 +359,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
             const out = await kernel(input, run, 'joint', {
               ...trainingJob({ ...joint, ...layout }, run, input.config.dataFormat, paths.dir),
               ...simulatedOom(input, layout),
+              memory_estimate_gib: await memoryEstimateGiB(path.join(run.runDir, input.deps.fuse!.outputs.fused), { ...joint, ...layout }, { params, trainable: joint.freezeWeak ? params / 2 : params, branches: 2 }, devicesN, bytesPerParam(input, joint)),
               fused_dir: path.join(run.runDir, input.deps.fuse!.outputs.fused),
               indices_file: path.join(run.runDir, input.deps.merge!.outputs.positions),
               ...fromSection(joint, JOINT_JOB_FIELDS),
@@ -428,12 +458,13 @@ function simulatedOom(input: StepInput, layout: BatchLayout): { simulate_oom?: b
  * into the config key the user wrote (configKeysOf: `max_length` → `sft.maxLength`), so the two
  * cannot drift apart.
  */
-type Training = Omit<RunConfig['sft'], 'systemPrompt'>;
+type Training = Omit<RunConfig['sft'], 'systemPrompt' | 'parallelism'>;
 const TRAINING_JOB_FIELDS = {
   max_length: 'maxLength', lr: 'lr', warmup_ratio: 'warmupRatio', weight_decay: 'weightDecay', max_grad_norm: 'maxGradNorm',
   epochs: 'epochs', micro_batch: 'microBatch', grad_accum: 'gradAccum', max_steps: 'maxSteps', save_every: 'saveEvery',
   gradient_checkpointing: 'gradientCheckpointing', compile_layers: 'compileLayers', dtype: 'dtype', seed: 'seed',
 } as const satisfies Record<string, keyof Training>;
+const PARALLELISM_JOB_FIELDS = { parallelism: 'strategy', reshard_after_forward: 'reshardAfterForward', cpu_offload: 'cpuOffload' } as const satisfies Record<string, keyof RunConfig['sft']['parallelism']>;
 const SFT_JOB_FIELDS = { system_prompt: 'systemPrompt' } as const satisfies Record<string, keyof RunConfig['sft']>;
 const JOINT_JOB_FIELDS = { fusion_lambda: 'fusionLambda', freeze_weak: 'freezeWeak', loss_on: 'lossOn' } as const satisfies Record<string, keyof RunConfig['joint']>;
 const ENTROPY_JOB_FIELDS = { definition: 'definition', max_length: 'maxLength', batch_tokens: 'batchTokens', vocab_chunk: 'vocabChunk' } as const satisfies Record<string, keyof RunConfig['entropy']>;
@@ -455,14 +486,14 @@ export function configKeysOf(sectionName: string, table: Record<string, string>,
 
 /** Per verb: job field → the config key it is built from. */
 export const JOB_CONFIG_KEYS = {
-  sft: configKeysOf('sft', { ...TRAINING_JOB_FIELDS, ...SFT_JOB_FIELDS }, { model_path: 'baseModel' }),
-  joint: configKeysOf('joint', { ...TRAINING_JOB_FIELDS, ...JOINT_JOB_FIELDS }),
+  sft: configKeysOf('sft', { ...TRAINING_JOB_FIELDS, ...SFT_JOB_FIELDS }, { model_path: 'baseModel', ...configKeysOf('sft.parallelism', PARALLELISM_JOB_FIELDS) }),
+  joint: configKeysOf('joint', { ...TRAINING_JOB_FIELDS, ...JOINT_JOB_FIELDS }, configKeysOf('joint.parallelism', PARALLELISM_JOB_FIELDS)),
   entropy: configKeysOf('entropy', ENTROPY_JOB_FIELDS),
   evaluate: configKeysOf('eval', EVAL_JOB_FIELDS, { datasets: 'eval.datasets' }),
 };
 
-function trainingJob(t: Training, run: ResolvedRun, dataFormat: RunConfig['dataFormat'], outputDir: string) {
-  const fields = fromSection(t, TRAINING_JOB_FIELDS);
+function trainingJob(t: RunConfig['sft'] | RunConfig['joint'], run: ResolvedRun, dataFormat: RunConfig['dataFormat'], outputDir: string) {
+  const fields = { ...fromSection<Training, typeof TRAINING_JOB_FIELDS>(t, TRAINING_JOB_FIELDS), ...fromSection(t.parallelism, PARALLELISM_JOB_FIELDS) };
   return { ...fields, seed: t.seed, data_file: run.dataFile, data_format: dataFormat, output_dir: outputDir };
 }
 

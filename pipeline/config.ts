@@ -44,6 +44,15 @@ const trainingFields = {
   compileLayers: z.boolean().optional().describe('torch.compile each transformer block (default: on for CUDA, off on the CPU). About 2× tokens/s on a 0.6B model; costs 10–30 s of compiling when a kernel starts (docs/performance.md).'),
   dtype: z.enum(['auto', 'float32', 'bfloat16']).default('auto').describe('auto = bf16 on CUDA, fp32 on CPU.'),
   seed: z.number().int().min(0).max(MAX.seed).default(42).describe('Seed of data order and initialisation (0 to 2^32−1).'),
+  parallelism: z
+    .object({
+      strategy: z.enum(['auto', 'ddp', 'fsdp']).default('auto').describe('Several GPUs: ddp replicates the model, its gradients and AdamW state on every GPU; fsdp shards them (FSDP2, one group per decoder layer; checkpoints sharded with torch.distributed.checkpoint, the final one a plain HF model); auto = fsdp when the estimated DDP footprint (pipeline/parallelism.ts) exceeds 85 % of the GPU, else ddp. One GPU or CPU: ignored, except that fsdp is refused.'),
+      reshardAfterForward: z.boolean().default(true).describe('fsdp: free each layer\'s gathered weights after its forward and gather them again in backward (less memory, one more all-gather per layer).'),
+      cpuOffload: z.boolean().default(false).describe('fsdp: keep the sharded weights, gradients and AdamW state in host memory and step the optimizer on the CPU (much slower; for models whose shards do not fit the GPUs).'),
+    })
+    .strict()
+    .refine((p) => !p.cpuOffload || p.strategy !== 'ddp', { message: 'cpuOffload needs strategy fsdp or auto (DDP keeps everything on the GPU)', path: ['cpuOffload'] })
+    .default({ strategy: 'auto', reshardAfterForward: true, cpuOffload: false }),
 };
 
 export const SftConfig = z

@@ -50,6 +50,12 @@ export const ErrorTypes = {
    * same run dir (docs/failures.md).
    */
   TrainingDiverged: 'TrainingDiverged',
+  /**
+   * One rank of a training step on several GPUs died without an error of its own (SIGKILL, the
+   * OOM killer, a native crash); the other ranks stopped within seconds. Retried: the retry
+   * resumes from the last complete checkpoint.
+   */
+  RankLost: 'RankLost',
 } as const;
 
 export type ErrorType = (typeof ErrorTypes)[keyof typeof ErrorTypes];

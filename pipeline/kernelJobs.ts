@@ -50,6 +50,10 @@ const training = {
   dtype: z.enum(['auto', 'float32', 'bfloat16']),
   simulate_oom: z.boolean().optional(),
   stop_after_steps: z.number().int().positive().nullable().optional(),
+  parallelism: z.enum(['auto', 'ddp', 'fsdp']).optional(),
+  memory_estimate_gib: z.number().positive().nullable().optional(),
+  reshard_after_forward: z.boolean().optional(),
+  cpu_offload: z.boolean().optional(),
 };
 
 export const SftJob = z
@@ -149,4 +153,4 @@ export const KernelEvent = z.discriminatedUnion('type', [
 export type KernelEvent = z.infer<typeof KernelEvent>;
 
 /** Exit codes of `python -m wmss_kernels` (docs/kernel-protocol.md). */
-export const KernelExit = { ok: 0, invalidInput: 2, outOfMemory: 3, terminated: 4, diverged: 5, diskFull: 6, notWritable: 7 } as const;
+export const KernelExit = { ok: 0, invalidInput: 2, outOfMemory: 3, terminated: 4, diverged: 5, diskFull: 6, notWritable: 7, rankLost: 8 } as const;

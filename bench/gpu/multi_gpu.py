@@ -1,13 +1,16 @@
 """Two GPUs on one host (issue #6), through the command lines the activities build
 (kernelLaunch.ts: torchrun for training, deviceShards.ts: one entropy kernel per GPU):
 
-  sft      20 optimizer steps on 2 GPUs and on 1 GPU with the same global batch: loss curves
-           (trainer_state.json's loss_history) and tokens/s scaling.
+  sft      20 optimizer steps on 1 GPU, on 2 GPUs with DDP and on 2 with FSDP, same global batch:
+           loss curves (trainer_state.json's loss_history), step time (the kernel's step_s:
+           optimizer steps only, checkpoint writes left out) and tokens/s scaling.
   joint    10 steps, both branches trainable, on 2 GPUs and on 1: peak memory and step time.
   entropy  sharded over 2 GPUs (shard {index, count}, CUDA_VISIBLE_DEVICES per shard) against one
            GPU: max abs difference and throughput scaling.
-  kill     SIGKILL of rank 1 mid-run: the exit code and error line the bridge classifies, then
-           the same job again resumes from the last complete checkpoint.
+  kill     SIGKILL of rank 1 of an FSDP run mid-run: how long the survivor takes to exit, the
+           error line the bridge classifies (RankLost), then the same job resumes from the last
+           complete (sharded) checkpoint on 2 GPUs, and that checkpoint also on 1 GPU; losses
+           against the uninterrupted FSDP run.
 
     python bench/gpu/multi_gpu.py --work /tmp/mg --out $OUT [--only sft,joint,entropy,kill]
     WMSS_BENCH_DEVICE=cpu python bench/gpu/multi_gpu.py --cpu-smoke   # checks the script (gloo)
@@ -16,6 +19,7 @@
 import argparse
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -82,18 +86,23 @@ def main():
 
     if "sft" in only:
         runs = {}
-        for label, env, ranks in (("1gpu", one_gpu, 1), ("2gpu", two_gpus, 2)):
+        for label, env, ranks, strategy in (("1gpu", one_gpu, 1, "ddp"), ("2gpu", two_gpus, 2, "ddp"),
+                                            ("2gpu-fsdp", two_gpus, 2, "fsdp")):
             out = os.path.join(work, f"sft-{label}")
-            job = {**train, "model_path": model, "output_dir": out, "max_steps": sft_steps, "save_every": sft_steps}
+            job = {**train, "model_path": model, "output_dir": out, "max_steps": sft_steps, "save_every": sft_steps,
+                   "parallelism": strategy}
             code, ev, s = run_kernel("sft", job, work, f"sft-{label}", env=env, ranks=ranks)
             r = result_of(ev)
-            runs[label] = {"exit": code, "wall_s": s, "step_s": step_seconds(ev), **r["metrics"],
+            # step_s: the kernel's own (optimizer steps only); events_step_s: from progress lines
+            runs[label] = {"exit": code, "wall_s": s, "events_step_s": step_seconds(ev), **r["metrics"],
                            "losses": loss_history(r["outputs"]["checkpoint"]) if code == 0 else []}
-        l1, l2 = runs["1gpu"]["losses"], runs["2gpu"]["losses"]
+        l1, l2, lf = runs["1gpu"]["losses"], runs["2gpu"]["losses"], runs["2gpu-fsdp"]["losses"]
         fig["sft"] = {**runs, "max_abs_loss_diff": max((abs(x - y) for x, y in zip(l1, l2)), default=None),
                       "max_rel_loss_diff": max((abs(x - y) / abs(x) for x, y in zip(l1, l2)), default=None),
+                      "fsdp_vs_ddp_max_rel_loss_diff": max((abs(x - y) / abs(x) for x, y in zip(l2, lf)), default=None),
                       "scaling_tokens_per_s": ratio(runs["2gpu"].get("tokens_per_s"), runs["1gpu"].get("tokens_per_s")),
-                      "scaling_step_time": ratio(runs["1gpu"]["step_s"], runs["2gpu"]["step_s"])}
+                      "scaling_step_time": ratio(runs["1gpu"].get("step_s"), runs["2gpu"].get("step_s")),
+                      "scaling_step_time_fsdp": ratio(runs["1gpu"].get("step_s"), runs["2gpu-fsdp"].get("step_s"))}
         print("multi-gpu: sft", json.dumps({k: v for k, v in fig["sft"].items() if k not in runs}), flush=True)
         save()
 
@@ -108,8 +117,9 @@ def main():
                    "max_steps": joint_steps, "save_every": joint_steps, "fusion_lambda": 0.5, "freeze_weak": False,
                    "loss_on": "all"}
             code, ev, s = run_kernel("joint", job, work, f"joint-{label}", env=env, ranks=ranks)
-            runs[label] = {"exit": code, "wall_s": s, "step_s": step_seconds(ev), **result_of(ev)["metrics"]}
-        fig["joint"] = {**runs, "step_time_ratio_2gpu_vs_1gpu": ratio(runs["2gpu"]["step_s"], runs["1gpu"]["step_s"])}
+            runs[label] = {"exit": code, "wall_s": s, "events_step_s": step_seconds(ev), **result_of(ev)["metrics"]}
+        fig["joint"] = {**runs, "scaling_step_time": ratio(runs["1gpu"].get("step_s"), runs["2gpu"].get("step_s")),
+                        "scaling_tokens_per_s": ratio(runs["2gpu"].get("tokens_per_s"), runs["1gpu"].get("tokens_per_s"))}
         print("multi-gpu: joint", json.dumps(fig["joint"])[:600], flush=True)
         save()
 
@@ -145,7 +155,8 @@ def main():
 
     if "kill" in only:
         out = os.path.join(work, "sft-kill")
-        job = {**train, "model_path": model, "output_dir": out, "max_steps": sft_steps, "save_every": 5}
+        job = {**train, "model_path": model, "output_dir": out, "max_steps": sft_steps, "save_every": 5,
+               "parallelism": "fsdp"}
         killed = {}
 
         def kill_rank1_after_first_checkpoint(kernel, event):
@@ -163,13 +174,36 @@ def main():
 
         code, ev, s = Kernel("sft", job, work, "sft-kill", env=two_gpus, ranks=2,
                              on_event=kill_rank1_after_first_checkpoint).wait(timeout=300)
+        complete = sorted((d for d in os.listdir(out) if os.path.exists(os.path.join(out, d, "COMPLETE"))),
+                          key=lambda d: int(d.split("-")[1]))
         first = {"exit": code, "wall_s": s, "killed": killed,
+                 "survivors_gone_s": s - killed["t"] if "t" in killed else None,
                  "errors": [e for e in ev if e["type"] == "error"],
                  "checkpoints": [e["step"] for e in ev if e["type"] == "checkpoint"],
-                 "complete_checkpoints_on_disk": sorted(d for d in os.listdir(out) if os.path.exists(os.path.join(out, d, "COMPLETE")))}
+                 "complete_checkpoints_on_disk": complete}
+        # the last complete checkpoint, resumed on one GPU as well (DCP reshards 2 → 1)
+        on1 = os.path.join(work, "sft-kill-on1")
+        shutil.rmtree(on1, ignore_errors=True)
+        if complete:
+            shutil.copytree(os.path.join(out, complete[-1]), os.path.join(on1, complete[-1]))
         code2, ev2, s2 = run_kernel("sft", job, work, "sft-kill-retry", env=two_gpus, ranks=2)
-        fig["kill"] = {"first_attempt": first, "retry": {"exit": code2, "wall_s": s2, **result_of(ev2)["metrics"]}}
-        print("multi-gpu: kill", json.dumps(fig["kill"])[:800], flush=True)
+        code3, ev3, s3 = run_kernel("sft", {**job, "output_dir": on1, "parallelism": "ddp"}, work, "sft-kill-on1", env=one_gpu)
+        retry, single = result_of(ev2), result_of(ev3)
+        ref = fig.get("sft", {}).get("2gpu-fsdp", {}).get("losses", [])
+
+        for r in (retry, single):
+            r["losses"] = loss_history(r["outputs"]["checkpoint"]) if r["outputs"] else []
+
+        def rel_to_ref(result):
+            if not ref or not result["outputs"]:
+                return None
+            got = loss_history(result["outputs"]["checkpoint"])
+            return max(abs(x - y) / abs(x) for x, y in zip(ref, got))
+
+        fig["kill"] = {"first_attempt": first,
+                       "retry": {"exit": code2, "wall_s": s2, **retry["metrics"], "losses": retry["losses"], "max_rel_loss_vs_uninterrupted": rel_to_ref(retry)},
+                       "resume_on_1gpu": {"exit": code3, "wall_s": s3, **single["metrics"], "losses": single["losses"], "max_rel_loss_vs_uninterrupted": rel_to_ref(single)}}
+        print("multi-gpu: kill", json.dumps(fig["kill"])[:1200], flush=True)
         save()
 
     import torch

@@ -22,6 +22,7 @@ VERBS = {
 }
 
 log = logging.getLogger("wmss_kernels")
+_watchdog = None  # distributed.PeerWatchdog of a rank under torchrun
 
 
 def _parse_args(argv):
@@ -101,11 +102,19 @@ def main(argv) -> int:
         _seed(job.seed, job.threads)
         _join_process_group(job)
         result = module.run(job)
+        if "torch.distributed" in sys.modules:
+            from . import distributed
+            if distributed.active():
+                # every rank past its last collective before any tears its process group down: a
+                # peer that leaves early can abort gloo's threads in a rank still finishing (SIGABRT)
+                distributed.barrier()
+        _stop_watching({"ok": True})
         _add_peak_memory(result.setdefault("metrics", {}))
         emit("result", outputs=result.get("outputs", {}), metrics=result.get("metrics", {}))
         log.info("done: %s", result.get("metrics", {}))
         return 0
     except KernelError as e:
+        _stop_watching({**e.fields(), "exit_code": e.exit_code})
         log.error("%s: %s", e.error_type, e.message)
         emit("error", **e.fields())
         return e.exit_code
@@ -113,15 +122,54 @@ def main(argv) -> int:
         from .modeling import is_oom
 
         log.error("crash:\n%s", traceback.format_exc())
+        # a collective that fails (gloo: connection reset) because a peer died is a lost rank
+        lost = None
+        if _watchdog is not None:
+            _watchdog.disarm()  # this thread decides now, not the watchdog's
+            lost = _watchdog.lost_within(1.0)
+        if lost:
+            _on_rank_lost(*lost)
         typed = disk_error(e) if isinstance(e, OSError) else None
         if typed is not None:
-            emit("error", **typed.fields())
-            return typed.exit_code
-        if is_oom(e):
-            emit("error", error_type="KernelOutOfMemory", message=f"{type(e).__name__}: {e}"[:2000])
-            return 3
-        emit("error", error_type="KernelCrashed", message=f"{type(e).__name__}: {e}"[:2000])
-        return 1
+            fields, code = typed.fields(), typed.exit_code
+        else:
+            error_type, code = ("KernelOutOfMemory", 3) if is_oom(e) else ("KernelCrashed", 1)
+            fields = {"error_type": error_type, "message": f"{type(e).__name__}: {e}"[:2000]}
+        _stop_watching({"error_type": fields["error_type"], "message": fields["message"], "exit_code": code})
+        emit("error", **fields)
+        return code
+
+
+def _stop_watching(ended):
+    """This rank ends through Python: its own error line speaks for it, not the watchdog, and the
+    peers learn how it ended (distributed.record_exit)."""
+    if _watchdog is not None:
+        _watchdog.disarm()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from . import distributed
+        distributed.record_exit(ended)
+
+
+def _on_rank_lost(rank, pid, ended):
+    """A peer rank is gone (distributed.PeerWatchdog). Its own error, when it left one, else
+    RankLost; then leave without unwinding: the collectives ahead cannot complete."""
+    from . import distributed
+
+    if ended:
+        fields = {"error_type": ended.get("error_type", "KernelCrashed"),
+                  "message": f"rank {rank} failed: {ended.get('message', '')}"[:2000], "rank": rank}
+        code = int(ended.get("exit_code", 1))
+    else:
+        fields = {"error_type": "RankLost", "rank": rank, "pid": pid,
+                  "message": f"rank {rank} (pid {pid}) of {distributed.from_env().size} died without an error line "
+                             "(killed by a signal: SIGKILL, the OOM killer, a crash in native code); the other "
+                             "ranks stopped, and a retry resumes from the last complete checkpoint"}
+        code = distributed.EXIT_RANK_LOST
+    log.error("%s: %s", fields["error_type"], fields["message"])
+    emit("error", **fields)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(code)
 
 
 def _die_with_parent():
@@ -156,8 +204,11 @@ def _join_process_group(job):
         from . import distributed
         from .modeling import pick_device
 
+        global _watchdog
         world = distributed.setup(pick_device(job))
-        log.info("rank %d of %d (local rank %d)", world.rank, world.size, world.local_rank)
+        _watchdog = distributed.watch_peers(_on_rank_lost)
+        log.info("rank %d of %d (local rank %d)%s", world.rank, world.size, world.local_rank,
+                 ", watching the other ranks" if _watchdog else "")
 
 
 def _leave_process_group():

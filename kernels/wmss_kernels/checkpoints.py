@@ -70,41 +70,67 @@ def _fsync_path(path):
         os.close(fd)
 
 
-def save_atomic(output_dir, step, write_fn):
-    """Run write_fn(tmp_dir), fsync, mark COMPLETE, rename to checkpoint-<step>; return the path."""
-    root = Path(output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    final = checkpoint_dir(root, step)
-    tmp = root / f"{final.name}.partial"
+def partial_dir(output_dir, step):
+    """Where checkpoint-<step> is written before it is published."""
+    return Path(output_dir) / f"checkpoint-{step}.partial"
+
+
+def begin_partial(tmp):
+    """An empty partial dir (a leftover of the same step is discarded)."""
+    tmp = Path(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
-        write_fn(tmp)
-        # The marker must not reach the disk before the data it vouches for.
-        for dirpath, _, files in os.walk(tmp):
-            for f in files:
-                _fsync_path(os.path.join(dirpath, f))
-        faults.before_complete_marker(step)  # test-only (faults.py); nothing unless armed
-        (tmp / COMPLETE).write_text("ok\n")
-        _fsync_path(tmp / COMPLETE)
-        _fsync_path(tmp)
-    except Exception as e:
-        # Measured before the cleanup frees the space again: torch.save reports a full disk only
-        # as "unexpected pos", without an errno.
-        full = _nearly_full(root)
-        shutil.rmtree(tmp, ignore_errors=True)  # a half-written checkpoint must not stay behind
-        typed = disk_error(e, str(tmp))
-        if typed is None and full:
-            typed = disk_error(OSError(errno.ENOSPC, f"No space left on device ({type(e).__name__}: {e})"), str(tmp))
-        if typed is None:
-            raise
-        typed.message = typed.reason = f"checkpoint {final}: {typed.message}; the partial checkpoint {tmp} was removed"
-        raise typed from e
+    tmp.mkdir()
+    return tmp
+
+
+def publish(output_dir, step, tmp):
+    """fsync everything under `tmp`, mark it COMPLETE, rename it to checkpoint-<step>."""
+    root = Path(output_dir)
+    final = checkpoint_dir(root, step)
+    # The marker must not reach the disk before the data it vouches for.
+    for dirpath, _, files in os.walk(tmp):
+        for f in files:
+            _fsync_path(os.path.join(dirpath, f))
+        _fsync_path(dirpath)  # sharded checkpoints have subdirectories whose entries must land too
+    faults.before_complete_marker(step)  # test-only (faults.py); nothing unless armed
+    (tmp / COMPLETE).write_text("ok\n")
+    _fsync_path(tmp / COMPLETE)
+    _fsync_path(tmp)
     if final.exists():  # an incomplete leftover of the same step
         shutil.rmtree(final)
     os.replace(tmp, final)
     _fsync_path(root)
     return final
+
+
+def save_atomic(output_dir, step, write_fn):
+    """Run write_fn(tmp_dir), fsync, mark COMPLETE, rename to checkpoint-<step>; return the path."""
+    tmp = partial_dir(output_dir, step)
+    try:
+        begin_partial(tmp)
+        write_fn(tmp)
+        return publish(output_dir, step, tmp)
+    except Exception as e:
+        raise_as_disk_failure(e, output_dir, step, tmp)
+        raise
+
+
+def raise_as_disk_failure(e, output_dir, step, tmp):
+    """After a failed checkpoint write: remove the partial dir (a half-written checkpoint must not
+    stay behind) and raise a typed disk failure when the disk is the cause; else return."""
+    # Measured before the cleanup frees the space again: torch.save reports a full disk only
+    # as "unexpected pos", without an errno.
+    full = _nearly_full(output_dir)
+    shutil.rmtree(tmp, ignore_errors=True)
+    typed = disk_error(e, str(tmp))
+    if typed is None and full:
+        typed = disk_error(OSError(errno.ENOSPC, f"No space left on device ({type(e).__name__}: {e})"), str(tmp))
+    if typed is None:
+        return
+    typed.message = typed.reason = (f"checkpoint {checkpoint_dir(output_dir, step)}: {typed.message}; "
+                                    f"the partial checkpoint {tmp} was removed")
+    raise typed from e
 
 
 def _nearly_full(path, below=1 << 20):
@@ -240,7 +266,9 @@ def load_rng(path):
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # saved by a process that saw more (or fewer) GPUs than this one: the common ones
+        for i, s in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, i)
 
 
 DIVERGED_DIR = ".diverged"

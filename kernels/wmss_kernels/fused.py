@@ -104,15 +104,17 @@ def fused_config(model, dtype):
     return cfg
 
 
-def save_fused(model, out_dir, tokenizer=None):
-    """Write the fused layout; lm_head is written for both branches even when tied."""
+def save_fused(model, out_dir, tokenizer=None, state=None):
+    """Write the fused layout; lm_head is written for both branches even when tied. `state`: the
+    full `sub_models.*` tensors gathered from a sharded model, instead of the model's own."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {}
-    for i, sub in enumerate(model.sub_models):
-        for k, v in sub.state_dict().items():
-            state[f"sub_models.{i}.{k}"] = v
-    dtype = next(model.parameters()).dtype
+    if state is None:
+        state = {}
+        for i, sub in enumerate(model.sub_models):
+            for k, v in sub.state_dict().items():
+                state[f"sub_models.{i}.{k}"] = v
+    dtype = next(iter(state.values())).dtype
     checkpoints.save_tensors(state, out_dir)
     checkpoints.write_json(out_dir / "config.json", fused_config(model, dtype))
     if tokenizer is not None:

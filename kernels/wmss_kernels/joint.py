@@ -105,6 +105,6 @@ def run(job):
     log.info("joint: %d samples (%d distinct), %d steps, λ=%s, freeze_weak=%s, %s %s", len(examples),
              len(set(positions)), hp["max_steps"], model.fusion_lambda, job.freeze_weak, device, dtype)
 
-    return train(job, model, examples, hp, save_model=lambda m, path: save_fused(m, path, tok),
+    return train(job, model, examples, hp, save_model=lambda m, path, state=None: save_fused(m, path, tok, state),
                  load_weights=lambda m, path: load_fused_weights(m, path, device),
                  loss_module=FusedLMLoss(model), device=device)

@@ -63,8 +63,9 @@ def run(job):
     model = load_model(job.model_path, device, dtype)
     log.info("sft: %d samples, %d steps, %s %s", len(examples), hp["max_steps"], device, dtype)
 
-    def save_model(m, path):
-        m.save_pretrained(path)
+    def save_model(m, path, state_dict=None):
+        # state_dict: the full weights gathered from the shards (FSDP); else the model's own
+        m.save_pretrained(path, state_dict=state_dict)
         tok.save_pretrained(path)
 
     return train(job, model, examples, hp, save_model=save_model, device=device,

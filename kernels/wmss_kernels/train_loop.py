@@ -12,12 +12,16 @@ number, and under torchrun each of the N ranks takes its own slice of G (grad_ac
 micro-batches) without talking to the others; N never changes the run, so a run may resume on
 another number of devices.
 
-Data parallelism is DistributedDataParallel: every rank holds the whole model and optimizer state
-and gradients are averaged in backward (docs/kernel-protocol.md, "Several devices", says why not
-FSDP). Only rank 0 writes checkpoints and protocol lines; the other ranks log.
+Data parallelism is DistributedDataParallel (every rank holds the whole model and optimizer
+state; gradients are averaged in backward) or FSDP2 (sharding.py: weights, gradients and optimizer
+state sharded over the ranks), chosen by the job's `parallelism`. Under DDP rank 0 writes the
+checkpoints; under FSDP every rank writes its shards with torch.distributed.checkpoint and the
+final checkpoint is gathered into one Hugging Face model. Only rank 0 prints protocol lines; the
+other ranks log.
 """
 
 import contextlib
+import logging
 import math
 import random
 import time
@@ -29,11 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import __version__, checkpoints, distributed
+from . import __version__, checkpoints, distributed, sharding
 from .heads import linear_cross_entropy_sum
 from .jobs import Field
 from .protocol import (InvalidInput, OutOfMemory, Progress, Terminated, TrainingDiverged, emit,
                        install_sigterm_handler, stop_requested)
+
+log = logging.getLogger("wmss_kernels.train_loop")
 
 # Job fields shared by sft and joint (docs/kernel-protocol.md).
 TRAIN_FIELDS = {
@@ -55,6 +61,12 @@ TRAIN_FIELDS = {
     "dtype": Field(str, "auto", choices=("auto", "float32", "bfloat16")),
     "simulate_oom": Field(bool, False),
     "stop_after_steps": Field((int, type(None)), None),
+    # several devices (sharding.py): ddp, fsdp, or auto = fsdp when memory_estimate_gib (the
+    # activity's estimate of one device's footprint under DDP) does not fit this device
+    "parallelism": Field(str, "ddp", choices=("auto", "ddp", "fsdp")),
+    "memory_estimate_gib": Field((float, int, type(None)), None),
+    "reshard_after_forward": Field(bool, True),
+    "cpu_offload": Field(bool, False),
 }
 
 
@@ -75,11 +87,20 @@ def check_train_job(job):
     for name in ("max_steps", "stop_after_steps"):
         if getattr(job, name) is not None and getattr(job, name) < 1:
             raise InvalidInput("must be >= 1", file=job._path, field=name)
-    accum_per_rank(job, distributed.from_env().size)  # before any model is loaded
+    world = distributed.from_env().size
+    accum_per_rank(job, world)  # before any model is loaded
+    if job.parallelism == "fsdp" and world == 1:
+        raise InvalidInput("fsdp shards the model over several processes, and this kernel runs as one "
+                           "(one device, or a CPU-only worker): use ddp or auto, or start it on several "
+                           "devices", file=job._path, field="parallelism")
 
 
 # ---------------------------------------------------------------------------------------------
 # Examples and batches
+
+# Optimizer steps of a process left out of its throughput figures (compilation, recompilation for
+# the first dynamic shapes; measured on an H200: steps 1-3 of a compiled 0.6B run are slower)
+WARMUP_STEPS = 3
 
 # Sequence lengths are padded to a multiple of this: tensor-core friendly shapes.
 PAD_MULTIPLE = 16
@@ -226,13 +247,14 @@ def finished(job, hp):
 # ---------------------------------------------------------------------------------------------
 # The loop
 
-def make_optimizer(model, lr, weight_decay, device):
+def make_optimizer(model, lr, weight_decay, device, fused=None):
     """AdamW over the trainable parameters (fused kernel on CUDA); returns (optimizer, params)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]  # norms, biases
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=device.type == "cuda")
+                            lr=lr, betas=(0.9, 0.999), eps=1e-8,
+                            fused=device.type == "cuda" if fused is None else fused)
     return opt, decay + no_decay
 
 
@@ -251,12 +273,21 @@ def _seed_all(seed):
     torch.manual_seed(seed)
 
 
+def _child_prefix(loss_module, model):
+    """'lm.' or 'fused.': where `model` sits in the loss module's state dict."""
+    for name, child in loss_module.named_children():
+        if child is model:
+            return name + "."
+    raise ValueError("the loss module does not hold the model as a direct child")
+
+
 def train(job, model, examples, hp, *, save_model, load_weights, device, loss_module=None):
     """Train `model` in place; returns the verb's result dict.
 
-    save_model(model, dir) writes weights + config + tokenizer; load_weights(model, dir) reads
-    them back in place. loss_module(input_ids, labels) returns the summed CE over the batch's
-    targets (default CausalLMLoss(model)); it must own model's parameters.
+    save_model(model, dir, state_dict=None) writes weights + config + tokenizer (the given full
+    state dict instead of the model's own when sharded); load_weights(model, dir) reads them back
+    in place. loss_module(input_ids, labels) returns the summed CE over the batch's targets
+    (default CausalLMLoss(model)); it must hold `model` as a direct child.
     Only parameters with requires_grad go to the optimizer (freeze_weak relies on this).
     Under torchrun every rank calls this with the same job; distributed.setup() ran before.
     """
@@ -267,9 +298,22 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     max_steps, n = hp["max_steps"], len(examples)
     global_batch = job.micro_batch * job.grad_accum
     per_rank = job.micro_batch * accum_per_rank(job, world)
-    layout = _layout(job, world)
+    strategy = sharding.choose(job.parallelism, world, device, job.memory_estimate_gib)
+    layout = {**_layout(job, world), "parallelism": strategy or "none"}
+    loss_module = loss_module or CausalLMLoss(model)
+    prefix = _child_prefix(loss_module, model)
 
-    opt, params = make_optimizer(model, job.lr, job.weight_decay, device)
+    if job.gradient_checkpointing:
+        # before sharding: FSDP's hooks then run inside the recomputed region, which FSDP2 expects
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    offload = strategy == "fsdp" and job.cpu_offload
+    if strategy == "fsdp":
+        n_groups = sharding.shard(loss_module, reshard_after_forward=job.reshard_after_forward,
+                                  cpu_offload=offload, device=device)
+        log.info("fsdp: %d decoder layers + root sharded over %d ranks (reshard_after_forward=%s, cpu_offload=%s)",
+                 n_groups, world, job.reshard_after_forward, offload)
+    # offloaded parameters live on the host, where the fused (CUDA) AdamW cannot run
+    opt, params = make_optimizer(loss_module, job.lr, job.weight_decay, device, fused=False if offload else None)
     warmup = math.ceil(job.warmup_ratio * max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup, max_steps))
 
@@ -286,24 +330,32 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         step0, ckpt = latest
         _check_same_run(ckpt, hp)
         state = checkpoints.read_json(ckpt / "trainer_state.json")
-        load_weights(model, ckpt)
-        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
+        if sharding.is_sharded(ckpt):
+            # written by FSDP on any number of ranks; readable under every strategy
+            sharding.load(loss_module, opt, ckpt)
+        elif strategy == "fsdp":
+            raise InvalidInput(f"{ckpt} was written without sharding (ddp or one device) and fsdp cannot resume "
+                               "its optimizer state: resume with parallelism ddp, or use a new output_dir",
+                               field="parallelism")
+        else:
+            load_weights(model, ckpt)
+            opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
         sched.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
         checkpoints.load_rng(ckpt / "rng.pt")
         start, history = step0, state["loss_history"]
     else:
         _seed_all(job.seed)
 
-    if job.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if job.compile_layers if job.compile_layers is not None else device.type == "cuda":
-        compile_layers(model)
+        if strategy == "fsdp":
+            sharding.compile_sharded_layers(loss_module)
+        else:
+            compile_layers(model)
     model.train()
     # DDP broadcasts rank 0's weights at construction and averages gradients in backward. Frozen
     # parameters (freeze_weak) are skipped by DDP as they are by the optimizer.
-    forward = loss_module = loss_module or CausalLMLoss(model)
-    ddp = None
-    if distributed.active():
+    forward, ddp = loss_module, None
+    if strategy == "ddp":
         forward = ddp = DistributedDataParallel(loss_module, device_ids=[
             device.index if device.index is not None else torch.cuda.current_device()]
             if device.type == "cuda" else None)
@@ -313,25 +365,54 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     progress = Progress(max_steps, "steps")
     if rank == 0:
         progress.update(start, epoch=start * global_batch / n)
-    t0, tokens_seen = time.monotonic(), 0  # tokens of all ranks
+    # Throughput: the tokens of all ranks over the time spent in optimizer steps, leaving out this
+    # process's warm-up steps (compilation and the recompilations of the next new shapes, allocator
+    # warm-up: a longer run amortises them) and the checkpoint writes (saveEvery decides those,
+    # not the device count). tokens_per_s and step_s therefore scale with the steps themselves.
+    clock = {"times": [], "tokens": [], "save_s": []}
     step, last_saved, path = start, start, None
 
+    def timed():
+        """(seconds, tokens) of the steps after warm-up: the first WARMUP_STEPS once there are
+        at least twice as many steps, else only the first (a short run still reports a figure)."""
+        skip = WARMUP_STEPS if len(clock["times"]) >= 2 * WARMUP_STEPS else min(1, len(clock["times"]) - 1)
+        return sum(clock["times"][skip:]), sum(clock["tokens"][skip:]), len(clock["times"][skip:])
+
     def tokens_per_s():
-        return tokens_seen / max(1e-9, time.monotonic() - t0)
+        seconds, tokens, _ = timed()
+        return tokens / seconds if seconds > 0 else 0.0
 
     def save(step, loss):
+        """Collective under FSDP (every rank writes its shards or joins the gather); rank 0 alone
+        otherwise. Rank 0 publishes the checkpoint (COMPLETE, rename) once every part is written."""
         state = {"step": step, "max_steps": max_steps, "consumed_samples": step * global_batch,
                  "epoch": step * global_batch / n, "loss_history": history, "hparams": hp,
                  "layout": layout, "tokens_per_s": tokens_per_s(), "kernel_version": __version__}
-
-        def write(tmp):
-            save_model(model, tmp)
+        full = None
+        if strategy == "fsdp" and step == max_steps:
+            # the steps after training read a plain Hugging Face model: gather it, tensor by tensor
+            full = sharding.full_state_dict(loss_module, prefix)
+        tmp = checkpoints.partial_dir(out_dir, step)
+        try:
+            if rank == 0:
+                checkpoints.begin_partial(tmp)
+            if strategy == "fsdp" and step < max_steps:
+                distributed.barrier()  # the partial dir exists before any rank writes into it
+                sharding.save(loss_module, opt, tmp)
+            if rank != 0:
+                return None
+            if strategy != "fsdp":
+                save_model(model, tmp)
+                torch.save(opt.state_dict(), tmp / "optimizer.pt")
+            elif full is not None:
+                save_model(model, tmp, full)
             checkpoints.write_json(tmp / "trainer_state.json", state)
-            torch.save(opt.state_dict(), tmp / "optimizer.pt")
             torch.save(sched.state_dict(), tmp / "scheduler.pt")
             checkpoints.save_rng(tmp / "rng.pt")
-
-        path = checkpoints.save_atomic(out_dir, step, write).resolve()
+            path = checkpoints.publish(out_dir, step, tmp).resolve()
+        except Exception as e:  # a full disk or a read-only dir: typed, and no partial checkpoint left
+            checkpoints.raise_as_disk_failure(e, out_dir, step, tmp)
+            raise
         emit("checkpoint", path=str(path), step=step)
         emit("progress", done=step, total=max_steps, unit="steps", loss=loss, lr=sched.get_last_lr()[0],
              tokens_per_s=tokens_per_s(), epoch=step * global_batch / n)
@@ -351,6 +432,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         n_tgt = max(1, sum(examples[i]["n_targets"] for i in all_idx))
         mine = [examples[i] for i in all_idx[rank * per_rank:(rank + 1) * per_rank]]
         lr = sched.get_last_lr()[0]
+        t_step = time.monotonic()
         loss_sum, tokens, grad_norm = optimizer_step(forward, ddp, mine, n_tgt, job.micro_batch, world, device,
                                                      autocast, params, job.max_grad_norm, opt)
         sched.step()
@@ -366,7 +448,8 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
             raise _diverged(job, out_dir, rank, step, max_steps, history, lr,
                             "loss" if not math.isfinite(loss) else "gradient norm",
                             loss if not math.isfinite(loss) else norms)
-        tokens_seen += int(summed_tokens)
+        clock["times"].append(time.monotonic() - t_step)  # .item() above waited for the device
+        clock["tokens"].append(int(summed_tokens))
         history.append({"step": step, "loss": loss, "lr": lr})
         if rank == 0:
             progress.update(step, loss=loss, lr=lr, tokens_per_s=tokens_per_s(),
@@ -377,11 +460,12 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
             # a finite loss does not prove finite weights: a huge lr can overflow the update itself
             if _any_rank(not all_finite(params), device):
                 raise _diverged(job, out_dir, rank, step, max_steps, history, lr, "weights", float("nan"))
-            if rank == 0:
-                path = save(step, loss)
+            t_save = time.monotonic()
+            path = save(step, loss)
             # nobody reads the checkpoint or leaves (torchrun would kill a rank still saving)
             # before rank 0 has finished writing it
             distributed.barrier()
+            clock["save_s"].append(time.monotonic() - t_save)
             last_saved = step
         if stop and step < max_steps:
             where = f"checkpoint saved: {path}" if rank == 0 else "rank 0 saved the checkpoint"
@@ -390,7 +474,10 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     final = checkpoints.checkpoint_dir(out_dir, max_steps)
     state = checkpoints.read_json(final / "trainer_state.json")
     assert last_saved == max_steps
-    return _result(final, state, start, tokens_per_s(), layout)
+    seconds, _, n_timed = timed()
+    timing = {"step_s": seconds / max(1, n_timed),
+              "checkpoint_s_max": max(clock["save_s"], default=0.0)}
+    return _result(final, state, start, tokens_per_s(), {**layout, **timing})
 
 
 def compile_layers(model):
@@ -430,13 +517,21 @@ def optimizer_step(forward, ddp, mine, n_tgt, micro_batch, world, device, autoca
         tokens += sum(len(e["input_ids"]) for e in chunk)  # counted on the host: no device sync
     # the norm is wanted even unclipped: a NaN/Inf gradient is how divergence shows first
     norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else float("inf"))
+    if hasattr(norm, "full_tensor"):  # FSDP: a DTensor of per-shard parts; every rank takes the whole
+        norm = norm.full_tensor()
     opt.step()
     opt.zero_grad(set_to_none=True)
     return loss_sum, tokens, norm
 
 
+def _local(t):
+    """This rank's part of a tensor: under FSDP parameters and the gradient norm are DTensors."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
 def all_finite(params):
-    return bool(torch.stack([torch.isfinite(p).all() for p in params]).all().item()) if params else True
+    """Whether this rank's parameters (its shards under FSDP) are finite; _any_rank combines ranks."""
+    return bool(torch.stack([torch.isfinite(_local(p)).all() for p in params]).all().item()) if params else True
 
 
 def _diverged(job, out_dir, rank, step, max_steps, history, lr, what, value):

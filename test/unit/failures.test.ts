@@ -127,7 +127,7 @@ describe('job fields name config keys', () => {
     expect(JOB_CONFIG_KEYS.entropy.max_length).toBe('entropy.maxLength');
     expect(JOB_CONFIG_KEYS.evaluate.batch_size).toBe('eval.batchSize');
     // the only sft job fields without a config key are the ones wmss-flow fills itself
-    const internal = ['log_file', 'device', 'threads', 'output_dir', 'simulate_oom', 'stop_after_steps'];
+    const internal = ['log_file', 'device', 'threads', 'output_dir', 'simulate_oom', 'stop_after_steps', 'memory_estimate_gib'];
     const unmapped = Object.keys(SftJob.shape).filter((f) => !(f in JOB_CONFIG_KEYS.sft) && !internal.includes(f));
     expect(unmapped).toEqual([]);
   });

@@ -72,6 +72,16 @@ test.each([
   expect(f.nonRetryable).toBeFalsy();
 });
 
+test.each([
+  ['ranklost', 1],
+  ['rank0lost', 0],
+])('%s under torchrun is a retryable RankLost naming the rank and the signal', async (mode, rank) => {
+  const f = await failureOf(run(mode, { processes: 2 }));
+  expect(f.type).toBe(ErrorTypes.RankLost);
+  expect(f.nonRetryable).toBeFalsy();
+  expect(f.message).toContain(`lost rank ${rank}, signal 9 (SIGKILL)`);
+});
+
 test('a crash message includes the tail of the log and names it', async () => {
   const f = await failureOf(run('crash'));
   expect(f.message).toMatch(/Traceback: boom/);
