@@ -9,6 +9,7 @@ import { promises as fsp, constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../pipeline/errors';
+import { existingAncestor } from './diskSpace';
 
 const DISK_FULL = new Set(['ENOSPC', 'EDQUOT']);
 const NOT_WRITABLE = new Set(['EROFS', 'EACCES', 'EPERM']);
@@ -36,17 +37,6 @@ export function withPath(err: unknown, file: string): unknown {
 export function isWriteRefused(err: unknown): boolean {
   const code = errnoOf(err)?.code;
   return code !== undefined && (DISK_FULL.has(code) || NOT_WRITABLE.has(code));
-}
-
-/** The nearest existing ancestor of `p` (itself when it exists). */
-async function existingAncestor(p: string): Promise<string> {
-  let cur = path.resolve(p);
-  for (;;) {
-    if (await fsp.stat(cur).then(() => true, () => false)) return cur;
-    const parent = path.dirname(cur);
-    if (parent === cur) return cur;
-    cur = parent;
-  }
 }
 
 /** errno code of a write test in `dir` (EROFS, EACCES...), or undefined when it is writable. */
