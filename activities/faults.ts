@@ -13,6 +13,7 @@
  *         hang                  stops printing progress and sleeps, alive (the stall limit's case)
  *         die-before-complete   SIGKILLs itself while writing its second checkpoint: the files are
  *                               written, the COMPLETE marker is not
+ *         nan-loss              training's loss reads NaN from optimizer step 2 on (TrainingDiverged)
  *
  * Each fault fires once per run dir: it leaves a marker file, `<runDir>/.wmss/faults/<stepId>.<point
  * or kind>`, and a step whose marker exists runs normally, so the retry after the kill completes.

@@ -7,6 +7,8 @@ return at once.
 
   hang                 the first progress line past 0 is never printed: the kernel sleeps, alive
                        and silent, until the activity's stall limit kills it
+  nan-loss             the loss of optimizer step 2 onwards reads NaN, as an lr far above the
+                       config's bound would make it (the kernel tests reach it with a real lr)
   die-before-complete  SIGKILL while writing the second checkpoint of this process, after its
                        files are written and before its COMPLETE marker
 
@@ -43,6 +45,14 @@ def _fired(what):
             f.write(f"{what} (pid {os.getpid()})\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def poison_loss(step, loss):
+    """train_loop passes each optimizer step's loss (summed over ranks) through here."""
+    if _kind == "nan-loss" and step >= 2:
+        _fired(f"nan loss at step {step}")
+        return float("nan")
+    return loss
 
 
 def before_progress_line(done):

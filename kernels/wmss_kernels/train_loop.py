@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import __version__, checkpoints, distributed, sharding
+from . import __version__, checkpoints, distributed, faults, sharding
 from .heads import linear_cross_entropy_sum
 from .jobs import Field
 from .protocol import (InvalidInput, OutOfMemory, Progress, Terminated, TrainingDiverged, emit,
@@ -442,7 +442,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         # seen by any rank stops all of them at the same step.
         summed_loss, summed_tokens, stops, norms = distributed.sum_across(
             [loss_sum.item(), tokens, float(stop_requested()), grad_norm.item()], device)
-        loss = summed_loss / n_tgt
+        loss = faults.poison_loss(step, summed_loss / n_tgt)
         if not (math.isfinite(loss) and math.isfinite(norms)):
             # every rank sees the same sums, so all stop here; nothing of this step is saved
             raise _diverged(job, out_dir, rank, step, max_steps, history, lr,

@@ -2,9 +2,12 @@
  * Issue 21 defect 4 end to end: real dev server, real workers, real kernels on the tiny model.
  *  - a base model whose tokenizer.json is not JSON fails the run after ONE attempt (it was 5
  *    crash attempts) with a non-retryable InvalidInput naming the file and line
- *  - an lr that makes the loss NaN fails SFT after one attempt with TrainingDiverged (it was
+ *  - a loss that turns NaN fails SFT after one attempt with TrainingDiverged (it was
  *    "exited 0 without a result line" × 5), and the corrected lr then trains in the same run dir
- *    (it was refused: "cannot resume … use a new output_dir")
+ *    (it was refused: "cannot resume … use a new output_dir"). The schema now refuses an lr above 1,
+ *    and lr 1 stays finite on the tiny fp32 model, so the NaN comes from the kernel's `nan-loss`
+ *    test fault (WMSS_FAULT_KERNEL); kernels/tests/test_failures.py reaches it with a real lr of 1e8
+ *    through a job file.
  * Attempts are counted from the job files the bridge writes per attempt (`.wmss/jobs/<step>.attempt-N.json`).
  */
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -67,9 +70,15 @@ test('an invalid tokenizer.json fails after one attempt with InvalidInput naming
 test('NaN loss fails SFT after one attempt with TrainingDiverged; the corrected lr then trains in the same run dir', async () => {
   const runDir = path.join(h.dir, 'run-nan');
   const base = tinyRunConfig(h.assets, runDir, 'it-nan');
-  const bad = tinyRunConfig(h.assets, runDir, 'it-nan', { sft: { ...base.sft, lr: 1e8 } });
+  const bad = tinyRunConfig(h.assets, runDir, 'it-nan', { sft: { ...base.sft, lr: 1 } });
 
-  const f = await failureOfRun(bad);
+  process.env.WMSS_FAULT_KERNEL = 'sft:nan-loss'; // read by the in-process workers' activities
+  let f: ApplicationFailure;
+  try {
+    f = await failureOfRun(bad);
+  } finally {
+    delete process.env.WMSS_FAULT_KERNEL;
+  }
   expect(f.type).toBe(ErrorTypes.TrainingDiverged);
   expect(f.nonRetryable).toBe(true);
   expect(f.message).toMatch(/^step 1 \(.*\) failed: sft\.lr: training diverged at optimizer step \d+ of 6/);
