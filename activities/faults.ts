@@ -1,5 +1,5 @@
 /**
- * Test-only fault hooks (README "How a run survives failures"): environment variables, read by
+ * Test-only fault hooks (docs/recovery.md): environment variables, read by
  * the worker process, that stop a step at a chosen point so a test can kill the worker, the
  * kernel or the server exactly there. Unset (always, outside the fault tests) they do nothing.
  *

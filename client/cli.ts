@@ -110,7 +110,7 @@ export function buildProgram(): Command {
       if (!['control', 'gpu', 'onnx'].includes(kind)) throw new Error(`worker kind must be control, gpu or onnx, not "${kind}"`);
       installWorkerLogging(Boolean(o.verbose));
       if (kind === 'onnx') {
-        // onnxruntime-node in this process, no kernels: README "ONNX backend"
+        // onnxruntime-node in this process, no kernels: docs/onnx.md
         const { startOnnxWorker } = await import('../workers/onnxWorker');
         return startOnnxWorker(['--onnx-queue', o.onnxQueue, ...(o.threads ? ['--threads', o.threads] : [])]);
       }
@@ -330,7 +330,7 @@ export function main(argv: string[] = process.argv): void {
         } catch {
           // the connection settings themselves are the problem: the message above says which
         }
-        console.error(`no Temporal server at ${where}? start one with \`wmss server\`, or set TEMPORAL_ADDRESS / --address (and the TLS settings: README "Security")`);
+        console.error(`no Temporal server at ${where}? start one with \`wmss server\`, or set TEMPORAL_ADDRESS / --address (and the TLS settings: docs/security.md)`);
       }
       process.exit(err instanceof ConfigFileError ? 2 : 1);
     });

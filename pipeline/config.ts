@@ -77,7 +77,7 @@ export const EntropyConfig = z
     maxLength: countUpTo(MAX.tokens).default(8192).describe('Truncation length for entropy scoring (original: 8192; at most 2^20).'),
     batchTokens: countUpTo(16 * MAX.tokens).default(16384).describe('Padded tokens per batch (length-bucketed; at most 2^24).'),
     vocabChunk: countUpTo(MAX.tokens).default(1024).describe('Positions per chunk of the fp32 entropy computation; bounds memory for large vocabularies (at most 2^20).'),
-    backend: z.enum(['torch', 'onnx']).default('torch').describe('torch = the PyTorch kernel on a GPU worker; onnx = onnxruntime-node on an onnx worker (CPU, no Python), after an export step (README "ONNX backend").'),
+    backend: z.enum(['torch', 'onnx']).default('torch').describe('torch = the PyTorch kernel on a GPU worker; onnx = onnxruntime-node on an onnx worker (CPU, no Python), after an export step (docs/onnx.md).'),
   })
   .strict();
 
@@ -139,7 +139,7 @@ export const EvalConfig = z
     systemPrompt: z.string().optional().describe('Evaluation system prompt; default the kernel\'s (WMSS-SPEC §4).'),
     enableThinking: z.boolean().default(true),
     baselines: z.boolean().default(true).describe('Also evaluate the base model and m1, for the side-by-side report.'),
-    backend: z.enum(['torch', 'onnx']).default('torch').describe('torch = transformers generate on a GPU worker; onnx = greedy decoding with onnxruntime-node on an onnx worker (numeric grading only; README "ONNX backend").'),
+    backend: z.enum(['torch', 'onnx']).default('torch').describe('torch = transformers generate on a GPU worker; onnx = greedy decoding with onnxruntime-node on an onnx worker (numeric grading only; docs/onnx.md).'),
   })
   .strict();
 

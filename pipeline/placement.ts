@@ -1,6 +1,6 @@
 /**
  * Where steps run: task queue names, shared by the workflow (which routes steps) and the workers
- * (which poll them), so both sides spell a queue the same way. README "Placement and clusters".
+ * (which poll them), so both sides spell a queue the same way. docs/clusters.md.
  *
  *   control   wmss                     any control worker (workflow tasks, CPU steps)
  *             wmss@<host>              the control worker on <host> (CPU steps on local files)

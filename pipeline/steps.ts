@@ -106,7 +106,7 @@ export const STEPS: readonly StepRow[] = [
     inputs: (c) => [A.extractedDir(c), ...c.eval.datasets.map((d) => d.path)], outputs: () => [`${A.RESULTS_DIR}/<model>/<dataset>.jsonl`, `${A.RESULTS_DIR}/summary.json`],
     timeouts: SCORING_TIMEOUTS, retry: GPU_RETRY, backend: (c) => c.eval.backend,
   },
-  // ONNX exports for the onnx backend (README "ONNX backend"): only in configs that use it.
+  // ONNX exports for the onnx backend (docs/onnx.md): only in configs that use it.
   {
     id: 'onnxBase', number: '0x', title: 'export the base model to ONNX', activity: 'exportOnnx', queue: 'gpu', needs: [],
     inputs: (c) => [c.baseModel], outputs: () => [A.ONNX_BASE],

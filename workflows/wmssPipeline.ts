@@ -28,7 +28,7 @@ type StepActivity = StepActivities[keyof StepActivities];
 
 /** `host` (local storage): the step goes to that host's queue, see pipeline/placement.ts. */
 function queueFor(row: StepRow, config: RunConfig, host: string | undefined): string {
-  // steps with backend onnx go to the onnx workers (no Python there): README "ONNX backend"
+  // steps with backend onnx go to the onnx workers (no Python there): docs/onnx.md
   if (stepQueueKind(row, config) === 'onnx') return config.placement.onnxQueue;
   return stepQueue(row.queue, config.placement, host);
 }

@@ -1,4 +1,4 @@
-"""Test-only fault injection (README "How a run survives failures"; activities/faults.ts arms it).
+"""Test-only fault injection (docs/recovery.md; activities/faults.ts arms it).
 
 The activity sets WMSS_FAULT=<kind> and WMSS_FAULT_MARKER=<file> for one kernel of one step; the
 kernel writes the marker when the fault fires, and the activity arms no fault once the marker

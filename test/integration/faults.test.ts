@@ -1,5 +1,5 @@
 /**
- * Runs survive crashes (README "How a run survives failures"), on one real dev server with real
+ * Runs survive crashes (docs/recovery.md), on one real dev server with real
  * worker processes, real kernels and the tiny model:
  *
  *  - three runs of one config side by side, each on task queues of its own with its own workers:

@@ -1,11 +1,11 @@
-/** The README's configuration reference is generated from the schema; this keeps it current. */
+/** The configuration reference and step table in docs/ are generated; this keeps them current. */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { configReference } from '../../client/configReference';
 import { stepTableMarkdown } from '../../client/stepTable';
 
-test('README configuration reference matches the schema (regenerate: npm run readme)', () => {
-  const readme = readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
+test('docs/configuration.md matches the schema (regenerate: npm run readme)', () => {
+  const readme = readFileSync(path.join(__dirname, '../../docs/configuration.md'), 'utf8');
   const block = readme.split('<!-- config-reference:start -->')[1]?.split('<!-- config-reference:end -->')[0];
   expect(block?.trim()).toBe(configReference().trim());
 });
@@ -18,8 +18,8 @@ test('the reference documents every top-level field with a default or as require
   expect(table).toMatch(/\| `runName` \| string \| \*\*required\*\* \|/);
 });
 
-test('README step table (timeouts, retry policies) matches pipeline/steps.ts (regenerate: npm run readme)', () => {
-  const readme = readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
+test('docs/recovery.md step table (timeouts, retry policies) matches pipeline/steps.ts (regenerate: npm run readme)', () => {
+  const readme = readFileSync(path.join(__dirname, '../../docs/recovery.md'), 'utf8');
   const block = readme.split('<!-- step-table:start -->')[1]?.split('<!-- step-table:end -->')[0];
   expect(block?.trim()).toBe(stepTableMarkdown().trim());
 });
