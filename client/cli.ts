@@ -297,7 +297,7 @@ export function buildProgram(): Command {
 
   program
     .command('steps')
-    .description('print the step table; --markdown: with each step\'s timeouts and retry policy, as in the README')
+    .description('print the step table; --markdown: with each step\'s timeouts and retry policy, as in docs/recovery.md')
     .option('--markdown', 'the Markdown table with timeouts and retry policies')
     .action((o: { markdown?: boolean }) =>
       o.markdown
