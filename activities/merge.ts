@@ -17,7 +17,7 @@ import { forEachJsonl } from './store/jsonl';
 import { resolveRun } from './runPaths';
 import { Float64Column } from './weights/columns';
 import { sampleWeights } from './weights/formulas';
-import { mergeEntropies, readEntropyColumns, type MergedEntropies } from './weights/merge';
+import { mergeEntropies, readEntropyColumns, type MergedEntropies } from './weights/joinEntropies';
 import { dedupeKeepFirst, drawCount, drawStats, drawWithReplacement, recordWeights } from './weights/resample';
 
 /** Bumped when the outputs of step 3 change for the same inputs. */

@@ -28,6 +28,7 @@ import { fsyncDir, stagingName, writeFileDurable, writeFileSynced } from './stor
 import { confineReal, requireAbsoluteRunDir } from './store/runDirPaths';
 import { currentHost } from './hostContext';
 import { readInputText } from './store/inputFiles';
+import { activityHeartbeat } from './store/heartbeat';
 
 export const LOCK_DIR = '.wmss/lock';
 export const LOCK_FORMAT = 'wmss-lock/1';
@@ -247,13 +248,8 @@ export function runLockActivities() {
       const me: LockRecord = { format: LOCK_FORMAT, ...currentOwner(), runName: input.runName, host: currentHost(), pid: process.pid, acquiredAt: new Date().toISOString() };
       const got = await acquireRunLock(runDir, me, {
         ownerState: ownerStateFromTemporal,
-        onWait: (until, owner) => {
-          try {
-            Context.current().heartbeat({ done: 0, total: 0, unit: 'samples', phase: `waiting until ${until.toISOString()} for the activities of terminated run ${owner.workflowId} to stop`, updatedAt: new Date().toISOString() });
-          } catch {
-            // outside an activity (tests)
-          }
-        },
+        onWait: (until, owner) =>
+          activityHeartbeat({ done: 0, total: 0, unit: 'samples', phase: `waiting until ${until.toISOString()} for the activities of terminated run ${owner.workflowId} to stop`, updatedAt: new Date().toISOString() }),
       });
       if (input.config) {
         const file = path.join(runDir, ...RUN_CONFIG_FILE.split('/'));

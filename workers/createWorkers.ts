@@ -16,7 +16,7 @@ import { withResolvedPaths } from '../activities/runPaths';
 import { withHost } from '../activities/hostContext';
 import { runLockActivities } from '../activities/runLock';
 import { controlWorkerQueues, gpuWorkerQueues } from '../pipeline/placement';
-import { describeDeviceSet, type DeviceSet } from './deviceSet';
+import { describeDeviceSet, type DeviceSet } from '../activities/deviceSet';
 
 export interface WorkerSetOptions {
   connection: NativeConnection;

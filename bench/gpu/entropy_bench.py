@@ -7,7 +7,7 @@ kernel    wmss_kernels.entropy.batch_entropies over length-bucketed batches (mak
 bare      the base model's forward (no LM head) over the same batches: the floor.
 reference float32 entropy of the same rows, batch 1, full-precision head: the accuracy yardstick.
 
-    python bench/gpu/entropy.py --out DIR [--sizes 0.6B,1.7B,4B]
+    python bench/gpu/entropy_bench.py --out DIR [--sizes 0.6B,1.7B,4B]
 """
 
 import argparse
