@@ -1,7 +1,8 @@
 /**
  * Step 3 `mergeAndWeight`: join the two entropy files on idx, weight every sample, and draw the
- * resampled training set for joint training (WMSS-SPEC §8). Pure file work on typed columns; the
- * activity only wraps it in the artifact store.
+ * resampled training set for joint training (docs/method.md#sample-weights-step-3 and
+ * #resampling-step-3). Pure file work on typed columns; the activity only wraps it in the
+ * artifact store.
  */
 import path from 'node:path';
 import * as A from '../pipeline/artifacts';

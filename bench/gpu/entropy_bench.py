@@ -1,6 +1,6 @@
 """Entropy (steps 0 and 2): the kernel's batched path against the original's method, in one run.
 
-baseline  the original (WMSS-SPEC §5): batch 1, `model(ids, labels=…)` with the whole [T, V]
+baseline  the original (docs/method.md#entropy-steps-0-and-2): batch 1, `model(ids, labels=…)` with the whole [T, V]
           logits in bf16, softmax in bf16, −Σ p·ln(p + 1e-12) over the rows whose label ≠ −100.
 kernel    wmss_kernels.entropy.batch_entropies over length-bucketed batches (make_batches):
           no attention mask, LM head only on scored rows, float32 entropy in chunks.
