@@ -3,8 +3,8 @@
  * placement question and the run dir lock. The workflow imports this file for types only; the
  * workers register the implementations (workers/createWorkers.ts, workers/startOnnxWorker.ts).
  */
+import type { RunConfig } from '../pipeline/config';
 import type { ActivityName, StepInput, StepResult } from '../pipeline/steps';
-import type { LockInput, LockResult } from './runLock';
 
 export type StepActivities = Record<ActivityName, (input: StepInput) => Promise<StepResult>>;
 export type { StepInput, StepResult };
@@ -12,6 +12,20 @@ export type { StepInput, StepResult };
 /** Asked by the workflow with local storage, to learn which host a free GPU worker is on. */
 export interface PlacementActivities {
   workerHost(): Promise<string>;
+}
+
+export interface LockInput {
+  runDir: string;
+  runName: string;
+  /** The resolved config, saved as `.wmss/run-config.json` once the lock is held (for `wmss resume <run dir>`). */
+  config?: RunConfig;
+}
+
+export interface LockResult {
+  runDir: string;
+  generation: number;
+  host: string;
+  tookOverFrom?: { workflowId: string; runId: string };
 }
 
 /** The run dir lock that brackets every run (activities/runLock.ts), on the control worker. */
