@@ -1,14 +1,14 @@
 /**
  * The repository's layout rules, checked on the sources as they are (docs/development.md, "Layout"):
  *  - the top-level folders import each other without a cycle: two folders that import each other
- *    can be neither read nor tested one without the other;
- *  - workflows/ and pipeline/ go into Temporal's deterministic workflow bundle: no Node built-in
- *    there, and activities only as types;
+ *    can be neither read nor tested one without the other (type-only imports count: they couple
+ *    the folders as much);
  *  - no two source files share a name, so a name says where to look;
  *  - no source file is over 400 lines.
  * Each checker also runs on a made-up case that breaks its rule, so these tests can fail.
+ * (The workflow sandbox rule, no Node built-ins and only activity types in workflows/ and
+ * pipeline/, is ESLint's.)
  */
-import { builtinModules } from 'node:module';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
@@ -35,38 +35,27 @@ function filesUnder(dir: string, ext: string): string[] {
 const topFolder = (rel: string) => rel.split('/')[0];
 const tsFiles = filesUnder('', '.ts').filter((f) => f.includes('/'));
 
-interface ImportRef {
-  spec: string;
-  /** Erased when compiled: `import type`, `import { type A }`, `export type … from`, `typeof import()`. */
-  typeOnly: boolean;
-}
-
-/** Every module a TypeScript source names: imports, re-exports, require(), require.resolve(), import(). */
-export function importsOf(fileName: string, text: string): ImportRef[] {
+/**
+ * Every module a TypeScript source names: imports (type-only ones too), re-exports, require(),
+ * require.resolve(), import() and `typeof import()`.
+ */
+export function importsOf(fileName: string, text: string): string[] {
   const source = ts.createSourceFile(fileName, text, ts.ScriptTarget.ES2022, true);
-  const out: ImportRef[] = [];
+  const out: (string | undefined)[] = [];
   const literal = (node: ts.Node | undefined) => (node && ts.isStringLiteralLike(node) ? node.text : undefined);
   const visit = (node: ts.Node) => {
-    if (ts.isImportDeclaration(node)) {
-      const clause = node.importClause;
-      const bindings = clause?.namedBindings;
-      const allTypes = !!clause && !clause.name && !!bindings && ts.isNamedImports(bindings) && bindings.elements.length > 0 && bindings.elements.every((e) => e.isTypeOnly);
-      out.push({ spec: literal(node.moduleSpecifier)!, typeOnly: !!clause?.isTypeOnly || allTypes });
-    } else if (ts.isExportDeclaration(node) && node.moduleSpecifier) {
-      out.push({ spec: literal(node.moduleSpecifier)!, typeOnly: node.isTypeOnly });
-    } else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) {
-      out.push({ spec: literal(node.moduleReference.expression)!, typeOnly: node.isTypeOnly });
-    } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) {
-      out.push({ spec: literal(node.argument.literal)!, typeOnly: true });
-    } else if (ts.isCallExpression(node)) {
+    if (ts.isImportDeclaration(node)) out.push(literal(node.moduleSpecifier));
+    else if (ts.isExportDeclaration(node)) out.push(literal(node.moduleSpecifier));
+    else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) out.push(literal(node.moduleReference.expression));
+    else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) out.push(literal(node.argument.literal));
+    else if (ts.isCallExpression(node)) {
       const callee = node.expression.getText(source);
-      const spec = literal(node.arguments[0]);
-      if (spec !== undefined && (callee === 'require' || callee === 'require.resolve' || node.expression.kind === ts.SyntaxKind.ImportKeyword)) out.push({ spec, typeOnly: false });
+      if (callee === 'require' || callee === 'require.resolve' || node.expression.kind === ts.SyntaxKind.ImportKeyword) out.push(literal(node.arguments[0]));
     }
     ts.forEachChild(node, visit);
   };
   visit(source);
-  return out.filter((r) => r.spec !== undefined);
+  return out.filter((spec): spec is string => spec !== undefined);
 }
 
 /** The repository file a relative specifier of `fromFile` names, or undefined for a package. */
@@ -85,7 +74,7 @@ type FolderGraph = Map<string, Map<string, string>>;
 function folderGraph(files: string[]): FolderGraph {
   const graph: FolderGraph = new Map();
   for (const file of files) {
-    for (const { spec } of importsOf(file, readFileSync(path.join(ROOT, file), 'utf8'))) {
+    for (const spec of importsOf(file, readFileSync(path.join(ROOT, file), 'utf8'))) {
       const target = resolveRelative(file, spec);
       if (!target || topFolder(target) === topFolder(file)) continue;
       const edges = graph.get(topFolder(file)) ?? new Map<string, string>();
@@ -122,18 +111,6 @@ export function findCycle(graph: Map<string, Iterable<string>>): string[] | unde
   return undefined;
 }
 
-/** Imports that break the workflow sandbox rule, for a file of workflows/ or pipeline/. */
-export function sandboxViolations(file: string, refs: ImportRef[], resolve: (spec: string) => string | undefined): string[] {
-  const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
-  const bad: string[] = [];
-  for (const ref of refs) {
-    if (builtins.has(ref.spec) || ref.spec.startsWith('node:')) bad.push(`${file} imports the Node built-in '${ref.spec}'`);
-    const target = resolve(ref.spec);
-    if (target && topFolder(target) === 'activities' && !ref.typeOnly) bad.push(`${file} imports '${ref.spec}' as a value; workflow code may import activities as types only (import type …)`);
-  }
-  return bad;
-}
-
 /** Groups of files that share a base name, as "name: a, b". */
 export function repeatedNames(files: string[]): string[] {
   const byName = new Map<string, string[]>();
@@ -152,7 +129,7 @@ describe('folders import each other without a cycle', () => {
     expect(findCycle(new Map([['a', ['b', 'c']], ['b', ['c']], ['c', []]]))).toBeUndefined();
   });
 
-  test('the checker reads every kind of import, and which are erased', () => {
+  test('the checker reads every kind of import', () => {
     const text = [
       "import fs from 'node:fs';",
       "import type { A } from '../activities/a';",
@@ -165,18 +142,7 @@ describe('folders import each other without a cycle', () => {
       "async function later() { return import('./i'); }",
       "type J = typeof import('./j');",
     ].join('\n');
-    expect(importsOf('x/y.ts', text)).toEqual([
-      { spec: 'node:fs', typeOnly: false },
-      { spec: '../activities/a', typeOnly: true },
-      { spec: '../activities/b', typeOnly: true },
-      { spec: '../activities/d', typeOnly: false },
-      { spec: './f', typeOnly: false },
-      { spec: './g', typeOnly: true },
-      { spec: './h', typeOnly: false },
-      { spec: '../workflows', typeOnly: false },
-      { spec: './i', typeOnly: false },
-      { spec: './j', typeOnly: true },
-    ]);
+    expect(importsOf('x/y.ts', text)).toEqual(['node:fs', '../activities/a', '../activities/b', '../activities/d', './f', './g', './h', '../workflows', './i', './j']);
   });
 
   test('the TypeScript folders of this repository', () => {
@@ -185,24 +151,6 @@ describe('folders import each other without a cycle', () => {
     const cycle = findCycle(new Map([...graph].map(([from, to]) => [from, [...to.keys()]])));
     const why = cycle?.slice(1).map((to, i) => graph.get(cycle[i])!.get(to)).join('\n  ');
     expect(cycle ? `folder cycle ${cycle.join(' → ')}:\n  ${why}` : 'no cycle').toBe('no cycle');
-  });
-});
-
-describe('workflows/ and pipeline/ stay inside the workflow sandbox', () => {
-  test('the checker flags a Node built-in and a value import of an activity', () => {
-    const refs = importsOf('workflows/x.ts', "import fs from 'fs';\nimport { kernelSteps } from '../activities/kernelSteps';\nimport type { StepActivities } from '../activities/contract';");
-    const resolve = (spec: string) => (spec.startsWith('../activities/') ? `activities/${spec.slice('../activities/'.length)}.ts` : undefined);
-    expect(sandboxViolations('workflows/x.ts', refs, resolve)).toEqual([
-      "workflows/x.ts imports the Node built-in 'fs'",
-      "workflows/x.ts imports '../activities/kernelSteps' as a value; workflow code may import activities as types only (import type …)",
-    ]);
-  });
-
-  test('no file of workflows/ or pipeline/ breaks it', () => {
-    const files = tsFiles.filter((f) => ['workflows', 'pipeline'].includes(topFolder(f)));
-    expect(files).toContain('workflows/wmssPipeline.ts');
-    const bad = files.flatMap((f) => sandboxViolations(f, importsOf(f, readFileSync(path.join(ROOT, f), 'utf8')), (spec) => resolveRelative(f, spec)));
-    expect(bad).toEqual([]);
   });
 });
 
