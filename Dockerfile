@@ -9,7 +9,9 @@ COPY pipeline pipeline
 COPY workflows workflows
 COPY activities activities
 COPY workers workers
+COPY temporal temporal
 COPY client client
+COPY testkit testkit
 COPY bench bench
 COPY test test
 COPY scripts scripts

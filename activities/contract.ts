@@ -1,7 +1,9 @@
 /**
- * The activity interface the workflow schedules, one function per name in the step table.
- * The workflow imports this file for types only; activities/index.ts implements it.
+ * Every activity interface the workflow schedules: one function per name in the step table, the
+ * placement question and the run dir lock. The workflow imports this file for types only; the
+ * workers register the implementations (workers/createWorkers.ts, workers/startOnnxWorker.ts).
  */
+import type { RunConfig } from '../pipeline/config';
 import type { ActivityName, StepInput, StepResult } from '../pipeline/steps';
 
 export type StepActivities = Record<ActivityName, (input: StepInput) => Promise<StepResult>>;
@@ -10,4 +12,24 @@ export type { StepInput, StepResult };
 /** Asked by the workflow with local storage, to learn which host a free GPU worker is on. */
 export interface PlacementActivities {
   workerHost(): Promise<string>;
+}
+
+export interface LockInput {
+  runDir: string;
+  runName: string;
+  /** The resolved config, saved as `.wmss/run-config.json` once the lock is held (for `wmss resume <run dir>`). */
+  config?: RunConfig;
+}
+
+export interface LockResult {
+  runDir: string;
+  generation: number;
+  host: string;
+  tookOverFrom?: { workflowId: string; runId: string };
+}
+
+/** The run dir lock that brackets every run (activities/runLock.ts), on the control worker. */
+export interface RunLockActivities {
+  lockRunDir(input: LockInput): Promise<LockResult>;
+  unlockRunDir(input: { runDir: string }): Promise<boolean>;
 }

@@ -7,7 +7,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { StepProgress } from '../pipeline/steps';
-import type { DeviceSet } from '../workers/deviceSet';
+import type { DeviceSet } from './deviceSet';
 
 /** One environment per device: each shard sees exactly one GPU. */
 export function shardEnvs(devices: DeviceSet): Record<string, string>[] {

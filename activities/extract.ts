@@ -1,6 +1,6 @@
 /**
  * Step 6 `extractSubmodel`: one branch of the final fused checkpoint as a plain HF model
- * (WMSS-SPEC §11): keys `sub_models.<i>.*` with the prefix stripped, `prev_` keys skipped, cast to
+ * (docs/method.md#extraction-step-6): keys `sub_models.<i>.*` with the prefix stripped, `prev_` keys skipped, cast to
  * the configured dtype on the fly. Unlike the original it writes safetensors and a
  * generation_config.json, so evaluation and vLLM read it directly.
  */

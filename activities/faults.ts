@@ -18,10 +18,9 @@
  * Each fault fires once per run dir: it leaves a marker file, `<runDir>/.wmss/faults/<stepId>.<point
  * or kind>`, and a step whose marker exists runs normally, so the retry after the kill completes.
  */
-import { Context } from '@temporalio/activity';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Heartbeat } from './store/heartbeat';
+import { activityCancelled, type Heartbeat } from './store/heartbeat';
 
 export const FAULTS_DIR = '.wmss/faults';
 export type PausePoint = 'publish' | 'rename' | 'manifest';
@@ -50,12 +49,7 @@ export async function faultPause(runDir: string, stepId: string, point: PausePoi
   } catch {
     return; // fired before: this is the retry
   }
-  let cancelled: Promise<never> | undefined;
-  try {
-    cancelled = Context.current().cancelled;
-  } catch {
-    cancelled = undefined; // not inside an activity
-  }
+  const cancelled = activityCancelled();
   for (;;) {
     heartbeat({ done: 0, total: 0, unit: 'steps', phase: `test fault: paused at ${point} until this worker is killed`, updatedAt: new Date().toISOString() });
     await Promise.race([new Promise((resolve) => setTimeout(resolve, 2000)), ...(cancelled ? [cancelled] : [])]);

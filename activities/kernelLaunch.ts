@@ -1,6 +1,6 @@
 /**
  * How a kernel is started and stopped: one Python process, or torchrun with one rank per device
- * for training on several GPUs (DESIGN §4). torchrun puts every rank in a session of its own, so
+ * for training on several GPUs (docs/kernel-protocol.md, "Several devices"). torchrun puts every rank in a session of its own, so
  * a signal to the kernel's process group reaches torchrun but not the ranks; each kernel process
  * therefore records its pid under a per-attempt directory (WMSS_PID_DIR, see wmss_kernels/__main__.py)
  * and the bridge signals the ranks directly.

@@ -18,7 +18,7 @@ import { runKernel, type KernelOutcome } from './kernelBridge';
 import type { KernelJob, KernelVerb } from '../pipeline/kernelJobs';
 import { runStep } from './store/artifactStore';
 import { digestPath, digestTextInput } from './store/digest';
-import { kernelEnv, type DeviceSet } from '../workers/deviceSet';
+import { kernelEnv, type DeviceSet } from './deviceSet';
 import { resolveRun, type ResolvedRun } from './runPaths';
 import { withOomBackoff, type BatchLayout } from './oomBackoff';
 import { resolveEvalDatasets, validateEvalDatasets } from './evalDatasets';

@@ -1,7 +1,8 @@
 /**
  * Step 3 `mergeAndWeight`: join the two entropy files on idx, weight every sample, and draw the
- * resampled training set for joint training (WMSS-SPEC §8). Pure file work on typed columns; the
- * activity only wraps it in the artifact store.
+ * resampled training set for joint training (docs/method.md#sample-weights-step-3 and
+ * #resampling-step-3). Pure file work on typed columns; the activity only wraps it in the
+ * artifact store.
  */
 import path from 'node:path';
 import * as A from '../pipeline/artifacts';
@@ -17,7 +18,7 @@ import { forEachJsonl } from './store/jsonl';
 import { resolveRun } from './runPaths';
 import { Float64Column } from './weights/columns';
 import { sampleWeights } from './weights/formulas';
-import { mergeEntropies, readEntropyColumns, type MergedEntropies } from './weights/merge';
+import { mergeEntropies, readEntropyColumns, type MergedEntropies } from './weights/joinEntropies';
 import { dedupeKeepFirst, drawCount, drawStats, drawWithReplacement, recordWeights } from './weights/resample';
 
 /** Bumped when the outputs of step 3 change for the same inputs. */

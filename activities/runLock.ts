@@ -23,11 +23,12 @@ import { ApplicationFailure, WorkflowNotFoundError } from '@temporalio/common';
 import { RUN_CONFIG_FILE } from '../pipeline/artifacts';
 import { ErrorTypes } from '../pipeline/errors';
 import { withFsFailures } from './store/fsFailures';
-import type { RunConfig } from '../pipeline/config';
 import { fsyncDir, stagingName, writeFileDurable, writeFileSynced } from './store/durableFs';
 import { confineReal, requireAbsoluteRunDir } from './store/runDirPaths';
 import { currentHost } from './hostContext';
 import { readInputText } from './store/inputFiles';
+import { activityHeartbeat } from './store/heartbeat';
+import type { LockInput, LockResult, RunLockActivities } from './contract';
 
 export const LOCK_DIR = '.wmss/lock';
 export const LOCK_FORMAT = 'wmss-lock/1';
@@ -224,22 +225,8 @@ function currentOwner(): LockOwner {
   return { namespace: info.namespace, workflowId: info.workflowExecution.workflowId, runId: info.workflowExecution.runId };
 }
 
-export interface LockInput {
-  runDir: string;
-  runName: string;
-  /** The resolved config, saved as `.wmss/run-config.json` once the lock is held (for `wmss resume <run dir>`). */
-  config?: RunConfig;
-}
-
-export interface LockResult {
-  runDir: string;
-  generation: number;
-  host: string;
-  tookOverFrom?: { workflowId: string; runId: string };
-}
-
 /** The two activities of the control worker that bracket a run (workflows/wmssPipeline.ts). */
-export function runLockActivities() {
+export function runLockActivities(): RunLockActivities {
   // a read-only or full run dir fails the lock, the first thing a run writes, with a typed error
   return withFsFailures({
     async lockRunDir(input: LockInput): Promise<LockResult> {
@@ -247,13 +234,8 @@ export function runLockActivities() {
       const me: LockRecord = { format: LOCK_FORMAT, ...currentOwner(), runName: input.runName, host: currentHost(), pid: process.pid, acquiredAt: new Date().toISOString() };
       const got = await acquireRunLock(runDir, me, {
         ownerState: ownerStateFromTemporal,
-        onWait: (until, owner) => {
-          try {
-            Context.current().heartbeat({ done: 0, total: 0, unit: 'samples', phase: `waiting until ${until.toISOString()} for the activities of terminated run ${owner.workflowId} to stop`, updatedAt: new Date().toISOString() });
-          } catch {
-            // outside an activity (tests)
-          }
-        },
+        onWait: (until, owner) =>
+          activityHeartbeat({ done: 0, total: 0, unit: 'samples', phase: `waiting until ${until.toISOString()} for the activities of terminated run ${owner.workflowId} to stop`, updatedAt: new Date().toISOString() }),
       });
       if (input.config) {
         const file = path.join(runDir, ...RUN_CONFIG_FILE.split('/'));

@@ -31,8 +31,8 @@ import { REPO_ROOT } from '../activities/repoPaths';
 import { startDevServer } from '../client/devServer';
 import { demoConfig, makeTinyAssets } from '../client/commands/demo';
 import { startPipeline } from '../client/commands/start';
-import { freePort } from '../test/integration/harness';
-import { deterministicDigests, kernelPids, killPids, processAlive, readTrace, waitUntil, WorkerProcess } from '../test/integration/faultKit';
+import { freePort } from '../testkit/harness';
+import { deterministicDigests, kernelPids, killPids, processAlive, readTrace, waitUntil, WorkerProcess } from '../testkit/faultKit';
 
 const HEARTBEAT_S = 15;
 const SAVE_EVERY = 100;

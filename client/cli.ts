@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { STEPS } from '../pipeline/steps';
-import { startWorker } from '../workers/start';
-import { connectClient, setConnectionFlags, temporalTarget, webUiLink } from './connection';
+import { addWorkerCommand } from '../workers/workerCommand';
+import { addConnectionFlags, connectClient, temporalTarget, webUiLink } from '../temporal/connection';
 import { serverAnswers, startDevServer } from './devServer';
 import { configReference } from './configReference';
 import { stepTableMarkdown } from './stepTable';
@@ -19,7 +19,6 @@ import { renderPlan } from './commands/plan';
 import { configToResume } from './commands/resume';
 import { explainWorkflowError } from './commands/failure';
 import { absolutize, ConfigFileError, readRunConfigForRun } from './runConfigFile';
-import { installWorkerLogging } from '../workers/hostChecks';
 
 /** Accepts a workflow id (any start method: wmss, temporal CLI, Schedule) or a run name: commands/resolveRun.ts. */
 const idOf = (client: Awaited<ReturnType<typeof connectClient>>, idOrName: string) => resolveWorkflowId(client, idOrName);
@@ -49,21 +48,9 @@ async function withClient<T>(fn: (client: Awaited<ReturnType<typeof connectClien
 export function buildProgram(): Command {
   const program = new Command('wmss').description('Durable WMSS training pipeline on Temporal').showHelpAfterError();
 
-  // How every command reaches Temporal (client/connection.ts): flags over TEMPORAL_* variables over
+  // How every command reaches Temporal (temporal/connection.ts): flags over TEMPORAL_* variables over
   // the profile file (TEMPORAL_CONFIG_FILE or ~/.config/temporalio/temporal.toml) over defaults.
-  program
-    .option('--address <host:port>', 'Temporal frontend (env TEMPORAL_ADDRESS; default localhost:7233)')
-    .option('--namespace <name>', 'Temporal namespace (env TEMPORAL_NAMESPACE; default "default")')
-    .option('--api-key <key>', 'API key, sent as a bearer token; implies TLS (env TEMPORAL_API_KEY; prefer the variable or the profile file: flags are visible in ps)')
-    .option('--tls', 'connect with TLS (implied by the --tls-* options and an API key)')
-    .option('--no-tls', 'connect without TLS even if the profile or environment says otherwise')
-    .option('--tls-ca-path <file>', 'CA certificate(s) that signed the server\'s certificate (env TEMPORAL_TLS_SERVER_CA_CERT_PATH)')
-    .option('--tls-cert-path <file>', 'client certificate for mTLS (env TEMPORAL_TLS_CLIENT_CERT_PATH)')
-    .option('--tls-key-path <file>', 'private key of the client certificate (env TEMPORAL_TLS_CLIENT_KEY_PATH)')
-    .option('--tls-server-name <name>', 'server name expected in the server\'s certificate, and sent as SNI (env TEMPORAL_TLS_SERVER_NAME)')
-    .option('--profile <name>', 'profile of the config file (env TEMPORAL_PROFILE; default "default")')
-    .option('--config-file <file>', 'Temporal client config file, TOML (env TEMPORAL_CONFIG_FILE; default ~/.config/temporalio/temporal.toml)')
-    .hook('preAction', (_program, action) => setConnectionFlags(action.optsWithGlobals()));
+  addConnectionFlags(program);
 
   program
     .command('server')
@@ -95,27 +82,7 @@ export function buildProgram(): Command {
       await server.stop();
     });
 
-  program
-    .command('worker <kind>')
-    .description('run a worker: control (workflows + CPU steps), gpu (kernel steps) or onnx (steps 0, 2, 7 with backend onnx; no Python). [control] [gpu] [onnx] say which kinds a flag applies to')
-    .option('--gpus <set>', '[gpu] devices this worker owns: cpu, or a list like 0,1 (must exist on this host)', 'cpu')
-    .option('--threads <n>', '[gpu, onnx] CPU threads per kernel / onnxruntime (default: all cores)')
-    .option('--control-queue <name>', '[control, gpu] control task queue', 'wmss')
-    .option('--gpu-queue <name>', '[gpu] GPU task queue', 'wmss-gpu')
-    .option('--onnx-queue <name>', '[onnx] its task queue', 'wmss-onnx')
-    .option('--pool <kind>', '[gpu] also serve the pool <gpu-queue>:<kind> (e.g. h100; runs choose it with placement.gpuPool)')
-    .option('--host <name>', '[control, gpu] host name of this worker\'s host queues (<queue>@<host>); default $WMSS_HOST or the machine\'s name')
-    .option('--verbose', '[control, gpu, onnx] the SDK\'s info logs too (workflow bundling, pollers)')
-    .action(async (kind: string, o) => {
-      if (!['control', 'gpu', 'onnx'].includes(kind)) throw new Error(`worker kind must be control, gpu or onnx, not "${kind}"`);
-      installWorkerLogging(Boolean(o.verbose));
-      if (kind === 'onnx') {
-        // onnxruntime-node in this process, no kernels: docs/onnx.md
-        const { startOnnxWorker } = await import('../workers/onnxWorker');
-        return startOnnxWorker(['--onnx-queue', o.onnxQueue, ...(o.threads ? ['--threads', o.threads] : [])]);
-      }
-      await startWorker(kind as 'control' | 'gpu', { gpus: o.gpus, threads: o.threads, controlQueue: o.controlQueue, gpuQueue: o.gpuQueue, pool: o.pool, host: o.host });
-    });
+  addWorkerCommand(program);
 
   program
     .command('start <config>')

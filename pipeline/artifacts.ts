@@ -1,6 +1,6 @@
 /**
  * Names of everything a run writes under its run dir, as in the original layout
- * (WMSS-SPEC §2), so a run dir made by wmss-flow reads like one made by run_ensemble.sh.
+ * (docs/method.md#the-original-run-and-its-defaults), so a run dir made by wmss-flow reads like one made by run_ensemble.sh.
  * Paths are relative to the run dir and use '/'.
  */
 import type { RunConfig } from './config';

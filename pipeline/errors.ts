@@ -1,7 +1,11 @@
 /**
  * Every ApplicationFailure type wmss-flow raises, in one place. The step table's retry
  * policies list the non-retryable ones; the kernel bridge maps exit codes onto these.
+ * Also the helpers that read a failure back (failureInfo, isScheduleToStartTimeout). Workflow code
+ * imports this file, so it stays deterministic: no I/O, no Node built-ins.
  */
+import { ActivityFailure, ApplicationFailure, TimeoutFailure } from '@temporalio/common';
+
 export const ErrorTypes = {
   /** A run config failed its schema. Fix the config; retrying cannot help. */
   InvalidConfig: 'InvalidConfig',
@@ -72,3 +76,16 @@ export const NON_RETRYABLE_ERROR_TYPES: ErrorType[] = [
   ErrorTypes.NotWritable,
   ErrorTypes.TrainingDiverged,
 ];
+
+/** The type and message of the ApplicationFailure an activity threw, unwrapped from its ActivityFailure. */
+export function failureInfo(err: unknown): { type?: string; message: string } {
+  let cause: unknown = err;
+  while (cause && (cause as ActivityFailure).cause && !(cause instanceof ApplicationFailure)) cause = (cause as ActivityFailure).cause;
+  if (cause instanceof ApplicationFailure) return { type: cause.type ?? undefined, message: cause.message };
+  return { message: err instanceof Error ? err.message : String(err) };
+}
+
+/** An activity that no worker picked up within its schedule-to-start timeout (a host queue nobody polls). */
+export function isScheduleToStartTimeout(err: unknown): boolean {
+  return err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === 'SCHEDULE_TO_START';
+}

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporalCli } from '../client/devServer';
-import { temporalTarget } from '../client/connection';
+import { temporalTarget } from '../temporal/connection';
 
 const [workflowId, name = workflowId] = process.argv.slice(2);
 if (!workflowId) {

@@ -1,8 +1,4 @@
-/** Entry point: `node dist/workers/control.js` (or `wmss worker control`). */
-import { startWorkerFromArgs } from './start';
-import { installWorkerLogging } from './hostChecks';
+/** Entry point: `node dist/workers/control.js [flags]`, the same as `wmss worker control [flags]`. */
+import { runWorkerEntryPoint } from './workerCommand';
 
-// as `wmss worker`: the SDK's bundler report and expected warnings stay out of the output
-installWorkerLogging(false);
-
-void startWorkerFromArgs('control', process.argv.slice(2));
+runWorkerEntryPoint('control');

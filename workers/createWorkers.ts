@@ -10,13 +10,14 @@
  */
 import os from 'node:os';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import type { PlacementActivities } from '../activities/contract';
 import { cpuSteps } from '../activities/cpuSteps';
 import { kernelSteps } from '../activities/kernelSteps';
 import { withResolvedPaths } from '../activities/runPaths';
 import { withHost } from '../activities/hostContext';
 import { runLockActivities } from '../activities/runLock';
 import { controlWorkerQueues, gpuWorkerQueues } from '../pipeline/placement';
-import { describeDeviceSet, type DeviceSet } from './deviceSet';
+import { describeDeviceSet, type DeviceSet } from '../activities/deviceSet';
 
 export interface WorkerSetOptions {
   connection: NativeConnection;
@@ -114,7 +115,8 @@ export async function createGpuWorkers(opts: WorkerSetOptions & { devices: Devic
   const exclusive = createExclusive();
   const steps = withResolvedPaths(kernelSteps({ devices: opts.devices, exclusive, threads: opts.threads }));
   // workerHost: the workflow asks a free GPU worker where it is, to place a local-storage run
-  const activities = withHost(host, { ...steps, workerHost: async () => host });
+  const placement: PlacementActivities = { workerHost: async () => host };
+  const activities = withHost(host, { ...steps, ...placement });
   const { shared, pinned } = gpuWorkerQueues({ gpuQueue: opts.gpuQueue ?? 'wmss-gpu', host, pool: opts.pool });
   const make = (taskQueue: string, slots: number) =>
     Worker.create({

@@ -9,7 +9,7 @@ import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import type { DeviceSet } from './deviceSet';
+import type { DeviceSet } from '../activities/deviceSet';
 
 const LockOwner = z.object({
   pid: z.number().int(),

@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { DefaultLogger, Runtime, type LogEntry, type LogLevel } from '@temporalio/worker';
-import type { DeviceSet } from './deviceSet';
+import type { DeviceSet } from '../activities/deviceSet';
 
 /**
  * How many NVIDIA GPUs this host shows, or undefined when it has no NVIDIA driver. Asks
@@ -33,7 +33,7 @@ export function checkDevicesPresent(devices: DeviceSet, count: number | undefine
   if (devices.kind === 'cpu') return;
   const spec = devices.ids.join(',');
   if (count === undefined || count === 0) throw new Error(`--gpus ${spec}: this host has no NVIDIA GPU (nvidia-smi -L lists none and there is no /proc/driver/nvidia); start the worker with --gpus cpu to run kernels on the CPU`);
-  // kernels get CUDA_VISIBLE_DEVICES=<ids> (deviceSet.ts kernelEnv): ids are the host's numbering
+  // kernels get CUDA_VISIBLE_DEVICES=<ids> (activities/deviceSet.ts kernelEnv): ids are the host's numbering
   const missing = devices.ids.filter((id) => id >= count);
   if (missing.length) throw new Error(`--gpus ${spec}: device${missing.length > 1 ? 's' : ''} ${missing.join(',')} not on this host, which has ${count} GPU${count === 1 ? '' : 's'} (0${count > 1 ? `–${count - 1}` : ''})`);
 }

@@ -1,63 +1,7 @@
 /**
- * The onnx worker: steps 0, 2 and 7 of runs whose `entropy.backend` / `eval.backend` is onnx,
- * on the onnx queue (`wmss-onnx`), with onnxruntime-node inside this process. It needs no
- * Python, torch or GPU, only the run dir (shared storage) with the exports of the onnx* steps.
- * One step at a time; onnxruntime gets `threads` intra-op threads (default: all cores).
- *
- *   node dist/workers/onnxWorker.js [--threads N] [--onnx-queue wmss-onnx] [--address host:7233] [--namespace default]
+ * Entry point: `node dist/workers/onnxWorker.js [--threads N] [--onnx-queue wmss-onnx] [--address host:7233] [flags]`,
+ * the same as `wmss worker onnx [flags]` (workers/startOnnxWorker.ts).
  */
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
-import { withResolvedPaths } from '../activities/runPaths';
-import { defaultOnnxThreads, onnxSteps } from '../activities/onnx/onnxSteps';
-import { releaseOnnxSessions } from '../activities/onnx/model';
-import { runWorkers, shutdownForceTimeMs, workerHost } from './createWorkers';
-import { connectWorker, temporalTarget } from '../client/connection';
+import { runWorkerEntryPoint } from './workerCommand';
 
-export interface OnnxWorkerOptions {
-  connection: NativeConnection;
-  namespace?: string;
-  onnxQueue?: string;
-  threads?: number;
-  host?: string;
-}
-
-export async function createOnnxWorker(opts: OnnxWorkerOptions, extra: Partial<WorkerOptions> = {}): Promise<Worker> {
-  const threads = opts.threads ?? defaultOnnxThreads();
-  return Worker.create({
-    connection: opts.connection,
-    namespace: opts.namespace ?? 'default',
-    taskQueue: opts.onnxQueue ?? 'wmss-onnx',
-    activities: withResolvedPaths(onnxSteps({ threads })),
-    maxConcurrentActivityTaskExecutions: 1,
-    maxHeartbeatThrottleInterval: '5s',
-    shutdownForceTime: shutdownForceTimeMs(),
-    identity: `onnx[${threads} threads]@${workerHost(opts.host)}/${process.pid}`,
-    ...extra,
-  });
-}
-
-export async function startOnnxWorker(argv: string[]): Promise<void> {
-  const opts: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i += 2) opts[argv[i].replace(/^--/, '')] = argv[i + 1];
-  // flags over TEMPORAL_* over the profile file (client/connection.ts)
-  const target = temporalTarget({ address: opts.address, namespace: opts.namespace, apiKey: opts['api-key'], tlsCaPath: opts['tls-ca-path'], tlsCertPath: opts['tls-cert-path'], tlsKeyPath: opts['tls-key-path'], tlsServerName: opts['tls-server-name'], profile: opts.profile, configFile: opts['config-file'] });
-  const { address, namespace } = target;
-  const threads = opts.threads ? Number(opts.threads) : undefined;
-  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new Error(`--threads must be a positive integer (got "${opts.threads}")`);
-  const connection = await connectWorker(target);
-  try {
-    const worker = await createOnnxWorker({ connection, namespace, onnxQueue: opts['onnx-queue'], threads });
-    console.log(`wmss onnx worker @ ${workerHost()} serving ${worker.options.taskQueue} at ${address} (namespace ${namespace}, ${target.security}, ${threads ?? defaultOnnxThreads()} threads)`);
-    await runWorkers([worker]);
-  } finally {
-    await releaseOnnxSessions();
-    await connection.close();
-  }
-}
-
-if (require.main === module) {
-  startOnnxWorker(process.argv.slice(2)).catch((err) => {
-    console.error(`wmss onnx worker: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
-  });
-}
+runWorkerEntryPoint('onnx');

@@ -15,14 +15,15 @@ import {
 } from '@temporalio/workflow';
 import type { StepActivities } from '../activities/contract';
 import { checkRunConfig, type RunConfig } from '../pipeline/config';
+import { failureInfo } from '../pipeline/errors';
 import { WmssBaseModel, WmssRunName, WmssStatus, WmssStep, type RunStatus } from '../pipeline/searchAttributes';
 import { activeSteps, stepEnabled, stepQueueKind, stepRow, stepSummary, nonRetryableErrorTypes, type StepId, type StepResult, type StepRow } from '../pipeline/steps';
 import { progressQuery, type PipelineProgress, type PipelineResult, type StepStatus } from '../pipeline/workflowApi';
 import { resolveRunTemplates } from '../pipeline/runTemplates';
 import { templateContext } from './scheduledRun';
 import { pinnedHost, stepQueue } from '../pipeline/placement';
-import { failureInfo, hostUnavailableOr, rootHostOf } from './placement';
-import { lockRunDir } from './runLock';
+import { hostUnavailableOr, rootHostOf } from './hostAffinity';
+import { lockRunDir } from './lockRunDir';
 
 type StepActivity = StepActivities[keyof StepActivities];
 
@@ -37,7 +38,7 @@ function activityFor(row: StepRow, config: RunConfig, host: string | undefined):
   const pinned = host !== undefined && stepQueueKind(row, config) !== 'onnx';
   const proxies = proxyActivities<StepActivities>({
     taskQueue: queueFor(row, config, pinned ? host : undefined),
-    // A pinned step that nobody on its host picks up fails as HostUnavailable (workflows/placement.ts).
+    // A pinned step that nobody on its host picks up fails as HostUnavailable (workflows/hostAffinity.ts).
     ...(pinned && { scheduleToStartTimeout: config.placement.hostTimeout as `${number}${'s' | 'm' | 'h'}` }),
     // The step id as activity id lets `wmss watch` match heartbeats to steps.
     activityId: row.id,
@@ -77,9 +78,9 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
   upsertMemo({ config: { runName: config.runName, runDir: config.runDir, baseModel: config.baseModel, dataFile: config.dataFile, fusionLambda: config.joint.fusionLambda, weighting: config.weighting.formula, submodelIdx: config.extract.submodelIdx } });
   publish();
 
-  // local storage: the host that will hold the run dir, chosen once (workflows/placement.ts)
+  // local storage: the host that will hold the run dir, chosen once (workflows/hostAffinity.ts)
   const rootHost = await rootHostOf(config);
-  // one open run per run dir (workflows/runLock.ts); released on every way out below
+  // one open run per run dir (workflows/lockRunDir.ts); released on every way out below
   const unlock = await lockRunDir(config, rootHost, () => {
     status = 'failed';
     publish();

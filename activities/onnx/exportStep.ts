@@ -4,7 +4,6 @@
  * onnx/<label>/ (graphs, manifest.json, tokenizer files). Only in configs with an onnx backend.
  */
 import path from 'node:path';
-import { Context } from '@temporalio/activity';
 import * as A from '../../pipeline/artifacts';
 import type { KernelJob } from '../../pipeline/kernelJobs';
 import type { StepInput, StepResult } from '../../pipeline/steps';
@@ -12,19 +11,12 @@ import type { KernelOutcome } from '../kernelBridge';
 import type { ResolvedRun } from '../runPaths';
 import { runStep } from '../store/artifactStore';
 import { digestPath } from '../store/digest';
+import { activityHeartbeat } from '../store/heartbeat';
 
 /** Version of the export (graph layout, manifest format); part of the cache key. */
 export const ONNX_EXPORT_VERSION = 'wmss-onnx/1';
 
 export type ExportKernel = (job: Omit<KernelJob<'export-onnx'>, 'log_file' | 'device' | 'seed'>) => Promise<KernelOutcome>;
-
-function heartbeat(details: unknown): void {
-  try {
-    Context.current().heartbeat(details);
-  } catch {
-    // not inside an activity
-  }
-}
 
 export async function exportOnnxStep(input: StepInput, run: ResolvedRun, kernel: ExportKernel): Promise<StepResult> {
   const { deps } = input;
@@ -44,7 +36,7 @@ export async function exportOnnxStep(input: StepInput, run: ResolvedRun, kernel:
     cacheKey: { export: ONNX_EXPORT_VERSION, model: modelKey },
     outputs: { onnx: output },
     mode: 'atomic',
-    heartbeat,
+    heartbeat: activityHeartbeat,
     produce: async ({ paths }) => {
       const out = await kernel({ model_path: modelPath, output_dir: paths.onnx });
       return { metrics: out.metrics };

@@ -6,7 +6,6 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import { Context } from '@temporalio/activity';
 import * as A from '../../pipeline/artifacts';
 import type { StepInput, StepProgress, StepResult } from '../../pipeline/steps';
 import { resolveRun } from '../runPaths';
@@ -14,6 +13,7 @@ import { resolveEvalDatasets, validateEvalDatasets } from '../evalDatasets';
 import { runStep } from '../store/artifactStore';
 import { digestTextInput } from '../store/digest';
 import { invalidInput } from '../store/failures';
+import { activityCancelled, activityHeartbeat } from '../store/heartbeat';
 import { computeEntropyOnnx, evaluateOnnx, type Progress } from './compute';
 import { readRecords } from './data';
 import { OnnxCausalLm } from './model';
@@ -31,24 +31,12 @@ export function defaultOnnxThreads(): number {
   return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
 }
 
-function heartbeat(details: unknown): void {
-  try {
-    Context.current().heartbeat(details);
-  } catch {
-    // direct calls in tests
-  }
-}
-
 /** Throws the cancellation once the activity has been cancelled (checked between batches). */
 function stopCheck(): () => void {
   let reason: unknown;
-  try {
-    Context.current().cancelled.catch((err) => {
-      reason = err;
-    });
-  } catch {
-    // not in an activity
-  }
+  activityCancelled()?.catch((err) => {
+    reason = err;
+  });
   return () => {
     if (reason !== undefined) throw reason;
   };
@@ -79,7 +67,7 @@ export function onnxSteps(ctx: OnnxWorkerContext = {}) {
         cacheKey: { backend: 'onnx', onnx: ONNX_BACKEND_VERSION, entropy: config.entropy, dataFormat: config.dataFormat, model: onnx.key, data: await digestTextInput(run.runDir, run.dataFile, 'dataFile') },
         outputs: { entropy: base ? A.ENTROPY_0 : A.ENTROPY_1 },
         mode: 'atomic',
-        heartbeat,
+        heartbeat: activityHeartbeat,
         produce: async ({ paths, heartbeat: beat }) => {
           // a malformed data file fails before the model is loaded
           const records = await readRecords(run.dataFile, config.dataFormat);
@@ -117,7 +105,7 @@ export function onnxSteps(ctx: OnnxWorkerContext = {}) {
         cacheKey: { backend: 'onnx', onnx: ONNX_BACKEND_VERSION, eval: evalConfig, models: models.map((m) => [m.label, m.key]), data: dataKeys },
         outputs: { results: A.RESULTS_DIR },
         mode: 'atomic',
-        heartbeat,
+        heartbeat: activityHeartbeat,
         produce: async ({ paths, heartbeat: beat }) => {
           await validateEvalDatasets(resolved.datasets);
           const metrics: Record<string, number | string> = { backend: 'onnx' };

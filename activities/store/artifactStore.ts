@@ -1,5 +1,5 @@
 /**
- * The artifact store: how every step publishes its outputs (DESIGN §3 "Artifacts").
+ * The artifact store: how every step publishes its outputs (docs/recovery.md, "Cache").
  *
  *  - cache key = sha256 of { step, the step's own key material, for each dependency its cache key
  *    and the digest of its recorded outputs }. So a re-trained m1 (same config, new bytes)

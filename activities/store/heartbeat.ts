@@ -17,6 +17,15 @@ export const activityHeartbeat: Heartbeat = (details) => {
   context.heartbeat(details);
 };
 
+/** The current activity's cancellation (rejects when it is told to stop), or undefined outside an activity. */
+export function activityCancelled(): Promise<never> | undefined {
+  try {
+    return Context.current().cancelled;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Throws the cancellation (a CancelledFailure: cancel, worker shutdown, heartbeat timeout) once the
  * current activity has been told to stop. A CPU loop that never awaits a cancellable call (hashing,

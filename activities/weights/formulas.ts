@@ -1,6 +1,6 @@
 /**
- * Sample weights from the two entropies (WMSS-SPEC §8.2 "repo", §8.5 "paper"), over the merged
- * rows sorted by idx. With H0 = base (weak), H1 = m1 (strong), ΔH = H1 − H0:
+ * Sample weights from the two entropies (docs/method.md#the-repo-formula and #the-paper-formula),
+ * over the merged rows sorted by idx. With H0 = base (weak), H1 = m1 (strong), ΔH = H1 − H0:
  *   repo:  p = α·H0/ΣH0 + β·[−ΔH]+/Σ[−ΔH]+ + γ·[ΔH]+/Σ[ΔH]+   (each Σ → 1e-12 when exactly 0), clip ≥ 0, normalise
  *   paper: p ∝ α·[−ΔH]+ + β·H1 + γ·[ΔH]+, normalise
  * All-zero weights become uniform (as the original does), flagged so the stats can warn.

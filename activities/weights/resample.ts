@@ -1,5 +1,5 @@
 /**
- * Step 3c: from per-idx weights to the resampled training set (WMSS-SPEC §8.4).
+ * Step 3c: from per-idx weights to the resampled training set (docs/method.md#resampling-step-3).
  * Positions 0..N−1 are the records of the data file; weight(position) = p[idx of that record],
  * 0 when that idx has no entropy; all-zero → uniform. Draws are with replacement by inverse CDF
  * (Float64 cumulative sums + binary search) on a seeded xoshiro128** stream.

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from common import DEVICE, GSM8K_LENGTHS, build_model, matmul_peak_tflops, synthetic_samples, sync, train_flops_per_token
-from sft import examples_of
+from sft_bench import examples_of
 
 from wmss_kernels import distributed, sharding
 from wmss_kernels.fused import FusedCausalLM, FusedLMLoss

@@ -1,4 +1,4 @@
-"""Plots entropy tokens/s against model size from an entropy.py result file, as a standalone SVG
+"""Plots entropy tokens/s against model size from an entropy_bench.py result file, as a standalone SVG
 (no plotting library needed on either machine).
 
     python bench/gpu/plot.py docs/perf/h200-entropy.json docs/perf/entropy-vs-size.svg

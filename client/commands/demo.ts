@@ -12,7 +12,7 @@ import { RunConfig } from '../../pipeline/config';
 import { workflowIdFor, type PipelineResult } from '../../pipeline/workflowApi';
 import { runKernel } from '../../activities/kernelBridge';
 import { createControlWorker, createGpuWorkers } from '../../workers/createWorkers';
-import { connectClient, connectWorker, temporalTarget, webUiLink } from '../connection';
+import { connectClient, connectWorker, temporalTarget, webUiLink } from '../../temporal/connection';
 import { serverAnswers, startDevServer, type DevServer } from '../devServer';
 import { startPipeline } from './start';
 import { describeProgress, snapshotRun, type RunSnapshot } from './status';

@@ -1,4 +1,4 @@
-"""The three prompt formats of the pipeline (WMSS-SPEC §4) and tokenisation of prompt/full pairs.
+"""The three prompt formats of the pipeline (docs/method.md#prompt-formats) and tokenisation of prompt/full pairs.
 
   entropy : [user] / [user, assistant] through the template, no system prompt
   sft     : [system, user] + generation prompt, then the raw completion + eos (no <|im_end|>)

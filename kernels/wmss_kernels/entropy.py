@@ -1,6 +1,6 @@
 """entropy (steps 0 and 2): mean token entropy of a model over each record's assistant turn.
 
-Two definitions (WMSS-SPEC §5):
+Two definitions (docs/method.md#entropy-steps-0-and-2):
   shifted  paper Eq. 7: for each completion token t (positions n_prompt..L-1) the entropy of the
            distribution that predicts it, i.e. the logits row t-1.
   repo     the original code: the logits rows AT positions n_prompt..L-1 (no shift), which

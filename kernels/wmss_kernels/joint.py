@@ -1,4 +1,4 @@
-"""joint (step 5b): Stage-3 joint training of the fused weak+strong model (WMSS-SPEC §10).
+"""joint (step 5b): Stage-3 joint training of the fused weak+strong model (docs/method.md#the-fused-model-steps-5a-and-5b).
 
 Cross-entropy on z_mix = (1 − λ)·z_weak + λ·z_strong. The training set is the resample of step 3:
 `indices_file` lists record positions (duplicates kept, as in the repo). Texts are whole

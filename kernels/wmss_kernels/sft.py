@@ -1,4 +1,4 @@
-"""sft (step 1): Stage-1 supervised fine-tuning of the base model → m1 (WMSS-SPEC §6).
+"""sft (step 1): Stage-1 supervised fine-tuning of the base model → m1 (docs/method.md#stage-1-sft-step-1).
 
 Prompt = chat template of [system, user] with the generation prompt; completion = the raw
 assistant text + eos. Loss on completion tokens only.

@@ -20,7 +20,7 @@ import * as A from '../../pipeline/artifacts';
 import type { RunConfig } from '../../pipeline/config';
 import { activeSteps } from '../../pipeline/steps';
 import type { PipelineResult } from '../../pipeline/workflowApi';
-import { startHarness, tinyRunConfig, type Harness } from './harness';
+import { startHarness, tinyRunConfig, type Harness } from '../../testkit/harness';
 
 jest.setTimeout(900_000);
 

@@ -19,7 +19,7 @@ import { withResolvedPaths } from '../../activities/runPaths';
 import * as A from '../../pipeline/artifacts';
 import { ErrorTypes } from '../../pipeline/errors';
 import type { StepId } from '../../pipeline/steps';
-import { startHarness, tinyRunConfig, type Harness } from './harness';
+import { startHarness, tinyRunConfig, type Harness } from '../../testkit/harness';
 
 jest.setTimeout(300_000);
 

@@ -32,7 +32,7 @@ import { faultMarker } from '../../activities/faults';
 import { REPO_ROOT } from '../../activities/repoPaths';
 import { startDevServer, type DevServer } from '../../client/devServer';
 import { snapshotRun } from '../../client/commands/status';
-import { freePort, startHarness, tinyRunConfig, type Harness } from './harness';
+import { freePort, startHarness, tinyRunConfig, type Harness } from '../../testkit/harness';
 import {
   activityRecords,
   deterministicDigests,
@@ -47,7 +47,7 @@ import {
   waitUntil,
   WorkerProcess,
   type ActivityRecord,
-} from './faultKit';
+} from '../../testkit/faultKit';
 
 jest.setTimeout(600_000);
 

@@ -19,8 +19,8 @@ import { RunConfig } from '../../pipeline/config';
 import { progressQuery } from '../../pipeline/workflowApi';
 import { startPipeline } from '../../client/commands/start';
 import { DEFAULT_INPUT_LIMITS } from '../../activities/store/inputFiles';
-import { startHarness, tinyRunConfig, type Harness } from './harness';
-import { waitUntil, WorkerProcess } from './faultKit';
+import { startHarness, tinyRunConfig, type Harness } from '../../testkit/harness';
+import { waitUntil, WorkerProcess } from '../../testkit/faultKit';
 
 jest.setTimeout(600_000);
 

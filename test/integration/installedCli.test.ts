@@ -13,7 +13,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporalCli } from '../../client/devServer';
-import { startHarness, tinyRunConfig, type Harness } from './harness';
+import { startHarness, tinyRunConfig, type Harness } from '../../testkit/harness';
 
 jest.setTimeout(300_000);
 

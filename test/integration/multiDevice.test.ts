@@ -12,9 +12,9 @@ import { makeTinyAssets } from '../../client/commands/demo';
 import { kernelSteps } from '../../activities/kernelSteps';
 import { withResolvedPaths } from '../../activities/runPaths';
 import { createExclusive } from '../../workers/createWorkers';
-import type { DeviceSet } from '../../workers/deviceSet';
+import type { DeviceSet } from '../../activities/deviceSet';
 import type { RunConfig } from '../../pipeline/config';
-import { ASSETS_DIR, tinyRunConfig } from './harness';
+import { ASSETS_DIR, tinyRunConfig } from '../../testkit/harness';
 
 jest.setTimeout(600_000);
 

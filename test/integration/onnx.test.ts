@@ -28,7 +28,7 @@ import { readRecords, loadEvalRows } from '../../activities/onnx/data';
 import { grade } from '../../activities/onnx/grading';
 import { OnnxCausalLm, releaseOnnxSessions } from '../../activities/onnx/model';
 import { loadChatTokenizer } from '../../activities/onnx/tokenizer';
-import { startHarness, tinyRunConfig, type Harness } from './harness';
+import { startHarness, tinyRunConfig, type Harness } from '../../testkit/harness';
 
 jest.setTimeout(900_000);
 

@@ -13,7 +13,7 @@ import { makeTinyAssets } from '../../client/commands/demo';
 import { createExclusive } from '../../workers/createWorkers';
 import { ErrorTypes } from '../../pipeline/errors';
 import { manifestPath } from '../../pipeline/artifacts';
-import { ASSETS_DIR, tinyRunConfig } from './harness';
+import { ASSETS_DIR, tinyRunConfig } from '../../testkit/harness';
 
 jest.setTimeout(300_000);
 

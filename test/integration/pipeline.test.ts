@@ -14,7 +14,7 @@ import { configToResume } from '../../client/commands/resume';
 import { temporalCli } from '../../client/devServer';
 import { readModelTensors } from '../../activities/store/safetensors';
 import { VENV_BIN } from '../../activities/repoPaths';
-import { startHarness, tinyRunConfig, type Harness } from './harness';
+import { startHarness, tinyRunConfig, type Harness } from '../../testkit/harness';
 
 jest.setTimeout(900_000);
 

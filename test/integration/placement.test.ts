@@ -12,7 +12,7 @@ import { startPipeline } from '../../client/commands/start';
 import { createControlWorkers, createGpuWorkers } from '../../workers/createWorkers';
 import { STEPS, type StepId } from '../../pipeline/steps';
 import type { PipelineResult } from '../../pipeline/workflowApi';
-import { startHarness, tinyRunConfig, type Harness } from './harness';
+import { startHarness, tinyRunConfig, type Harness } from '../../testkit/harness';
 
 jest.setTimeout(900_000);
 

@@ -10,7 +10,7 @@ import * as A from '../../pipeline/artifacts';
 import { RunConfig } from '../../pipeline/config';
 import type { PipelineResult } from '../../pipeline/workflowApi';
 import { startPipeline } from '../../client/commands/start';
-import { startHarness, tinyRunConfig, type Harness } from './harness';
+import { startHarness, tinyRunConfig, type Harness } from '../../testkit/harness';
 
 jest.setTimeout(600_000);
 

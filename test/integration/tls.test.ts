@@ -6,7 +6,7 @@
  *   :mtls  TLS with `ssl_verify_client on`: only clients with a certificate of the test CA pass
  *   :key   TLS (server certificate only) and an API key: only `authorization: Bearer <key>` passes
  *
- * A client and a worker configured through client/connection.ts (flags, TEMPORAL_* variables, a
+ * A client and a worker configured through temporal/connection.ts (flags, TEMPORAL_* variables, a
  * TOML profile, as Temporal's environment configuration defines them) connect and run a workflow
  * with an activity through the proxy; clients without the right certificate or key, or that do
  * not trust the server, are refused. nginx comes from scripts/setup-nginx.sh (scripts/test.sh runs
@@ -21,9 +21,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { connectClient, connectWorker, temporalTarget, type ConnectionFlags, type TemporalTarget } from '../../client/connection';
+import { connectClient, connectWorker, temporalTarget, type ConnectionFlags, type TemporalTarget } from '../../temporal/connection';
 import type { DevServer } from '../../client/devServer';
-import { freePort, startDevServerOnFreePort } from './harness';
+import { freePort, startDevServerOnFreePort } from '../../testkit/harness';
 
 jest.setTimeout(180_000);
 

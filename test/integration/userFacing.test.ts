@@ -22,7 +22,7 @@ import { watchRun } from '../../client/commands/watch';
 import { runOfWorkflow, writeReport } from '../../client/commands/report';
 import { createSchedule, describeSchedule } from '../../client/commands/schedule';
 import { fillTemplate } from '../../pipeline/runTemplates';
-import { freePort, startHarness, tinyRunConfig, type Harness } from './harness';
+import { freePort, startHarness, tinyRunConfig, type Harness } from '../../testkit/harness';
 
 jest.setTimeout(600_000);
 

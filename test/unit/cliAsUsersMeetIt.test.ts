@@ -11,7 +11,7 @@ import Long from 'long';
 import { ActivityFailure, ApplicationFailure, RetryState } from '@temporalio/common';
 import { buildProgram } from '../../client/cli';
 import { configReference } from '../../client/configReference';
-import { webUiLink, temporalTarget } from '../../client/connection';
+import { webUiLink, temporalTarget } from '../../temporal/connection';
 import { readRunConfig } from '../../client/runConfigFile';
 import * as runConfigFile from '../../client/runConfigFile';
 import { cleanupTmp, tmpDir } from './helpers/tmp';

@@ -1,12 +1,12 @@
 /**
- * Connection settings (client/connection.ts): flags over TEMPORAL_* variables over the TOML
+ * Connection settings (temporal/connection.ts): flags over TEMPORAL_* variables over the TOML
  * profile file over defaults, as Temporal's environment configuration defines them. The real
  * TLS/mTLS handshakes are in test/integration/tls.test.ts (nginx as a TLS proxy).
  */
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TLSConfig } from '@temporalio/common/lib/internal-non-workflow';
-import { setConnectionFlags, temporalTarget } from '../../client/connection';
+import { setConnectionFlags, temporalTarget } from '../../temporal/connection';
 import { buildProgram } from '../../client/cli';
 import { cleanupTmp, tmpDir } from './helpers/tmp';
 

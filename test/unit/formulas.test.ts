@@ -3,7 +3,7 @@ import { sampleWeights } from '../../activities/weights/formulas';
 const f = (a: number[]) => Float64Array.from(a);
 const w = (formula: 'repo' | 'paper', alpha = 0.1, beta = 0.8, gamma = 0.1) => ({ formula, alpha, beta, gamma });
 
-describe('repo formula (per-term normalised, WMSS-SPEC §8.2)', () => {
+describe('repo formula (per-term normalised, docs/method.md#the-repo-formula)', () => {
   it('matches a hand-computed case', () => {
     // H0 = [1,2,1], H1 = [0.5,2,2] → ΔH = [-0.5, 0, 1]; Z1 = 4, Z2 = 0.5, Z3 = 1
     // p0 = .1·1/4 + .8·.5/.5 = .825; p1 = .1·2/4 = .05; p2 = .1·1/4 + .1·1/1 = .125; Σ = 1
@@ -32,7 +32,7 @@ describe('repo formula (per-term normalised, WMSS-SPEC §8.2)', () => {
   });
 });
 
-describe('paper formula (v2 Eq. 9, WMSS-SPEC §8.5)', () => {
+describe('paper formula (v2 Eq. 9, docs/method.md#the-paper-formula)', () => {
   it('matches a hand-computed case', () => {
     // p ∝ .1·[−ΔH]+ + .8·H1 + .1·[ΔH]+ = [.05 + .4, 1.6, 1.6 + .1] = [.45, 1.6, 1.7]; Σ = 3.75
     const { p } = sampleWeights(f([1, 2, 1]), f([0.5, 2, 2]), w('paper'));

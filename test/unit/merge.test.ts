@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { mergeAndWeight, mergeAndWeightFiles } from '../../activities/merge';
-import { readEntropyColumns, mergeEntropies } from '../../activities/weights/merge';
+import { readEntropyColumns, mergeEntropies } from '../../activities/weights/joinEntropies';
 import * as A from '../../pipeline/artifacts';
 import { ErrorTypes } from '../../pipeline/errors';
 import { RunConfig } from '../../pipeline/config';

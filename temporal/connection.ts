@@ -17,6 +17,7 @@
  * machine that reads them: they are never part of a workflow's input or history.
  */
 import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
 import { Client, Connection } from '@temporalio/client';
 import { loadClientConfigProfile, toClientOptions, type ClientConfigProfile, type ClientConfigTLS } from '@temporalio/envconfig';
 import type { TLSConfig } from '@temporalio/common/lib/internal-non-workflow';
@@ -53,6 +54,26 @@ let cliFlags: ConnectionFlags = {};
 /** The flags of this process's command line (the CLI sets them before a command runs). */
 export function setConnectionFlags(flags: ConnectionFlags): void {
   cliFlags = pickConnectionFlags(flags as Record<string, unknown>);
+}
+
+/**
+ * The connection flags as options of `program` (the `wmss` command, or a worker entry point's), taken
+ * into setConnectionFlags before any of its commands runs, so every entry point parses them alike.
+ */
+export function addConnectionFlags(program: Command): Command {
+  return program
+    .option('--address <host:port>', 'Temporal frontend (env TEMPORAL_ADDRESS; default localhost:7233)')
+    .option('--namespace <name>', 'Temporal namespace (env TEMPORAL_NAMESPACE; default "default")')
+    .option('--api-key <key>', 'API key, sent as a bearer token; implies TLS (env TEMPORAL_API_KEY; prefer the variable or the profile file: flags are visible in ps)')
+    .option('--tls', 'connect with TLS (implied by the --tls-* options and an API key)')
+    .option('--no-tls', 'connect without TLS even if the profile or environment says otherwise')
+    .option('--tls-ca-path <file>', 'CA certificate(s) that signed the server\'s certificate (env TEMPORAL_TLS_SERVER_CA_CERT_PATH)')
+    .option('--tls-cert-path <file>', 'client certificate for mTLS (env TEMPORAL_TLS_CLIENT_CERT_PATH)')
+    .option('--tls-key-path <file>', 'private key of the client certificate (env TEMPORAL_TLS_CLIENT_KEY_PATH)')
+    .option('--tls-server-name <name>', 'server name expected in the server\'s certificate, and sent as SNI (env TEMPORAL_TLS_SERVER_NAME)')
+    .option('--profile <name>', 'profile of the config file (env TEMPORAL_PROFILE; default "default")')
+    .option('--config-file <file>', 'Temporal client config file, TOML (env TEMPORAL_CONFIG_FILE; default ~/.config/temporalio/temporal.toml)')
+    .hook('preAction', (_program, action) => setConnectionFlags(action.optsWithGlobals()));
 }
 
 function pickConnectionFlags(opts: Record<string, unknown>): ConnectionFlags {

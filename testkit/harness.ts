@@ -9,11 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
-import { RunConfig, type RunConfigInput } from '../../pipeline/config';
-import { makeTinyAssets } from '../../client/commands/demo';
-import { startDevServer, type DevServer, type DevServerOptions } from '../../client/devServer';
-import { createControlWorker, createGpuWorkers } from '../../workers/createWorkers';
-import { REPO_ROOT } from '../../activities/repoPaths';
+import { RunConfig, type RunConfigInput } from '../pipeline/config';
+import { makeTinyAssets } from '../client/commands/demo';
+import { startDevServer, type DevServer, type DevServerOptions } from '../client/devServer';
+import { createControlWorker, createGpuWorkers } from '../workers/createWorkers';
+import { REPO_ROOT } from '../activities/repoPaths';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -2,7 +2,7 @@
 trainable, FusedLMLoss: z_mix from concatenated hidden states and heads) against the same step of
 one model (sft), same data and global batch, in one run. Goal: ≤ 2.1× one model's step.
 
-    python bench/gpu/joint.py --out DIR
+    python bench/gpu/joint_bench.py --out DIR
 """
 
 import argparse
@@ -10,7 +10,7 @@ import argparse
 import torch
 
 from common import GSM8K_LENGTHS, LONG_LENGTHS, Report, build_model, synthetic_samples
-from sft import examples_of, kernel_steps
+from sft_bench import examples_of, kernel_steps
 
 from wmss_kernels.fused import FusedCausalLM, FusedLMLoss
 from wmss_kernels.train_loop import CausalLMLoss, compile_layers

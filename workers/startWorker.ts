@@ -1,11 +1,14 @@
-/** Shared start-up of the worker entry points: connect, build, print what is served, run. */
-import { connectWorker, temporalTarget, type ConnectionFlags } from '../client/connection';
+/**
+ * Start-up of a control or GPU worker (`wmss worker control|gpu`, workers/workerCommand.ts): claim
+ * the devices, connect, build, print what is served, run.
+ */
+import { connectWorker, temporalTarget, type ConnectionFlags } from '../temporal/connection';
 import { createControlWorkers, createGpuWorkers, runWorkers, workerHost } from './createWorkers';
 import { claimDevices } from './deviceLocks';
-import { describeDeviceSet, parseDeviceSet } from './deviceSet';
+import { describeDeviceSet, parseDeviceSet } from '../activities/deviceSet';
 import { checkDevicesPresent } from './hostChecks';
 
-/** Connection flags (address, namespace, API key, TLS paths, profile): client/connection.ts. */
+/** Options of `wmss worker control|gpu`; connection flags (address, namespace, API key, TLS paths, profile): temporal/connection.ts. */
 export interface WorkerCliOptions extends ConnectionFlags {
   gpus?: string;
   /** CPU threads per kernel. */
@@ -19,7 +22,7 @@ export interface WorkerCliOptions extends ConnectionFlags {
 }
 
 export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOptions): Promise<void> {
-  // flags over TEMPORAL_* over the profile file (client/connection.ts); checked before anything is claimed
+  // flags over TEMPORAL_* over the profile file (temporal/connection.ts); checked before anything is claimed
   const target = temporalTarget(opts);
   const { address, namespace } = target;
   const host = workerHost(opts.host);
@@ -46,18 +49,4 @@ export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOption
     release();
     await connection.close();
   }
-}
-
-export function startWorkerFromArgs(kind: 'control' | 'gpu', argv: string[]): Promise<void> {
-  // `--name value` pairs: every flag takes a value, so the boolean --tls is `--tls true|false`
-  const opts: Record<string, string | boolean> = {};
-  for (let i = 0; i < argv.length; i += 2) {
-    const key = argv[i].replace(/^--/, '').replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
-    opts[key] = argv[i + 1];
-  }
-  if (typeof opts.tls === 'string') opts.tls = opts.tls !== 'false';
-  return startWorker(kind, opts as WorkerCliOptions).catch((err) => {
-    console.error(`wmss ${kind} worker: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
-  });
 }

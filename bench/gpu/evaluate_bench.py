@@ -5,7 +5,7 @@ The model is random with a sharpened output projection (common.sharpen_head), so
 choices have clear winners and output equality is meaningful. Prompts are random token ids of
 GSM8K prompt lengths; no row stops early, so every row generates max_new_tokens.
 
-    python bench/gpu/evaluate.py --out DIR
+    python bench/gpu/evaluate_bench.py --out DIR
 """
 
 import argparse

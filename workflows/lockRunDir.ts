@@ -6,16 +6,11 @@
  * Behind `patched('run-dir-lock')`: histories recorded before the lock existed replay without it.
  */
 import { ApplicationFailure, CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
-import type { LockInput, LockResult } from '../activities/runLock';
+import type { RunLockActivities } from '../activities/contract';
 import type { RunConfig } from '../pipeline/config';
-import { ErrorTypes } from '../pipeline/errors';
+import { ErrorTypes, failureInfo, isScheduleToStartTimeout } from '../pipeline/errors';
 import { stepQueue } from '../pipeline/placement';
-import { failureInfo, hostUnavailable, isScheduleToStartTimeout } from './placement';
-
-export interface RunLockActivities {
-  lockRunDir(input: LockInput): Promise<LockResult>;
-  unlockRunDir(input: { runDir: string }): Promise<boolean>;
-}
+import { hostUnavailable } from './hostAffinity';
 
 export const RUN_LOCK_PATCH = 'run-dir-lock';
 

@@ -1,7 +1,7 @@
 /**
  * Step 3 at 1M rows: the TypeScript implementation against a NumPy one of the same formulas
  * (json per line, dict join, repo weights, rng.choice), on the same synthetic files.
- * Run: npx tsc -p . && node dist/bench/merge.js [rows]   → bench/results/merge.json
+ * Run: npx tsc -p . && node dist/bench/mergeVsNumpy.js [rows]   → bench/results/merge.json
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -3,10 +3,10 @@
  * steps go to, and the error a step gets when the host holding its inputs has no worker.
  * Workflow code: deterministic, no I/O; the only activity is a question to a GPU worker.
  */
-import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { PlacementActivities } from '../activities/contract';
 import type { RunConfig } from '../pipeline/config';
-import { ErrorTypes } from '../pipeline/errors';
+import { ErrorTypes, isScheduleToStartTimeout } from '../pipeline/errors';
 import { stepQueue } from '../pipeline/placement';
 import type { StepRow } from '../pipeline/steps';
 
@@ -26,10 +26,6 @@ export async function rootHostOf(config: RunConfig): Promise<string | undefined>
     summary: 'placement · pick the host that will hold the run dir (storage: local)',
   });
   return workerHost();
-}
-
-export function isScheduleToStartTimeout(err: unknown): boolean {
-  return err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === 'SCHEDULE_TO_START';
 }
 
 /**
@@ -57,12 +53,4 @@ export function hostUnavailable(what: string, queueKind: StepRow['queue'], confi
       `or set placement.storage to "shared" if every worker can read the run dir.`,
     cause: err instanceof Error ? err : undefined,
   });
-}
-
-/** The type and message of the ApplicationFailure an activity threw, unwrapped from its ActivityFailure. */
-export function failureInfo(err: unknown): { type?: string; message: string } {
-  let cause: unknown = err;
-  while (cause && (cause as ActivityFailure).cause && !(cause instanceof ApplicationFailure)) cause = (cause as ActivityFailure).cause;
-  if (cause instanceof ApplicationFailure) return { type: cause.type ?? undefined, message: cause.message };
-  return { message: err instanceof Error ? err.message : String(err) };
 }

@@ -7,7 +7,7 @@ baseline transformers.Trainer on the same model shape, data, global batch and pr
 Tokens/s counts real (non-pad) tokens. MFU = tokens/s × FLOPs/token ÷ the bf16 matmul peak
 measured in the same run (common.train_flops_per_token states the FLOP formula).
 
-    python bench/gpu/sft.py --out DIR [--profile] [--sizes 0.6B,1.7B] [--configs gsm8k,long]
+    python bench/gpu/sft_bench.py --out DIR [--profile] [--sizes 0.6B,1.7B] [--configs gsm8k,long]
 """
 
 import argparse

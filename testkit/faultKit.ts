@@ -8,12 +8,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
-import * as A from '../../pipeline/artifacts';
-import type { RunConfig } from '../../pipeline/config';
-import { recordedPids } from '../../activities/kernelLaunch';
-import { REPO_ROOT } from '../../activities/repoPaths';
-import { sha256File } from '../../activities/store/digest';
-import { completeCheckpoints } from '../../activities/store/diskSpace';
+import * as A from '../pipeline/artifacts';
+import type { RunConfig } from '../pipeline/config';
+import { recordedPids } from '../activities/kernelLaunch';
+import { REPO_ROOT } from '../activities/repoPaths';
+import { sha256File } from '../activities/store/digest';
+import { completeCheckpoints } from '../activities/store/diskSpace';
 
 export type WorkerKind = 'control' | 'gpu';
 

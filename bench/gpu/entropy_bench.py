@@ -1,13 +1,13 @@
 """Entropy (steps 0 and 2): the kernel's batched path against the original's method, in one run.
 
-baseline  the original (WMSS-SPEC §5): batch 1, `model(ids, labels=…)` with the whole [T, V]
+baseline  the original (docs/method.md#entropy-steps-0-and-2): batch 1, `model(ids, labels=…)` with the whole [T, V]
           logits in bf16, softmax in bf16, −Σ p·ln(p + 1e-12) over the rows whose label ≠ −100.
 kernel    wmss_kernels.entropy.batch_entropies over length-bucketed batches (make_batches):
           no attention mask, LM head only on scored rows, float32 entropy in chunks.
 bare      the base model's forward (no LM head) over the same batches: the floor.
 reference float32 entropy of the same rows, batch 1, full-precision head: the accuracy yardstick.
 
-    python bench/gpu/entropy.py --out DIR [--sizes 0.6B,1.7B,4B]
+    python bench/gpu/entropy_bench.py --out DIR [--sizes 0.6B,1.7B,4B]
 """
 
 import argparse

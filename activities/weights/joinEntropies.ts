@@ -1,5 +1,5 @@
 /**
- * Step 3a: read the two entropy files into columns and join them on idx (WMSS-SPEC §8.1).
+ * Step 3a: read the two entropy files into columns and join them on idx (docs/method.md#joining-the-two-entropy-files).
  * Unlike the original (a dict update that silently keeps half-joined rows), every mismatch is an
  * error naming file, line and field: a sample scored by one model only cannot be weighted.
  */

@@ -1,7 +1,7 @@
 /**
  * Step 6 throughput on a ~1 GiB synthetic fused checkpoint: extraction (keep dtype: half the file
  * streamed into a new safetensors file; and bf16 → f32) against `cp` of the whole fused file.
- * Run: npx tsc -p . && node dist/bench/extract.js [MiB per branch]   → bench/results/extract.json
+ * Run: npx tsc -p . && node dist/bench/extractVsCp.js [MiB per branch]   → bench/results/extract.json
  */
 import { spawnSync } from 'node:child_process';
 import { promises as fsp, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
