@@ -6,6 +6,7 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci --no-audit --no-fund --loglevel=error
 COPY tsconfig.json ./
 COPY pipeline pipeline
+COPY steps steps
 COPY workflows workflows
 COPY activities activities
 COPY workers workers

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { extractSubmodel } from '../../activities/extract';
-import { fuseModels } from '../../activities/fuse';
+import { fuseModels } from '../../steps/fuse/activity';
 import { kernelSteps } from '../../activities/kernelSteps';
 import { mergeAndWeight } from '../../activities/merge';
 import { loadEvalRows, readRecords } from '../../activities/onnx/data';

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { extractSubmodelDir } from '../../activities/extract';
-import { fuseModelDirs, fuseModels } from '../../activities/fuse';
+import { fuseModelDirs, fuseModels } from '../../steps/fuse/activity';
 import { snapshotBase, snapshotModelDir } from '../../activities/snapshot';
 import { readSafetensorsHeader } from '../../activities/store/safetensors';
 import * as A from '../../pipeline/artifacts';
