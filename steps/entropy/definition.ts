@@ -52,7 +52,7 @@ export function entropyJob(config: RunConfig, at: { modelPath: string; dataFile:
 }
 
 const code = {
-  ts: ['steps/entropy/activity.ts', 'activities/onnx/onnxSteps.ts'],
+  ts: ['steps/entropy/definition.ts', 'steps/entropy/activity.ts', 'activities/onnx/onnxSteps.ts'],
   kernel: ['kernels/wmss_kernels/entropy.py', 'kernels/wmss_kernels/heads.py'],
 };
 

@@ -79,6 +79,8 @@ export const EvaluateJob = z.object(withConfigDefaults(evaluateJobShape, EVAL_MA
 
 /** Job field → config key, so a kernel error names what the user wrote. */
 export const EVAL_CONFIG_KEYS: Record<string, string> = { ...configKeys(EVAL_MAPPING), datasets: 'eval.datasets' };
+/** The same for the fields of a datasets entry (`datasets[].max_new_tokens` → `eval.datasets[].maxNewTokens`). */
+export const DATASET_CONFIG_KEYS: Record<string, string> = Object.fromEntries(Object.entries(configKeys(DATASET_MAPPING)).map(([f, k]) => [`datasets[].${f}`, k]));
 
 /** The evaluate job of one model; `datasets`: eval.datasets with their paths resolved (activities/evalDatasets.ts). */
 export function evaluateJob(evalConfig: RunConfig['eval'], datasets: RunConfig['eval']['datasets'], model: { path: string; label: string; outputDir: string }) {
@@ -91,7 +93,7 @@ export const evaluate: StepRow = {
   inputs: (c) => [A.extractedDir(c), ...c.eval.datasets.map((d) => d.path)], outputs: () => [`${A.RESULTS_DIR}/<model>/<dataset>.jsonl`, `${A.RESULTS_DIR}/summary.json`],
   timeouts: SCORING_TIMEOUTS, retry: GPU_RETRY, backend: (c) => c.eval.backend,
   code: {
-    ts: ['steps/evaluate/activity.ts', 'activities/evalDatasets.ts', 'activities/onnx/onnxSteps.ts'],
+    ts: ['steps/evaluate/definition.ts', 'steps/evaluate/activity.ts', 'activities/evalDatasets.ts', 'activities/onnx/onnxSteps.ts'],
     kernel: ['kernels/wmss_kernels/evaluate.py', 'kernels/wmss_kernels/grading.py'],
   },
 };

@@ -15,5 +15,5 @@ export const extract: StepRow = {
   id: 'extract', number: '6', title: 'extract one sub-model', activity: 'extractSubmodel', queue: 'cpu', needs: ['joint'],
   inputs: (c) => [`${A.stage3Dir(c)}/checkpoint-N`], outputs: (c) => [A.extractedDir(c)],
   timeouts: FILE_TIMEOUTS, retry: CPU_RETRY,
-  code: { ts: ['activities/extract.ts'], kernel: [] },
+  code: { ts: ['steps/extract/definition.ts', 'activities/extract.ts'], kernel: [] },
 };

@@ -11,5 +11,5 @@ export const fuse: StepRow = {
   id: 'fuse', number: '5a', title: 'fuse m0 + m1 into one checkpoint', activity: 'fuseModels', queue: 'cpu', needs: ['snapshot', 'sft'],
   inputs: () => [A.STAGE0_DIR, `${A.STAGE1_DIR}/checkpoint-N`], outputs: () => [A.FUSED_INIT_DIR],
   timeouts: FILE_TIMEOUTS, retry: CPU_RETRY,
-  code: { ts: ['steps/fuse/activity.ts'], kernel: [] },
+  code: { ts: ['steps/fuse/definition.ts', 'steps/fuse/activity.ts'], kernel: [] },
 };

@@ -61,7 +61,7 @@ export const joint: StepRow = {
   inputs: (c) => [A.FUSED_INIT_DIR, A.RESAMPLED_POSITIONS, c.dataFile], outputs: (c) => [`${A.stage3Dir(c)}/checkpoint-N`],
   timeouts: TRAINING_TIMEOUTS, retry: GPU_RETRY,
   code: {
-    ts: ['steps/joint/activity.ts', 'steps/training/runtime.ts'],
+    ts: ['steps/joint/definition.ts', 'steps/joint/activity.ts', 'steps/training/runtime.ts'],
     kernel: ['kernels/wmss_kernels/joint.py', 'kernels/wmss_kernels/fused.py', 'kernels/wmss_kernels/train_loop.py', 'kernels/wmss_kernels/sharding.py'],
   },
 };

@@ -31,5 +31,5 @@ export const merge: StepRow = {
   inputs: () => [A.ENTROPY_0, A.ENTROPY_1],
   outputs: () => [A.ENTROPY_MERGED, A.SAMPLE_WEIGHTS, A.RESAMPLED_POSITIONS, A.RESAMPLE_STATS],
   timeouts: FILE_TIMEOUTS, retry: CPU_RETRY,
-  code: { ts: ['activities/merge.ts', 'activities/weights/'], kernel: [] },
+  code: { ts: ['steps/merge/definition.ts', 'activities/merge.ts', 'activities/weights/'], kernel: [] },
 };

@@ -27,7 +27,7 @@ function onnxExport(c: RunConfig, model: 'base' | 'm1' | 'wmss'): boolean {
   return model === 'wmss' ? evalOnnx : c.entropy.backend === 'onnx' || (evalOnnx && c.eval.baselines);
 }
 
-const code = { ts: ['steps/onnxExport/activity.ts', 'activities/onnx/exportStep.ts'], kernel: ['kernels/wmss_kernels/export_onnx.py'] };
+const code = { ts: ['steps/onnxExport/definition.ts', 'steps/onnxExport/activity.ts', 'activities/onnx/exportStep.ts'], kernel: ['kernels/wmss_kernels/export_onnx.py'] };
 
 export const onnxBase: StepRow = {
   id: 'onnxBase', number: '0x', title: 'export the base model to ONNX', activity: 'exportOnnx', queue: 'gpu', needs: [],

@@ -51,7 +51,7 @@ export const sft: StepRow = {
   inputs: (c) => [c.baseModel, c.dataFile], outputs: () => [`${A.STAGE1_DIR}/checkpoint-N`],
   timeouts: TRAINING_TIMEOUTS, retry: GPU_RETRY,
   code: {
-    ts: ['steps/sft/activity.ts', 'steps/training/runtime.ts'],
+    ts: ['steps/sft/definition.ts', 'steps/sft/activity.ts', 'steps/training/runtime.ts'],
     kernel: ['kernels/wmss_kernels/sft.py', 'kernels/wmss_kernels/train_loop.py'],
   },
 };

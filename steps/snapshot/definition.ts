@@ -7,5 +7,5 @@ export const snapshot: StepRow = {
   id: 'snapshot', number: '4', title: 'snapshot of the base model (weak branch m0)', activity: 'snapshotBase', queue: 'cpu', needs: [],
   inputs: (c) => [c.baseModel], outputs: () => [A.STAGE0_DIR],
   timeouts: FILE_TIMEOUTS, retry: CPU_RETRY,
-  code: { ts: ['activities/snapshot.ts'], kernel: [] },
+  code: { ts: ['steps/snapshot/definition.ts', 'activities/snapshot.ts'], kernel: [] },
 };
