@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { common } from './jobFields';
 import { EntropyJob } from '../steps/entropy/definition';
 import { SftJob } from '../steps/sft/definition';
-import { JointJob } from '../steps/joint/definition';
+import { FusionLambda, JointJob } from '../steps/joint/definition';
 import { EvaluateJob } from '../steps/evaluate/definition';
 import { ExportOnnxJob } from '../steps/onnxExport/definition';
 
@@ -81,6 +81,8 @@ export function kernelContract(): Record<string, unknown> {
     $comment: 'Generated from pipeline/kernelJobs.ts by `npm run readme` (scripts/update-readme.ts); do not edit. Read by wmss_kernels/jobs.py.',
     kernelVersion: KERNEL_VERSION,
     architectureKeys: ARCHITECTURE_KEYS,
+    // the range of λ, for the value the joint kernel reads from a fused checkpoint's config.json
+    fusionLambda: z.toJSONSchema(FusionLambda),
     jobs: Object.fromEntries(Object.entries(KERNEL_JOBS).map(([verb, schema]) => [verb, z.toJSONSchema(schema, { io: 'input' })])),
   };
 }
