@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from wmss_kernels import __version__, joint
 from wmss_kernels.__main__ import VERBS
 from wmss_kernels.chat import DEFAULT_SFT_SYSTEM_PROMPT

@@ -24,7 +24,6 @@ from .heads import row_entropies
 from .modeling import check_model_dir, load_model, load_tokenizer, pick_device, pick_dtype
 from .protocol import InvalidInput, Progress, Terminated, stop_requested
 
-
 log = logging.getLogger(__name__)
 
 

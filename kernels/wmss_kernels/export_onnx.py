@@ -30,7 +30,6 @@ import torch
 from .modeling import check_model_dir, load_tokenizer
 from .protocol import InvalidInput, KernelError, Progress
 
-
 FORMAT = "wmss-onnx/1"
 NO_CACHE_FILE = "model.onnx"
 WITH_PAST_FILE = "model_with_past.onnx"

@@ -18,8 +18,8 @@ from torch import nn
 
 from . import checkpoints
 from .heads import linear_cross_entropy_sum
-from .modeling import check_model_dir, load_model
 from .jobs import Mismatch, check, contract
+from .modeling import check_model_dir, load_model
 from .protocol import InvalidInput
 
 # Config keys that change the parameter shapes or the computation: two branches fed the same

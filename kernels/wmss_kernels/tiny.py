@@ -13,7 +13,6 @@ import torch
 
 from .chat import DEFAULT_EVAL_SYSTEM_PROMPT, DEFAULT_SFT_SYSTEM_PROMPT
 
-
 EOS = "<|endoftext|>"
 SPECIAL = [EOS, "<|im_start|>", "<|im_end|>"]
 THINK = ["<think>", "</think>"]

@@ -29,11 +29,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from . import __version__, checkpoints, distributed, faults, sharding
-from .protocol import (InvalidInput, OutOfMemory, Progress, Terminated, emit, install_sigterm_handler,
-                       stop_requested)
+from .protocol import InvalidInput, OutOfMemory, Progress, Terminated, emit, install_sigterm_handler, stop_requested
 from .train_batches import CausalLMLoss, step_indices
 from .train_plan import accum_per_rank, batch_layout, check_same_run, train_result
-from .train_step import lr_lambda, all_finite, any_rank, compile_layers, diverged, make_optimizer, optimizer_step
+from .train_step import all_finite, any_rank, compile_layers, diverged, lr_lambda, make_optimizer, optimizer_step
 
 log = logging.getLogger("wmss_kernels.train_loop")
 
