@@ -153,7 +153,7 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
   const logFile = (job as { log_file: string }).log_file;
   mkdirSync(path.dirname(opts.jobFile), { recursive: true });
   mkdirSync(path.dirname(logFile), { recursive: true });
-  // Unset optional fields are left out, so the kernel applies its own defaults.
+  // Unset optional fields are left out: the kernel reads them as the job schema's default, or null.
   writeFileSync(opts.jobFile, JSON.stringify(checked.data, (_key, value) => (value === null ? undefined : value), 2));
 
   const python = pythonExecutable();

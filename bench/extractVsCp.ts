@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { promises as fsp, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { extractSubmodelDir } from '../activities/extract';
+import { extractSubmodelDir } from '../activities/stepActivities/extractActivity';
 import { REPO_ROOT } from '../activities/repoPaths';
 import { encodeHeader } from '../activities/store/safetensorsWriter';
 import type { TensorInfo } from '../activities/store/safetensors';

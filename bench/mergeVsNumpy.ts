@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { mergeAndWeight, mergeAndWeightFiles } from '../activities/merge';
+import { mergeAndWeight, mergeAndWeightFiles } from '../activities/stepActivities/mergeActivity';
 import { AsciiWriter } from '../activities/store/asciiWriter';
 import { Xoshiro128ss } from '../activities/weights/prng';
 import * as A from '../pipeline/artifacts';

@@ -2,12 +2,11 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { STEPS } from '../pipeline/steps';
 import { addWorkerCommand } from '../workers/workerCommand';
 import { addConnectionFlags, connectClient, temporalTarget, webUiLink } from '../temporal/connection';
 import { serverAnswers, startDevServer } from './devServer';
 import { configReference } from './configReference';
-import { stepTableMarkdown } from './stepTable';
+import { stepTableMarkdown, stepTablePlain } from './stepTable';
 import { runDemo } from './commands/demo';
 import { startPipeline, waitForResult } from './commands/start';
 import { exitCodeOf, renderSnapshot, snapshotRun } from './commands/status';
@@ -269,7 +268,7 @@ export function buildProgram(): Command {
     .action((o: { markdown?: boolean }) =>
       o.markdown
         ? console.log(stepTableMarkdown())
-        : STEPS.forEach((s) => console.log(`${s.number.padEnd(3)} ${s.id.padEnd(9)} ${s.activity.padEnd(16)} ${s.queue}  needs: ${(s.needs.join(', ') || '-').padEnd(42)} ${s.timeouts.startToClose}, heartbeat ${s.timeouts.heartbeat}, stall ${s.timeouts.stall}, ${s.retry.maximumAttempts} attempts`)),
+        : console.log(stepTablePlain()),
     );
 
   return program;

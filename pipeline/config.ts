@@ -1,147 +1,19 @@
 /**
- * The one definition of a run's parameters. Every field carries its documentation
- * (`.describe`), from which `wmss config-reference` and the README's reference are generated.
- * Defaults follow the original `run_ensemble.sh` (WMSS-SPEC §2) unless a field says otherwise.
+ * The one definition of a run's parameters: the steps' config sections (steps/<step>/definition.ts)
+ * and the run-wide ones below. Every field carries its documentation (`.describe`), from which
+ * `wmss config-reference` and docs/configuration.md's reference are generated.
+ * Defaults follow the original `run_ensemble.sh` (docs/method.md#the-original-run-and-its-defaults) unless a field says otherwise.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
+import { countUpTo, DataFormatConfig, MAX, relOrAbsPath } from './configFields';
 import { ErrorTypes } from './errors';
-
-const positiveInt = () => z.number().int().positive();
-/**
- * Upper bounds: far above any paper-scale run (Qwen3-8B, 32k context, a few epochs), low enough
- * that a typo (an extra zero, 1e30) is refused before a worker allocates or loops for it.
- */
-const MAX = {
-  epochs: 1000,
-  steps: 100_000_000,
-  tokens: 1_048_576,
-  batch: 65_536,
-  gradAccum: 1_000_000,
-  rows: 1_000_000_000,
-  seed: 4_294_967_295,
-  weight: 1_000_000,
-  multiplier: 100,
-} as const;
-const countUpTo = (max: number) => positiveInt().max(max);
-const unitFraction = () => z.number().min(0).max(1);
-const relOrAbsPath = () => z.string().min(1).refine((p) => !p.includes('\0'), 'path contains a NUL byte');
-
-/** Hyper-parameters shared by Stage-1 SFT (step 1) and joint training (step 5b). */
-const trainingFields = {
-  lr: z.number().positive().max(1).default(1e-5).describe('Peak learning rate of AdamW (original: 1e-5).'),
-  warmupRatio: unitFraction().default(0).describe('Fraction of optimizer steps spent in linear warm-up (original: 0; paper v2: 0.1).'),
-  weightDecay: z.number().min(0).max(10).default(0).describe('AdamW weight decay (at most 10).'),
-  maxGradNorm: z.number().positive().max(MAX.weight).default(1.0).describe('Gradient clipping norm (at most 10^6).'),
-  epochs: z.number().positive().max(MAX.epochs).default(1).describe('Epochs over the training set (original: 1; at most 1000).'),
-  microBatch: countUpTo(MAX.batch).default(1).describe('Sequences per device per forward pass (at most 65536).'),
-  gradAccum: countUpTo(MAX.gradAccum).default(256).describe('Micro-batches per optimizer step, all devices together: global batch = microBatch × gradAccum whatever the number of GPUs (each of N runs gradAccum / N; must divide). Original: 1 × 32 per GPU × 8 GPUs = 256. At most 10^6.'),
-  maxLength: countUpTo(MAX.tokens).default(4096).describe('Truncation length in tokens (original: 4096; at most 2^20).'),
-  maxSteps: countUpTo(MAX.steps).optional().describe('Optimizer steps; default floor(N × epochs / global batch), as the original. At most 10^8.'),
-  saveEvery: z.number().int().min(0).max(MAX.steps).default(50).describe('Optimizer steps between resumable checkpoints (0 = only at the end). A crash loses at most this much work.'),
-  keepCheckpoints: countUpTo(MAX.steps).optional().describe('Keep only the newest N complete checkpoints (older ones are deleted as new ones complete; the newest complete one, which resume and the later steps read, is never deleted). Default: keep all. Not part of the cache key.'),
-  gradientCheckpointing: z.boolean().default(true).describe('Recompute activations in backward to save memory (original: on).'),
-  compileLayers: z.boolean().optional().describe('torch.compile each transformer block (default: on for CUDA, off on the CPU). About 2× tokens/s on a 0.6B model; costs 10–30 s of compiling when a kernel starts (docs/performance.md).'),
-  dtype: z.enum(['auto', 'float32', 'bfloat16']).default('auto').describe('auto = bf16 on CUDA, fp32 on CPU.'),
-  seed: z.number().int().min(0).max(MAX.seed).default(42).describe('Seed of data order and initialisation (0 to 2^32−1).'),
-  parallelism: z
-    .object({
-      strategy: z.enum(['auto', 'ddp', 'fsdp']).default('auto').describe('Several GPUs: ddp replicates the model, its gradients and AdamW state on every GPU; fsdp shards them (FSDP2, one group per decoder layer; checkpoints sharded with torch.distributed.checkpoint, the final one a plain HF model); auto = fsdp when the estimated DDP footprint (pipeline/parallelism.ts) exceeds 85 % of the GPU, else ddp. One GPU or CPU: ignored, except that fsdp is refused.'),
-      reshardAfterForward: z.boolean().default(true).describe('fsdp: free each layer\'s gathered weights after its forward and gather them again in backward (less memory, one more all-gather per layer).'),
-      cpuOffload: z.boolean().default(false).describe('fsdp: keep the sharded weights, gradients and AdamW state in host memory and step the optimizer on the CPU (much slower; for models whose shards do not fit the GPUs).'),
-    })
-    .strict()
-    .refine((p) => !p.cpuOffload || p.strategy !== 'ddp', { message: 'cpuOffload needs strategy fsdp or auto (DDP keeps everything on the GPU)', path: ['cpuOffload'] })
-    .default({ strategy: 'auto', reshardAfterForward: true, cpuOffload: false }),
-};
-
-export const SftConfig = z
-  .object({
-    ...trainingFields,
-    systemPrompt: z.string().optional().describe('System prompt of the Stage-1 prompt; default the kernel\'s think/answer prompt (WMSS-SPEC §4).'),
-  })
-  .strict();
-
-export const JointConfig = z
-  .object({
-    ...trainingFields,
-    fusionLambda: unitFraction().default(0.5).describe('λ in z_mix = (1−λ)·z_weak + λ·z_strong (original: 0.5; the paper\'s sweep plateaus at 0.42–0.50).'),
-    freezeWeak: z.boolean().default(false).describe('Freeze the weak branch (sub_models.0). The original trains both (freeze=false).'),
-    lossOn: z.enum(['all', 'completion']).default('all').describe('Tokens that carry the joint loss: all (as the original, prompt included) or completion only (as the paper implies).'),
-  })
-  .strict();
-
-export const EntropyConfig = z
-  .object({
-    definition: z.enum(['shifted', 'repo']).default('shifted').describe('shifted = paper Eq. 7 (distributions predicting each answer token); repo = the original\'s unshifted positions (WMSS-SPEC §5).'),
-    maxLength: countUpTo(MAX.tokens).default(8192).describe('Truncation length for entropy scoring (original: 8192; at most 2^20).'),
-    batchTokens: countUpTo(16 * MAX.tokens).default(16384).describe('Padded tokens per batch (length-bucketed; at most 2^24).'),
-    vocabChunk: countUpTo(MAX.tokens).default(1024).describe('Positions per chunk of the fp32 entropy computation; bounds memory for large vocabularies (at most 2^20).'),
-    backend: z.enum(['torch', 'onnx']).default('torch').describe('torch = the PyTorch kernel on a GPU worker; onnx = onnxruntime-node on an onnx worker (CPU, no Python), after an export step (docs/onnx.md).'),
-  })
-  .strict();
-
-export const WeightingConfig = z
-  .object({
-    formula: z.enum(['repo', 'paper']).default('repo').describe('repo = per-term normalised mixture α·H0/ΣH0 + β·[−ΔH]+/Σ + γ·[ΔH]+/Σ (what the code ran); paper = p ∝ α·[−ΔH]+ + β·H1 + γ·[ΔH]+ (v2 Eq. 9). WMSS-SPEC §8.'),
-    alpha: z.number().min(0).max(MAX.weight).default(0.1).describe('repo: weight of base entropy; paper: weight of consolidation [−ΔH]+.'),
-    beta: z.number().min(0).max(MAX.weight).default(0.8).describe('repo: weight of consolidation [−ΔH]+; paper: weight of the strong model\'s entropy.'),
-    gamma: z.number().min(0).max(MAX.weight).default(0.1).describe('Weight of regression repair [ΔH]+ (both formulas). Each weight at most 10^6.'),
-  })
-  .strict()
-  .refine((w) => w.alpha + w.beta + w.gamma > 0, 'alpha + beta + gamma must be > 0');
-
-export const ResampleConfig = z
-  .object({
-    multiplier: z.number().positive().max(MAX.multiplier).default(1.0).describe('Draws = floor(N × multiplier) (original: 1.0; at most 100, as every draw is held in memory).'),
-    dedupe: z.boolean().default(false).describe('Remove duplicate draws (paper v2 WD-DS); the original keeps them.'),
-    seed: z.number().int().min(0).max(MAX.seed).default(42).describe('Seed of the weighted draw (xoshiro128** stream; not NumPy\'s, so indices differ from the original for the same seed).'),
-  })
-  .strict();
-
-export const ExtractConfig = z
-  .object({
-    submodelIdx: z.number().int().min(0).max(1).default(1).describe('Sub-model to extract: 1 = strong branch (repo HEAD and paper v2), 0 = weak branch (the repo\'s first commit). WMSS-SPEC §11.'),
-    dtype: z.enum(['keep', 'bfloat16', 'float32']).default('keep').describe('dtype of the extracted weights (keep = as trained).'),
-  })
-  .strict();
-
-export const EvalDatasetConfig = z
-  .object({
-    name: z
-      .string()
-      .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, . _ - only')
-      // the evaluate kernel writes <name>.jsonl beside summary.json
-      .refine((n) => !['.', '..', 'summary'].includes(n), "must be a plain file name other than 'summary'"),
-    path: z.string().min(1).describe('File path, or bundled:gsm8k for the GSM8K test split shipped with wmss-flow.'),
-    format: z.enum(['gsm8k', 'json', 'jsonl']).default('gsm8k'),
-    expectedRows: countUpTo(MAX.rows).optional().describe('Abort if the file has another number of rows.'),
-    maxInputTokens: countUpTo(MAX.tokens).default(4096).describe('At most 2^20.'),
-    maxNewTokens: countUpTo(MAX.tokens).default(4096).describe('At most 2^20.'),
-    limit: countUpTo(MAX.rows).optional().describe('Evaluate only the first N rows.'),
-  })
-  .strict();
-
-export const EvalConfig = z
-  .object({
-    datasets: z
-      .array(EvalDatasetConfig)
-      .min(1)
-      .superRefine((sets, ctx) => {
-        // each set's results go to <name>.jsonl: a repeated name would overwrite the first
-        sets.forEach((d, i) => {
-          const first = sets.findIndex((o) => o.name === d.name);
-          if (first < i) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate dataset name '${d.name}' (also eval.datasets.${first}.name)` });
-        });
-      })
-      .describe('Each: {name, path (file or bundled:gsm8k), format gsm8k|json|jsonl, expectedRows?, maxInputTokens (4096), maxNewTokens (4096), limit?}. Default: the bundled GSM8K test split.').default([{ name: 'gsm8k', path: 'bundled:gsm8k', format: 'gsm8k', expectedRows: 1319, maxInputTokens: 4096, maxNewTokens: 4096 }]),
-    batchSize: countUpTo(MAX.batch).default(16).describe('Prompts per generation batch (at most 65536).'),
-    systemPrompt: z.string().optional().describe('Evaluation system prompt; default the kernel\'s (WMSS-SPEC §4).'),
-    enableThinking: z.boolean().default(true),
-    baselines: z.boolean().default(true).describe('Also evaluate the base model and m1, for the side-by-side report.'),
-    backend: z.enum(['torch', 'onnx']).default('torch').describe('torch = transformers generate on a GPU worker; onnx = greedy decoding with onnxruntime-node on an onnx worker (numeric grading only; docs/onnx.md).'),
-  })
-  .strict();
+import { EntropyConfig } from './stepDefinitions/entropy';
+import { EvalConfig, type EvalDatasetConfig } from './stepDefinitions/evaluate';
+import { ExtractConfig } from './stepDefinitions/extract';
+import { JointConfig } from './stepDefinitions/joint';
+import { ResampleConfig, WeightingConfig } from './stepDefinitions/merge';
+import { SftConfig } from './stepDefinitions/sft';
 
 export const PlacementConfig = z
   .object({
@@ -174,8 +46,8 @@ export const RunConfig = z
     runName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'runName: 1–64 of letters, digits, . _ - (starting with a letter or digit)').describe('Name of the run; part of the workflow id and a search attribute.'),
     runDir: relOrAbsPath().describe('Directory of all artifacts (the original\'s $outdir). `wmss start` makes it absolute.'),
     baseModel: relOrAbsPath().describe('Local Hugging Face model directory of the base model (nothing is downloaded).'),
-    dataFile: relOrAbsPath().describe('Training data JSONL: {"idx", "messages"} records (WMSS-SPEC §3.2), or GSM8K-style {"question","answer"} with dataFormat gsm8k.'),
-    dataFormat: z.enum(['messages', 'gsm8k']).default('messages').describe('messages = the original\'s records (first user and assistant turn used); gsm8k = {"question","answer"} lines, answer after ####.'),
+    dataFile: relOrAbsPath().describe('Training data JSONL: {"idx", "messages"} records (docs/method.md#training-records), or GSM8K-style {"question","answer"} with dataFormat gsm8k.'),
+    dataFormat: DataFormatConfig,
     device: z.enum(['auto', 'cpu', 'cuda']).default('auto').describe('Where kernels run; auto = CUDA when the worker has a GPU.'),
     entropy: EntropyConfig.default(EntropyConfig.parse({})),
     sft: SftConfig.default(SftConfig.parse({})),

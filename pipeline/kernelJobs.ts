@@ -1,135 +1,55 @@
 /**
- * Job files the activities write for the Python kernels (docs/kernel-protocol.md).
- * Field names are snake_case because Python reads them; wmss_kernels/jobs.py checks the same
- * fields, and unknown keys are refused on both sides.
+ * The contract with the Python kernels (docs/kernel-protocol.md): the job schema of every verb,
+ * the kernel version and the architecture keys both sides compare. The zod schemas here and in
+ * steps/<step>/definition.ts are the single source: scripts/update-readme.ts writes them as JSON
+ * Schema into kernels/wmss_kernels/job_schema.json, which the kernels validate jobs against
+ * (wmss_kernels/jobs.py), and test/unit/jobSchema.test.ts fails when the file is stale.
+ * Field names are snake_case because Python reads them; unknown keys are refused on both sides.
  */
 import { z } from 'zod';
+import { common } from './jobFields';
+import { EntropyJob } from './stepDefinitions/entropy';
+import { SftJob } from './stepDefinitions/sft';
+import { FusionLambda, JointJob } from './stepDefinitions/joint';
+import { EvaluateJob } from './stepDefinitions/evaluate';
+import { ExportOnnxJob } from './stepDefinitions/onnxExport';
 
-const common = {
-  log_file: z.string(),
-  device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
-  seed: z.number().int().default(42),
-  threads: z.number().int().positive().nullable().optional(),
-};
+/** Kernel code version; part of every GPU step's cache key so a kernel change re-runs its steps. */
+export const KERNEL_VERSION = '0.1.0';
 
-export const EntropyJob = z
-  .object({
-    ...common,
-    model_path: z.string(),
-    data_file: z.string(),
-    data_format: z.enum(['messages', 'gsm8k']),
-    output_path: z.string(),
-    field: z.enum(['entropy_0', 'entropy_1']),
-    definition: z.enum(['shifted', 'repo']),
-    max_length: z.number().int().positive(),
-    batch_tokens: z.number().int().positive(),
-    vocab_chunk: z.number().int().positive(),
-    dtype: z.enum(['auto', 'float32', 'bfloat16']).default('auto'),
-    shard: z.object({ index: z.number().int().min(0), count: z.number().int().positive() }).nullable().optional(),
-    limit: z.number().int().positive().nullable().optional(),
-  })
-  .strict();
+/**
+ * Config keys that change the parameter shapes or the computation: the two branches of a fused
+ * model are fed the same tokens, so step 5a (activities/stepActivities/fuseActivity.ts) and the joint kernel
+ * (wmss_kernels/fused.py) both refuse a pair that differs in any of them.
+ */
+export const ARCHITECTURE_KEYS = [
+  'model_type', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
+  'num_key_value_heads', 'head_dim', 'hidden_act', 'rms_norm_eps', 'rope_parameters', 'rope_theta', 'rope_scaling',
+  'attention_bias', 'tie_word_embeddings', 'layer_types', 'use_sliding_window', 'sliding_window',
+] as const;
 
-const training = {
-  ...common,
-  data_file: z.string(),
-  data_format: z.enum(['messages', 'gsm8k']),
-  output_dir: z.string(),
-  max_length: z.number().int().positive(),
-  lr: z.number().positive(),
-  warmup_ratio: z.number().min(0).max(1),
-  weight_decay: z.number().min(0),
-  max_grad_norm: z.number().positive(),
-  epochs: z.number().positive(),
-  micro_batch: z.number().int().positive(),
-  grad_accum: z.number().int().positive(),
-  max_steps: z.number().int().positive().nullable().optional(),
-  save_every: z.number().int().min(0),
-  gradient_checkpointing: z.boolean(),
-  compile_layers: z.boolean().nullable().optional(),
-  dtype: z.enum(['auto', 'float32', 'bfloat16']),
-  simulate_oom: z.boolean().optional(),
-  stop_after_steps: z.number().int().positive().nullable().optional(),
-  parallelism: z.enum(['auto', 'ddp', 'fsdp']).optional(),
-  memory_estimate_gib: z.number().positive().nullable().optional(),
-  reshard_after_forward: z.boolean().optional(),
-  cpu_offload: z.boolean().optional(),
-};
-
-export const SftJob = z
-  .object({ ...training, model_path: z.string(), system_prompt: z.string().nullable().optional() })
-  .strict();
-
-export const JointJob = z
-  .object({
-    ...training,
-    fused_dir: z.string().nullable().optional(),
-    weak_path: z.string().nullable().optional(),
-    strong_path: z.string().nullable().optional(),
-    indices_file: z.string(),
-    fusion_lambda: z.number().min(0).max(1),
-    freeze_weak: z.boolean(),
-    loss_on: z.enum(['all', 'completion']),
-  })
-  .strict();
-
-export const EvaluateJob = z
-  .object({
-    ...common,
-    model_path: z.string(),
-    label: z.string(),
-    output_dir: z.string(),
-    datasets: z.array(
-      z
-        .object({
-          name: z.string(),
-          path: z.string(),
-          format: z.enum(['gsm8k', 'json', 'jsonl']),
-          expected_rows: z.number().int().positive().nullable().optional(),
-          max_input_tokens: z.number().int().positive(),
-          max_new_tokens: z.number().int().positive(),
-          limit: z.number().int().positive().nullable().optional(),
-        })
-        .strict(),
-    ),
-    batch_size: z.number().int().positive(),
-    system_prompt: z.string().nullable().optional(),
-    enable_thinking: z.boolean(),
-    /** One of N devices: the questions whose id mod count is index (merged by the activity). */
-    shard: z.object({ index: z.number().int().min(0), count: z.number().int().positive() }).nullable().optional(),
-  })
-  .strict();
-
+/** make-tiny: the demo's and the tests' tiny Qwen3-style model, tokenizer and arithmetic data. */
 export const MakeTinyJob = z
   .object({
     ...common,
-    output_dir: z.string(),
-    data_dir: z.string(),
+    output_dir: z.string().describe('The model directory to create.'),
+    data_dir: z.string().describe('Where train.jsonl and test.jsonl go.'),
     train_samples: z.number().int().positive(),
     test_samples: z.number().int().positive(),
-    vocab_size: z.number().int().positive().optional(),
-    hidden_size: z.number().int().positive().optional(),
-    num_layers: z.number().int().positive().optional(),
-    num_heads: z.number().int().positive().optional(),
-    num_kv_heads: z.number().int().positive().optional(),
-    intermediate_size: z.number().int().positive().optional(),
-    max_digits: z.number().int().positive().optional(),
-    head_dim: z.number().int().positive().nullable().optional(),
-    max_position_embeddings: z.number().int().positive().optional(),
-    tie_word_embeddings: z.boolean().optional(),
+    vocab_size: z.number().int().positive().default(512),
+    hidden_size: z.number().int().positive().default(64),
+    num_layers: z.number().int().positive().default(2),
+    num_heads: z.number().int().positive().default(4),
+    num_kv_heads: z.number().int().positive().default(2),
+    intermediate_size: z.number().int().positive().default(256),
+    max_digits: z.number().int().positive().default(2),
+    head_dim: z.number().int().positive().nullable().optional().describe('null: hidden_size / num_heads.'),
+    max_position_embeddings: z.number().int().positive().default(512),
+    tie_word_embeddings: z.boolean().default(false),
   })
   .strict();
 
-/** export-onnx: an HF causal LM dir → ONNX graphs (with and without KV cache) + manifest (onnx backend). */
-export const ExportOnnxJob = z
-  .object({
-    ...common,
-    model_path: z.string(),
-    output_dir: z.string(),
-    opset: z.number().int().min(14).optional(),
-    tolerance: z.number().positive().optional(),
-  })
-  .strict();
+export { EntropyJob, EvaluateJob, ExportOnnxJob, JointJob, SftJob };
 
 export const KERNEL_JOBS = {
   entropy: EntropyJob,
@@ -154,3 +74,15 @@ export type KernelEvent = z.infer<typeof KernelEvent>;
 
 /** Exit codes of `python -m wmss_kernels` (docs/kernel-protocol.md). */
 export const KernelExit = { ok: 0, invalidInput: 2, outOfMemory: 3, terminated: 4, diverged: 5, diskFull: 6, notWritable: 7, rankLost: 8 } as const;
+
+/** The contents of kernels/wmss_kernels/job_schema.json. */
+export function kernelContract(): Record<string, unknown> {
+  return {
+    $comment: 'Generated from pipeline/kernelJobs.ts by `npm run readme` (scripts/update-readme.ts); do not edit. Read by wmss_kernels/jobs.py.',
+    kernelVersion: KERNEL_VERSION,
+    architectureKeys: ARCHITECTURE_KEYS,
+    // the range of λ, for the value the joint kernel reads from a fused checkpoint's config.json
+    fusionLambda: z.toJSONSchema(FusionLambda),
+    jobs: Object.fromEntries(Object.entries(KERNEL_JOBS).map(([verb, schema]) => [verb, z.toJSONSchema(schema, { io: 'input' })])),
+  };
+}

@@ -1,13 +1,15 @@
-/** Rewrites the generated configuration reference (docs/configuration.md, from the schema) and step table (docs/recovery.md, from pipeline/steps.ts) (`npm run readme`). */
+/**
+ * Rewrites everything generated from the code (`npm run readme`): the configuration reference,
+ * the step tables, the kernel job tables and kernels/wmss_kernels/job_schema.json
+ * (client/generatedDocs.ts lists them).
+ */
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { configReference } from '../client/configReference';
-import { stepTableMarkdown } from '../client/stepTable';
+import { GENERATED_BLOCKS, GENERATED_FILES, replaceBlock } from '../client/generatedDocs';
 
-const docs = path.join(__dirname, '..', '..', 'docs');
-for (const [name, file, text] of [['config-reference', 'configuration.md', configReference()], ['step-table', 'recovery.md', stepTableMarkdown()]]) {
-  const target = path.join(docs, file);
-  const [head, rest] = readFileSync(target, 'utf8').split(`<!-- ${name}:start -->`);
-  const tail = rest.split(`<!-- ${name}:end -->`)[1];
-  writeFileSync(target, `${head}<!-- ${name}:start -->\n${text}\n<!-- ${name}:end -->${tail}`);
+const root = path.join(__dirname, '..', '..');
+for (const { file, name, text } of GENERATED_BLOCKS) {
+  const target = path.join(root, file);
+  writeFileSync(target, replaceBlock(readFileSync(target, 'utf8'), name, text()));
 }
+for (const { file, text } of GENERATED_FILES) writeFileSync(path.join(root, file), text());

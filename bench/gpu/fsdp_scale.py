@@ -25,7 +25,8 @@ from sft_bench import examples_of
 
 from wmss_kernels import distributed, sharding
 from wmss_kernels.fused import FusedCausalLM, FusedLMLoss
-from wmss_kernels.train_loop import CausalLMLoss, compile_layers, make_optimizer, optimizer_step, step_indices
+from wmss_kernels.train_batches import CausalLMLoss, step_indices
+from wmss_kernels.train_step import compile_layers, make_optimizer, optimizer_step
 
 WARMUP = 2
 

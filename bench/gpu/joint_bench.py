@@ -13,7 +13,8 @@ from common import GSM8K_LENGTHS, LONG_LENGTHS, Report, build_model, synthetic_s
 from sft_bench import examples_of, kernel_steps
 
 from wmss_kernels.fused import FusedCausalLM, FusedLMLoss
-from wmss_kernels.train_loop import CausalLMLoss, compile_layers
+from wmss_kernels.train_batches import CausalLMLoss
+from wmss_kernels.train_step import compile_layers
 
 
 def main():

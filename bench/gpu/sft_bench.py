@@ -1,6 +1,6 @@
 """SFT (step 1): the kernel's optimizer step against transformers' Trainer, in one run.
 
-kernel   wmss_kernels.train_loop.optimizer_step with CausalLMLoss (no attention mask, loss from the
+kernel   wmss_kernels.train_step.optimizer_step with CausalLMLoss (no attention mask, loss from the
          hidden states chunk by chunk, length-sorted micro-batches), fused AdamW, bf16 weights.
 baseline transformers.Trainer on the same model shape, data, global batch and precision (bf16
          weights, bf16 autocast, fused AdamW, pad-to-longest batches with an attention mask).
@@ -18,7 +18,8 @@ import torch
 from common import (DEVICE, GSM8K_LENGTHS, LONG_LENGTHS, Report, build_model, matmul_peak_tflops, peak_gib, peak_reset,
                     synthetic_samples, sync, train_flops_per_token)
 
-from wmss_kernels.train_loop import CausalLMLoss, compile_layers, make_example, make_optimizer, optimizer_step, step_indices
+from wmss_kernels.train_batches import CausalLMLoss, make_example, step_indices
+from wmss_kernels.train_step import compile_layers, make_optimizer, optimizer_step
 
 CUDA = torch.device(DEVICE)
 WARMUP = 3
@@ -110,7 +111,7 @@ def trainer_steps(model, examples, micro, global_batch, steps):
 def compiled_vs_eager(compiled, eager):
     """Largest relative difference of the summed loss between the compiled and the eager model
     (same weights) over a few micro-batches of both lengths."""
-    from wmss_kernels.train_loop import collate
+    from wmss_kernels.train_batches import collate
 
     worst = 0.0
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=DEVICE == "cuda"):
@@ -154,7 +155,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--profile", action="store_true", help="print the kernel step's top CUDA ops")
     ap.add_argument("--configs", default="gsm8k,long")
-    ap.add_argument("--compile-layers", action="store_true", help="torch.compile each decoder layer (train_loop.compile_layers)")
+    ap.add_argument("--compile-layers", action="store_true", help="torch.compile each decoder layer (train_step.compile_layers)")
     a = ap.parse_args()
     rep = Report("sft", a.out)
     peak = matmul_peak_tflops()

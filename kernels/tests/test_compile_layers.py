@@ -5,7 +5,8 @@ in the pipeline's default configuration."""
 import torch
 
 from wmss_kernels.modeling import load_model
-from wmss_kernels.train_loop import CausalLMLoss, collate, compile_layers, make_example
+from wmss_kernels.train_batches import CausalLMLoss, collate, make_example
+from wmss_kernels.train_step import compile_layers
 
 
 def test_compiled_layers_give_the_eager_loss_and_gradients(tiny_model):

@@ -18,7 +18,7 @@ from test_sft import max_diff, of_type, one_thread, run_inproc, sft_job, weights
 import wmss_kernels
 from wmss_kernels import sft
 from wmss_kernels.protocol import InvalidInput, Terminated
-from wmss_kernels.train_loop import accum_per_rank
+from wmss_kernels.train_plan import accum_per_rank
 
 KERNELS = Path(wmss_kernels.__file__).resolve().parents[1]
 STEPS = {"max_steps": 8, "micro_batch": 4, "grad_accum": 2, "save_every": 4}

@@ -6,7 +6,7 @@ import torch
 from wmss_kernels import entropy
 from wmss_kernels.chat import entropy_texts, tokenize_pair
 from wmss_kernels.data import read_records
-from wmss_kernels.jobs import load_job
+from wmss_kernels.jobs import job_schema, load_job
 from wmss_kernels.modeling import load_model, load_tokenizer
 from conftest import run_kernel
 
@@ -34,7 +34,7 @@ def run_entropy(tiny, tmp_path, name, **overrides):
            "data_format": "messages", "output_path": str(out), "field": "entropy_0", "limit": LIMIT,
            **overrides}
     (tmp_path / f"{name}.json").write_text(json.dumps(job))
-    entropy.run(load_job(str(tmp_path / f"{name}.json"), entropy.FIELDS))
+    entropy.run(load_job(str(tmp_path / f"{name}.json"), job_schema("entropy")))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["idx"] for r in rows] == sorted(r["idx"] for r in rows)
     return {r["idx"]: r[job["field"]] for r in rows}

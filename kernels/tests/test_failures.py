@@ -17,7 +17,10 @@ from wmss_kernels import sft
 from wmss_kernels.modeling import check_model_dir, load_tokenizer
 from wmss_kernels.protocol import InvalidInput
 
-FAST = {"micro_batch": 4, "grad_accum": 2, "max_length": 128, "threads": 1, "device": "cpu"}
+# no recomputation, checkpoints only at the end: the tiny model needs neither (the job schema's
+# defaults are the run config's: on, every 50 steps)
+FAST = {"micro_batch": 4, "grad_accum": 2, "max_length": 128, "threads": 1, "device": "cpu",
+        "gradient_checkpointing": False, "save_every": 0}
 
 
 def sft_job(tiny, out_dir, **over):
@@ -95,8 +98,8 @@ def test_nan_loss_is_training_diverged_without_a_nan_checkpoint_and_a_lower_lr_t
     good = {**bad, "lr": 3e-3, "log_file": str(tmp_path / "good.log")}
     job_file = tmp_path / "good.json"
     job_file.write_text(json.dumps(good))
-    from wmss_kernels.jobs import load_job
-    result = sft.run(load_job(str(job_file), sft.FIELDS))
+    from wmss_kernels.jobs import job_schema, load_job
+    result = sft.run(load_job(str(job_file), job_schema("sft")))
     assert result["metrics"]["steps"] == 4 and result["metrics"]["resumed_from_step"] == 0
     assert math.isfinite(result["metrics"]["final_loss"])
 

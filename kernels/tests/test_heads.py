@@ -10,7 +10,7 @@ from test_joint import pair  # noqa: F401  (fixture)
 from wmss_kernels.fused import FusedLMLoss, load_fused
 from wmss_kernels.heads import LinearCrossEntropy, linear_cross_entropy_sum, row_entropies
 from wmss_kernels.modeling import load_model
-from wmss_kernels.train_loop import CausalLMLoss, collate, lm_loss_sum, make_example
+from wmss_kernels.train_batches import CausalLMLoss, collate, lm_loss_sum, make_example
 
 CPU = torch.device("cpu")
 
@@ -76,7 +76,8 @@ def test_no_targets_gives_zero_loss_with_a_graph(tiny_model):
 
 @pytest.mark.parametrize("freeze_weak", [False, True])
 def test_fused_forward_equals_mixed_logits(pair, freeze_weak):  # noqa: F811
-    fused = load_fused(pair[2], CPU, torch.float32, fusion_lambda=0.3).train()
+    fused = load_fused(pair[2], CPU, torch.float32).train()
+    fused.fusion_lambda = 0.3
     fused.sub_models[0].requires_grad_(not freeze_weak)
     b = padded_batch()
     got = FusedLMLoss(fused)(b["input_ids"], b["labels"])

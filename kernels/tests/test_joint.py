@@ -11,14 +11,14 @@ from safetensors.torch import load_file, save_file
 
 from wmss_kernels import joint
 from wmss_kernels.fused import load_fused
-from wmss_kernels.jobs import load_job
+from wmss_kernels.jobs import job_schema, load_job
 from wmss_kernels.modeling import load_model
 from wmss_kernels.protocol import InvalidInput, Terminated
-from wmss_kernels.train_loop import collate, lm_loss_sum, make_example
+from wmss_kernels.train_batches import collate, lm_loss_sum, make_example
 
 CPU = torch.device("cpu")
 BASE = {"lr": 3e-3, "micro_batch": 2, "grad_accum": 2, "max_steps": 8, "max_length": 128,
-        "threads": 1, "device": "cpu"}
+        "threads": 1, "device": "cpu", "gradient_checkpointing": False, "save_every": 0}
 
 
 def write_fused_dir(weak_dir, strong_dir, out_dir, lam, drop_lm_head=False):
@@ -64,7 +64,8 @@ def batch():
 
 def test_lambda_one_frozen_equals_strong(pair):
     weak, strong_dir, fused_dir = pair
-    fused = load_fused(fused_dir, CPU, torch.float32, fusion_lambda=1.0)
+    fused = load_fused(write_fused_dir(weak, strong_dir, fused_dir.parent / "lambda-1", 1.0), CPU, torch.float32)
+    assert fused.fusion_lambda == 1.0
     fused.sub_models[0].requires_grad_(False)
     strong = load_model(str(strong_dir), CPU, torch.float32)
     b = batch()
@@ -132,7 +133,7 @@ def run_inproc(job, tmp_path):
     """Run the verb in this process (no interpreter + transformers start-up per run)."""
     path = tmp_path / f"job-{Path(job['output_dir']).name}.json"
     path.write_text(json.dumps(job))
-    return joint.run(load_job(str(path), joint.FIELDS))
+    return joint.run(load_job(str(path), job_schema("joint")))
 
 
 @pytest.fixture
@@ -149,7 +150,7 @@ def test_joint_frozen_layout_and_resume(tiny_model, pair, tmp_path, one_thread):
 
     # frozen weak branch, built from the two model dirs (no fused dir)
     job = joint_job(tiny_model, tmp_path, "frozen", freeze_weak=True,
-                    weak_path=str(weak), strong_path=str(strong_dir), max_steps=4)
+                    weak_path=str(weak), strong_path=str(strong_dir), fusion_lambda=0.5, max_steps=4)
     ckpt = Path(run_inproc(job, tmp_path)["outputs"]["checkpoint"])
     saved, init = tensors(ckpt), tensors(fused_dir)
     assert {k.split(".")[1] for k in saved} == {"0", "1"}

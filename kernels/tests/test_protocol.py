@@ -8,7 +8,7 @@ import pytest
 
 from wmss_kernels.__main__ import main
 from wmss_kernels.data import line_positions, read_records
-from wmss_kernels.jobs import Field, load_job
+from wmss_kernels.jobs import job_schema, load_job
 from wmss_kernels.modeling import check_model_dir, load_tokenizer
 from wmss_kernels.protocol import InvalidInput, OutOfMemory, Progress, Terminated, emit
 from conftest import KERNELS_DIR, run_kernel
@@ -62,10 +62,16 @@ def test_unreadable_or_bad_job_file(tmp_path, capsys):
 def test_job_defaults_and_types(tmp_path):
     path = tmp_path / "job.json"
     path.write_text(json.dumps({"log_file": "x", "lr": 1, "extra": {"a": 1}, "n": None}))
-    job = load_job(str(path), {"lr": Field(float), "extra": Field(dict, None),
-                               "n": Field((int, type(None)), None), "k": Field(list, [])})
+    schema = {"type": "object", "additionalProperties": False, "required": ["log_file", "lr"],
+              "properties": {"log_file": {"type": "string"}, "lr": {"type": "number"},
+                             "extra": {"anyOf": [{"type": "object", "properties": {"a": {"type": "integer"}}},
+                                                 {"type": "null"}]},
+                             "n": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                             "k": {"type": "array", "items": {"type": "integer"}, "default": []},
+                             "device": {"type": "string", "enum": ["auto", "cpu"], "default": "auto"}}}
+    job = load_job(str(path), schema)
     assert job.lr == 1.0 and isinstance(job.lr, float) and job.extra == {"a": 1} and job.n is None
-    assert job.k == [] and job.device == "auto" and job.seed == 42 and job.threads is None
+    assert job.k == [] and job.device == "auto"
 
 
 def write_lines(tmp_path, lines, raw=None):
@@ -177,6 +183,12 @@ def test_model_dir_checks(tmp_path):
         load_tokenizer(str(tmp_path))
 
 
+def fake_schema(properties, required=()):
+    """A verb's schema for a test verb: the fields every verb has, plus `properties`."""
+    common = {k: v for k, v in job_schema("entropy")["properties"].items() if k in ("log_file", "device", "seed", "threads")}
+    return {"type": "object", "properties": {**common, **properties}, "required": ["log_file", *required]}
+
+
 @pytest.mark.parametrize("exc, code, error_type", [
     (RuntimeError("boom"), 1, "KernelCrashed"),
     (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), 3, "KernelOutOfMemory"),
@@ -191,8 +203,9 @@ def test_exceptions_map_to_exit_codes(tmp_path, capsys, monkeypatch, exc, code, 
     def run(job):
         raise exc
 
-    monkeypatch.setitem(sys.modules, "wmss_kernels._fake", types.SimpleNamespace(FIELDS={}, run=run))
+    monkeypatch.setitem(sys.modules, "wmss_kernels._fake", types.SimpleNamespace(run=run))
     monkeypatch.setitem(entry.VERBS, "fake", "_fake")
+    monkeypatch.setattr(entry, "job_schema", lambda verb: fake_schema({}))
     monkeypatch.setattr(entry, "_setup_logging", lambda log_file: None)  # keep pytest's stdout
     (tmp_path / "job.json").write_text(json.dumps({"log_file": str(tmp_path / "log")}))
     assert main(["fake", "--job", str(tmp_path / "job.json")]) == code
@@ -204,10 +217,10 @@ def test_result_line(tmp_path, capsys, monkeypatch):
 
     from wmss_kernels import __main__ as entry
 
-    module = types.SimpleNamespace(FIELDS={"n": Field(int)},
-                                   run=lambda job: {"outputs": {"x": "/a"}, "metrics": {"n": job.n}})
+    module = types.SimpleNamespace(run=lambda job: {"outputs": {"x": "/a"}, "metrics": {"n": job.n}})
     monkeypatch.setitem(sys.modules, "wmss_kernels._fake", module)
     monkeypatch.setitem(entry.VERBS, "fake", "_fake")
+    monkeypatch.setattr(entry, "job_schema", lambda verb: fake_schema({"n": {"type": "integer"}}, ["n"]))
     monkeypatch.setattr(entry, "_setup_logging", lambda log_file: None)
     (tmp_path / "job.json").write_text(json.dumps({"log_file": "l", "n": 3}))
     assert main(["fake", "--job", str(tmp_path / "job.json")]) == 0

@@ -14,14 +14,16 @@ from safetensors.torch import load_file
 
 import wmss_kernels
 from wmss_kernels import sft
-from wmss_kernels.jobs import load_job
+from wmss_kernels.jobs import job_schema, load_job
 from wmss_kernels.protocol import InvalidInput, Terminated
 
 KERNELS = Path(wmss_kernels.__file__).resolve().parents[1]
 
 # Small and fast: 30 optimizer steps of 8 samples on one CPU thread.
+# no recomputation, checkpoints only at the end unless a test asks: the tiny model needs neither
+# (the job schema's defaults are the run config's: on, every 50 steps)
 BASE = {"lr": 3e-3, "micro_batch": 4, "grad_accum": 2, "max_steps": 30, "warmup_ratio": 0.1,
-        "max_length": 128, "threads": 1, "device": "cpu"}
+        "max_length": 128, "threads": 1, "device": "cpu", "gradient_checkpointing": False, "save_every": 0}
 
 
 def sft_job(tiny, tmp_path, name, **over):
@@ -46,7 +48,7 @@ def run_inproc(module, job, tmp_path):
     """Run a verb in this process (no interpreter + transformers start-up, ~8 s of CPU per run)."""
     path = tmp_path / f"job-{Path(job['output_dir']).name}.json"
     path.write_text(json.dumps(job))
-    return module.run(load_job(str(path), module.FIELDS))
+    return module.run(load_job(str(path), job_schema(module.__name__.rsplit(".", 1)[1])))
 
 
 @pytest.fixture
@@ -127,7 +129,7 @@ def test_bad_job(tiny_model, tmp_path):
 
 
 def test_step_order_is_deterministic_and_shardable():
-    from wmss_kernels.train_loop import step_indices
+    from wmss_kernels.train_batches import step_indices
 
     a = [step_indices(s, 10, 4, seed=1) for s in range(5)]  # 20 positions = 2 epochs of 10
     assert a == [step_indices(s, 10, 4, seed=1) for s in range(5)]

@@ -9,7 +9,7 @@ import traceback
 import warnings
 
 from . import protocol
-from .jobs import load_job
+from .jobs import job_schema, load_job
 from .protocol import InvalidInput, KernelError, disk_error, emit
 
 VERBS = {
@@ -94,7 +94,7 @@ def main(argv) -> int:
         _record_pid()
         verb, job_path = _parse_args(argv)
         module = importlib.import_module(f".{VERBS[verb]}", __package__)
-        job = load_job(job_path, module.FIELDS)
+        job = load_job(job_path, job_schema(verb))
         _setup_logging(job.log_file)
         log.info("wmss_kernels %s: %s --job %s", _version(), verb, os.path.abspath(job_path))
         protocol.install_sigterm_handler()

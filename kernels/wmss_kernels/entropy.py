@@ -21,24 +21,8 @@ import torch
 from .chat import entropy_texts, tokenize_pair
 from .data import read_records
 from .heads import row_entropies
-from .jobs import Field
 from .modeling import check_model_dir, load_model, load_tokenizer, pick_device, pick_dtype
 from .protocol import InvalidInput, Progress, Terminated, stop_requested
-
-FIELDS = {
-    "model_path": Field(str),
-    "data_file": Field(str),
-    "data_format": Field(str, choices=("messages", "gsm8k")),
-    "output_path": Field(str),
-    "field": Field(str, choices=("entropy_0", "entropy_1")),
-    "definition": Field(str, "shifted", choices=("shifted", "repo")),
-    "max_length": Field(int, 8192),
-    "batch_tokens": Field(int, 16384),
-    "vocab_chunk": Field(int, 1024),
-    "dtype": Field(str, "auto", choices=("auto", "float32", "bfloat16")),
-    "shard": Field(dict, None),
-    "limit": Field((int, type(None)), None),
-}
 
 log = logging.getLogger(__name__)
 

@@ -18,32 +18,9 @@ from .chat import DEFAULT_EVAL_SYSTEM_PROMPT, eval_prompt
 from .data import gsm8k_final, iter_json_lines, read_json_list
 from .entropy import check_shard, write_jsonl_atomic
 from .grading import grade
-from .jobs import Field
+from .jobs import Mismatch, check, job_schema
 from .modeling import check_model_dir, load_model, load_tokenizer, pick_device, pick_dtype
 from .protocol import InvalidInput, Progress, Terminated, stop_requested
-
-FIELDS = {
-    "model_path": Field(str),
-    "label": Field(str),
-    "output_dir": Field(str),
-    "datasets": Field(list),
-    "batch_size": Field(int, 16),
-    "system_prompt": Field((str, type(None)), None),
-    "enable_thinking": Field(bool, True),
-    "shard": Field(dict, None),
-    # None: on for CUDA devices (see generate)
-    "static_cache": Field((bool, type(None)), None),
-}
-
-DATASET_FIELDS = {
-    "name": Field(str),
-    "path": Field(str),
-    "format": Field(str, choices=("gsm8k", "json", "jsonl")),
-    "expected_rows": Field((int, type(None)), None),
-    "max_input_tokens": Field(int, 4096),
-    "max_new_tokens": Field(int, 4096),
-    "limit": Field((int, type(None)), None),
-}
 
 QUESTION_KEYS = ("question", "instruction", "problem", "input", "original_text", "prompt")
 ANSWER_KEYS = ("answer", "target", "label", "solution", "output", "ans")
@@ -54,34 +31,20 @@ log = logging.getLogger(__name__)
 
 
 def check_datasets(raw, job_path):
-    """The `datasets` entries, validated like job fields (field names like datasets[1].path)."""
+    """The `datasets` entries, checked against the job schema's (field names like datasets[1].path)."""
+    item = job_schema("evaluate")["properties"]["datasets"]["items"]
     out = []
     for i, entry in enumerate(raw):
         where = f"datasets[{i}]"
-        if not isinstance(entry, dict):
-            raise InvalidInput("expected an object", file=job_path, field=where)
-        for key in entry:
-            if key not in DATASET_FIELDS:
-                raise InvalidInput("unknown key", file=job_path, field=f"{where}.{key}")
-        values = {}
-        for key, spec in DATASET_FIELDS.items():
-            if key not in entry:
-                if spec.required:
-                    raise InvalidInput("missing required key", file=job_path, field=f"{where}.{key}")
-                values[key] = spec.default
-                continue
-            try:
-                values[key] = spec.check(entry[key])
-            except ValueError as e:
-                raise InvalidInput(str(e), file=job_path, field=f"{where}.{key}")
+        try:
+            values = check(entry, item, where)
+        except Mismatch as e:
+            raise InvalidInput(e.message, file=job_path, field=e.field)
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", values["name"]) or values["name"] in (".", "..", "summary"):
             raise InvalidInput("must be a plain file name ([A-Za-z0-9_.-], not 'summary')",
                                file=job_path, field=f"{where}.name")
         if values["name"] in {d["name"] for d in out}:
             raise InvalidInput("duplicate dataset name", file=job_path, field=f"{where}.name")
-        for key in ("max_input_tokens", "max_new_tokens", "limit", "expected_rows"):
-            if values[key] is not None and values[key] < 1:
-                raise InvalidInput("must be a positive integer", file=job_path, field=f"{where}.{key}")
         values["path"] = str(BUNDLED.get(values["path"], values["path"]))
         out.append(values)
     return out

@@ -27,17 +27,8 @@ import time
 
 import torch
 
-from .jobs import Field
 from .modeling import check_model_dir, load_tokenizer
 from .protocol import InvalidInput, KernelError, Progress
-
-FIELDS = {
-    "model_path": Field(str),
-    "output_dir": Field(str),
-    "opset": Field(int, 17),
-    # validation: max |Δlogit| allowed, relative to max(1, max |logit|)
-    "tolerance": Field(float, 1e-4),
-}
 
 FORMAT = "wmss-onnx/1"
 NO_CACHE_FILE = "model.onnx"

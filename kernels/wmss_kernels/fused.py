@@ -1,4 +1,4 @@
-"""The fused weak+strong model of step 5 (WMSS-SPEC §10) and its on-disk layout.
+"""The fused weak+strong model of step 5 (docs/method.md#the-fused-model-steps-5a-and-5b) and its on-disk layout.
 
     z_mix = (1 − λ)·z_weak + λ·z_strong,   weak = sub_models.0, strong = sub_models.1
 
@@ -18,15 +18,14 @@ from torch import nn
 
 from . import checkpoints
 from .heads import linear_cross_entropy_sum
+from .jobs import Mismatch, check, contract
 from .modeling import check_model_dir, load_model
 from .protocol import InvalidInput
 
 # Config keys that change the parameter shapes or the computation: two branches fed the same
-# tokens must agree on all of them (the original even built both from the weak config).
-ARCH_KEYS = ("model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-             "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps",
-             "rope_parameters", "rope_theta", "rope_scaling", "attention_bias", "tie_word_embeddings",
-             "layer_types", "use_sliding_window", "sliding_window")
+# tokens must agree on all of them (the original even built both from the weak config). The list
+# is pipeline/kernelJobs.ts's, which step 5a checks too, generated into job_schema.json.
+ARCH_KEYS = tuple(contract()["architectureKeys"])
 
 
 def check_same_architecture(weak_cfg, strong_cfg, where=None):
@@ -37,7 +36,7 @@ def check_same_architecture(weak_cfg, strong_cfg, where=None):
 
 
 class FusedCausalLM(nn.Module):
-    def __init__(self, weak, strong, fusion_lambda=0.5, sub_model_cfgs=None):
+    def __init__(self, weak, strong, fusion_lambda, sub_model_cfgs=None):
         super().__init__()
         self.sub_model_cfgs = sub_model_cfgs or [weak.config.to_dict(), strong.config.to_dict()]
         check_same_architecture(*self.sub_model_cfgs)
@@ -171,21 +170,37 @@ def _build_sub(cfg, device, dtype):
     return sub
 
 
-def load_fused(path, device, dtype, fusion_lambda=None):
-    """A FusedCausalLM from a fused dir; fusion_lambda overrides the config's value when given."""
-    path = Path(path)
+def _read_config(path):
     if not (path / "config.json").is_file():
         raise InvalidInput("fused directory has no config.json", file=path)
     try:
-        cfg = json.loads((path / "config.json").read_text())
+        return json.loads((path / "config.json").read_text())
     except json.JSONDecodeError as e:
         raise InvalidInput(f"config.json is not valid JSON: {e}", file=path / "config.json")
+
+
+def read_fusion_lambda(path):
+    """λ of a fused dir: its config.json's fusion_lambda (step 5a writes joint.fusionLambda there),
+    checked against the range the config has (job_schema.json's fusionLambda)."""
+    cfg = _read_config(Path(path))
+    if "fusion_lambda" not in cfg:
+        raise InvalidInput("missing fusion_lambda", file=Path(path) / "config.json", field="fusion_lambda")
+    try:
+        return check(cfg["fusion_lambda"], contract()["fusionLambda"], "fusion_lambda")
+    except Mismatch as e:
+        raise InvalidInput(e.message, file=Path(path) / "config.json", field="fusion_lambda")
+
+
+def load_fused(path, device, dtype):
+    """A FusedCausalLM from a fused dir, with the λ of its config.json."""
+    path = Path(path)
+    cfg = _read_config(path)
     subs = cfg.get("sub_model_cfgs")
     if not (isinstance(subs, list) and len(subs) == 2 and all(isinstance(c, dict) for c in subs)):
         raise InvalidInput("expected a list of 2 sub-model configs (weak, strong)",
                            file=path / "config.json", field="sub_model_cfgs")
     check_same_architecture(subs[0], subs[1], where=path / "config.json")
-    lam = cfg.get("fusion_lambda", 0.5) if fusion_lambda is None else fusion_lambda
+    lam = read_fusion_lambda(path)
     weak, strong = (_build_sub(c, device, dtype) for c in subs)
     model = FusedCausalLM(weak, strong, lam, subs)
     load_fused_weights(model, path, device)

@@ -1,69 +1,130 @@
-"""Job files: one JSON object per run, validated against the verb's FIELDS plus COMMON.
+"""Job files: one JSON object per run, validated against the verb's JSON Schema.
 
-Mirrors the zod schemas on the TypeScript side: unknown keys, missing required keys, wrong types
-and values outside `choices` are all InvalidInput naming the job file and the key.
+The schemas are in job_schema.json, generated from the zod job schemas of the TypeScript side
+(pipeline/kernelJobs.ts, `npm run readme`), so both languages check the same fields. Unknown keys,
+missing required keys, wrong types and values outside their range or choices are InvalidInput
+naming the job file and the key. An absent field takes the schema's default, else None: the
+kernels hold no defaults of their own.
+
+Only the part of JSON Schema that the zod schemas produce is understood (KEYWORDS); a schema
+using any other keyword is refused rather than half-checked.
 """
 
 import copy
+import functools
 import json
+import math
 import types
+from pathlib import Path
 
 from .protocol import InvalidInput
 
-REQUIRED = object()
+CONTRACT_FILE = Path(__file__).with_name("job_schema.json")
+
+KEYWORDS = {"$schema", "type", "properties", "required", "additionalProperties", "items", "anyOf", "enum",
+            "default", "description", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+
+_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object",
+               list: "array", type(None): "null"}
 
 
-class Field:
-    """`type` is a type or a tuple of types (NoneType allowed); float fields also take ints."""
-
-    def __init__(self, type, default=REQUIRED, choices=None):
-        self.types = type if isinstance(type, tuple) else (type,)
-        self.default = default
-        self.choices = choices
-
-    @property
-    def required(self) -> bool:
-        return self.default is REQUIRED
-
-    def check(self, value):
-        """Returns the (possibly converted) value, or raises ValueError saying what was expected."""
-        if value is None and (type(None) in self.types or self.default is None):
-            return None
-        ok = False
-        for t in self.types:
-            if t is type(None):
-                continue
-            # bool is a subclass of int in Python but not an integer in JSON schemas
-            if isinstance(value, bool) and t is not bool:
-                continue
-            if t is float and isinstance(value, int):
-                value, ok = float(value), True
-                break
-            if isinstance(value, t):
-                ok = True
-                break
-        if not ok:
-            names = " or ".join(_type_name(t) for t in self.types)
-            raise ValueError(f"expected {names}, got {_type_name(type(value))} {json.dumps(value)[:60]}")
-        if self.choices is not None and value not in self.choices:
-            raise ValueError(f"expected one of {list(self.choices)}, got {json.dumps(value)}")
-        return value
+@functools.cache
+def contract() -> dict:
+    """job_schema.json: {"kernelVersion", "architectureKeys", "jobs": {verb: JSON Schema}}."""
+    return json.loads(CONTRACT_FILE.read_text(encoding="utf-8"))
 
 
-def _type_name(t) -> str:
-    return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object",
-            list: "array", type(None): "null"}.get(t, t.__name__)
+def job_schema(verb: str) -> dict:
+    return contract()["jobs"][verb]
 
 
-COMMON = {
-    "log_file": Field(str),
-    "device": Field(str, "auto", choices=("auto", "cpu", "cuda")),
-    "seed": Field(int, 42),
-    "threads": Field((int, type(None)), None),
-}
+class Mismatch(ValueError):
+    """A value that does not match its schema; `field` is where (`datasets[1].name`), or None."""
+
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.message, self.field = message, field
 
 
-def load_job(path: str, fields: dict) -> types.SimpleNamespace:
+def _name(value) -> str:
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _is(value, type_name) -> bool:
+    if type_name == "null":
+        return value is None
+    if isinstance(value, bool):  # a subclass of int in Python, not a number in JSON Schema
+        return type_name == "boolean"
+    if type_name == "integer":
+        return isinstance(value, int)
+    if type_name == "number":
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, {"string": str, "boolean": bool, "object": dict, "array": list}[type_name])
+
+
+def _types(schema) -> list:
+    t = schema.get("type")
+    return t if isinstance(t, list) else [t] if t else []
+
+
+def check(value, schema, field=None):
+    """`value` as the kernel uses it (numbers as float), or Mismatch saying what was expected."""
+    unknown = set(schema) - KEYWORDS
+    if unknown:
+        raise ValueError(f"job schema of {field or 'the job'} uses unsupported keywords {sorted(unknown)}")
+    if "anyOf" in schema:
+        for branch in schema["anyOf"]:
+            if any(_is(value, t) for t in _types(branch)):
+                return check(value, branch, field)
+        names = " or ".join(t for branch in schema["anyOf"] for t in _types(branch))
+        raise Mismatch(f"expected {names}, got {_name(value)} {json.dumps(value)[:60]}", field)
+    kinds = _types(schema)
+    if kinds and not any(_is(value, t) for t in kinds):
+        raise Mismatch(f"expected {' or '.join(kinds)}, got {_name(value)} {json.dumps(value)[:60]}", field)
+    if value is None:
+        return None
+    if "enum" in schema and value not in schema["enum"]:
+        raise Mismatch(f"expected one of {schema['enum']}, got {json.dumps(value)}", field)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_range(value, schema, field)
+        if "number" in kinds:
+            value = float(value)
+    if isinstance(value, dict) and "properties" in schema:
+        return _check_object(value, schema, field)
+    if isinstance(value, list) and "items" in schema:
+        return [check(v, schema["items"], f"{field or ''}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _check_range(value, schema, field):
+    for key, ok, words in (("minimum", lambda b: value >= b, ">="), ("maximum", lambda b: value <= b, "<="),
+                           ("exclusiveMinimum", lambda b: value > b, ">"),
+                           ("exclusiveMaximum", lambda b: value < b, "<")):
+        if key in schema and not ok(schema[key]):
+            raise Mismatch(f"must be {words} {schema[key]}, got {json.dumps(value)}", field)
+
+
+def _check_object(raw, schema, field=None) -> dict:
+    """Every property of `schema`: the given value checked, else its default, else None."""
+    props = schema["properties"]
+    where = (lambda key: f"{field}.{key}") if field else (lambda key: key)
+    if schema.get("additionalProperties") is False:
+        for key in raw:
+            if key not in props:
+                raise Mismatch("unknown key", where(key))
+    out = {}
+    for key, prop in props.items():
+        if key in raw:
+            out[key] = check(raw[key], prop, where(key))
+        elif key in schema.get("required", ()):
+            raise Mismatch("missing required key", where(key))
+        else:
+            out[key] = check(copy.deepcopy(prop["default"]), prop, where(key)) if "default" in prop else None
+    return out
+
+
+def load_job(path: str, schema: dict) -> types.SimpleNamespace:
+    """The job file at `path` checked against `schema` (job_schema(verb)), as attributes."""
     try:
         with open(path, "rb") as f:
             raw = json.loads(f.read().decode("utf-8"))
@@ -73,22 +134,10 @@ def load_job(path: str, fields: dict) -> types.SimpleNamespace:
         raise InvalidInput(f"job file is not valid JSON: {e}", file=path)
     if not isinstance(raw, dict):
         raise InvalidInput("job file must hold a JSON object", file=path)
-
-    spec = {**COMMON, **fields}
-    for key in raw:
-        if key not in spec:
-            raise InvalidInput("unknown key", file=path, field=key)
-    values = {}
-    for key, field in spec.items():
-        if key not in raw:
-            if field.required:
-                raise InvalidInput("missing required key", file=path, field=key)
-            values[key] = copy.deepcopy(field.default)
-            continue
-        try:
-            values[key] = field.check(raw[key])
-        except ValueError as e:
-            raise InvalidInput(str(e), file=path, field=key)
+    try:
+        values = _check_object(raw, schema)
+    except Mismatch as e:
+        raise InvalidInput(e.message, file=path, field=e.field)
     job = types.SimpleNamespace(**values)
     job._path = path  # lets verbs name the job file in their own validation errors
     return job

@@ -12,24 +12,14 @@ from pathlib import Path
 
 from .chat import conversation_text, tokenize_pair
 from .data import read_records
-from .fused import FusedLMLoss, fuse_from_dirs, load_fused, load_fused_weights, save_fused
-from .jobs import Field
+from .fused import FusedLMLoss, fuse_from_dirs, load_fused, load_fused_weights, read_fusion_lambda, save_fused
 from .modeling import load_tokenizer, pick_device, pick_dtype
 from .protocol import InvalidInput
-from .train_loop import TRAIN_FIELDS, check_train_job, finished, make_example, plan, train
+from .train_batches import make_example
+from .train_loop import train
+from .train_plan import check_train_job, finished, plan
 
 log = logging.getLogger("wmss_kernels.joint")
-
-FIELDS = {
-    **TRAIN_FIELDS,
-    "fused_dir": Field((str, type(None)), None),
-    "weak_path": Field((str, type(None)), None),
-    "strong_path": Field((str, type(None)), None),
-    "indices_file": Field((str, type(None)), None),  # None: every record once, in file order
-    "fusion_lambda": Field((float, type(None)), None),  # None: the fused config's value (else 0.5)
-    "freeze_weak": Field(bool, False),
-    "loss_on": Field(str, "all", choices=("all", "completion")),
-}
 
 
 def read_indices(path, n_records):
@@ -64,14 +54,27 @@ def build_examples(tok, records, positions, max_length, loss_on):
     return [cache[p] for p in positions]
 
 
+def fusion_lambda(job):
+    """λ comes one way: from the fused dir's config.json (step 5a writes joint.fusionLambda there),
+    or from the job when this kernel fuses weak_path + strong_path itself; never from both."""
+    if job.fused_dir is not None:
+        if job.fusion_lambda is not None:
+            raise InvalidInput("a job with fused_dir takes λ from the fused directory's config.json; "
+                               "leave fusion_lambda out", file=job._path, field="fusion_lambda")
+        return read_fusion_lambda(job.fused_dir)
+    if job.fusion_lambda is None:
+        raise InvalidInput("required with weak_path + strong_path: λ of the fusion this kernel builds",
+                           file=job._path, field="fusion_lambda")
+    return job.fusion_lambda
+
+
 def run(job):
     check_train_job(job)
     pair = (job.weak_path, job.strong_path)
     if (pair != (None, None)) if job.fused_dir is not None else (None in pair):
         raise InvalidInput("give either fused_dir, or both weak_path and strong_path (not both ways)",
                            file=job._path, field="fused_dir")
-    if job.fusion_lambda is not None and not 0 <= job.fusion_lambda <= 1:
-        raise InvalidInput("must be in [0, 1]", file=job._path, field="fusion_lambda")
+    lam = fusion_lambda(job)
     device = pick_device(job)
     dtype = pick_dtype(job.dtype, device)
 
@@ -79,13 +82,13 @@ def run(job):
     records = read_records(job.data_file, job.data_format)
     if not records:
         raise InvalidInput("no training records", file=job.data_file)
-    positions = read_indices(job.indices_file, len(records)) if job.indices_file else list(range(len(records)))
+    positions = read_indices(job.indices_file, len(records))
     examples = build_examples(tok, records, positions, job.max_length, job.loss_on)
     if sum(e["n_targets"] for e in examples) == 0:
         raise InvalidInput(f"max_length {job.max_length} leaves no tokens to train on", field="max_length",
                            file=job._path)
     digest = hashlib.sha256(" ".join(map(str, positions)).encode()).hexdigest()[:16]
-    hp = plan(job, len(examples), {"verb": "joint", "fusion_lambda": job.fusion_lambda,
+    hp = plan(job, len(examples), {"verb": "joint", "fusion_lambda": lam,
                                    "freeze_weak": job.freeze_weak, "loss_on": job.loss_on,
                                    "data_format": job.data_format, "indices_sha256": digest})
     done = finished(job, hp)
@@ -94,9 +97,8 @@ def run(job):
         return done
 
     if job.fused_dir:
-        model = load_fused(job.fused_dir, device, dtype, job.fusion_lambda)
+        model = load_fused(job.fused_dir, device, dtype)
     else:
-        lam = 0.5 if job.fusion_lambda is None else job.fusion_lambda
         model = fuse_from_dirs(job.weak_path, job.strong_path, lam, device, dtype)
     if job.freeze_weak:
         # requires_grad False also keeps the branch out of the optimizer (train() takes only

@@ -7,21 +7,15 @@ assistant text + eos. Loss on completion tokens only.
 import logging
 
 from . import checkpoints
-from .chat import DEFAULT_SFT_SYSTEM_PROMPT, sft_texts, tokenize_pair
+from .chat import sft_texts, tokenize_pair
 from .data import read_records
-from .jobs import Field
 from .modeling import check_model_dir, load_model, load_tokenizer, pick_device, pick_dtype
 from .protocol import InvalidInput
-from .train_loop import TRAIN_FIELDS, check_train_job, finished, make_example, plan, train
+from .train_batches import make_example
+from .train_loop import train
+from .train_plan import check_train_job, finished, plan
 
 log = logging.getLogger("wmss_kernels.sft")
-
-FIELDS = {
-    **TRAIN_FIELDS,
-    "model_path": Field(str),
-    "system_prompt": Field(str, DEFAULT_SFT_SYSTEM_PROMPT),
-}
-
 
 def build_examples(tok, records, system_prompt, max_length):
     out = []

@@ -12,25 +12,6 @@ import random
 import torch
 
 from .chat import DEFAULT_EVAL_SYSTEM_PROMPT, DEFAULT_SFT_SYSTEM_PROMPT
-from .jobs import Field
-
-FIELDS = {
-    "output_dir": Field(str),
-    "data_dir": Field(str),
-    "train_samples": Field(int),
-    "test_samples": Field(int),
-    "vocab_size": Field(int, 512),
-    "hidden_size": Field(int, 64),
-    "num_layers": Field(int, 2),
-    "num_heads": Field(int, 4),
-    "num_kv_heads": Field(int, 2),
-    "intermediate_size": Field(int, 256),
-    "max_digits": Field(int, 2),
-    # Shape overrides, so the same factory builds e.g. a Qwen3-0.6B-shaped model for GPU runs.
-    "head_dim": Field((int, type(None)), None),
-    "max_position_embeddings": Field(int, 512),
-    "tie_word_embeddings": Field(bool, False),
-}
 
 EOS = "<|endoftext|>"
 SPECIAL = [EOS, "<|im_start|>", "<|im_end|>"]

@@ -8,14 +8,14 @@
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { extractSubmodel } from '../../activities/extract';
-import { fuseModels } from '../../activities/fuse';
+import { extractSubmodel } from '../../activities/stepActivities/extractActivity';
+import { fuseModels } from '../../activities/stepActivities/fuseActivity';
 import { kernelSteps } from '../../activities/kernelSteps';
-import { mergeAndWeight } from '../../activities/merge';
+import { mergeAndWeight } from '../../activities/stepActivities/mergeActivity';
 import { loadEvalRows, readRecords } from '../../activities/onnx/data';
 import { onnxSteps } from '../../activities/onnx/onnxSteps';
 import { REPO_ROOT } from '../../activities/repoPaths';
-import { snapshotBase } from '../../activities/snapshot';
+import { snapshotBase } from '../../activities/stepActivities/snapshotActivity';
 import { DEFAULT_INPUT_LIMITS } from '../../activities/store/inputFiles';
 import { MAX_LINE_BYTES } from '../../activities/store/jsonl';
 import { manifestFile } from '../../activities/store/manifest';

@@ -13,13 +13,17 @@ import { spawnSync } from 'node:child_process';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { checkSftMaxLength, JOB_CONFIG_KEYS } from '../../activities/kernelSteps';
+import { checkSftMaxLength } from '../../activities/stepActivities/sftActivity';
+import { SFT_CONFIG_KEYS } from '../../pipeline/stepDefinitions/sft';
+import { JOINT_CONFIG_KEYS } from '../../pipeline/stepDefinitions/joint';
+import { ENTROPY_CONFIG_KEYS } from '../../pipeline/stepDefinitions/entropy';
+import { EVAL_CONFIG_KEYS } from '../../pipeline/stepDefinitions/evaluate';
 import { pythonExecutable } from '../../activities/kernelBridge';
-import { mergeAndWeight } from '../../activities/merge';
+import { mergeAndWeight } from '../../activities/stepActivities/mergeActivity';
 import { KERNELS_DIR, REPO_ROOT } from '../../activities/repoPaths';
 import { runLockActivities } from '../../activities/runLock';
 import { withResolvedPaths } from '../../activities/runPaths';
-import { snapshotBase } from '../../activities/snapshot';
+import { snapshotBase } from '../../activities/stepActivities/snapshotActivity';
 import { writeFileDurable } from '../../activities/store/durableFs';
 import { fsFailure } from '../../activities/store/fsFailures';
 import { drawCount, MAX_DRAWS } from '../../activities/weights/resample';
@@ -121,14 +125,17 @@ describe('resample.multiplier (step 3)', () => {
 
 describe('job fields name config keys', () => {
   test('every sft job field built from the sft section maps to its config key', () => {
-    expect(JOB_CONFIG_KEYS.sft.max_length).toBe('sft.maxLength');
-    expect(JOB_CONFIG_KEYS.sft.lr).toBe('sft.lr');
-    expect(JOB_CONFIG_KEYS.joint.max_length).toBe('joint.maxLength');
-    expect(JOB_CONFIG_KEYS.entropy.max_length).toBe('entropy.maxLength');
-    expect(JOB_CONFIG_KEYS.evaluate.batch_size).toBe('eval.batchSize');
+    expect(SFT_CONFIG_KEYS.max_length).toBe('sft.maxLength');
+    expect(SFT_CONFIG_KEYS.lr).toBe('sft.lr');
+    expect(SFT_CONFIG_KEYS.cpu_offload).toBe('sft.parallelism.cpuOffload');
+    expect(SFT_CONFIG_KEYS.parallelism).toBe('sft.parallelism.strategy');
+    expect(SFT_CONFIG_KEYS.data_format).toBe('dataFormat');
+    expect(JOINT_CONFIG_KEYS.max_length).toBe('joint.maxLength');
+    expect(ENTROPY_CONFIG_KEYS.max_length).toBe('entropy.maxLength');
+    expect(EVAL_CONFIG_KEYS.batch_size).toBe('eval.batchSize');
     // the only sft job fields without a config key are the ones wmss-flow fills itself
     const internal = ['log_file', 'device', 'threads', 'output_dir', 'simulate_oom', 'stop_after_steps', 'memory_estimate_gib'];
-    const unmapped = Object.keys(SftJob.shape).filter((f) => !(f in JOB_CONFIG_KEYS.sft) && !internal.includes(f));
+    const unmapped = Object.keys(SftJob.shape).filter((f) => !(f in SFT_CONFIG_KEYS) && !internal.includes(f));
     expect(unmapped).toEqual([]);
   });
 });

@@ -174,11 +174,6 @@ describe('no two source files share a name', () => {
 });
 
 describe(`no source file is over ${MAX_LINES} lines`, () => {
-  /**
-   * Files being split on branch stepschema (per-step modules, one job schema; issue 16), allowed
-   * until it is merged. An entry that is no longer over the limit fails the test: remove it then.
-   */
-  const BEING_SPLIT = new Set(['activities/kernelSteps.ts', 'kernels/wmss_kernels/train_loop.py']);
   // TypeScript of every top-level folder but test/ (a test file lists cases), and the Python
   // kernels and GPU benchmarks
   const sources = [...tsFiles.filter((f) => topFolder(f) !== 'test'), ...filesUnder('kernels/wmss_kernels', '.py'), ...filesUnder('bench/gpu', '.py')];
@@ -189,10 +184,8 @@ describe(`no source file is over ${MAX_LINES} lines`, () => {
     expect(sources.some((f) => f.startsWith('test/'))).toBe(false);
   });
 
-  test('over the limit: none but the files being split', () => {
+  test('over the limit: none', () => {
     const over = sources.map((f) => ({ f, n: lineCount(f) })).filter(({ n }) => n > MAX_LINES);
-    expect(over.filter(({ f }) => !BEING_SPLIT.has(f)).map(({ f, n }) => `${f}: ${n} lines`)).toEqual([]);
-    const stale = [...BEING_SPLIT].filter((f) => !over.some((o) => o.f === f));
-    expect(stale.map((f) => `${f} is within ${MAX_LINES} lines (or gone): take it off BEING_SPLIT`)).toEqual([]);
+    expect(over.map(({ f, n }) => `${f}: ${n} lines`)).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { mergeAndWeight, mergeAndWeightFiles } from '../../activities/merge';
+import { mergeAndWeight, mergeAndWeightFiles } from '../../activities/stepActivities/mergeActivity';
 import { readEntropyColumns, mergeEntropies } from '../../activities/weights/joinEntropies';
 import * as A from '../../pipeline/artifacts';
 import { ErrorTypes } from '../../pipeline/errors';

@@ -1,8 +1,8 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { extractSubmodelDir } from '../../activities/extract';
-import { fuseModelDirs, fuseModels } from '../../activities/fuse';
-import { snapshotBase, snapshotModelDir } from '../../activities/snapshot';
+import { extractSubmodelDir } from '../../activities/stepActivities/extractActivity';
+import { fuseModelDirs, fuseModels } from '../../activities/stepActivities/fuseActivity';
+import { snapshotBase, snapshotModelDir } from '../../activities/stepActivities/snapshotActivity';
 import { readSafetensorsHeader } from '../../activities/store/safetensors';
 import * as A from '../../pipeline/artifacts';
 import { ErrorTypes } from '../../pipeline/errors';
@@ -25,13 +25,14 @@ describe('fuse', () => {
   it('writes the fused layout from two model dirs, with lm_head written out for a tied embedding', async () => {
     const dir = tmpDir();
     const weak = writeTinyModel(path.join(dir, 'weak'), { tie: true, withLmHead: false });
-    const strong = writeTinyModel(path.join(dir, 'strong'), { shift: 1000 });
+    // tied too, but with its lm_head saved: both ways of storing a tied head fuse alike
+    const strong = writeTinyModel(path.join(dir, 'strong'), { shift: 1000, tie: true });
     const out = path.join(dir, 'fused');
     await fuseModelDirs(path.join(dir, 'weak'), path.join(dir, 'strong'), out, 0.42);
 
     const config = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8'));
     expect(config).toMatchObject({ model_type: 'qwen3', num_sub_models: 2, architectures: ['QwenBoostForCausalLM'], is_llmboost: false, fusion_lambda: 0.42, tie_word_embeddings: true });
-    expect(config.sub_model_cfgs.map((c: any) => c.tie_word_embeddings)).toEqual([true, false]);
+    expect(config.sub_model_cfgs.map((c: any) => c.tie_word_embeddings)).toEqual([true, true]);
     expect(readdirSync(out).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
 
     const get = await tensorBytes(path.join(out, 'model.safetensors'));
@@ -49,8 +50,24 @@ describe('fuse', () => {
     writeTinyModel(path.join(dir, 'strong'), { extraConfig: { num_hidden_layers: 2, vocab_size: 16 } });
     const f = await failureOf(fuseModelDirs(path.join(dir, 'weak'), path.join(dir, 'strong'), path.join(dir, 'out'), 0.5));
     expect(f).toMatchObject({ type: ErrorTypes.InvalidInput, nonRetryable: true });
-    expect(f.message).toMatch(/num_hidden_layers: weak=1 strong=2; vocab_size: weak=8 strong=16/);
-    expect(f.details[0]).toMatchObject({ field: 'num_hidden_layers,vocab_size' });
+    expect(f.message).toMatch(/vocab_size: weak=8 strong=16; num_hidden_layers: weak=1 strong=2/);
+    expect(f.details[0]).toMatchObject({ field: 'vocab_size,num_hidden_layers' });
+  });
+
+  it('compares the joint kernel\'s architecture keys, so a pair fused here also loads in step 5b', async () => {
+    // rms_norm_eps, rope_theta, tie_word_embeddings: keys only the kernel compared before
+    for (const extra of [{ rms_norm_eps: 1e-5 }, { rope_theta: 10_000 }, { tie_word_embeddings: true }]) {
+      const dir = tmpDir();
+      writeTinyModel(path.join(dir, 'weak'), { extraConfig: { rms_norm_eps: 1e-6, rope_theta: 1_000_000 } });
+      writeTinyModel(path.join(dir, 'strong'), { extraConfig: { rms_norm_eps: 1e-6, rope_theta: 1_000_000, ...extra } });
+      const f = await failureOf(fuseModelDirs(path.join(dir, 'weak'), path.join(dir, 'strong'), path.join(dir, 'out'), 0.5));
+      expect(f).toMatchObject({ type: ErrorTypes.InvalidInput, details: [{ field: Object.keys(extra)[0] }] });
+    }
+    // as in the kernel, an absent key equals null and key order inside a value does not count
+    const dir = tmpDir();
+    writeTinyModel(path.join(dir, 'weak'), { extraConfig: { rope_parameters: { rope_type: 'default', rope_theta: 1e6 } } });
+    writeTinyModel(path.join(dir, 'strong'), { extraConfig: { rope_parameters: { rope_theta: 1e6, rope_type: 'default' }, sliding_window: null } });
+    await fuseModelDirs(path.join(dir, 'weak'), path.join(dir, 'strong'), path.join(dir, 'out'), 0.5);
   });
 
   it('runs as steps 4 and 5a under the artifact store', async () => {

@@ -1,13 +1,18 @@
-/** The configuration reference and step table in docs/ are generated; this keeps them current. */
-import { readFileSync } from 'node:fs';
+/** What the docs and the kernels hold that is generated from the code (client/generatedDocs.ts) stays current. */
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { blockOf, GENERATED_BLOCKS, GENERATED_FILES } from '../../client/generatedDocs';
 import { configReference } from '../../client/configReference';
-import { stepTableMarkdown } from '../../client/stepTable';
+import { STEPS } from '../../pipeline/steps';
 
-test('docs/configuration.md matches the schema (regenerate: npm run readme)', () => {
-  const readme = readFileSync(path.join(__dirname, '../../docs/configuration.md'), 'utf8');
-  const block = readme.split('<!-- config-reference:start -->')[1]?.split('<!-- config-reference:end -->')[0];
-  expect(block?.trim()).toBe(configReference().trim());
+const ROOT = path.join(__dirname, '../..');
+
+test.each(GENERATED_BLOCKS.map((b) => [`${b.file} ${b.name}`, b] as const))('%s matches the code (regenerate: npm run readme)', (_name, { file, name, text }) => {
+  expect(blockOf(readFileSync(path.join(ROOT, file), 'utf8'), name)).toBe(text().trim());
+});
+
+test.each(GENERATED_FILES.map((f) => [f.file, f] as const))('%s matches the code (regenerate: npm run readme)', (_name, { file, text }) => {
+  expect(readFileSync(path.join(ROOT, file), 'utf8')).toBe(text());
 });
 
 test('the reference documents every top-level field with a default or as required', () => {
@@ -18,8 +23,9 @@ test('the reference documents every top-level field with a default or as require
   expect(table).toMatch(/\| `runName` \| string \| \*\*required\*\* \|/);
 });
 
-test('docs/recovery.md step table (timeouts, retry policies) matches pipeline/steps.ts (regenerate: npm run readme)', () => {
-  const readme = readFileSync(path.join(__dirname, '../../docs/recovery.md'), 'utf8');
-  const block = readme.split('<!-- step-table:start -->')[1]?.split('<!-- step-table:end -->')[0];
-  expect(block?.trim()).toBe(stepTableMarkdown().trim());
+test('every file the step table names as a step\'s code exists', () => {
+  for (const step of STEPS) {
+    expect(step.code.ts.length).toBeGreaterThan(0);
+    for (const file of [...step.code.ts, ...step.code.kernel]) expect([step.id, file, existsSync(path.join(ROOT, file))]).toEqual([step.id, file, true]);
+  }
 });

@@ -1,30 +1,34 @@
 /**
  * Step 5a `fuseModels`: the fused initial checkpoint `ensemble_m1_m2/` (docs/kernel-protocol.md,
- * "The fused checkpoint layout"; WMSS-SPEC §10.2): weak m0 as `sub_models.0.*`, strong m1 as
+ * "The fused checkpoint layout"; docs/method.md#layout-on-disk): weak m0 as `sub_models.0.*`, strong m1 as
  * `sub_models.1.*`, streamed tensor by tensor from both safetensors sources, no model load.
  * Unlike the original (one bf16 pytorch_model.bin), tensors keep their dtype and the file is safetensors.
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import * as A from '../pipeline/artifacts';
-import type { StepInput, StepResult } from '../pipeline/steps';
-import { runStep } from './store/artifactStore';
-import { invalidInput } from './store/failures';
-import { activityHeartbeat, progressDetails, type Heartbeat } from './store/heartbeat';
-import { copyFiles, isTokenizerFile, readModelConfig, topLevelFiles, writeJson, type ModelConfig } from './store/modelDir';
-import { hasSafetensors, listModelTensors, SINGLE_WEIGHTS, type TensorLocation } from './store/safetensors';
-import { writeSafetensors, type TensorToWrite } from './store/safetensorsWriter';
-import { resolveRun } from './runPaths';
-import { estimateOrNone, modelTensorStats, requireDiskSpace } from './store/diskSpace';
-
-/** Both branches are built from the weak config (WMSS-SPEC §10.3), so these must agree. */
-export const ARCHITECTURE_KEYS = ['model_type', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'intermediate_size', 'vocab_size', 'head_dim'] as const;
+import * as A from '../../pipeline/artifacts';
+import { ARCHITECTURE_KEYS } from '../../pipeline/kernelJobs';
+import type { StepInput, StepResult } from '../../pipeline/steps';
+import { runStep } from '../store/artifactStore';
+import { canonicalJson } from '../store/canonicalJson';
+import { invalidInput } from '../store/failures';
+import { activityHeartbeat, progressDetails, type Heartbeat } from '../store/heartbeat';
+import { copyFiles, isTokenizerFile, readModelConfig, topLevelFiles, writeJson, type ModelConfig } from '../store/modelDir';
+import { hasSafetensors, listModelTensors, SINGLE_WEIGHTS, type TensorLocation } from '../store/safetensors';
+import { writeSafetensors, type TensorToWrite } from '../store/safetensorsWriter';
+import { resolveRun } from '../runPaths';
+import { estimateOrNone, modelTensorStats, requireDiskSpace } from '../store/diskSpace';
 
 const EMBEDDING = 'model.embed_tokens.weight';
 const LM_HEAD = 'lm_head.weight';
 
+/**
+ * The architecture keys (the joint kernel's list, pipeline/kernelJobs.ts) on which the two
+ * configs differ, compared as the kernel does: an absent key equals null, key order does not count.
+ */
 export function architectureDifferences(weak: ModelConfig, strong: ModelConfig): string[] {
-  return ARCHITECTURE_KEYS.filter((k) => JSON.stringify(weak[k]) !== JSON.stringify(strong[k])).map(
+  const same = (k: string) => canonicalJson(weak[k] ?? null) === canonicalJson(strong[k] ?? null);
+  return ARCHITECTURE_KEYS.filter((k) => !same(k)).map(
     (k) => `${k}: weak=${JSON.stringify(weak[k]) ?? 'absent'} strong=${JSON.stringify(strong[k]) ?? 'absent'}`,
   );
 }
@@ -41,7 +45,7 @@ async function branchTensors(dir: string, config: ModelConfig): Promise<TensorLo
 }
 
 /**
- * Both branches are built from the weak config (WMSS-SPEC §10.3), so they need the same tensor
+ * Both branches are built from the weak config (docs/method.md#mixing-logits), so they need the same tensor
  * names and shapes; a config that agrees on paper but weights that do not would fail only when
  * the joint kernel loads the fused checkpoint. dtypes may differ (each keeps its own).
  */

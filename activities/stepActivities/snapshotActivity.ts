@@ -3,16 +3,16 @@
  * original's copymodel.py does by loading and re-saving, but as a file copy: same bytes, no GPU,
  * no Python. The dir is validated first so a wrong path fails here, not days later in step 5b.
  */
-import * as A from '../pipeline/artifacts';
-import type { StepInput, StepResult } from '../pipeline/steps';
-import { runStep } from './store/artifactStore';
-import { digestPath } from './store/digest';
-import { invalidInput } from './store/failures';
-import { activityHeartbeat, progressDetails, type Heartbeat } from './store/heartbeat';
-import { copyFiles, readModelConfig, topLevelFiles } from './store/modelDir';
-import { hasSafetensors, listModelTensors } from './store/safetensors';
-import { resolveRun } from './runPaths';
-import { estimateOrNone, modelDirBytes, requireDiskSpace } from './store/diskSpace';
+import * as A from '../../pipeline/artifacts';
+import type { StepInput, StepResult } from '../../pipeline/steps';
+import { runStep } from '../store/artifactStore';
+import { digestPath } from '../store/digest';
+import { invalidInput } from '../store/failures';
+import { activityHeartbeat, progressDetails, type Heartbeat } from '../store/heartbeat';
+import { copyFiles, readModelConfig, topLevelFiles } from '../store/modelDir';
+import { hasSafetensors, listModelTensors } from '../store/safetensors';
+import { resolveRun } from '../runPaths';
+import { estimateOrNone, modelDirBytes, requireDiskSpace } from '../store/diskSpace';
 
 const TORCH_WEIGHTS = /^pytorch_model(-\d+-of-\d+)?\.bin$|^pytorch_model\.bin\.index\.json$/;
 

@@ -6,17 +6,17 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import * as A from '../pipeline/artifacts';
-import type { RunConfig } from '../pipeline/config';
-import type { StepInput, StepResult } from '../pipeline/steps';
-import { runStep } from './store/artifactStore';
-import { invalidInput } from './store/failures';
-import { activityHeartbeat, progressDetails, type Heartbeat } from './store/heartbeat';
-import { copyFiles, isTokenizerFile, readJsonObject, topLevelFiles, writeJson } from './store/modelDir';
-import { listModelTensors, SINGLE_WEIGHTS, type Dtype, type TensorLocation } from './store/safetensors';
-import { writeSafetensors, type TensorToWrite } from './store/safetensorsWriter';
-import { resolveRun } from './runPaths';
-import { estimateOrNone, modelTensorStats, requireDiskSpace } from './store/diskSpace';
+import * as A from '../../pipeline/artifacts';
+import type { RunConfig } from '../../pipeline/config';
+import type { StepInput, StepResult } from '../../pipeline/steps';
+import { runStep } from '../store/artifactStore';
+import { invalidInput } from '../store/failures';
+import { activityHeartbeat, progressDetails, type Heartbeat } from '../store/heartbeat';
+import { copyFiles, isTokenizerFile, readJsonObject, topLevelFiles, writeJson } from '../store/modelDir';
+import { listModelTensors, SINGLE_WEIGHTS, type Dtype, type TensorLocation } from '../store/safetensors';
+import { writeSafetensors, type TensorToWrite } from '../store/safetensorsWriter';
+import { resolveRun } from '../runPaths';
+import { estimateOrNone, modelTensorStats, requireDiskSpace } from '../store/diskSpace';
 
 type ExtractDtype = RunConfig['extract']['dtype'];
 

@@ -5,21 +5,21 @@
  * artifact store.
  */
 import path from 'node:path';
-import * as A from '../pipeline/artifacts';
-import type { RunConfig } from '../pipeline/config';
-import type { StepInput, StepResult } from '../pipeline/steps';
-import { runStep } from './store/artifactStore';
-import { digestTextInput } from './store/digest';
-import { invalidInput } from './store/failures';
-import { activityHeartbeat, progressDetails, throwIfCancelled, type Heartbeat } from './store/heartbeat';
+import * as A from '../../pipeline/artifacts';
+import type { RunConfig } from '../../pipeline/config';
+import type { StepInput, StepResult } from '../../pipeline/steps';
+import { runStep } from '../store/artifactStore';
+import { digestTextInput } from '../store/digest';
+import { invalidInput } from '../store/failures';
+import { activityHeartbeat, progressDetails, throwIfCancelled, type Heartbeat } from '../store/heartbeat';
 import { promises as fsp } from 'node:fs';
-import { AsciiWriter } from './store/asciiWriter';
-import { forEachJsonl } from './store/jsonl';
-import { resolveRun } from './runPaths';
-import { Float64Column } from './weights/columns';
-import { sampleWeights } from './weights/formulas';
-import { mergeEntropies, readEntropyColumns, type MergedEntropies } from './weights/joinEntropies';
-import { dedupeKeepFirst, drawCount, drawStats, drawWithReplacement, recordWeights } from './weights/resample';
+import { AsciiWriter } from '../store/asciiWriter';
+import { forEachJsonl } from '../store/jsonl';
+import { resolveRun } from '../runPaths';
+import { Float64Column } from '../weights/columns';
+import { sampleWeights } from '../weights/formulas';
+import { mergeEntropies, readEntropyColumns, type MergedEntropies } from '../weights/joinEntropies';
+import { dedupeKeepFirst, drawCount, drawStats, drawWithReplacement, recordWeights } from '../weights/resample';
 
 /** Bumped when the outputs of step 3 change for the same inputs. */
 export const MERGE_VERSION = 1;

@@ -1,0 +1,76 @@
+/**
+ * Activity `trainSft` of step 1: the sft kernel on the base model (torchrun with one rank per
+ * GPU on a worker with several), under the out-of-memory back-off and the disk checks of
+ * ../training/runtime.ts.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import * as A from '../../pipeline/artifacts';
+import type { RunConfig } from '../../pipeline/config';
+import { ErrorTypes } from '../../pipeline/errors';
+import { KERNEL_VERSION } from '../../pipeline/kernelJobs';
+import type { StepInput, StepResult } from '../../pipeline/steps';
+import { heartbeat, relativeToRun, type GpuRuntime } from '../gpuRuntime';
+import { loadChatTokenizer } from '../onnx/tokenizer';
+import { withOomBackoff } from '../oomBackoff';
+import { resolveRun } from '../runPaths';
+import { checkModelDir } from './snapshotActivity';
+import { runStep } from '../store/artifactStore';
+import { digestPath, digestTextInput } from '../store/digest';
+import { countLines, modelTensorStats } from '../store/diskSpace';
+import { bytesPerParam, checkSplit, memoryEstimateGiB, simulatedOom, trainingDisk, withoutRetention } from './trainingRuntime';
+import { DEFAULT_SFT_SYSTEM_PROMPT, SFT_CONFIG_KEYS, sftJob } from '../../pipeline/stepDefinitions/sft';
+
+/**
+ * Before the kernel starts (imports, tokenising the whole data file: half a minute and more): an
+ * sft.maxLength that the system prompt and chat template fill on their own, before any question,
+ * trains on nothing. Best effort: a tokenizer Node cannot load is left to the kernel, which reads
+ * it anyway and reports the exact prompt lengths.
+ */
+export function checkSftMaxLength(modelDir: string, sft: Pick<RunConfig['sft'], 'maxLength' | 'systemPrompt'>): void {
+  let floor: number;
+  try {
+    const tok = loadChatTokenizer(modelDir);
+    if (!tok.hasChatTemplate) return;
+    floor = tok.encode(tok.renderChat([{ role: 'system', content: sft.systemPrompt ?? DEFAULT_SFT_SYSTEM_PROMPT }, { role: 'user', content: '' }], true)).length;
+  } catch {
+    return;
+  }
+  if (sft.maxLength > floor) return;
+  throw ApplicationFailure.create({
+    type: ErrorTypes.InvalidConfig,
+    nonRetryable: true,
+    message: `sft.maxLength ${sft.maxLength} leaves nothing to train on: the system prompt and chat template alone are ${floor} tokens, before the question and the answer. Raise sft.maxLength to more than ${floor} plus the longest question (the sft kernel reports the exact lengths if it is still too short)`,
+    details: [{ file: null, line: null, field: 'sft.maxLength', promptTokensWithoutQuestion: floor }],
+  });
+}
+
+export function trainSft(rt: GpuRuntime) {
+  return async (input: StepInput): Promise<StepResult> => {
+    const run = resolveRun(input.config);
+    const { sft } = input.config;
+    return runStep(input, {
+      cacheKey: { kernel: KERNEL_VERSION, sft: withoutRetention(sft), dataFormat: input.config.dataFormat, model: await digestPath(run.runDir, run.baseModel, 'baseModel'), data: await digestTextInput(run.runDir, run.dataFile, 'dataFile') },
+      outputs: { dir: A.STAGE1_DIR },
+      mode: 'in-place',
+      heartbeat,
+      produce: async ({ paths }) => {
+        checkSplit(sft, 'sft', rt.devices);
+        // a malformed base model fails here as InvalidInput, not as a kernel crash retried 5 times
+        await checkModelDir(run.baseModel);
+        checkSftMaxLength(run.baseModel, sft);
+        const { params } = await modelTensorStats(run.baseModel);
+        const disk = await trainingDisk(rt, input, sft, paths.dir, { params, trainable: params }, () => countLines(run.dataFile));
+        return withOomBackoff(run.runDir, input.stepId, sft, async (layout) => {
+          const laidOut = { ...sft, microBatch: layout.microBatch, gradAccum: layout.gradAccum };
+          const out = await rt.kernel(input, run, 'sft', {
+            ...sftJob(input.config, laidOut, { modelPath: run.baseModel, dataFile: run.dataFile, outputDir: paths.dir }),
+            ...simulatedOom(input, layout),
+            memory_estimate_gib: await memoryEstimateGiB(run.baseModel, laidOut, { params, trainable: params, branches: 1 }, rt.devices, bytesPerParam(rt, input, sft)),
+          }, { processes: rt.devices, onProgress: disk.onProgress, configKeys: SFT_CONFIG_KEYS });
+          await disk.finish();
+          return { metrics: { ...out.metrics, oom_halvings: layout.halvings }, outputs: { checkpoint: relativeToRun(run, out.outputs.checkpoint) } };
+        });
+      },
+    });
+  };
+}
