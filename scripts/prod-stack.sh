@@ -22,7 +22,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cmd="${1:-}"
 state="${2:-}"
 if [[ -z "$cmd" || -z "$state" ]]; then
-  sed -n '12,14p' "$0" | sed 's/^# *//' >&2
+  sed -n '11,13p' "$0" | sed 's/^# *//' >&2
   exit 2
 fi
 die() { echo "prod-stack: $*" >&2; exit 1; }
@@ -192,6 +192,11 @@ case "$cmd" in
     sed -i "s/^WMSS_STACK_SERVER_PID=.*/WMSS_STACK_SERVER_PID=$(cat "$state/server/pid")/" "$state/stack.env"
     echo "prod-stack: Temporal server restarted (PID $(cat "$state/server/pid"))"
     ;;
-  stop) stop_all; rm -f "$state/ports.env"; echo "prod-stack: stopped" ;;
+  stop)
+    if [[ ! -f "$state/server/pid" && ! -f "$state/postgres/pid" ]]; then echo "prod-stack: nothing running from $state"; exit 0; fi
+    stop_all
+    rm -f "$state/ports.env"
+    echo "prod-stack: stopped"
+    ;;
   *) die "unknown command $cmd (start, restart-server, stop)" ;;
 esac
