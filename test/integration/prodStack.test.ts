@@ -20,7 +20,7 @@ import { temporalCli } from '../../client/devServer';
 import { REPO_ROOT } from '../../activities/repoPaths';
 import { ASSETS_DIR, ensureTinyAssets, runCommand, tinyRunConfig, until } from './harness';
 
-jest.setTimeout(600_000);
+jest.setTimeout(900_000);
 
 const STACK = path.join(REPO_ROOT, 'scripts', 'prod-stack.sh');
 const WMSS = path.join(REPO_ROOT, 'bin', 'wmss');
@@ -116,7 +116,7 @@ test('wmss start; the Temporal server restarts mid-run; the run completes', asyn
   expect(Number(stack.WMSS_STACK_SERVER_PID)).not.toBe(oldPid);
   expect(alive(oldPid)).toBe(false);
 
-  const result = await wmss(['result', RUN], 480_000);
+  const result = await wmss(['result', RUN], 600_000);
   expect(result.stderr).toBe('');
   expect(result.code).toBe(0);
   first = JSON.parse(result.stdout) as PipelineResult;
