@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: Python kernel tests (pytest), then jest (unit, workflow, integration with
-# a real `temporal server start-dev`, real workers and real kernels). Ends with one summary line.
+# a real `temporal server start-dev`, real workers and real kernels; one suite on the production
+# stack of docker-compose.yml, started by scripts/prod-stack.sh). Ends with one summary line.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh || { echo "test: setup failed" >&2; exit 1; }
 bash scripts/setup-browser.sh || echo "test: no Chromium; the Web UI test will fail" >&2
 bash scripts/setup-nginx.sh || echo "test: no nginx; the TLS test (test/integration/tls.test.ts) will fail" >&2
+bash scripts/setup-prod-stack.sh || echo "test: no Temporal server build or PostgreSQL; the production stack test (test/integration/prodStack.test.ts) will fail" >&2
 
 mkdir -p .wmss/test-reports
 py_report=.wmss/test-reports/pytest.xml

@@ -3,6 +3,7 @@
  * SQLite file, real workers in this process, and the tiny model + arithmetic data built once by
  * the real make-tiny kernel.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -55,6 +56,13 @@ export interface Harness {
 /** Tiny assets live in the checkout (ignored by git) so repeated test runs build them once. */
 export const ASSETS_DIR = path.join(REPO_ROOT, '.wmss', 'test-assets');
 
+/** Builds the tiny model and data into ASSETS_DIR, or reuses them; returns ASSETS_DIR. */
+export async function ensureTinyAssets(): Promise<string> {
+  mkdirSync(ASSETS_DIR, { recursive: true });
+  await makeTinyAssets(ASSETS_DIR, () => undefined);
+  return ASSETS_DIR;
+}
+
 let runtimeInstalled = false;
 
 /** uiPort: also serve the Web UI (the browser test); default headless. */
@@ -68,8 +76,7 @@ export async function startHarness(opts: { workers?: boolean; uiPort?: number } 
   const server = await startDevServerOnFreePort({ dbFile, uiPort: opts.uiPort, logFile: path.join(dir, 'temporal.log') });
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   const connection = await NativeConnection.connect({ address: server.address });
-  mkdirSync(ASSETS_DIR, { recursive: true });
-  await makeTinyAssets(ASSETS_DIR, () => undefined);
+  await ensureTinyAssets();
   const workers = opts.workers === false ? [] : [await createControlWorker({ connection }), ...(await createGpuWorkers({ connection, devices: { kind: 'cpu' }, threads: 1 }))];
   const running = workers.map((w) => w.run());
   return {
@@ -99,4 +106,38 @@ export function tinyRunConfig(assets: string, runDir: string, runName: string, o
     eval: { batchSize: 32, datasets: [{ name: 'arithmetic', path: path.join(assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 96, maxNewTokens: 24, limit: 24 }] },
     ...overrides,
   });
+}
+
+export interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to its end without blocking this process's event loop; SIGKILL after timeoutMs. */
+export function runCommand(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd ?? REPO_ROOT, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Polls fn every 500 ms until it returns something truthy; throws naming `what` after timeoutMs. */
+export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }

@@ -119,9 +119,9 @@ describe('docker-compose.yml', () => {
     expect(merged.temporal.ports).toContain('7233:7233');
     expect(merged['temporal-ui'].ports).toContain('8080:8080');
     expect(merged['wmss-gpu'].deploy.resources.reservations.devices[0]).toMatchObject({ driver: 'nvidia', capabilities: ['gpu'] });
-    // The namespace job registers the search attributes the workflow sets.
-    const ns = readFileSync(path.join(ROOT, 'deploy/temporal/create-namespace.sh'), 'utf8');
-    for (const a of ['WmssRunName', 'WmssStep', 'WmssStatus', 'WmssBaseModel']) expect(ns).toContain(a);
+    // The namespace job registers the search attributes the workflow sets (named in compose; test/unit/prodStackSpec.test.ts compares them with the code).
+    expect(readFileSync(path.join(ROOT, 'deploy/temporal/create-namespace.sh'), 'utf8')).toContain('WMSS_SEARCH_ATTRIBUTES');
+    for (const a of ['WmssRunName', 'WmssStep', 'WmssStatus', 'WmssBaseModel']) expect(merged['temporal-namespace'].environment.WMSS_SEARCH_ATTRIBUTES).toContain(`${a}=Keyword`);
     for (const mount of [...merged['temporal-schema'].volumes, ...merged.temporal.volumes]) expect(readFileSync(path.join(ROOT, mount.split(':')[0], ...(mount.includes('dynamicconfig') ? ['wmss.yaml'] : ['setup-postgres.sh'])), 'utf8').length).toBeGreaterThan(0);
   });
 
