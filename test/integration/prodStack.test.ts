@@ -18,7 +18,7 @@ import { activeSteps } from '../../pipeline/steps';
 import type { PipelineResult } from '../../pipeline/workflowApi';
 import { temporalCli } from '../../client/devServer';
 import { REPO_ROOT } from '../../activities/repoPaths';
-import { ASSETS_DIR, ensureTinyAssets, runCommand, tinyRunConfig, until } from './harness';
+import { ASSETS_DIR, ensureTinyAssets, runCommand, tinyRunConfig, until } from '../../testkit/harness';
 
 jest.setTimeout(900_000);
 
