@@ -1,10 +1,15 @@
-"""The three prompt formats of the pipeline (WMSS-SPEC §4) and tokenisation of prompt/full pairs.
+"""The prompt formats of the pipeline (docs/evaluation.md for eval) and tokenisation of prompt/full pairs.
 
   entropy : [user] / [user, assistant] through the template, no system prompt
   sft     : [system, user] + generation prompt, then the raw completion + eos (no <|im_end|>)
   joint   : [user, assistant] through the template (the whole conversation)
   eval    : [system, user] + generation prompt, enable_thinking passed to the template
 """
+
+import json
+from pathlib import Path
+
+PAPER_PROTOCOL_FILE = Path(__file__).resolve().parents[2] / "data" / "eval" / "paper-protocol.json"
 
 # Our own wording of the original's system prompts (think/answer tags). The two originals differ
 # only in typography, and we keep those differences because they change the tokens: the Stage-1
@@ -20,6 +25,12 @@ DEFAULT_EVAL_SYSTEM_PROMPT = (
     " Put the reasoning inside <think> </think> tags and the answer inside <answer> </answer> tags."
     " Let\u2019s think step by step."
 )
+
+
+def paper_eval_system_prompt() -> str:
+    """The original's evaluation system prompt, exactly (kept as data with its licence)."""
+    with open(PAPER_PROTOCOL_FILE, encoding="utf-8") as f:
+        return json.load(f)["systemPrompt"]
 
 
 def _render(tok, messages, add_generation_prompt, **kwargs) -> str:
@@ -44,11 +55,14 @@ def conversation_text(tok, rec):
     return _render(tok, user, True), _render(tok, full, False)
 
 
-def eval_prompt(tok, question, system_prompt, enable_thinking) -> str:
+def eval_prompt(tok, question, system_prompt, enable_thinking, paper=False) -> str:
     messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}]
     if not getattr(tok, "chat_template", None):
-        # the original's fallback for a tokenizer without a template
-        return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
+        # A tokenizer without a template: "role: content" lines and an "assistant:" cue. The
+        # original separates them by blank lines; the lenient protocol keeps the single newline
+        # that the onnx backend's tokenizer (activities/onnx/tokenizer.ts) also uses.
+        lines = [f"{m['role']}: {m['content']}" for m in messages] + ["assistant:"]
+        return ("\n\n" if paper else "\n").join(lines)
     return _render(tok, messages, True, enable_thinking=enable_thinking)
 
 
