@@ -9,7 +9,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { promises as fsp } from 'node:fs';
 import { ErrorTypes } from '../pipeline/errors';
-import { mergeEvalShards, mergeJsonlByKey, runShards, shardEnvs, sumProgress } from './deviceShards';
+import { mergeJsonlByKey, runShards, shardEnvs, sumProgress } from './deviceShards';
 import * as A from '../pipeline/artifacts';
 import type { RunConfig } from '../pipeline/config';
 import type { StepInput, StepProgress, StepResult } from '../pipeline/steps';
@@ -21,7 +21,7 @@ import { digestPath, digestTextInput } from './store/digest';
 import { kernelEnv, type DeviceSet } from '../workers/deviceSet';
 import { resolveRun, type ResolvedRun } from './runPaths';
 import { withOomBackoff, type BatchLayout } from './oomBackoff';
-import { resolveEvalDatasets, validateEvalDatasets } from './evalDatasets';
+import { evalCacheKey, keepPreviousResults, kernelDatasets, resolveEvalDatasets, validateEvalDatasets } from './evalDatasets';
 import { exportOnnxStep } from './onnx/exportStep';
 import { checkModelDir } from './snapshot';
 import { trainingMemory } from '../pipeline/parallelism';
@@ -222,15 +222,18 @@ export function kernelSteps(ctx: GpuWorkerContext) {
     );
   }
 
-  /** evaluate on N shards, merged into the job's output_dir as one run would have written it. */
+  /**
+   * evaluate on N shards, then the kernel's merge_shards (no model loaded) writes the job's
+   * output_dir as one run would have: the per-set files are summarised in one place, Python.
+   */
   async function evaluateSharded(input: StepInput, run: ResolvedRun, job: JobOf<'evaluate'>, configKeys?: Record<string, string>): Promise<KernelOutcome> {
     const shardDir = (i: number, n: number) => `${job.output_dir}.shard-${i}-of-${n}`;
     const outs = await sharded(input, run, 'evaluate', (shard) => ({ ...job, output_dir: shardDir(shard.index, shard.count), shard }), configKeys);
     const dirs = outs.map((_, i) => shardDir(i, outs.length));
-    const metrics = await mergeEvalShards(dirs, job.output_dir);
+    const merged = await kernel(input, run, 'evaluate', { ...job, merge_shards: dirs }, { configKeys, tag: 'merge' });
     await Promise.all(dirs.map((d) => fsp.rm(d, { recursive: true, force: true })));
     const tokensPerS = outs.reduce((s, o) => s + Number(o.metrics.tokens_per_s ?? 0), 0);
-    return { outputs: {}, metrics: { ...metrics, tokens_per_s: tokensPerS, shards: outs.length } };
+    return { outputs: merged.outputs, metrics: { ...merged.metrics, tokens_per_s: tokensPerS, shards: outs.length } };
   }
 
   const relative = (run: ResolvedRun, p: string) => path.relative(run.runDir, p).split(path.sep).join('/');
@@ -383,22 +386,15 @@ export function kernelSteps(ctx: GpuWorkerContext) {
       }
       const resolved = await resolveEvalDatasets(evalConfig, run.runDir);
       const dataKeys = resolved.dataKeys;
-      const datasets = resolved.datasets.map((d) => ({
-        name: d.name,
-        path: d.path,
-        format: d.format,
-        expected_rows: d.expectedRows ?? null,
-        max_input_tokens: d.maxInputTokens,
-        max_new_tokens: d.maxNewTokens,
-        limit: d.limit ?? null,
-      }));
+      const datasets = kernelDatasets(resolved.datasets);
       return runStep(input, {
-        cacheKey: { kernel: KERNEL_VERSION, eval: evalConfig, models: models.map((m) => [m.label, m.key]), data: dataKeys },
+        cacheKey: { kernel: KERNEL_VERSION, eval: evalCacheKey(evalConfig), models: models.map((m) => [m.label, m.key]), data: dataKeys },
         outputs: { results: A.RESULTS_DIR },
         mode: 'atomic',
         heartbeat,
         produce: async ({ paths }) => {
           await validateEvalDatasets(resolved.datasets);
+          await keepPreviousResults(run.runDir, evalConfig.overwrite);
           const metrics: Record<string, number | string> = {};
           for (const model of models) {
             const job = {
@@ -407,6 +403,7 @@ export function kernelSteps(ctx: GpuWorkerContext) {
               output_dir: path.join(paths.results, model.label),
               datasets,
               ...fromSection(evalConfig, EVAL_JOB_FIELDS),
+              ...fromSection(evalConfig.sampling, SAMPLING_JOB_FIELDS),
             };
             const configKeys = JOB_CONFIG_KEYS.evaluate;
             const out = devicesN === 1 ? await kernel(input, run, 'evaluate', job, { configKeys }) : await evaluateSharded(input, run, job, configKeys);
@@ -468,7 +465,8 @@ const PARALLELISM_JOB_FIELDS = { parallelism: 'strategy', reshard_after_forward:
 const SFT_JOB_FIELDS = { system_prompt: 'systemPrompt' } as const satisfies Record<string, keyof RunConfig['sft']>;
 const JOINT_JOB_FIELDS = { fusion_lambda: 'fusionLambda', freeze_weak: 'freezeWeak', loss_on: 'lossOn' } as const satisfies Record<string, keyof RunConfig['joint']>;
 const ENTROPY_JOB_FIELDS = { definition: 'definition', max_length: 'maxLength', batch_tokens: 'batchTokens', vocab_chunk: 'vocabChunk' } as const satisfies Record<string, keyof RunConfig['entropy']>;
-const EVAL_JOB_FIELDS = { batch_size: 'batchSize', system_prompt: 'systemPrompt', enable_thinking: 'enableThinking' } as const satisfies Record<string, keyof RunConfig['eval']>;
+const EVAL_JOB_FIELDS = { protocol: 'protocol', batch_size: 'batchSize', system_prompt: 'systemPrompt', enable_thinking: 'enableThinking' } as const satisfies Record<string, keyof RunConfig['eval']>;
+const SAMPLING_JOB_FIELDS = { temperature: 'temperature', top_p: 'topP', n_samples: 'n', seed: 'seed' } as const satisfies Record<string, keyof RunConfig['eval']['sampling']>;
 /** Job fields that come from top-level config keys, in every job that has them. */
 const TOP_LEVEL_JOB_FIELDS = { data_file: 'dataFile', data_format: 'dataFormat' } as const;
 
@@ -489,7 +487,7 @@ export const JOB_CONFIG_KEYS = {
   sft: configKeysOf('sft', { ...TRAINING_JOB_FIELDS, ...SFT_JOB_FIELDS }, { model_path: 'baseModel', ...configKeysOf('sft.parallelism', PARALLELISM_JOB_FIELDS) }),
   joint: configKeysOf('joint', { ...TRAINING_JOB_FIELDS, ...JOINT_JOB_FIELDS }, configKeysOf('joint.parallelism', PARALLELISM_JOB_FIELDS)),
   entropy: configKeysOf('entropy', ENTROPY_JOB_FIELDS),
-  evaluate: configKeysOf('eval', EVAL_JOB_FIELDS, { datasets: 'eval.datasets' }),
+  evaluate: configKeysOf('eval', EVAL_JOB_FIELDS, { datasets: 'eval.benchmarks', ...configKeysOf('eval.sampling', SAMPLING_JOB_FIELDS) }),
 };
 
 function trainingJob(t: RunConfig['sft'] | RunConfig['joint'], run: ResolvedRun, dataFormat: RunConfig['dataFormat'], outputDir: string) {

@@ -56,7 +56,6 @@ async function main(): Promise<void> {
         runDir: path.join(dir, name),
         baseModel: path.join(assets, 'tiny-qwen3'),
         dataFile: path.join(assets, 'data', 'train.jsonl'),
-        eval: { ...demo.eval, datasets: demo.eval!.datasets!.map((d) => ({ ...d, path: path.join(assets, 'data', 'test.jsonl') })) },
         sft: { ...demo.sft, saveEvery: SAVE_EVERY },
         joint: { ...demo.joint, saveEvery: SAVE_EVERY },
         placement: { controlQueue: name, gpuQueue: `${name}-gpu` },

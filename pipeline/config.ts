@@ -106,42 +106,83 @@ export const ExtractConfig = z
   })
   .strict();
 
-export const EvalDatasetConfig = z
+/** The bundled math sets (data/eval/), in the column order of the paper's Table 1. */
+export const BENCHMARK_NAMES = ['aime2025', 'math500', 'amc23', 'aqua', 'gsm8k', 'mawps', 'svamp'] as const;
+export type BenchmarkName = (typeof BENCHMARK_NAMES)[number];
+const isBundled = (name: string): name is BenchmarkName => (BENCHMARK_NAMES as readonly string[]).includes(name);
+
+export const EvalBenchmarkConfig = z
   .object({
     name: z
       .string()
       .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, . _ - only')
-      // the evaluate kernel writes <name>.jsonl beside summary.json
-      .refine((n) => !['.', '..', 'summary'].includes(n), "must be a plain file name other than 'summary'"),
-    path: z.string().min(1).describe('File path, or bundled:gsm8k for the GSM8K test split shipped with wmss-flow.'),
-    format: z.enum(['gsm8k', 'json', 'jsonl']).default('gsm8k'),
-    expectedRows: countUpTo(MAX.rows).optional().describe('Abort if the file has another number of rows.'),
-    maxInputTokens: countUpTo(MAX.tokens).default(4096).describe('At most 2^20.'),
-    maxNewTokens: countUpTo(MAX.tokens).default(4096).describe('At most 2^20.'),
-    limit: countUpTo(MAX.rows).optional().describe('Evaluate only the first N rows.'),
+      // each set's results go to results/<model>/<name>/, beside summary.json
+      .refine((n) => !['.', '..', 'summary.json'].includes(n), 'must be a plain directory name'),
+    path: z.string().min(1).optional().describe('Your own file; without it, name is one of the bundled sets.'),
+    format: z.enum(['json', 'jsonl', 'gsm8k']).optional(),
+    expectedRows: countUpTo(MAX.rows).optional(),
+    allowRowCountMismatch: z.boolean().optional(),
+    maxInputTokens: countUpTo(MAX.tokens).optional(),
+    maxNewTokens: countUpTo(MAX.tokens).optional(),
+    limit: countUpTo(MAX.rows).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((b, ctx) => {
+    if (b.path === undefined && !isBundled(b.name)) ctx.addIssue({ code: 'custom', path: ['name'], message: `unknown set '${b.name}': the bundled sets are ${BENCHMARK_NAMES.join(', ')}; give a path for a file of your own` });
+    if (b.path === undefined && (b.format !== undefined || b.expectedRows !== undefined || b.allowRowCountMismatch !== undefined)) ctx.addIssue({ code: 'custom', path: ['path'], message: 'format, expectedRows and allowRowCountMismatch are for a file of your own (path)' });
+    if (b.path !== undefined && b.format === undefined && !/\.jsonl?$/i.test(b.path)) ctx.addIssue({ code: 'custom', path: ['format'], message: `cannot tell the format from '${b.path.split('/').pop()}': give json, jsonl or gsm8k` });
+    if (b.expectedRows !== undefined && b.allowRowCountMismatch) ctx.addIssue({ code: 'custom', path: ['allowRowCountMismatch'], message: 'expectedRows and allowRowCountMismatch contradict each other' });
+  });
+
+export type EvalBenchmark = z.infer<typeof EvalBenchmarkConfig>;
+
+export const SamplingConfig = z
+  .object({
+    temperature: z.number().min(0).max(10).default(0).describe('0 = greedy (the paper); above 0 samples n generations per prompt.'),
+    topP: z.number().gt(0).max(1).default(1).describe('Nucleus sampling mass, in (0, 1].'),
+    n: countUpTo(1024).default(1).describe('Generations per prompt (mean@n, pass@k for k ≤ n); 1 when greedy.'),
+    seed: z.number().int().min(0).max(MAX.seed).default(42).describe('Seed of the sampling (the paper: 42).'),
+  })
+  .strict()
+  .refine((s) => s.temperature > 0 || s.n === 1, { message: 'greedy decoding (temperature 0) makes n identical generations: set n to 1, or a temperature above 0', path: ['n'] });
 
 export const EvalConfig = z
   .object({
-    datasets: z
-      .array(EvalDatasetConfig)
+    protocol: z.enum(['paper', 'lenient']).default('paper').describe('paper = the original\'s evaluation: its system prompt, thinking on, per-set budgets, math-verify on the whole response (docs/evaluation.md); lenient = our think/answer prompt and a grader that also accepts a numeric match.'),
+    benchmarks: z
+      // a plain name is short for {name}: one schema, so an error names the exact key
+      .array(z.preprocess((b) => (typeof b === 'string' ? { name: b } : b), EvalBenchmarkConfig))
       .min(1)
       .superRefine((sets, ctx) => {
-        // each set's results go to <name>.jsonl: a repeated name would overwrite the first
-        sets.forEach((d, i) => {
-          const first = sets.findIndex((o) => o.name === d.name);
-          if (first < i) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate dataset name '${d.name}' (also eval.datasets.${first}.name)` });
+        sets.forEach((b, i) => {
+          const first = sets.findIndex((o) => o.name === b.name);
+          if (first < i) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate set name '${b.name}' (also eval.benchmarks.${first}.name)` });
         });
       })
-      .describe('Each: {name, path (file or bundled:gsm8k), format gsm8k|json|jsonl, expectedRows?, maxInputTokens (4096), maxNewTokens (4096), limit?}. Default: the bundled GSM8K test split.').default([{ name: 'gsm8k', path: 'bundled:gsm8k', format: 'gsm8k', expectedRows: 1319, maxInputTokens: 4096, maxNewTokens: 4096 }]),
+      .default(BENCHMARK_NAMES.map((name) => ({ name })))
+      .describe(`Sets to evaluate: a bundled name (${BENCHMARK_NAMES.join(', ')}), or {name, path?, format? json|jsonl|gsm8k, expectedRows?, allowRowCountMismatch?, maxInputTokens?, maxNewTokens?, limit?}. Default: all seven bundled sets with their budgets (4096 input tokens; 4096 new, 8192 for aime2025 and amc23).`),
+    sampling: SamplingConfig.default(SamplingConfig.parse({})),
     batchSize: countUpTo(MAX.batch).default(16).describe('Prompts per generation batch (at most 65536).'),
-    systemPrompt: z.string().optional().describe('Evaluation system prompt; default the kernel\'s (WMSS-SPEC §4).'),
-    enableThinking: z.boolean().default(true),
+    systemPrompt: z.string().optional().describe('lenient only: the evaluation system prompt (default the kernel\'s think/answer prompt).'),
+    enableThinking: z.boolean().optional().describe('lenient only: the chat template\'s enable_thinking (default on, as the paper).'),
     baselines: z.boolean().default(true).describe('Also evaluate the base model and m1, for the side-by-side report.'),
-    backend: z.enum(['torch', 'onnx']).default('torch').describe('torch = transformers generate on a GPU worker; onnx = greedy decoding with onnxruntime-node on an onnx worker (numeric grading only; docs/onnx.md).'),
+    backend: z.enum(['torch', 'onnx']).default('torch').describe('torch = transformers generate on a GPU worker; onnx = greedy decoding with onnxruntime-node on an onnx worker (lenient protocol only; docs/onnx.md).'),
+    overwrite: z.boolean().default(false).describe('When step 7 re-runs over results of an earlier run, replace them; by default they are kept as results.previous-<time>/.'),
   })
-  .strict();
+  .strict()
+  .superRefine((e, ctx) => {
+    if (e.protocol === 'paper') {
+      if (e.systemPrompt !== undefined) ctx.addIssue({ code: 'custom', path: ['systemPrompt'], message: 'the paper protocol uses the original\'s system prompt; set eval.protocol to lenient to use your own' });
+      if (e.enableThinking === false) ctx.addIssue({ code: 'custom', path: ['enableThinking'], message: 'the paper protocol evaluates with thinking on; set eval.protocol to lenient to turn it off' });
+    }
+    if (e.backend === 'onnx' && e.protocol === 'paper') ctx.addIssue({ code: 'custom', path: ['protocol'], message: 'the onnx backend cannot run the paper protocol (its grader, math-verify, needs Python): use eval.backend torch for protocol paper, or eval.protocol lenient with onnx' });
+    if (e.backend === 'onnx' && (e.sampling.temperature > 0 || e.sampling.n > 1)) ctx.addIssue({ code: 'custom', path: ['sampling'], message: 'the onnx backend decodes greedily only: use eval.backend torch to sample' });
+  });
+
+/** eval with `fn` applied to the path of every file of the user's (bundled sets have none). */
+export function withBenchmarkPaths<E extends Pick<z.infer<typeof EvalConfig>, 'benchmarks'>>(evalConfig: E, fn: (p: string) => string): E {
+  return { ...evalConfig, benchmarks: evalConfig.benchmarks.map((b) => (b.path === undefined ? b : { ...b, path: fn(b.path) })) };
+}
 
 export const PlacementConfig = z
   .object({
@@ -194,7 +235,7 @@ export const RunConfig = z
 export type RunConfigInput = z.input<typeof RunConfig>;
 /** What the workflow and activities see (defaults filled in). */
 export type RunConfig = z.infer<typeof RunConfig>;
-export type EvalDataset = z.infer<typeof EvalDatasetConfig>;
+
 
 /** Formats zod issues as one line each: `joint.fusionLambda: Too big: expected number to be <=1`. */
 export function formatConfigIssues(error: z.ZodError): string {

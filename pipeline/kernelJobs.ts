@@ -89,14 +89,23 @@ export const EvaluateJob = z
           max_input_tokens: z.number().int().positive(),
           max_new_tokens: z.number().int().positive(),
           limit: z.number().int().positive().nullable().optional(),
+          sha256: z.string().nullable().optional(),
         })
         .strict(),
     ),
+    protocol: z.enum(['paper', 'lenient']),
     batch_size: z.number().int().positive(),
     system_prompt: z.string().nullable().optional(),
-    enable_thinking: z.boolean(),
-    /** One of N devices: the questions whose id mod count is index (merged by the activity). */
+    enable_thinking: z.boolean().nullable().optional(),
+    temperature: z.number().min(0),
+    top_p: z.number().gt(0).max(1),
+    n_samples: z.number().int().positive(),
+    /** One of N devices: the prompts whose position mod count is index (merged by merge_shards). */
     shard: z.object({ index: z.number().int().min(0), count: z.number().int().positive() }).nullable().optional(),
+    static_cache: z.boolean().nullable().optional(),
+    overwrite: z.boolean().optional(),
+    /** Shard output dirs to merge into output_dir; no model is loaded. */
+    merge_shards: z.array(z.string()).nullable().optional(),
   })
   .strict();
 

@@ -16,7 +16,7 @@
  * `{date}` in runDir yourself to give each day one run dir (a second run that day then continues
  * the first one's work and reuses its finished steps).
  */
-import type { RunConfig } from './config';
+import { withBenchmarkPaths, type RunConfig } from './config';
 
 export const TEMPLATE_TOKENS = ['{date}', '{datetime}', '{workflowId}'] as const;
 
@@ -55,6 +55,6 @@ export function resolveRunTemplates(config: RunConfig, ctx: TemplateContext): Ru
     runDir: fill(runDirTemplate),
     baseModel: fill(config.baseModel),
     dataFile: fill(config.dataFile),
-    eval: { ...config.eval, datasets: config.eval.datasets.map((d) => ({ ...d, path: fill(d.path) })) },
+    eval: withBenchmarkPaths(config.eval, fill),
   };
 }

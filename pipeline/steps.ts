@@ -103,7 +103,7 @@ export const STEPS: readonly StepRow[] = [
   },
   {
     id: 'evaluate', number: '7', title: 'evaluate on math benchmarks', activity: 'evaluate', queue: 'gpu', needs: ['extract', 'snapshot', 'sft', 'onnxWmss', 'onnxBase', 'onnxM1'],
-    inputs: (c) => [A.extractedDir(c), ...c.eval.datasets.map((d) => d.path)], outputs: () => [`${A.RESULTS_DIR}/<model>/<dataset>.jsonl`, `${A.RESULTS_DIR}/summary.json`],
+    inputs: (c) => [A.extractedDir(c), ...c.eval.benchmarks.map((b) => b.path ?? `data/eval/${b.name} (bundled)`)], outputs: () => [`${A.RESULTS_DIR}/<model>/<set>/eval_detail.csv`, `${A.RESULTS_DIR}/<model>/<set>/eval_summary.json`, `${A.RESULTS_DIR}/<model>/summary.json`],
     timeouts: SCORING_TIMEOUTS, retry: GPU_RETRY, backend: (c) => c.eval.backend,
   },
   // ONNX exports for the onnx backend (docs/onnx.md): only in configs that use it.

@@ -133,7 +133,8 @@ def write_set(output_dir: str, name: str, rows, meta: dict) -> dict:
     _write_atomic(csv_path, detail)
     summary = {**metrics_of(rows, meta["decoding"]["n_samples"]), **meta,
                "timestamp_utc": dt.datetime.now(dt.timezone.utc).isoformat(),
-               "csv_file": csv_path, "seed": meta["decoding"]["seed"]}
+               # beside this file: the kernel writes into a staging dir that is renamed when published
+               "csv_file": "eval_detail.csv", "seed": meta["decoding"]["seed"]}
     _write_atomic(os.path.join(set_dir, "eval_summary.json"),
                   lambda f: json.dump(summary, f, indent=2, ensure_ascii=False))
     return summary

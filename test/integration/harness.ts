@@ -96,7 +96,7 @@ export function tinyRunConfig(assets: string, runDir: string, runName: string, o
     entropy: { maxLength: 96, batchTokens: 4096 },
     sft: training,
     joint: training,
-    eval: { batchSize: 32, datasets: [{ name: 'arithmetic', path: path.join(assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 96, maxNewTokens: 24, limit: 24 }] },
+    eval: { batchSize: 32, benchmarks: [{ name: 'arithmetic', path: path.join(assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 256, maxNewTokens: 24, limit: 24 }] },
     ...overrides,
   });
 }
