@@ -18,11 +18,11 @@ import { REPO_ROOT } from './repoPaths';
 export const EVAL_DATA_DIR = path.join(REPO_ROOT, 'data', 'eval');
 
 const BundledSet = z.object({ title: z.string(), file: z.string(), rows: z.number().int().positive(), sha256: z.string().regex(/^[0-9a-f]{64}$/), maxInputTokens: z.number().int().positive(), maxNewTokens: z.number().int().positive() });
-const PaperProtocol = z.object({ systemPrompt: z.string(), sets: z.record(z.string(), BundledSet) });
+const PaperProtocol = z.object({ systemPrompt: z.string(), sftSystemPrompt: z.string(), sets: z.record(z.string(), BundledSet) });
 export type BundledSet = z.infer<typeof BundledSet>;
 
 let protocol: z.infer<typeof PaperProtocol> | undefined;
-/** data/eval/paper-protocol.json: the bundled sets (and the original's system prompt). */
+/** data/eval/paper-protocol.json: the bundled sets and the original's system prompts (the Stage-1 one is the sft kernel's default). */
 export function paperProtocol(): z.infer<typeof PaperProtocol> {
   return (protocol ??= PaperProtocol.parse(JSON.parse(readFileSync(path.join(EVAL_DATA_DIR, 'paper-protocol.json'), 'utf8'))));
 }

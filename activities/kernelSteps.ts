@@ -21,7 +21,7 @@ import { digestPath, digestTextInput } from './store/digest';
 import { kernelEnv, type DeviceSet } from '../workers/deviceSet';
 import { resolveRun, type ResolvedRun } from './runPaths';
 import { withOomBackoff, type BatchLayout } from './oomBackoff';
-import { evalCacheKey, keepPreviousResults, kernelDatasets, resolveEvalDatasets, validateEvalDatasets } from './evalDatasets';
+import { evalCacheKey, keepPreviousResults, kernelDatasets, paperProtocol, resolveEvalDatasets, validateEvalDatasets } from './evalDatasets';
 import { exportOnnxStep } from './onnx/exportStep';
 import { checkModelDir } from './snapshot';
 import { trainingMemory } from '../pipeline/parallelism';
@@ -38,7 +38,7 @@ export interface GpuWorkerContext {
 }
 
 /** Kernel code version; part of every GPU step's cache key so a kernel change re-runs its steps. */
-export const KERNEL_VERSION = '0.1.0';
+export const KERNEL_VERSION = '0.2.0';
 
 function durationMs(text: string): number {
   const value = Number(text.slice(0, -1));
@@ -112,11 +112,6 @@ function checkSplit(t: RunConfig['sft'] | RunConfig['joint'], field: 'sft' | 'jo
   });
 }
 
-/** The Stage-1 system prompt the sft kernel uses by default: the same text as chat.DEFAULT_SFT_SYSTEM_PROMPT. */
-export const DEFAULT_SFT_SYSTEM_PROMPT =
-  ' You are a helpful assistant. First think about the reasoning process, then give the answer.' +
-  ' Put the reasoning inside <think> </think> tags and the answer inside <answer> </answer> tags.' +
-  " Let's think step by step.";
 
 /**
  * Before the kernel starts (imports, tokenising the whole data file: half a minute and more): an
@@ -129,7 +124,7 @@ export function checkSftMaxLength(modelDir: string, sft: Pick<RunConfig['sft'], 
   try {
     const tok = loadChatTokenizer(modelDir);
     if (!tok.hasChatTemplate) return;
-    floor = tok.encode(tok.renderChat([{ role: 'system', content: sft.systemPrompt ?? DEFAULT_SFT_SYSTEM_PROMPT }, { role: 'user', content: '' }], true)).length;
+    floor = tok.encode(tok.renderChat([{ role: 'system', content: sft.systemPrompt ?? paperProtocol().sftSystemPrompt }, { role: 'user', content: '' }], true)).length;
   } catch {
     return;
   }

@@ -58,7 +58,7 @@ const trainingFields = {
 export const SftConfig = z
   .object({
     ...trainingFields,
-    systemPrompt: z.string().optional().describe('System prompt of the Stage-1 prompt; default the kernel\'s think/answer prompt (WMSS-SPEC §4).'),
+    systemPrompt: z.string().optional().describe('System prompt of the Stage-1 prompt; default the original\'s think/answer prompt (data/eval/paper-protocol.json, sftSystemPrompt).'),
   })
   .strict();
 

@@ -93,13 +93,13 @@ export const EvaluateJob = z
         })
         .strict(),
     ),
-    protocol: z.enum(['paper', 'lenient']),
+    protocol: z.enum(['paper', 'lenient']).default('paper'),
     batch_size: z.number().int().positive(),
     system_prompt: z.string().nullable().optional(),
     enable_thinking: z.boolean().nullable().optional(),
-    temperature: z.number().min(0),
-    top_p: z.number().gt(0).max(1),
-    n_samples: z.number().int().positive(),
+    temperature: z.number().min(0).default(0),
+    top_p: z.number().gt(0).max(1).default(1),
+    n_samples: z.number().int().positive().default(1),
     /** One of N devices: the prompts whose position mod count is index (merged by merge_shards). */
     shard: z.object({ index: z.number().int().min(0), count: z.number().int().positive() }).nullable().optional(),
     static_cache: z.boolean().nullable().optional(),

@@ -231,3 +231,23 @@ def test_static_cache_generation_equals_dynamic(tiny_model):
     static = generate(model, tok, prompts, 12, eos, static_shape=(6, 64))
     assert [ids for ids, _ in static] == [ids for ids, _ in dynamic]
     assert all(len(ids) > 0 for ids, _ in static)
+
+
+def test_the_original_system_prompts():
+    from wmss_kernels.chat import DEFAULT_SFT_SYSTEM_PROMPT, paper_eval_system_prompt
+
+    paper = paper_eval_system_prompt()
+    assert paper == PROTOCOL["systemPrompt"] and paper.startswith("You are a helpful assistant.")
+    assert "\u2019" in paper and "<think>" in paper and "<answer>" in paper
+    # Stage 1 trains with the same words, a leading space and an ASCII apostrophe
+    assert DEFAULT_SFT_SYSTEM_PROMPT == " " + paper.replace("\u2019", "'")
+
+
+def test_a_template_less_tokenizer_gets_the_originals_fallback():
+    from wmss_kernels.chat import eval_prompt
+
+    class Bare:
+        chat_template = None
+
+    assert eval_prompt(Bare(), "q", "s", True, paper=True) == "system: s\n\nuser: q\n\nassistant:"
+    assert eval_prompt(Bare(), "q", "s", True) == "system: s\nuser: q\nassistant:"

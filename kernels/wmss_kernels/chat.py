@@ -11,26 +11,29 @@ from pathlib import Path
 
 PAPER_PROTOCOL_FILE = Path(__file__).resolve().parents[2] / "data" / "eval" / "paper-protocol.json"
 
-# Our own wording of the original's system prompts (think/answer tags). The two originals differ
-# only in typography, and we keep those differences because they change the tokens: the Stage-1
-# SFT prompt starts with a space and uses an ASCII apostrophe; the eval prompt has no leading space
-# and a curly apostrophe (U+2019).
-DEFAULT_SFT_SYSTEM_PROMPT = (
-    " You are a helpful assistant. First think about the reasoning process, then give the answer."
-    " Put the reasoning inside <think> </think> tags and the answer inside <answer> </answer> tags."
-    " Let's think step by step."
-)
+
+def _protocol_text(key: str) -> str:
+    with open(PAPER_PROTOCOL_FILE, encoding="utf-8") as f:
+        return json.load(f)[key]
+
+
+# The original's system prompts (think/answer tags), kept as data with their licence. The Stage-1
+# one starts with a space and has an ASCII apostrophe; the evaluation one has neither and a curly
+# apostrophe (U+2019): the typography changes the tokens, so both are kept exactly.
+DEFAULT_SFT_SYSTEM_PROMPT = _protocol_text("sftSystemPrompt")
+
+
+def paper_eval_system_prompt() -> str:
+    """The original's evaluation system prompt, exactly (the paper protocol's)."""
+    return _protocol_text("systemPrompt")
+
+
+# The lenient protocol's evaluation prompt: our own shorter wording of the same instruction.
 DEFAULT_EVAL_SYSTEM_PROMPT = (
     "You are a helpful assistant. First think about the reasoning process, then give the answer."
     " Put the reasoning inside <think> </think> tags and the answer inside <answer> </answer> tags."
     " Let\u2019s think step by step."
 )
-
-
-def paper_eval_system_prompt() -> str:
-    """The original's evaluation system prompt, exactly (kept as data with its licence)."""
-    with open(PAPER_PROTOCOL_FILE, encoding="utf-8") as f:
-        return json.load(f)["systemPrompt"]
 
 
 def _render(tok, messages, add_generation_prompt, **kwargs) -> str:
