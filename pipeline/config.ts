@@ -146,7 +146,23 @@ export const SamplingConfig = z
   .strict()
   .refine((s) => s.temperature > 0 || s.n === 1, { message: 'greedy decoding (temperature 0) makes n identical generations: set n to 1, or a temperature above 0', path: ['n'] });
 
-export const EvalConfig = z
+/**
+ * eval.datasets, the key before eval.benchmarks (and before the paper protocol): read as
+ * benchmarks under the lenient protocol those runs were graded with, so that configs and runs in
+ * flight from before keep working. `bundled:gsm8k` becomes the bundled gsm8k set.
+ */
+function legacyEvalDatasets(raw: unknown): unknown {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw) || !('datasets' in raw) || 'benchmarks' in raw) return raw;
+  const { datasets, ...rest } = raw as Record<string, unknown>;
+  const entry = (d: unknown) => {
+    if (!d || typeof d !== 'object' || (d as { path?: unknown }).path !== 'bundled:gsm8k') return d;
+    const { path: _p, format: _f, expectedRows: _e, name: _n, ...budget } = d as Record<string, unknown>;
+    return { name: 'gsm8k', ...budget };
+  };
+  return { protocol: 'lenient', ...rest, benchmarks: Array.isArray(datasets) ? datasets.map(entry) : datasets };
+}
+
+const EvalFields = z
   .object({
     protocol: z.enum(['paper', 'lenient']).default('paper').describe('paper = the original\'s evaluation: its system prompt, thinking on, per-set budgets, math-verify on the whole response (docs/evaluation.md); lenient = our think/answer prompt and a grader that also accepts a numeric match.'),
     benchmarks: z
@@ -178,6 +194,8 @@ export const EvalConfig = z
     if (e.backend === 'onnx' && e.protocol === 'paper') ctx.addIssue({ code: 'custom', path: ['protocol'], message: 'the onnx backend cannot run the paper protocol (its grader, math-verify, needs Python): use eval.backend torch for protocol paper, or eval.protocol lenient with onnx' });
     if (e.backend === 'onnx' && (e.sampling.temperature > 0 || e.sampling.n > 1)) ctx.addIssue({ code: 'custom', path: ['sampling'], message: 'the onnx backend decodes greedily only: use eval.backend torch to sample' });
   });
+
+export const EvalConfig = z.preprocess(legacyEvalDatasets, EvalFields);
 
 /** eval with `fn` applied to the path of every file of the user's (bundled sets have none). */
 export function withBenchmarkPaths<E extends Pick<z.infer<typeof EvalConfig>, 'benchmarks'>>(evalConfig: E, fn: (p: string) => string): E {

@@ -4,13 +4,15 @@
  * a control worker and a CPU "GPU" worker in this process), builds the model and data with the
  * make-tiny kernel, runs the workflow, and prints where the results and the Web UI are.
  */
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import type { RunConfigInput } from '../../pipeline/config';
 import { BENCHMARK_NAMES, RunConfig } from '../../pipeline/config';
 import { workflowIdFor, type PipelineResult } from '../../pipeline/workflowApi';
 import { runKernel } from '../../activities/kernelBridge';
+import { REPO_ROOT } from '../../activities/repoPaths';
 import { createControlWorker, createGpuWorkers } from '../../workers/createWorkers';
 import { connectClient, connectWorker, temporalTarget, webUiLink } from '../connection';
 import { serverAnswers, startDevServer, type DevServer } from '../devServer';
@@ -79,14 +81,29 @@ function progressReporter(log: (s: string) => void, started: number) {
   };
 }
 
+/**
+ * What the tiny assets are made from: make-tiny's code and the prompts its tokenizer learns. Assets
+ * built from other sources (an older checkout) are rebuilt: a tokenizer that never saw the
+ * current system prompts would make every prompt far longer than the demo's budgets.
+ */
+function tinyAssetsSource(): string {
+  const hash = createHash('sha256');
+  for (const file of [['kernels', 'wmss_kernels', 'tiny.py'], ['kernels', 'wmss_kernels', 'chat.py'], ['data', 'eval', 'paper-protocol.json']]) hash.update(readFileSync(path.join(REPO_ROOT, ...file)));
+  return hash.digest('hex');
+}
+
 export async function makeTinyAssets(assets: string, log: (s: string) => void): Promise<void> {
-  if (existsSync(path.join(assets, 'tiny-qwen3', 'config.json')) && existsSync(path.join(assets, 'data', 'test.jsonl'))) return;
-  log(`building the tiny model and arithmetic data in ${assets}`);
+  const stamp = path.join(assets, 'make-tiny.source');
+  const source = tinyAssetsSource();
+  const built = existsSync(path.join(assets, 'tiny-qwen3', 'config.json')) && existsSync(path.join(assets, 'data', 'test.jsonl'));
+  if (built && existsSync(stamp) && readFileSync(stamp, 'utf8') === source) return;
+  log(`${built ? 'rebuilding (made from older sources)' : 'building'} the tiny model and arithmetic data in ${assets}`);
   await runKernel(
     'make-tiny',
     { log_file: path.join(assets, 'make-tiny.log'), output_dir: path.join(assets, 'tiny-qwen3'), data_dir: path.join(assets, 'data'), train_samples: 2048, test_samples: 200 },
     { jobFile: path.join(assets, 'make-tiny.job.json'), stallMs: 300_000 },
   );
+  writeFileSync(stamp, source);
 }
 
 export async function runDemo(opts: DemoOptions, log: (s: string) => void = console.log): Promise<number> {

@@ -86,7 +86,7 @@ export async function startHarness(opts: { workers?: boolean; uiPort?: number } 
 
 /** A run config small enough for CI: a few optimizer steps per stage, a handful of eval rows. */
 export function tinyRunConfig(assets: string, runDir: string, runName: string, overrides: Partial<RunConfigInput> = {}): RunConfig {
-  const training = { lr: 3e-3, microBatch: 16, gradAccum: 2, maxLength: 96, maxSteps: 6, saveEvery: 3, gradientCheckpointing: false };
+  const training = { lr: 3e-3, microBatch: 16, gradAccum: 2, maxLength: 128, maxSteps: 6, saveEvery: 3, gradientCheckpointing: false };
   return RunConfig.parse({
     runName,
     runDir,

@@ -33,12 +33,18 @@ test.each([
   [{ ...minimal, weighting: { alpha: 0, beta: 0, gamma: 0 } }, /alpha \+ beta \+ gamma must be > 0/],
   [{ ...minimal, extract: { submodelIdx: 2 } }, /extract\.submodelIdx/],
   [{ ...minimal, eval: { benchmarks: [] } }, /eval\.benchmarks/],
-  [{ ...minimal, eval: { datasets: [] } }, /eval: Unrecognized key.*datasets/],
+  [{ ...minimal, eval: { datasets: [] } }, /eval\.benchmarks/],
+  [{ ...minimal, eval: { datasets: [{ name: 'a', path: '/a.json' }], benchmarks: ['gsm8k'] } }, /eval: Unrecognized key.*datasets/],
   [{ runName: 'r' }, /runDir/],
 ])('refuses %j', (input, message) => {
   const parsed = RunConfig.safeParse(input);
   expect(parsed.success).toBe(false);
   expect(formatConfigIssues(parsed.error!)).toMatch(message);
+});
+
+test('eval.datasets of configs from before eval.benchmarks reads as benchmarks under the lenient protocol', () => {
+  const legacy = RunConfig.parse({ ...minimal, eval: { batchSize: 100, datasets: [{ name: 'arithmetic', path: '/a.jsonl', format: 'gsm8k', maxNewTokens: 40 }, { name: 'gsm8k', path: 'bundled:gsm8k', format: 'gsm8k', expectedRows: 1319, maxNewTokens: 4096 }] } });
+  expect(legacy.eval).toMatchObject({ protocol: 'lenient', batchSize: 100, benchmarks: [{ name: 'arithmetic', path: '/a.jsonl', format: 'gsm8k', maxNewTokens: 40 }, { name: 'gsm8k', maxNewTokens: 4096 }] });
 });
 
 test('the freeze flag names the stage-3 directory as the original did', () => {
