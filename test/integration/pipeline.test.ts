@@ -102,7 +102,7 @@ test('steps 0–7 complete and every artifact has the format of the spec', async
       const set = JSON.parse(readFileSync(run(`${A.RESULTS_DIR}/${label}/${name}/eval_summary.json`), 'utf8'));
       expect(set).toMatchObject({ protocol: 'paper', n_prompts: name === 'arithmetic' ? 24 : 2, n_samples: 1, seed: 42, prompt: { thinking: true } });
       expect(set.truncation_rate).toBeGreaterThanOrEqual(0);
-      expect(readFileSync(run(`${A.RESULTS_DIR}/${label}/${name}/eval_detail.csv`), 'utf8').split('\n')[0]).toBe('id,orig_id,position,sample_index,question,ground_truth,response,token_ids,output_tokens,finish_reason,stop_reason,normal_stop,truncated,verified,correct,grader_error,prompt_tokens,latency_s_per_prompt');
+      expect(readFileSync(run(`${A.RESULTS_DIR}/${label}/${name}/eval_detail.csv`), 'utf8').split(/\r?\n/)[0]).toBe('id,orig_id,position,sample_index,question,ground_truth,response,token_ids,output_tokens,finish_reason,stop_reason,normal_stop,truncated,verified,correct,grader_error,prompt_tokens,latency_s_per_prompt');
       expect(first.accuracy[label][name]).toBe(set.pass_at_1);
     }
   }
