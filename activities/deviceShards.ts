@@ -1,11 +1,11 @@
 /**
  * Scoring steps on several devices: entropy (0, 2) and evaluate (7) run one kernel per device,
  * each on the items whose number mod N is its index (the kernels' `shard` job field), and the
- * shard outputs are merged back in idx / id order, so the merged files read like a single-device
- * run's. Training steps do not shard: they run under torchrun (kernelLaunch.ts).
+ * shard outputs are merged back in idx / position order (entropy here, evaluate by the kernel's
+ * merge_shards), so the merged files read like a single-device run's. Training steps do not
+ * shard: they run under torchrun (kernelLaunch.ts).
  */
 import { promises as fsp } from 'node:fs';
-import path from 'node:path';
 import type { StepProgress } from '../pipeline/steps';
 import type { DeviceSet } from './deviceSet';
 
@@ -63,31 +63,4 @@ export async function mergeJsonlByKey(files: string[], key: string, out: string)
   rows.sort((a, b) => a.k - b.k);
   await fsp.writeFile(out, rows.map((r) => `${r.line}\n`).join(''));
   return rows.length;
-}
-
-interface EvalSummary {
-  model_path: string;
-  label: string;
-  datasets: Record<string, { n: number; correct: number; pass_at_1: number; truncated: number }>;
-}
-
-/**
- * Merges the evaluate outputs of shard dirs into `outDir`: per dataset the question lines in id
- * order and a summary recounted from them; returns the kernel's metrics (pass_at_1/<dataset>).
- */
-export async function mergeEvalShards(shardDirs: string[], outDir: string): Promise<Record<string, number>> {
-  await fsp.mkdir(outDir, { recursive: true });
-  const first = JSON.parse(await fsp.readFile(path.join(shardDirs[0], 'summary.json'), 'utf8')) as EvalSummary;
-  const summary: EvalSummary = { model_path: first.model_path, label: first.label, datasets: {} };
-  const metrics: Record<string, number> = {};
-  for (const name of Object.keys(first.datasets)) {
-    const out = path.join(outDir, `${name}.jsonl`);
-    await mergeJsonlByKey(shardDirs.map((d) => path.join(d, `${name}.jsonl`)), 'id', out);
-    const rows = (await jsonLines(out)).map((l) => JSON.parse(l) as { correct: boolean; truncated: boolean });
-    const correct = rows.filter((r) => r.correct).length;
-    summary.datasets[name] = { n: rows.length, correct, pass_at_1: rows.length ? correct / rows.length : 0, truncated: rows.filter((r) => r.truncated).length };
-    metrics[`pass_at_1/${name}`] = summary.datasets[name].pass_at_1;
-  }
-  await fsp.writeFile(path.join(outDir, 'summary.json'), JSON.stringify(summary, null, 2));
-  return metrics;
 }

@@ -1,6 +1,6 @@
 /**
  * Recovery from a lost GPU worker, on the demo's tiny model and config (client/commands/demo.ts:
- * 1200 Stage-1 steps, the whole pipeline 0–7 with baselines), on a real dev server with workers as
+ * its Stage-1 steps, the whole pipeline 0–7 with baselines), on a real dev server with workers as
  * processes of their own (the compiled entry points). Three runs of the same config, one after the
  * other in this process:
  *
@@ -37,7 +37,7 @@ import { deterministicDigests, kernelPids, killPids, processAlive, readTrace, wa
 const HEARTBEAT_S = 15;
 const SAVE_EVERY = 100;
 /** Killed once the kernel has finished this step: past the middle of step 1, half a checkpoint interval after the newest one. */
-const demoSteps = 1200;
+const demoSteps = (demoConfig('/tmp', 'x').sft as { maxSteps: number }).maxSteps;
 const KILL_AFTER_STEP = demoSteps / 2 + SAVE_EVERY / 2;
 
 async function main(): Promise<void> {
@@ -56,7 +56,6 @@ async function main(): Promise<void> {
         runDir: path.join(dir, name),
         baseModel: path.join(assets, 'tiny-qwen3'),
         dataFile: path.join(assets, 'data', 'train.jsonl'),
-        eval: { ...demo.eval, datasets: demo.eval!.datasets!.map((d) => ({ ...d, path: path.join(assets, 'data', 'test.jsonl') })) },
         sft: { ...demo.sft, saveEvery: SAVE_EVERY },
         joint: { ...demo.joint, saveEvery: SAVE_EVERY },
         placement: { controlQueue: name, gpuQueue: `${name}-gpu` },

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { z } from 'zod';
 import { RunConfig } from '../pipeline/config';
+import { withBenchmarkPaths } from '../pipeline/stepDefinitions/evaluate';
 import { JsonSourceError, parseJsonWithPositions, type SourcePos } from './jsonSource';
 
 export class ConfigFileError extends Error {}
@@ -63,7 +64,7 @@ export function absolutize(config: RunConfig, base = process.cwd()): RunConfig {
     runDir: abs(config.runDir),
     baseModel: abs(config.baseModel),
     dataFile: abs(config.dataFile),
-    eval: { ...config.eval, datasets: config.eval.datasets.map((d) => ({ ...d, path: d.path.startsWith('bundled:') ? d.path : abs(d.path) })) },
+    eval: withBenchmarkPaths(config.eval, abs),
   };
 }
 

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { countUpTo, DataFormatConfig, MAX, relOrAbsPath } from './configFields';
 import { ErrorTypes } from './errors';
 import { EntropyConfig } from './stepDefinitions/entropy';
-import { EvalConfig, type EvalDatasetConfig } from './stepDefinitions/evaluate';
+import { EvalConfig } from './stepDefinitions/evaluate';
 import { ExtractConfig } from './stepDefinitions/extract';
 import { JointConfig } from './stepDefinitions/joint';
 import { ResampleConfig, WeightingConfig } from './stepDefinitions/merge';
@@ -66,7 +66,6 @@ export const RunConfig = z
 export type RunConfigInput = z.input<typeof RunConfig>;
 /** What the workflow and activities see (defaults filled in). */
 export type RunConfig = z.infer<typeof RunConfig>;
-export type EvalDataset = z.infer<typeof EvalDatasetConfig>;
 
 /** Formats zod issues as one line each: `joint.fusionLambda: Too big: expected number to be <=1`. */
 export function formatConfigIssues(error: z.ZodError): string {

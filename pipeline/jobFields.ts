@@ -22,4 +22,4 @@ export const Shard = z
   .object({ index: z.number().int().min(0), count: z.number().int().positive() })
   .nullable()
   .optional()
-  .describe('{index i, count n}: only the items whose position (entropy) or id (evaluate) mod n is i; the activity merges the shards.');
+  .describe('{index i, count n}: only the items whose 0-based position (a record of the data file, a row of an eval set) mod n is i; the shards are merged afterwards.');

@@ -15,7 +15,7 @@ import { EvaluateJob } from './stepDefinitions/evaluate';
 import { ExportOnnxJob } from './stepDefinitions/onnxExport';
 
 /** Kernel code version; part of every GPU step's cache key so a kernel change re-runs its steps. */
-export const KERNEL_VERSION = '0.1.0';
+export const KERNEL_VERSION = '0.2.0';
 
 /**
  * Config keys that change the parameter shapes or the computation: the two branches of a fused

@@ -17,6 +17,7 @@
  * the first one's work and reuses its finished steps).
  */
 import type { RunConfig } from './config';
+import { withBenchmarkPaths } from './stepDefinitions/evaluate';
 
 export const TEMPLATE_TOKENS = ['{date}', '{datetime}', '{workflowId}'] as const;
 
@@ -55,6 +56,6 @@ export function resolveRunTemplates(config: RunConfig, ctx: TemplateContext): Ru
     runDir: fill(runDirTemplate),
     baseModel: fill(config.baseModel),
     dataFile: fill(config.dataFile),
-    eval: { ...config.eval, datasets: config.eval.datasets.map((d) => ({ ...d, path: fill(d.path) })) },
+    eval: withBenchmarkPaths(config.eval, fill),
   };
 }

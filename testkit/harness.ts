@@ -93,7 +93,7 @@ export async function startHarness(opts: { workers?: boolean; uiPort?: number } 
 
 /** A run config small enough for CI: a few optimizer steps per stage, a handful of eval rows. */
 export function tinyRunConfig(assets: string, runDir: string, runName: string, overrides: Partial<RunConfigInput> = {}): RunConfig {
-  const training = { lr: 3e-3, microBatch: 16, gradAccum: 2, maxLength: 96, maxSteps: 6, saveEvery: 3, gradientCheckpointing: false };
+  const training = { lr: 3e-3, microBatch: 16, gradAccum: 2, maxLength: 128, maxSteps: 6, saveEvery: 3, gradientCheckpointing: false };
   return RunConfig.parse({
     runName,
     runDir,
@@ -103,7 +103,7 @@ export function tinyRunConfig(assets: string, runDir: string, runName: string, o
     entropy: { maxLength: 96, batchTokens: 4096 },
     sft: training,
     joint: training,
-    eval: { batchSize: 32, datasets: [{ name: 'arithmetic', path: path.join(assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 96, maxNewTokens: 24, limit: 24 }] },
+    eval: { batchSize: 32, benchmarks: [{ name: 'arithmetic', path: path.join(assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 256, maxNewTokens: 24, limit: 24 }] },
     ...overrides,
   });
 }

@@ -3,12 +3,11 @@
  * (kernels/wmss_kernels/data.py and evaluate.load_rows), for the onnx backend, which runs
  * without Python. Same validation, same errors (InvalidInput naming file, line and field).
  */
-import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { invalidInput } from '../store/failures';
 import { readInputBytes } from '../store/inputFiles';
 import { readJsonl } from '../store/jsonl';
-import { REPO_ROOT } from '../repoPaths';
+import { sha256File } from '../store/digest';
 
 export interface TrainingRecord {
   idx: number;
@@ -84,8 +83,6 @@ export async function readRecords(file: string, format: 'messages' | 'gsm8k'): P
   return records;
 }
 
-export const BUNDLED: Record<string, string> = { 'bundled:gsm8k': path.join(REPO_ROOT, 'data', 'gsm8k', 'test.jsonl') };
-
 const QUESTION_KEYS = ['question', 'instruction', 'problem', 'input', 'original_text', 'prompt'];
 const ANSWER_KEYS = ['answer', 'target', 'label', 'solution', 'output', 'ans'];
 
@@ -95,16 +92,23 @@ export interface EvalDatasetSpec {
   format: 'gsm8k' | 'json' | 'jsonl';
   expectedRows?: number | null;
   limit?: number | null;
+  /** A bundled set's digest: other content is refused. */
+  sha256?: string | null;
 }
 export interface EvalRow {
+  /** The row's position in the file (0-based), as the kernel's `position`. */
   id: number;
   line: number;
   question: string;
   gold: string;
 }
 
-function first(row: Record<string, unknown>, keys: string[]): [string | undefined, unknown] {
-  for (const key of keys) if (key in row && row[key] !== null && row[key] !== undefined) return [key, row[key]];
+/** [key, value] of the first key whose value is not null and not a blank string. */
+function present(row: Record<string, unknown>, keys: string[]): [string | undefined, unknown] {
+  for (const key of keys) {
+    const v = row[key];
+    if (v !== null && v !== undefined && !(typeof v === 'string' && strip(v) === '')) return [key, v];
+  }
   return [undefined, undefined];
 }
 
@@ -115,6 +119,8 @@ function pyStr(v: unknown): string {
   if (typeof v === 'number') return Number.isFinite(v) ? (String(v).includes('e') || String(v).includes('.') ? String(v) : `${v}.0`) : String(v);
   return String(v);
 }
+
+const jsonType = (v: unknown) => (Array.isArray(v) ? 'a list' : v && typeof v === 'object' ? 'an object' : typeof v === 'boolean' ? 'a boolean' : typeof v);
 
 /** A `json` eval set: one JSON list (a UTF-8 byte-order mark before it is allowed, as in data.py). */
 async function jsonListEntries(file: string): Promise<[number, unknown][]> {
@@ -135,40 +141,73 @@ async function jsonListEntries(file: string): Promise<[number, unknown][]> {
   return data.map((row, i) => [i + 1, row]);
 }
 
-/** The rows of one eval set, validated as evaluate.load_rows does (same messages). */
+/** What is wrong with one row; loadEvalRows turns it into InvalidInput naming file, row and field. */
+class RowProblem {
+  constructor(
+    readonly field: string | undefined,
+    readonly message: string,
+  ) {}
+}
+
+/** [question, gold] of one row, with the kernel's rules and messages (eval_data._question_and_answer). */
+function questionAndAnswer(row: Record<string, unknown>, format: EvalDatasetSpec['format']): [string, string] {
+  const fail = (field: string | undefined, message: string) => new RowProblem(field, message);
+  if (format === 'gsm8k') {
+    for (const key of ['question', 'answer']) if (typeof row[key] !== 'string') throw fail(key, `no ${key} (looked for ${key}${key in row ? ', not a string' : ''})`);
+    if (!(row.answer as string).includes('####')) throw fail('answer', "expected a final '#### <answer>' line");
+    return [row.question as string, gsm8kFinal(row.answer as string)];
+  }
+  let reward: unknown = row.reward_model;
+  if (typeof reward === 'string') {
+    try {
+      reward = JSON.parse(reward);
+    } catch {
+      reward = undefined;
+    }
+  }
+  const rm = reward && typeof reward === 'object' && !Array.isArray(reward) ? (reward as Record<string, unknown>) : undefined;
+  let [qKey, question] = rm && row.prompt !== null && row.prompt !== undefined ? ['prompt', row.prompt] : present(row, QUESTION_KEYS);
+  let [aKey, answer]: [string | undefined, unknown] = rm ? ['reward_model.ground_truth', rm.ground_truth] : [undefined, undefined];
+  if (answer === null || answer === undefined) [aKey, answer] = present(row, ANSWER_KEYS);
+  if (question === undefined) throw fail('question', `no question (looked for ${QUESTION_KEYS.join(', ')})`);
+  if (answer === undefined) throw fail('answer', `no answer (looked for ${ANSWER_KEYS.join(', ')})`);
+  if (Array.isArray(question)) {
+    const users = question.filter((m) => m && typeof m === 'object' && ((m as { role?: unknown }).role ?? 'user') === 'user').map((m) => (m as { content?: unknown }).content);
+    if (users.length !== 1 || typeof users[0] !== 'string') throw fail('prompt', `no question: the chat prompt needs exactly one user turn with text, has ${users.length}`);
+    question = users[0];
+  }
+  if (typeof question !== 'string') throw fail(qKey, `no question: expected a string, got ${jsonType(question)}`);
+  if (answer && typeof answer === 'object') throw fail(aKey, `no answer: expected a string or number, got ${jsonType(answer)}`);
+  let gold = pyStr(answer);
+  if (gold.includes('####')) gold = gsm8kFinal(gold);
+  return [question, gold];
+}
+
+/** The rows of one eval set, validated as the kernel's eval_data.load_rows does (same messages). */
 export async function loadEvalRows(ds: EvalDatasetSpec): Promise<EvalRow[]> {
-  const file = BUNDLED[ds.path] ?? ds.path;
+  const file = ds.path;
+  if (ds.sha256) {
+    const actual = await sha256File(file).catch(() => undefined);
+    if (actual !== undefined && actual !== ds.sha256) throw invalidInput(file, undefined, 'sha256', `dataset '${ds.name}' has SHA-256 ${actual}, the bundled set is ${ds.sha256}: the file was changed`);
+  }
   const entries: AsyncIterable<[number, unknown]> | Iterable<[number, unknown]> = ds.format === 'json' ? await jsonListEntries(file) : jsonObjects(file);
   const rows: EvalRow[] = [];
   for await (const [n, raw] of entries) {
-    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw invalidInput(file, n, undefined, 'expected an object');
-    const row = raw as Record<string, unknown>;
-    let qKey: string | undefined, question: unknown, aKey: string | undefined, answer: unknown;
-    if (ds.format === 'gsm8k') {
-      [qKey, question, aKey, answer] = ['question', row.question, 'answer', row.answer];
-    } else {
-      [qKey, question] = first(row, QUESTION_KEYS);
-      [aKey, answer] = first(row, ANSWER_KEYS);
-      const rm = row.reward_model as Record<string, unknown> | undefined;
-      if ((answer === undefined || answer === null) && rm && typeof rm === 'object' && !Array.isArray(rm)) [aKey, answer] = ['reward_model.ground_truth', rm.ground_truth];
-      if (Array.isArray(question)) {
-        const user = question.find((m) => m && typeof m === 'object' && (m as { role?: unknown }).role === 'user') as { content?: unknown } | undefined;
-        question = user?.content;
-      }
+    let question: string, gold: string;
+    try {
+      if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new RowProblem(undefined, 'expected an object');
+      [question, gold] = questionAndAnswer(raw as Record<string, unknown>, ds.format).map(strip) as [string, string];
+      for (const [what, text] of [['question', question], ['answer', gold]]) if (!text) throw new RowProblem(what, `empty ${what}`);
+    } catch (err) {
+      if (!(err instanceof RowProblem)) throw err;
+      // "line" of a JSON list is the row's number: say so
+      throw invalidInput(file, n, err.field, ds.format === 'json' ? `${err.message} (row ${n} of the JSON list)` : err.message);
     }
-    const looked = (keys: string[]) => (ds.format === 'gsm8k' ? keys.slice(0, 1) : keys).join(', ');
-    if (typeof question !== 'string') throw invalidInput(file, n, qKey ?? 'question', `no question (looked for ${looked(QUESTION_KEYS)})`);
-    if (answer === undefined || answer === null || typeof answer === 'object') throw invalidInput(file, n, aKey ?? 'answer', `no answer (looked for ${looked(ANSWER_KEYS)})`);
-    let gold = pyStr(answer);
-    if (ds.format === 'gsm8k' || gold.includes('####')) {
-      if (!gold.includes('####')) throw invalidInput(file, n, 'answer', "expected a final '#### <answer>' line");
-      gold = gsm8kFinal(gold);
-    }
-    rows.push({ id: rows.length, line: n, question, gold: strip(gold) });
+    rows.push({ id: rows.length, line: n, question, gold });
   }
+  if (rows.length === 0) throw invalidInput(file, undefined, undefined, `dataset '${ds.name}' has no rows`);
   if (ds.expectedRows != null && rows.length !== ds.expectedRows) {
     throw invalidInput(file, undefined, 'expected_rows', `dataset '${ds.name}' has ${rows.length} rows, expected ${ds.expectedRows}`);
   }
-  if (rows.length === 0) throw invalidInput(file, undefined, undefined, `dataset '${ds.name}' has no rows`);
   return ds.limit == null ? rows : rows.slice(0, ds.limit);
 }

@@ -9,7 +9,7 @@ import path from 'node:path';
 import * as A from '../../pipeline/artifacts';
 import type { StepInput, StepProgress, StepResult } from '../../pipeline/steps';
 import { resolveRun } from '../runPaths';
-import { resolveEvalDatasets, validateEvalDatasets } from '../evalDatasets';
+import { evalCacheKey, keepPreviousResults, resolveEvalDatasets, validateEvalDatasets } from '../evalDatasets';
 import { runStep } from '../store/artifactStore';
 import { digestTextInput } from '../store/digest';
 import { invalidInput } from '../store/failures';
@@ -100,14 +100,15 @@ export function onnxSteps(ctx: OnnxWorkerContext = {}) {
       }
       const resolved = await resolveEvalDatasets(evalConfig, run.runDir);
       const dataKeys = resolved.dataKeys;
-      const datasets = resolved.datasets.map((d) => ({ ...d, expectedRows: d.expectedRows ?? null, limit: d.limit ?? null }));
+      const datasets = resolved.datasets;
       return runStep(input, {
-        cacheKey: { backend: 'onnx', onnx: ONNX_BACKEND_VERSION, eval: evalConfig, models: models.map((m) => [m.label, m.key]), data: dataKeys },
+        cacheKey: { backend: 'onnx', onnx: ONNX_BACKEND_VERSION, eval: evalCacheKey(evalConfig), models: models.map((m) => [m.label, m.key]), data: dataKeys },
         outputs: { results: A.RESULTS_DIR },
         mode: 'atomic',
         heartbeat: activityHeartbeat,
         produce: async ({ paths, heartbeat: beat }) => {
           await validateEvalDatasets(resolved.datasets);
+          await keepPreviousResults(run.runDir, evalConfig.overwrite);
           const metrics: Record<string, number | string> = { backend: 'onnx' };
           const stop = stopCheck();
           for (const m of models) {
@@ -119,7 +120,7 @@ export function onnxSteps(ctx: OnnxWorkerContext = {}) {
               datasets,
               batchSize: evalConfig.batchSize,
               systemPrompt: evalConfig.systemPrompt,
-              enableThinking: evalConfig.enableThinking,
+              enableThinking: evalConfig.enableThinking ?? true,
               progress: progressTo(beat, 'samples'),
               stop,
             });

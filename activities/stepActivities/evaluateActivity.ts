@@ -1,15 +1,15 @@
 /**
  * Activity `evaluate` of step 7 (torch backend): the evaluate kernel on the extracted model, and
  * on the base model and m1 with eval.baselines; one kernel per GPU on a worker with several,
- * merged into one output dir as one run would have written it.
+ * merged into one output dir by the kernel (merge_shards) as one run would have written it.
+ * The results of an earlier run are kept aside unless eval.overwrite (docs/evaluation.md#outputs).
  */
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import * as A from '../../pipeline/artifacts';
 import { KERNEL_VERSION } from '../../pipeline/kernelJobs';
 import type { StepInput, StepResult } from '../../pipeline/steps';
-import { mergeEvalShards } from '../deviceShards';
-import { resolveEvalDatasets, validateEvalDatasets } from '../evalDatasets';
+import { evalCacheKey, keepPreviousResults, resolveEvalDatasets, validateEvalDatasets } from '../evalDatasets';
 import { heartbeat, type GpuRuntime, type JobOf } from '../gpuRuntime';
 import type { KernelOutcome } from '../kernelBridge';
 import type { ResolvedRun } from '../runPaths';
@@ -17,15 +17,18 @@ import { resolveRun } from '../runPaths';
 import { runStep } from '../store/artifactStore';
 import { EVAL_CONFIG_KEYS, evaluateJob } from '../../pipeline/stepDefinitions/evaluate';
 
-/** evaluate on N shards, merged into the job's output_dir as one run would have written it. */
+/**
+ * evaluate on N shards, then the kernel's merge_shards (no model loaded) writes the job's
+ * output_dir as one run would have: the per-set files are summarised in one place, Python.
+ */
 async function evaluateSharded(rt: GpuRuntime, input: StepInput, run: ResolvedRun, job: JobOf<'evaluate'>): Promise<KernelOutcome> {
   const shardDir = (i: number, n: number) => `${job.output_dir}.shard-${i}-of-${n}`;
   const outs = await rt.sharded(input, run, 'evaluate', (shard) => ({ ...job, output_dir: shardDir(shard.index, shard.count), shard }), EVAL_CONFIG_KEYS);
   const dirs = outs.map((_, i) => shardDir(i, outs.length));
-  const metrics = await mergeEvalShards(dirs, job.output_dir);
+  const merged = await rt.kernel(input, run, 'evaluate', { ...job, merge_shards: dirs }, { configKeys: EVAL_CONFIG_KEYS, tag: 'merge' });
   await Promise.all(dirs.map((d) => fsp.rm(d, { recursive: true, force: true })));
   const tokensPerS = outs.reduce((s, o) => s + Number(o.metrics.tokens_per_s ?? 0), 0);
-  return { outputs: {}, metrics: { ...metrics, tokens_per_s: tokensPerS, shards: outs.length } };
+  return { outputs: merged.outputs, metrics: { ...merged.metrics, tokens_per_s: tokensPerS, shards: outs.length } };
 }
 
 export function evaluate(rt: GpuRuntime) {
@@ -41,12 +44,13 @@ export function evaluate(rt: GpuRuntime) {
     }
     const resolved = await resolveEvalDatasets(evalConfig, run.runDir);
     return runStep(input, {
-      cacheKey: { kernel: KERNEL_VERSION, eval: evalConfig, models: models.map((m) => [m.label, m.key]), data: resolved.dataKeys },
+      cacheKey: { kernel: KERNEL_VERSION, eval: evalCacheKey(evalConfig), models: models.map((m) => [m.label, m.key]), data: resolved.dataKeys },
       outputs: { results: A.RESULTS_DIR },
       mode: 'atomic',
       heartbeat,
       produce: async ({ paths }) => {
         await validateEvalDatasets(resolved.datasets);
+        await keepPreviousResults(run.runDir, evalConfig.overwrite);
         const metrics: Record<string, number | string> = {};
         for (const model of models) {
           const job = evaluateJob(evalConfig, resolved.datasets, { path: model.path, label: model.label, outputDir: path.join(paths.results, model.label) });

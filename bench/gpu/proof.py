@@ -65,7 +65,7 @@ def main():
 
     code, ev, s = run_kernel("evaluate", {**common, "model_path": model, "label": "base",
                                           "output_dir": os.path.join(work, "results", "base"),
-                                          "datasets": [{"name": "gsm8k", "path": "bundled:gsm8k", "format": "gsm8k",
+                                          "datasets": [{"name": "gsm8k", "path": GSM8K, "format": "gsm8k",
                                                         "max_input_tokens": 2048, "max_new_tokens": 256,
                                                         "limit": a.eval_questions}],
                                           "batch_size": 64, "enable_thinking": True}, work, "evaluate")

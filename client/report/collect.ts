@@ -1,7 +1,8 @@
 /**
  * Everything the run report shows, read from a run dir: step manifests (timings, cache hits),
  * trainer_state.json of the final Stage-1 and Stage-3 checkpoints (loss history), the entropy and
- * weight files of step 3, the resample statistics, and results/<label>/summary.json of step 7.
+ * weight files of step 3, the resample statistics, and results/<label>/summary.json of step 7
+ * (per set: pass@1, truncation, generated tokens).
  * Missing pieces (a run still going, or one that failed) are listed, not fatal.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -31,11 +32,14 @@ export interface LossPoint {
   lr?: number;
 }
 
+/** One set of one model in results/<label>/summary.json (the onnx backend writes the first four). */
 export interface EvalSummary {
   n: number;
   correct: number;
   pass_at_1: number;
   truncated?: number;
+  truncation_rate?: number;
+  mean_output_tokens?: number;
 }
 
 export interface ReportData {
@@ -55,6 +59,8 @@ export interface ReportData {
   resampleStats?: Record<string, unknown>;
   /** label (base, m1, wmss) → dataset → summary */
   accuracy: Record<string, Record<string, EvalSummary>>;
+  /** label → the eval protocol its summary.json names (paper, lenient; onnx runs: lenient). */
+  evalProtocol: Record<string, string>;
   missing: string[];
   generatedAt: string;
 }
@@ -130,7 +136,7 @@ export async function collectReportData(runDir: string, extra: ReportExtra = {})
     stage3: lossOf(runDir, manifests.get('joint'), stage3Fallback, missing, 'Stage-3 loss'),
   };
 
-  const data: ReportData = { runDir, runName: extra.runName, workflowId: extra.workflowId, config: extra.config, recordedConfig, steps, loss, accuracy: {}, missing, generatedAt: new Date().toISOString() };
+  const data: ReportData = { runDir, runName: extra.runName, workflowId: extra.workflowId, config: extra.config, recordedConfig, steps, loss, accuracy: {}, evalProtocol: {}, missing, generatedAt: new Date().toISOString() };
 
   const merged = path.join(runDir, A.ENTROPY_MERGED);
   if (existsSync(merged)) {
@@ -159,8 +165,9 @@ export async function collectReportData(runDir: string, extra: ReportExtra = {})
     for (const label of readdirSync(results).sort()) {
       const file = path.join(results, label, 'summary.json');
       if (!existsSync(file)) continue;
-      const summary = readJson(file) as { datasets?: Record<string, EvalSummary> };
+      const summary = readJson(file) as { datasets?: Record<string, EvalSummary>; protocol?: string };
       data.accuracy[label] = summary.datasets ?? {};
+      data.evalProtocol[label] = summary.protocol ?? 'lenient';
     }
   }
   if (!Object.keys(data.accuracy).length) missing.push(`accuracy: no ${A.RESULTS_DIR}/<model>/summary.json`);

@@ -4,6 +4,8 @@
  *   report/report.md   with the charts as SVG files beside it
  */
 import type { ReportData } from './collect';
+import { BENCHMARK_NAMES } from '../../pipeline/stepDefinitions/evaluate';
+import { paperProtocol } from '../../activities/evalDatasets';
 import { CODE_COLUMNS, MATH_COLUMNS, PUBLISHED_SOURCE, PUBLISHED_TABLE1 } from './published';
 import { escapeXml as esc, fmt, gantt, groupedBars, histogram, histogramChart, lineChart } from './svg';
 
@@ -27,8 +29,32 @@ export function orderedLabels(data: ReportData): string[] {
   return [...LABEL_ORDER.filter((l) => labels.includes(l)), ...labels.filter((l) => !LABEL_ORDER.includes(l)).sort()];
 }
 
+/** The sets of the run: the paper's seven in its column order, then any others by name. */
 function datasets(data: ReportData): string[] {
-  return [...new Set(Object.values(data.accuracy).flatMap((d) => Object.keys(d)))].sort();
+  const all = new Set(Object.values(data.accuracy).flatMap((d) => Object.keys(d)));
+  return [...BENCHMARK_NAMES.filter((n) => all.has(n)), ...[...all].filter((n) => !(BENCHMARK_NAMES as readonly string[]).includes(n)).sort()];
+}
+
+/** The unweighted mean pass@1 over the seven sets (the paper's Avg), when a model has all seven. */
+export function sevenSetAverage(sets: Record<string, { pass_at_1: number }> | undefined): number | undefined {
+  if (!sets || !BENCHMARK_NAMES.every((n) => sets[n] !== undefined)) return undefined;
+  return BENCHMARK_NAMES.reduce((s, n) => s + sets[n].pass_at_1, 0) / BENCHMARK_NAMES.length;
+}
+
+/**
+ * Why this run's figures do not compare with the paper's, or undefined when they might: another
+ * protocol, or a set evaluated on fewer rows than it has.
+ */
+export function comparability(data: ReportData): string | undefined {
+  const reasons: string[] = [];
+  for (const [label, protocol] of Object.entries(data.evalProtocol)) if (protocol !== 'paper') reasons.push(`${label} evaluated with the ${protocol} protocol, not the paper's`);
+  const rows = paperProtocol().sets;
+  const partial = BENCHMARK_NAMES.filter((n) => Object.values(data.accuracy).some((a) => a[n] && a[n].n < rows[n].rows));
+  if (partial.length) reasons.push(`${partial.join(', ')} evaluated on a subset of rows`);
+  const missing = BENCHMARK_NAMES.filter((n) => !Object.values(data.accuracy).some((a) => a[n]));
+  if (missing.length && missing.length < BENCHMARK_NAMES.length) reasons.push(`${missing.join(', ')} not evaluated`);
+  if (missing.length === BENCHMARK_NAMES.length) reasons.push('none of the seven sets evaluated');
+  return reasons.length ? reasons.join('; ') : undefined;
 }
 
 export function buildCharts(data: ReportData): Chart[] {
@@ -55,18 +81,25 @@ export function buildCharts(data: ReportData): Chart[] {
 }
 
 const pct = (v: number | undefined) => (v === undefined ? '–' : `${(100 * v).toFixed(1)}`);
+const tokens = (v: number | undefined) => (v === undefined ? '–' : v.toFixed(0));
 const secs = (ms: number | undefined) => (ms === undefined ? '–' : ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
 
 /** Rows of the tables both documents show, as plain cells. */
 export function tables(data: ReportData) {
   const steps = data.steps.map((s) => [s.number, s.title, s.startedAt ? s.startedAt.replace('T', ' ').slice(0, 19) : 'not finished', secs(s.ms) + (s.attempts && s.attempts > 1 ? ` (${s.attempts} attempts)` : ''), s.host ?? '', s.cacheKey ? s.cacheKey.slice(0, 12) : '']);
   const labels = orderedLabels(data);
+  const delta = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? `${(100 * (a - b)).toFixed(1)}` : '–');
   const accuracy = datasets(data).map((d) => {
-    const v = (l: string) => data.accuracy[l]?.[d]?.pass_at_1;
-    const n = labels.map((l) => data.accuracy[l]?.[d]?.n).find((x) => x !== undefined);
-    const delta = v('wmss') !== undefined && v('m1') !== undefined ? `${(100 * (v('wmss')! - v('m1')!)).toFixed(1)}` : '–';
-    return [d, String(n ?? ''), ...labels.map((l) => pct(v(l))), delta];
+    const s = (l: string) => data.accuracy[l]?.[d];
+    const n = labels.map((l) => s(l)?.n).find((x) => x !== undefined);
+    return [d, String(n ?? ''), ...labels.flatMap((l) => [pct(s(l)?.pass_at_1), pct(s(l)?.truncation_rate), tokens(s(l)?.mean_output_tokens)]), delta(s('wmss')?.pass_at_1, s('m1')?.pass_at_1)];
   });
+  const avg = (l: string) => sevenSetAverage(data.accuracy[l]);
+  if (labels.some((l) => avg(l) !== undefined)) accuracy.push(['average of the seven', '', ...labels.flatMap((l) => [pct(avg(l)), '', '']), delta(avg('wmss'), avg('m1'))]);
+  const beside = [
+    ...labels.map((l) => [`this run: ${LABEL_NAMES[l] ?? l}`, ...BENCHMARK_NAMES.map((n) => pct(data.accuracy[l]?.[n]?.pass_at_1)), pct(avg(l))]),
+    ...PUBLISHED_TABLE1.map((r) => [`paper: ${r.base} ${r.method}`, ...r.math.map((v) => v.toFixed(1))]),
+  ];
   const stats = Object.entries(data.resampleStats ?? {})
     .filter(([, v]) => typeof v !== 'object' || v === null || Array.isArray(v))
     .map(([k, v]) => [k, typeof v === 'number' ? fmt(v) : Array.isArray(v) ? (v.length ? v.join('; ') : '–') : String(v)]);
@@ -76,10 +109,18 @@ export function tables(data: ReportData) {
   const published = PUBLISHED_TABLE1.map((r) => [r.base, r.method, ...r.math.map((v) => v.toFixed(1)), ...r.code.map((v) => v.toFixed(1))]);
   return {
     steps: { head: ['step', 'what', 'started (UTC)', 'took', 'host', 'cache key'], rows: steps },
-    accuracy: { head: ['eval set', 'n', ...labels.map((l) => `${LABEL_NAMES[l] ?? l} pass@1 %`), 'WMSS − m1 (pts)'], rows: accuracy },
+    accuracy: { head: ['eval set', 'n', ...labels.flatMap((l) => [`${LABEL_NAMES[l] ?? l} pass@1 %`, `${l} truncated %`, `${l} new tokens (mean)`]), 'WMSS − m1 pass@1 (pts)'], rows: accuracy },
+    beside: { head: ['pass@1 %', ...MATH_COLUMNS], rows: beside },
     stats: { head: ['statistic', 'value'], rows: stats },
     published: { head: ['base', 'method', ...MATH_COLUMNS.map((c) => `math ${c}`), ...CODE_COLUMNS.map((c) => `code ${c}`)], rows: published },
   };
+}
+
+const ACCURACY_NOTE = 'Per set: pass@1 (greedy; when sampling, the unbiased estimate from the n generations per prompt), the share of generations cut off at the token budget, and the mean number of generated tokens, from results/<model>/<set>/eval_summary.json (step 7). The last row is the unweighted mean pass@1 over the seven sets, the paper\'s Avg.';
+
+function besideNote(data: ReportData): string {
+  const why = comparability(data);
+  return `This run's pass@1 on the seven math sets beside the paper's Table 1 (data/eval/paper-table1.json). ${why ? `Not comparable: ${why}.` : 'Same protocol and full sets; still comparable only for the same base model, training data and budget.'}`;
 }
 
 function configJson(data: ReportData): { title: string; json: string } {
@@ -121,8 +162,12 @@ figure{display:inline-block;margin:8px 12px 8px 0;vertical-align:top}figcaption{
 <p class="note">Run dir <code>${esc(data.runDir)}</code>${data.workflowId ? `, workflow <code>${esc(data.workflowId)}</code>` : ''}. Generated ${esc(data.generatedAt)} by <code>wmss report</code>.</p>
 ${data.missing.length ? `<p class="missing">Not (yet) available: ${data.missing.map(esc).join('; ')}.</p>` : ''}
 <h2 id="accuracy">Accuracy: base, m1 and the WMSS model side by side</h2>
+<p class="note">${esc(ACCURACY_NOTE)}</p>
 ${htmlTable(t.accuracy)}
-${figure('accuracy.svg', 'pass@1 (greedy) per eval set, from results/<model>/summary.json (step 7).')}
+${figure('accuracy.svg', 'pass@1 per eval set, from results/<model>/summary.json (step 7).')}
+<h3 id="beside-paper">Beside the paper's Table 1</h3>
+<p class="note">${esc(besideNote(data))}</p>
+${htmlTable(t.beside, 'published')}
 <h2 id="dag">Pipeline and step timings</h2>
 <pre>${esc(DAG_TEXT)}</pre>
 ${htmlTable(t.steps)}
@@ -163,9 +208,17 @@ export function renderMarkdown(data: ReportData, charts: Chart[]): string {
     ...(data.missing.length ? [`**Not (yet) available:** ${data.missing.join('; ')}.`, ''] : []),
     '## Accuracy: base, m1 and the WMSS model side by side',
     '',
+    ACCURACY_NOTE,
+    '',
     mdTable(t.accuracy),
     '',
     img('accuracy.svg'),
+    '',
+    "### Beside the paper's Table 1",
+    '',
+    besideNote(data),
+    '',
+    mdTable(t.beside),
     '',
     '## Pipeline and step timings',
     '',

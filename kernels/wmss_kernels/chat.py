@@ -1,4 +1,5 @@
-"""The three prompt formats of the pipeline (docs/method.md#prompt-formats) and tokenisation of prompt/full pairs.
+"""The prompt formats of the pipeline (docs/method.md#prompt-formats; evaluation: docs/evaluation.md) and
+tokenisation of prompt/full pairs.
 
   entropy : [user] / [user, assistant] through the template, no system prompt
   sft     : [system, user] + generation prompt, then the raw completion + eos (no <|im_end|>)
@@ -6,15 +7,29 @@
   eval    : [system, user] + generation prompt, enable_thinking passed to the template
 """
 
-# Our own wording of the original's system prompts (think/answer tags). The two originals differ
-# only in typography, and we keep those differences because they change the tokens: the Stage-1
-# SFT prompt starts with a space and uses an ASCII apostrophe; the eval prompt has no leading space
-# and a curly apostrophe (U+2019).
-DEFAULT_SFT_SYSTEM_PROMPT = (
-    " You are a helpful assistant. First think about the reasoning process, then give the answer."
-    " Put the reasoning inside <think> </think> tags and the answer inside <answer> </answer> tags."
-    " Let's think step by step."
-)
+import json
+from pathlib import Path
+
+PAPER_PROTOCOL_FILE = Path(__file__).resolve().parents[2] / "data" / "eval" / "paper-protocol.json"
+
+
+def _protocol_text(key: str) -> str:
+    with open(PAPER_PROTOCOL_FILE, encoding="utf-8") as f:
+        return json.load(f)[key]
+
+
+# The original's system prompts (think/answer tags), kept as data with their licence. The Stage-1
+# one starts with a space and has an ASCII apostrophe; the evaluation one has neither and a curly
+# apostrophe (U+2019): the typography changes the tokens, so both are kept exactly.
+DEFAULT_SFT_SYSTEM_PROMPT = _protocol_text("sftSystemPrompt")
+
+
+def paper_eval_system_prompt() -> str:
+    """The original's evaluation system prompt, exactly (the paper protocol's)."""
+    return _protocol_text("systemPrompt")
+
+
+# The lenient protocol's evaluation prompt: our own shorter wording of the same instruction.
 DEFAULT_EVAL_SYSTEM_PROMPT = (
     "You are a helpful assistant. First think about the reasoning process, then give the answer."
     " Put the reasoning inside <think> </think> tags and the answer inside <answer> </answer> tags."
@@ -44,11 +59,14 @@ def conversation_text(tok, rec):
     return _render(tok, user, True), _render(tok, full, False)
 
 
-def eval_prompt(tok, question, system_prompt, enable_thinking) -> str:
+def eval_prompt(tok, question, system_prompt, enable_thinking, paper=False) -> str:
     messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}]
     if not getattr(tok, "chat_template", None):
-        # the original's fallback for a tokenizer without a template
-        return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
+        # A tokenizer without a template: "role: content" lines and an "assistant:" cue. The
+        # original separates them by blank lines; the lenient protocol keeps the single newline
+        # that the onnx backend's tokenizer (activities/onnx/tokenizer.ts) also uses.
+        lines = [f"{m['role']}: {m['content']}" for m in messages] + ["assistant:"]
+        return ("\n\n" if paper else "\n").join(lines)
     return _render(tok, messages, True, enable_thinking=enable_thinking)
 
 

@@ -1,111 +1,35 @@
-"""evaluate (step 7): greedy pass@1 on math datasets with transformers generate.
+"""evaluate (step 7): math benchmarks under the paper or the lenient protocol (docs/evaluation.md).
 
-Per dataset: [system, user] prompts through the chat template, batched generation with left
-padding and the KV cache (a static one, decoding compiled, on CUDA), grading by grading.grade.
-Writes <output_dir>/<name>.jsonl (one line per question) and <output_dir>/summary.json.
+Per set: [system, user] prompts through the chat template (a prompt over the set's input budget is
+refused), generation by `generate_completions` (greedy, or sampling with n per prompt), grading by
+grading.paper_verify or grading.grade, then eval_detail.csv and eval_summary.json per set
+(eval_results.py) and one summary.json. With `merge_shards` no model is loaded: the per-set files
+of the shard dirs are merged into output_dir, as if one device had done the work.
 """
 
 import json
 import logging
 import os
-import re
 import time
-from pathlib import Path
 
 import torch
 
-from .chat import DEFAULT_EVAL_SYSTEM_PROMPT, eval_prompt
-from .data import gsm8k_final, iter_json_lines, read_json_list
-from .entropy import check_shard, write_jsonl_atomic
-from .grading import grade
-from .jobs import Mismatch, check, job_schema
+from .chat import DEFAULT_EVAL_SYSTEM_PROMPT, eval_prompt, paper_eval_system_prompt
+from .entropy import check_shard
+from .eval_data import check_datasets, file_sha256, load_rows
+from .eval_results import check_writable, decoding_mode, read_detail, write_overview, write_set
+from .grading import grade, paper_verify
 from .modeling import check_model_dir, load_model, load_tokenizer, pick_device, pick_dtype
 from .protocol import InvalidInput, Progress, Terminated, stop_requested
-
-QUESTION_KEYS = ("question", "instruction", "problem", "input", "original_text", "prompt")
-ANSWER_KEYS = ("answer", "target", "label", "solution", "output", "ans")
-
-BUNDLED = {"bundled:gsm8k": Path(__file__).resolve().parents[2] / "data" / "gsm8k" / "test.jsonl"}
 
 log = logging.getLogger(__name__)
 
 
-def check_datasets(raw, job_path):
-    """The `datasets` entries, checked against the job schema's (field names like datasets[1].path)."""
-    item = job_schema("evaluate")["properties"]["datasets"]["items"]
-    out = []
-    for i, entry in enumerate(raw):
-        where = f"datasets[{i}]"
-        try:
-            values = check(entry, item, where)
-        except Mismatch as e:
-            raise InvalidInput(e.message, file=job_path, field=e.field)
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", values["name"]) or values["name"] in (".", "..", "summary"):
-            raise InvalidInput("must be a plain file name ([A-Za-z0-9_.-], not 'summary')",
-                               file=job_path, field=f"{where}.name")
-        if values["name"] in {d["name"] for d in out}:
-            raise InvalidInput("duplicate dataset name", file=job_path, field=f"{where}.name")
-        values["path"] = str(BUNDLED.get(values["path"], values["path"]))
-        out.append(values)
-    return out
-
-
-def _first(row, keys):
-    for key in keys:
-        if key in row and row[key] is not None:
-            return key, row[key]
-    return None, None
-
-
-def load_rows(ds) -> list[dict]:
-    """[{id, line, question, gold}] in file order; a row missing a field is an error, not skipped."""
-    path, fmt = ds["path"], ds["format"]
-    if fmt == "json":
-        entries = [(i + 1, row) for i, row in enumerate(read_json_list(path))]  # "line" = 1-based row number
-    else:
-        entries = list(iter_json_lines(path))
-
-    rows = []
-    for n, row in entries:
-        where = dict(file=path, line=n)
-        if not isinstance(row, dict):
-            raise InvalidInput("expected an object", **where)
-        if fmt == "gsm8k":
-            q_key, question = "question", row.get("question")
-            a_key, answer = "answer", row.get("answer")
-        else:
-            q_key, question = _first(row, QUESTION_KEYS)
-            a_key, answer = _first(row, ANSWER_KEYS)
-            if answer is None and isinstance(row.get("reward_model"), dict):  # OPD-style rows
-                a_key, answer = "reward_model.ground_truth", row["reward_model"].get("ground_truth")
-            if isinstance(question, list):  # chat-style prompt: the first user turn
-                question = next((m.get("content") for m in question
-                                 if isinstance(m, dict) and m.get("role") == "user"), None)
-        if not isinstance(question, str):
-            raise InvalidInput("no question (looked for " + ", ".join(QUESTION_KEYS[:1] if fmt == "gsm8k"
-                               else QUESTION_KEYS) + ")", field=q_key or "question", **where)
-        if answer is None or isinstance(answer, (dict, list)):
-            raise InvalidInput("no answer (looked for " + ", ".join(ANSWER_KEYS[:1] if fmt == "gsm8k"
-                               else ANSWER_KEYS) + ")", field=a_key or "answer", **where)
-        answer = str(answer)
-        if fmt == "gsm8k" or "####" in answer:
-            if "####" not in answer:
-                raise InvalidInput("expected a final '#### <answer>' line", field="answer", **where)
-            answer = gsm8k_final(answer)
-        rows.append({"id": len(rows), "line": n, "question": question, "gold": answer.strip()})
-
-    if ds["expected_rows"] is not None and len(rows) != ds["expected_rows"]:
-        raise InvalidInput(f"dataset '{ds['name']}' has {len(rows)} rows, expected {ds['expected_rows']}",
-                           file=path, field="expected_rows")
-    if not rows:
-        raise InvalidInput(f"dataset '{ds['name']}' has no rows", file=path)
-    return rows if ds["limit"] is None else rows[:ds["limit"]]
-
-
 @torch.no_grad()
-def generate(model, tok, prompt_ids, max_new_tokens, eos_ids, static_shape=None):
-    """Greedy continuation of each prompt: (new token ids without padding, truncated flag).
-
+def generate(model, tok, prompt_ids, max_new_tokens, eos_ids, static_shape=None, sampling=None):
+    """Continuations of each prompt: (new token ids without padding, truncated flag); the ids of a
+    row that stopped end with its eos token. sampling: {temperature, top_p, n}, n rows per prompt
+    (prompt-major); None or temperature 0 is greedy, one row per prompt.
     static_shape (rows, width): generate with a static KV cache, every batch padded to `rows`
     prompts of `width` tokens, so that all batches share one shape and transformers compiles the
     decoding step once (on CUDA: CUDA graphs, no per-token Python and launch overhead). Padding
@@ -120,12 +44,19 @@ def generate(model, tok, prompt_ids, max_new_tokens, eos_ids, static_shape=None)
         ids[b, width - len(p):] = torch.tensor(p)
         mask[b, width - len(p):] = 1
     extra = {"cache_implementation": "static"} if static_shape else {}
-    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+    samples = 1
+    if sampling and sampling["temperature"] > 0:
+        samples = sampling["n"]
+        # explicit values, so a model's generation_config (top_k 20, ...) does not change them
+        extra.update(do_sample=True, temperature=sampling["temperature"], top_p=sampling["top_p"],
+                     top_k=0, num_return_sequences=samples)
+    else:
+        extra.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                          max_new_tokens=max_new_tokens, eos_token_id=eos_ids,
-                         pad_token_id=tok.pad_token_id, use_cache=True,
-                         temperature=None, top_p=None, top_k=None, **extra)
+                         pad_token_id=tok.pad_token_id, use_cache=True, repetition_penalty=1.0, **extra)
     results = []
-    for row in out[:n, width:].tolist():
+    for row in out[:n * samples, width:].tolist():
         stop = next((i for i, t in enumerate(row) if t in eos_ids), None)
         if stop is None:
             results.append((row, True))  # ran into max_new_tokens without an eos
@@ -134,13 +65,33 @@ def generate(model, tok, prompt_ids, max_new_tokens, eos_ids, static_shape=None)
     return results
 
 
-def static_batch_shape(job, device, rows):
-    """(batch rows, prompt width) for static-cache generation of a dataset, or None (dynamic)."""
+def static_batch_shape(job, device, prompt_ids):
+    """(batch rows, prompt width) for static-cache generation of a set, or None (dynamic)."""
     use = device.type == "cuda" if job.static_cache is None else job.static_cache
-    if not use or not rows:
+    if not use or not prompt_ids:
         return None
-    longest = max(len(r["prompt_ids"]) for r in rows)
-    return min(job.batch_size, len(rows)), -(-longest // 64) * 64
+    longest = max(len(p) for p in prompt_ids)
+    return min(job.batch_size, len(prompt_ids)), -(-longest // 64) * 64
+
+
+def generate_completions(model, tok, job, device, prompt_ids, max_new_tokens, sampling, eos_ids, on_batch):
+    """The one entry point of generation for a set: per prompt, `sampling["n"]` dicts
+    {token_ids, finish_reason, latency_s_per_prompt}. Today static batches of job.batch_size
+    prompts, shortest first; on_batch(prompts_done, new_tokens) runs after each batch."""
+    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+    shape = static_batch_shape(job, device, prompt_ids)
+    results = [None] * len(prompt_ids)
+    for b in range(0, len(order), job.batch_size):
+        batch = order[b:b + job.batch_size]
+        started = time.monotonic()
+        generated = generate(model, tok, [prompt_ids[i] for i in batch], max_new_tokens, eos_ids, shape, sampling)
+        latency = (time.monotonic() - started) / len(batch)
+        n = len(generated) // len(batch)
+        for j, i in enumerate(batch):
+            results[i] = [{"token_ids": ids, "finish_reason": "length" if truncated else "stop",
+                           "latency_s_per_prompt": latency} for ids, truncated in generated[j * n:(j + 1) * n]]
+        on_batch(len(batch), sum(len(c["token_ids"]) for i in batch for c in results[i]))
+    return results
 
 
 def eos_token_ids(model, tok) -> list[int]:
@@ -151,79 +102,155 @@ def eos_token_ids(model, tok) -> list[int]:
     return eos
 
 
-def run(job):
-    if not isinstance(job.datasets, list) or not job.datasets:
-        raise InvalidInput("expected a non-empty list", file=job._path, field="datasets")
-    if job.batch_size < 1:
-        raise InvalidInput("must be a positive integer", file=job._path, field="batch_size")
+def _check_job(job):
+    """What the job schema (job_schema.json) cannot say on its own: the fields that depend on
+    each other."""
     datasets = check_datasets(job.datasets, job._path)
+    if job.temperature == 0 and job.n_samples != 1:
+        raise InvalidInput("greedy decoding (temperature 0) gives n identical samples: use n_samples 1",
+                           file=job._path, field="n_samples")
+    if job.protocol == "paper" and (job.system_prompt is not None or not job.enable_thinking):
+        raise InvalidInput("the paper protocol uses the original's system prompt with thinking on",
+                           file=job._path, field="system_prompt" if job.system_prompt is not None else "enable_thinking")
     if job.shard is not None:
         check_shard(job.shard, job._path)
-    system_prompt = DEFAULT_EVAL_SYSTEM_PROMPT if job.system_prompt is None else job.system_prompt
+    return datasets
 
+
+def _meta(job, ds, system_prompt, device, dtype):
+    """The eval_summary.json keys that describe the run rather than its results."""
+    return {
+        "dataset_path": os.path.abspath(ds["path"]), "dataset_sha256": file_sha256(ds["path"]),
+        "expected_dataset_sha256": ds["sha256"], "dataset_name": ds["name"],
+        "expected_rows": ds["expected_rows"], "limit": ds["limit"],
+        "model_path": job.model_path, "label": job.label, "protocol": job.protocol,
+        "prompt": {"thinking": job.enable_thinking, "system_prompt": system_prompt},
+        "decoding": {"mode": decoding_mode(job.temperature, job.n_samples), "temperature": job.temperature,
+                     "top_p": job.top_p, "n_samples": job.n_samples, "seed": job.seed,
+                     "max_input_tokens": ds["max_input_tokens"], "max_new_tokens": ds["max_new_tokens"],
+                     "max_model_len": ds["max_input_tokens"] + ds["max_new_tokens"],
+                     "stop_token_ids": None, "top_k": -1, "repetition_penalty": 1.0,
+                     "skip_special_tokens": True, "trust_remote_code": False},
+        "runtime": {"engine": "transformers generate, static batches", "tensor_parallel_size": 1,
+                    "dtype": str(dtype).replace("torch.", ""), "device": device.type,
+                    "batch_size": job.batch_size, "shard": job.shard},
+        "scorer": {"name": "verify_with_latex" if job.protocol == "paper" else "lenient",
+                   "path": None, "sha256": None, "expected_sha256": None},
+    }
+
+
+def _detail_rows(tok, row, prompt_tokens, completions, max_new_tokens, protocol):
+    out = []
+    for k, c in enumerate(completions):
+        text = tok.decode(c["token_ids"], skip_special_tokens=True)
+        if protocol == "paper":
+            verified, error = paper_verify(text, row["gold"], row["question"])
+        else:
+            verified, error = bool(grade(text, row["gold"], row["question"])[0]), None
+        stopped_on = c["token_ids"][-1] if c["finish_reason"] == "stop" else None
+        out.append({
+            "id": row["id"], "orig_id": row["id"], "position": row["position"], "sample_index": k,
+            "question": row["question"], "ground_truth": row["gold"], "response": text.strip(),
+            "token_ids": c["token_ids"], "output_tokens": len(c["token_ids"]),
+            "finish_reason": c["finish_reason"],
+            # as vLLM reports it: None for the tokenizer's own eos, else the stop token's id
+            "stop_reason": None if stopped_on in (None, tok.eos_token_id) else stopped_on,
+            "normal_stop": c["finish_reason"] == "stop",
+            "truncated": c["finish_reason"] == "length" or len(c["token_ids"]) >= max_new_tokens,
+            "verified": verified, "correct": int(verified is True), "grader_error": error,
+            "prompt_tokens": prompt_tokens, "latency_s_per_prompt": round(c["latency_s_per_prompt"], 6),
+        })
+    return out
+
+
+def _merge(job, datasets):
+    """Per set: the generations of every shard dir, summarised again as one run."""
+    summaries = {}
+    for ds in datasets:
+        rows, meta = [], None
+        for shard_dir in job.merge_shards:
+            detail = os.path.join(shard_dir, ds["name"], "eval_detail.csv")
+            if not os.path.exists(detail):  # a shard that got no prompt of this set
+                continue
+            rows += read_detail(detail)
+            if meta is None:
+                with open(os.path.join(shard_dir, ds["name"], "eval_summary.json"), encoding="utf-8") as f:
+                    first = json.load(f)
+                meta = {k: first[k] for k in ("dataset_path", "dataset_sha256", "expected_dataset_sha256",
+                        "dataset_name", "expected_rows", "limit", "model_path", "label", "protocol",
+                        "prompt", "decoding", "runtime", "scorer")}
+        meta["runtime"] = {**meta["runtime"], "shard": None, "shards": len(job.merge_shards)}
+        summaries[ds["name"]] = write_set(job.output_dir, ds["name"], rows, meta)
+    return summaries
+
+
+def run(job):
+    datasets = _check_job(job)
+    os.makedirs(job.output_dir, exist_ok=True)
+    check_writable(job.output_dir, [d["name"] for d in datasets], job.overwrite)
+    if job.merge_shards:
+        summaries = _merge(job, datasets)
+        return _result(job, summaries, tokens_per_s=None)
+
+    if job.system_prompt is not None:
+        system_prompt = job.system_prompt
+    else:
+        system_prompt = paper_eval_system_prompt() if job.protocol == "paper" else DEFAULT_EVAL_SYSTEM_PROMPT
     device = pick_device(job)
     check_model_dir(job.model_path)
     tok = load_tokenizer(job.model_path)
-    model = load_model(job.model_path, device, pick_dtype("auto", device))
+    dtype = pick_dtype("auto", device)
+    model = load_model(job.model_path, device, dtype)
     eos_ids = eos_token_ids(model, tok)
 
     # read and tokenize everything first: a bad row fails the job before any GPU time is spent
     work = []
     for ds in datasets:
         rows = load_rows(ds)
-        if job.shard is not None:  # one of N devices: questions whose id mod N is its index
-            rows = [r for r in rows if r["id"] % job.shard["count"] == job.shard["index"]]
+        if job.shard is not None:  # one of N devices: the prompts whose position mod N is its index
+            rows = [r for r in rows if r["position"] % job.shard["count"] == job.shard["index"]]
         for row in rows:
-            text = eval_prompt(tok, row["question"], system_prompt, job.enable_thinking)
+            text = eval_prompt(tok, row["question"], system_prompt, job.enable_thinking, paper=job.protocol == "paper")
             row["prompt_ids"] = tok(text, add_special_tokens=False)["input_ids"]
             if len(row["prompt_ids"]) > ds["max_input_tokens"]:
-                raise InvalidInput(f"prompt of dataset '{ds['name']}' row {row['id']} has "
+                raise InvalidInput(f"prompt of dataset '{ds['name']}' row {row['position'] + 1} has "
                                    f"{len(row['prompt_ids'])} tokens, more than max_input_tokens "
                                    f"{ds['max_input_tokens']}", file=ds["path"], line=row["line"],
                                    field="question")
         work.append((ds, rows))
 
-    os.makedirs(job.output_dir, exist_ok=True)
     progress = Progress(sum(len(rows) for _, rows in work), "samples")
     progress.update(0)
-    done, new_tokens, start = 0, 0, time.monotonic()
-    summary = {"model_path": job.model_path, "label": job.label, "datasets": {}}
-    outputs, metrics = {}, {}
+    state = {"done": 0, "tokens": 0, "start": time.monotonic()}
+
+    def on_batch(prompts, tokens):
+        state["done"] += prompts
+        state["tokens"] += tokens
+        progress.update(state["done"], tokens_per_s=round(state["tokens"] / max(time.monotonic() - state["start"], 1e-9), 1))
+        if stop_requested():
+            raise Terminated(f"stopped by SIGTERM after {state['done']} samples")
+
+    sampling = {"temperature": job.temperature, "top_p": job.top_p, "n": job.n_samples}
+    summaries = {}
     for ds, rows in work:
-        # similar prompt lengths per batch waste less compute on padding
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]["prompt_ids"]))
-        shape = static_batch_shape(job, device, rows)
-        for b in range(0, len(order), job.batch_size):
-            if stop_requested():
-                raise Terminated(f"stopped by SIGTERM after {done} samples")
-            batch = [rows[i] for i in order[b:b + job.batch_size]]
-            generated = generate(model, tok, [r["prompt_ids"] for r in batch], ds["max_new_tokens"], eos_ids, shape)
-            for row, (ids, truncated) in zip(batch, generated):
-                row["response"] = tok.decode(ids, skip_special_tokens=True)
-                row["correct"], row["extracted"] = grade(row["response"], row["gold"], row["question"])
-                row["output_tokens"], row["truncated"] = len(ids), truncated
-                new_tokens += len(ids)
-            done += len(batch)
-            progress.update(done, tokens_per_s=round(new_tokens / max(time.monotonic() - start, 1e-9), 1))
+        torch.manual_seed(job.seed)  # sampled sets are reproducible for the same batches
+        completions = generate_completions(model, tok, job, device, [r["prompt_ids"] for r in rows],
+                                           ds["max_new_tokens"], sampling, eos_ids, on_batch) if rows else []
+        detail = [d for row, c in zip(rows, completions)
+                  for d in _detail_rows(tok, row, len(row["prompt_ids"]), c, ds["max_new_tokens"], job.protocol)]
+        if not detail:  # a shard with no prompt of this set: nothing to write for it
+            continue
+        summaries[ds["name"]] = write_set(job.output_dir, ds["name"], detail,
+                                          _meta(job, ds, system_prompt, device, dtype))
+        log.info("%s: %d/%d correct", ds["name"], summaries[ds["name"]]["correct_generations"], len(detail))
+    return _result(job, summaries, round(state["tokens"] / max(time.monotonic() - state["start"], 1e-9), 1))
 
-        out_path = os.path.join(job.output_dir, f"{ds['name']}.jsonl")
-        write_jsonl_atomic(out_path, [
-            {"id": r["id"], "question": r["question"], "ground_truth": r["gold"], "response": r["response"],
-             "extracted": r["extracted"], "correct": bool(r["correct"]), "output_tokens": r["output_tokens"],
-             "truncated": r["truncated"]} for r in rows])
-        n, correct = len(rows), sum(bool(r["correct"]) for r in rows)
-        summary["datasets"][ds["name"]] = {
-            "n": n, "correct": correct, "pass_at_1": correct / n if n else 0.0,
-            "truncated": sum(r["truncated"] for r in rows)}
-        outputs[ds["name"]] = os.path.abspath(out_path)
-        metrics[f"pass_at_1/{ds['name']}"] = summary["datasets"][ds["name"]]["pass_at_1"]
-        log.info("%s: %d/%d correct", ds["name"], correct, n)
 
-    summary_path = os.path.join(job.output_dir, "summary.json")
-    tmp = summary_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(tmp, summary_path)
-    outputs["summary"] = os.path.abspath(summary_path)
-    metrics["tokens_per_s"] = round(new_tokens / max(time.monotonic() - start, 1e-9), 1)
-    return {"outputs": outputs, "metrics": metrics}
+def _result(job, summaries, tokens_per_s):
+    overview = write_overview(job.output_dir, job.model_path, job.label, job.protocol, summaries)
+    metrics = {f"pass_at_1/{name}": s["unbiased_pass_at_k"]["1"] for name, s in summaries.items()}
+    metrics.update({f"truncation_rate/{name}": s["truncation_rate"] for name, s in summaries.items()})
+    if tokens_per_s is not None:
+        metrics["tokens_per_s"] = tokens_per_s
+    outputs = {name: os.path.abspath(os.path.join(job.output_dir, name)) for name in summaries}
+    return {"outputs": {**outputs, "summary": overview}, "metrics": metrics}

@@ -1,8 +1,13 @@
-"""Answer extraction and grading for evaluate (WMSS-SPEC §12.1, simplified where noted).
+"""Answer grading for evaluate: the two protocols of docs/method.md#evaluation-step-7 (settings in
+docs/evaluation.md#protocols).
 
-A prediction is correct if math-verify says so (LaTeX extraction with \\boxed first, then plain
-expressions) OR if the extracted answer equals the gold numerically. The numeric path keeps the
-grader working (and predictable) when math-verify is missing or cannot parse something.
+paper_verify: the original's grader, rule for rule. math-verify on the whole response (the think
+part included) with its LaTeX settings; a gold letter A-E is graded by the letter the response
+states, else by matching its last boxed value against the options in the question.
+
+grade (lenient): correct if math-verify says so (LaTeX extraction with \\boxed first, then plain
+expressions) OR if the extracted answer equals the gold numerically. More accepting than the
+paper's grader, so its accuracies do not compare with the paper's tables.
 """
 
 import logging
@@ -80,8 +85,7 @@ def _math_verify():
     global _mv
     if _mv is None:
         try:
-            from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
-            from math_verify import LatexNormalizationConfig
+            from math_verify import ExprExtractionConfig, LatexExtractionConfig, LatexNormalizationConfig, parse, verify
             latex = LatexExtractionConfig(
                 boxed_match_priority=0, try_extract_without_anchor=False,
                 normalization_config=LatexNormalizationConfig(
@@ -139,3 +143,103 @@ def grade(response: str, gold: str, question: str = ""):
     if extracted is not None and numeric_equal(extracted, gold):
         return True, extracted
     return math_verify_equal(response, gold), extracted
+
+
+# --- the paper protocol's grader (docs/evaluation.md, "Grading") ---------------------------------
+# A letter answer: the last \boxed{X}, else the last "answer is X" / "answer: (X)" (any case).
+_BOXED_LETTER = re.compile(r"\\boxed\{\s*([A-E])\s*\}", re.I)
+_STATED_LETTER = re.compile(r"answer\s*(?:is|:)?\s*\(?([A-E])\)?\b", re.I)
+# "(A) 12 (B) 14 ..." in the question: option letter -> its text (up to the next "(" option)
+_OPTION = re.compile(r"\(([A-E])\)\s*([^(]+?)(?=\s*\([A-E]\)|\s*$)")
+# \boxed{...} with at most one level of nested braces (the original's reach)
+_BOXED_SHALLOW = re.compile(r"\\boxed\{([^{}]+(?:\{[^{}]*\}[^{}]*)*)\}")
+
+_paper_mv = None  # (parse, verify, prediction extraction config) once imported
+
+
+class _DropDeprecationNotice(logging.Filter):
+    """latex2sympy2_extended 1.11 logs a warning on every parse with equations=True (still applied,
+    only announced as deprecated): thousands of identical lines per set."""
+
+    def filter(self, record):
+        return "equations=True" not in record.getMessage()
+
+
+def _paper_math_verify():
+    global _paper_mv
+    if _paper_mv is None:
+        logging.getLogger("latex2sympy2_extended.math_normalization").addFilter(_DropDeprecationNotice())
+        from math_verify import LatexExtractionConfig, LatexNormalizationConfig, parse, verify
+        latex = LatexExtractionConfig(
+            normalization_config=LatexNormalizationConfig(
+                basic_latex=True, units=True, malformed_operators=False, nits=False,
+                boxed="all", equations=True),
+            boxed_match_priority=0, try_extract_without_anchor=False)
+        _paper_mv = (parse, verify, [latex])
+    return _paper_mv
+
+
+def paper_math_verify(prediction: str, gold: str):
+    """True/False from math-verify, or None when the gold answer does not parse.
+
+    Gold: `$gold$` parsed with the library's default targets, first match. Prediction: the whole
+    text with the LaTeX target only; the original asks for extraction_mode "all", which math-verify
+    (0.8 and 0.9) treats as "any_match" (it only tests for "first_match"), so that is passed."""
+    parse, verify, prediction_config = _paper_math_verify()
+    gold_parsed = parse(f"${gold.strip().strip('$')}$", extraction_mode="first_match")
+    if not gold_parsed:
+        return None
+    predicted = parse(prediction, extraction_config=prediction_config, extraction_mode="any_match")
+    return bool(verify(gold_parsed, predicted))
+
+
+def stated_choice(response: str):
+    """The option letter a response states, or None."""
+    for pattern in (_BOXED_LETTER, _STATED_LETTER):
+        found = pattern.findall(response)
+        if found:
+            return found[-1].upper()
+    return None
+
+
+def question_options(question: str) -> dict:
+    return {letter: text.strip().rstrip(".") for letter, text in _OPTION.findall(question)}
+
+
+def _choice_by_value(response: str, question: str, gold_letter: str):
+    """Whether the option whose text equals the last boxed value is the gold one; None if no
+    option matches (or the question lists none, or nothing is boxed)."""
+    options = question_options(question)
+    boxed = _BOXED_SHALLOW.findall(response)
+    if not options or not boxed:
+        return None
+    value = boxed[-1].strip()
+    for letter, text in options.items():
+        try:
+            same = paper_math_verify(f"\\boxed{{{value}}}", text)
+        except Exception:  # noqa: BLE001 - as the original: fall back to plain equality
+            same = value == text
+        if same:
+            return letter == gold_letter
+    return None
+
+
+def paper_verify(response: str, gold: str, question: str = ""):
+    """(verified, grader_error) for one generation under the paper protocol.
+
+    verified is True, False or None; None (the gold did not parse, or math-verify raised) counts
+    as incorrect. grader_error says why verified is None."""
+    letter = gold.strip().strip("$").upper()
+    if len(letter) == 1 and letter in "ABCDE":
+        stated = stated_choice(response)
+        if stated is not None:
+            return stated == letter, None
+        matched = _choice_by_value(response, question, letter)
+        if matched is not None:
+            return matched, None
+    try:
+        verified = paper_math_verify(response, gold)
+    except Exception as e:  # noqa: BLE001 - a grader failure is an incorrect answer, recorded
+        log.debug("math-verify failed on %r", response[-200:], exc_info=True)
+        return None, f"{type(e).__name__}: {e}"[:500]
+    return verified, (None if verified is not None else "gold answer not parsed by math-verify")

@@ -14,21 +14,26 @@ import { trainingFields, trainingJobShape, TRAINING_RENAME, TRAINING_SKIP } from
 export const SftConfig = z
   .object({
     ...trainingFields,
-    systemPrompt: z.string().optional().describe('System prompt of the Stage-1 prompt; default the kernel\'s think/answer prompt (docs/method.md#prompt-formats).'),
+    systemPrompt: z.string().optional().describe('System prompt of the Stage-1 prompt; default the original\'s think/answer prompt (docs/method.md#prompt-formats).'),
   })
   .strict();
 
 export const SFT_MAPPING: JobMapping = { section: 'sft', schema: SftConfig, skip: TRAINING_SKIP, rename: TRAINING_RENAME };
 
 /**
- * The Stage-1 system prompt when sft.systemPrompt is unset: our wording of the original's
- * (think/answer tags; a leading space and an ASCII apostrophe, which change the tokens).
- * The job schema's default, so the kernel gets it from job_schema.json.
+ * The Stage-1 system prompt when sft.systemPrompt is unset: the original's, character for
+ * character (a leading space and an ASCII apostrophe, which change the tokens), so that the paper
+ * protocol of step 7 evaluates the prompt SFT trained on. The same text is data in
+ * data/eval/paper-protocol.json (sftSystemPrompt, with its licence), which the kernels read;
+ * test/unit/evalSets.test.ts keeps the two equal. Written here because this module is loaded by
+ * the workflow sandbox, which reads no files. The job schema's default, so the kernel gets it
+ * from job_schema.json.
  */
 export const DEFAULT_SFT_SYSTEM_PROMPT =
-  ' You are a helpful assistant. First think about the reasoning process, then give the answer.' +
-  ' Put the reasoning inside <think> </think> tags and the answer inside <answer> </answer> tags.' +
-  " Let's think step by step.";
+  " You are a helpful assistant. To answer the user's question, you first think about the" +
+  ' reasoning process and then provide the user with the answer. The reasoning process and' +
+  ' answer are enclosed within <think> and <answer> tags, respectively, i.e., <think>' +
+  ' reasoning process here </think> <answer> answer here </answer>.';
 
 const sftJobShape = {
   ...trainingJobShape,

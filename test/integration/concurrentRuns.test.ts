@@ -40,7 +40,7 @@ export function microRunConfig(assets: string, runDir: string, runName: string, 
     dataFile,
     sft: { ...base.sft, ...training },
     joint: { ...base.joint, ...training },
-    eval: { ...base.eval, baselines: false, datasets: base.eval.datasets.map((d) => ({ ...d, limit: 4, maxNewTokens: 16 })) },
+    eval: { ...base.eval, baselines: false, benchmarks: base.eval.benchmarks.map((b) => ({ ...b, limit: 4, maxNewTokens: 16 })) },
   };
 }
 

@@ -51,3 +51,22 @@ test('sft on two devices runs two torchrun ranks with the configured global batc
   const odd = steps({ kind: 'cuda', ids: [0, 1, 2] }).trainSft({ stepId: 'sft', config: config('odd', { sft: training } as never), deps: {} });
   await expect(odd).rejects.toMatchObject({ type: 'InvalidInput', nonRetryable: true, message: expect.stringMatching(/gradAccum 2 cannot be split over the 3 GPUs/) });
 });
+
+test('evaluate on two devices (two shards, merged by the kernel) writes what one device writes', async () => {
+  const evalConfig = (name: string) => {
+    const c = config(name);
+    return { ...c, eval: { ...c.eval, baselines: false, benchmarks: [{ ...c.eval.benchmarks[0], limit: 5 }, { name: 'aqua', limit: 3, maxNewTokens: 6 }] } } as RunConfig;
+  };
+  const extract = (name: string) => ({ extract: { stepId: 'extract', host: 'h', cached: false, cacheKey: 'k', durationMs: 0, metrics: {}, outputs: { model: path.relative(path.join(dir, name), path.join(ASSETS_DIR, 'tiny-qwen3')) } } }) as never;
+  const one = await steps({ kind: 'cpu' }).evaluate({ stepId: 'evaluate', config: evalConfig('eval-one'), deps: extract('eval-one') });
+  const two = await steps(twoGpus).evaluate({ stepId: 'evaluate', config: evalConfig('eval-two'), deps: extract('eval-two') });
+  expect(two.metrics).toMatchObject({ 'shards/wmss': 2 });
+  for (const set of ['arithmetic', 'aqua']) {
+    expect(two.metrics[`pass_at_1/wmss/${set}`]).toBe(one.metrics[`pass_at_1/wmss/${set}`]);
+    // the rows without their timing column
+    const detail = (name: string) => readFileSync(path.join(dir, name, 'results', 'wmss', set, 'eval_detail.csv'), 'utf8').split(/\r?\n/).map((l) => l.replace(/,[\d.e-]+$/, ''));
+    expect(detail('eval-two')).toEqual(detail('eval-one'));
+    const summary = JSON.parse(readFileSync(path.join(dir, 'eval-two', 'results', 'wmss', set, 'eval_summary.json'), 'utf8'));
+    expect(summary).toMatchObject({ protocol: 'paper', n_prompts: set === 'aqua' ? 3 : 5, runtime: { shards: 2 } });
+  }
+});

@@ -66,7 +66,7 @@ beforeAll(async () => {
   onnxWorker.stderr!.on('data', (d) => (onnxWorkerLog += d));
   config = tinyRunConfig(h.assets, path.join(h.dir, 'run'), 'it-onnx', {
     entropy: { maxLength: 96, batchTokens: 4096, backend: 'onnx' },
-    eval: { batchSize: 32, backend: 'onnx', datasets: [{ name: 'arithmetic', path: path.join(h.assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 96, maxNewTokens: 24, limit: 24 }] },
+    eval: { batchSize: 32, backend: 'onnx', protocol: 'lenient', benchmarks: [{ name: 'arithmetic', path: path.join(h.assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 96, maxNewTokens: 24, limit: 24 }] },
   });
   result = (await (await startPipeline(h.client, config)).result()) as PipelineResult;
 }, 600_000);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import * as A from '../../pipeline/artifacts';
 import { activeSteps } from '../../pipeline/steps';
 import type { RunConfig } from '../../pipeline/config';
+import { BENCHMARK_NAMES } from '../../pipeline/stepDefinitions/evaluate';
 import type { PipelineResult } from '../../pipeline/workflowApi';
 import { startPipeline } from '../../client/commands/start';
 import { configToResume } from '../../client/commands/resume';
@@ -24,7 +25,9 @@ let first: PipelineResult;
 
 beforeAll(async () => {
   h = await startHarness();
-  config = tinyRunConfig(h.assets, path.join(h.dir, 'run'), 'it-full');
+  const tiny = tinyRunConfig(h.assets, path.join(h.dir, 'run'), 'it-full');
+  // the paper protocol end to end: the seven bundled sets too, two rows each with a short budget
+  config = { ...tiny, eval: { ...tiny.eval, benchmarks: [...tiny.eval.benchmarks, ...BENCHMARK_NAMES.map((name) => ({ name, limit: 2, maxNewTokens: 8 }))] } };
 }, 300_000);
 
 afterAll(async () => {
@@ -93,9 +96,16 @@ test('steps 0–7 complete and every artifact has the format of the spec', async
 
   for (const label of ['wmss', 'base', 'm1']) {
     const summary = JSON.parse(readFileSync(run(`${A.RESULTS_DIR}/${label}/summary.json`), 'utf8'));
+    expect(summary.protocol).toBe('paper');
     expect(summary.datasets.arithmetic.n).toBe(24);
-    expect(jsonl(run(`${A.RESULTS_DIR}/${label}/arithmetic.jsonl`))).toHaveLength(24);
     expect(first.accuracy[label].arithmetic).toBeGreaterThanOrEqual(0);
+    for (const name of ['arithmetic', ...BENCHMARK_NAMES]) {
+      const set = JSON.parse(readFileSync(run(`${A.RESULTS_DIR}/${label}/${name}/eval_summary.json`), 'utf8'));
+      expect(set).toMatchObject({ protocol: 'paper', n_prompts: name === 'arithmetic' ? 24 : 2, n_samples: 1, seed: 42, prompt: { thinking: true } });
+      expect(set.truncation_rate).toBeGreaterThanOrEqual(0);
+      expect(readFileSync(run(`${A.RESULTS_DIR}/${label}/${name}/eval_detail.csv`), 'utf8').split(/\r?\n/)[0]).toBe('id,orig_id,position,sample_index,question,ground_truth,response,token_ids,output_tokens,finish_reason,stop_reason,normal_stop,truncated,verified,correct,grader_error,prompt_tokens,latency_s_per_prompt');
+      expect(first.accuracy[label][name]).toBe(set.pass_at_1);
+    }
   }
   for (const step of activeSteps(config)) {
     expect(existsSync(run(A.manifestPath(step.id)))).toBe(true);

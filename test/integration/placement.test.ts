@@ -53,7 +53,7 @@ const small = (runDir: string, runName: string, placement: Record<string, unknow
   return tinyRunConfig(h.assets, runDir, runName, {
     sft: training,
     joint: training,
-    eval: { baselines: false, batchSize: 32, datasets: [{ name: 'arithmetic', path: path.join(h.assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 96, maxNewTokens: 16, limit: 8 }] },
+    eval: { baselines: false, batchSize: 32, benchmarks: [{ name: 'arithmetic', path: path.join(h.assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 256, maxNewTokens: 16, limit: 8 }] },
     placement: { storage: 'local', ...placement } as never,
   });
 };

@@ -137,7 +137,9 @@ test('report: HTML (self-contained) and Markdown with loss curves, histograms, w
   for (const text of ['base model pass@1 %', 'm1 (Stage-1 SFT) pass@1 %', 'WMSS (extracted) pass@1 %', 'arXiv 2602.08222v2', 'Qwen3-8B-Base', '&quot;fusionLambda&quot;: 0.5', 'effectiveSampleSize']) expect(html).toContain(text);
   const md = readFileSync(files.markdown, 'utf8');
   for (const f of files.charts) expect(md).toContain(`](${path.basename(f)})`);
-  expect(md).toMatch(/\| arithmetic \| 24 \| \d+\.\d \| \d+\.\d \| \d+\.\d \|/);
+  // per model: pass@1 %, truncated %, mean new tokens; then WMSS − m1
+  expect(md).toMatch(/\| arithmetic \| 24 \|( \d+\.\d \| \d+\.\d \| \d+ \|){3} -?\d+\.\d \|/);
+  expect(md).toContain("### Beside the paper's Table 1");
 
   // From the run dir alone (no server): the CLI, config slices from the manifests.
   const printed = await cli('report', config.runDir);

@@ -15,7 +15,10 @@ test('a minimal config gets the original script\'s defaults', () => {
   expect(c.resample).toEqual({ multiplier: 1, dedupe: false, seed: 42 });
   expect(c.extract).toEqual({ submodelIdx: 1, dtype: 'keep' });
   expect(c.entropy).toMatchObject({ definition: 'shifted', maxLength: 8192 });
-  expect(c.eval.datasets).toEqual([expect.objectContaining({ name: 'gsm8k', path: 'bundled:gsm8k', expectedRows: 1319 })]);
+  expect(c.eval.protocol).toBe('paper');
+  expect(c.eval.benchmarks.map((b) => b.name)).toEqual(['aime2025', 'math500', 'amc23', 'aqua', 'gsm8k', 'mawps', 'svamp']);
+  expect(c.eval.sampling).toEqual({ temperature: 0, topP: 1, n: 1, seed: 42 });
+  expect(c.eval.overwrite).toBe(false);
   expect(stage3Dir(c)).toBe('stage3_fused_brownboost_freezefalse_wmss');
   expect(extractedDir(c)).toBe('stage3_fused_brownboost_freezefalse_wmss_extracted_m1');
 });
@@ -29,12 +32,19 @@ test.each([
   [{ ...minimal, weighting: { formula: 'brownboost' } }, /weighting\.formula/],
   [{ ...minimal, weighting: { alpha: 0, beta: 0, gamma: 0 } }, /alpha \+ beta \+ gamma must be > 0/],
   [{ ...minimal, extract: { submodelIdx: 2 } }, /extract\.submodelIdx/],
-  [{ ...minimal, eval: { datasets: [] } }, /eval\.datasets/],
+  [{ ...minimal, eval: { benchmarks: [] } }, /eval\.benchmarks/],
+  [{ ...minimal, eval: { datasets: [] } }, /eval\.benchmarks/],
+  [{ ...minimal, eval: { datasets: [{ name: 'a', path: '/a.json' }], benchmarks: ['gsm8k'] } }, /eval: Unrecognized key.*datasets/],
   [{ runName: 'r' }, /runDir/],
 ])('refuses %j', (input, message) => {
   const parsed = RunConfig.safeParse(input);
   expect(parsed.success).toBe(false);
   expect(formatConfigIssues(parsed.error!)).toMatch(message);
+});
+
+test('eval.datasets of configs from before eval.benchmarks reads as benchmarks under the lenient protocol', () => {
+  const legacy = RunConfig.parse({ ...minimal, eval: { batchSize: 100, datasets: [{ name: 'arithmetic', path: '/a.jsonl', format: 'gsm8k', maxNewTokens: 40 }, { name: 'gsm8k', path: 'bundled:gsm8k', format: 'gsm8k', expectedRows: 1319, maxNewTokens: 4096 }] } });
+  expect(legacy.eval).toMatchObject({ protocol: 'lenient', batchSize: 100, benchmarks: [{ name: 'arithmetic', path: '/a.jsonl', format: 'gsm8k', maxNewTokens: 40 }, { name: 'gsm8k', maxNewTokens: 4096 }] });
 });
 
 test('the freeze flag names the stage-3 directory as the original did', () => {

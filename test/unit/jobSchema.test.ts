@@ -5,6 +5,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { resolveEvalSets } from '../../activities/evalDatasets';
 import { RunConfig } from '../../pipeline/config';
 import { KERNEL_JOBS } from '../../pipeline/kernelJobs';
 import { entropyJob } from '../../pipeline/stepDefinitions/entropy';
@@ -18,7 +19,7 @@ const jobs = {
   sft: sftJob(config, config.sft, { modelPath: '/b', dataFile: '/d', outputDir: '/r/stage1' }),
   joint: jointJob(config, config.joint, { fusedDir: '/r/fused', indicesFile: '/r/positions.txt', dataFile: '/d', outputDir: '/r/stage3' }),
   entropy: entropyJob(config, { modelPath: '/b', dataFile: '/d', outputPath: '/r/e.jsonl', field: 'entropy_0' }),
-  evaluate: evaluateJob(config.eval, config.eval.datasets, { path: '/m', label: 'wmss', outputDir: '/r/results/wmss' }),
+  evaluate: evaluateJob(config.eval, resolveEvalSets(config.eval), { path: '/m', label: 'wmss', outputDir: '/r/results/wmss' }),
 };
 
 test.each(Object.entries(jobs))('the %s job of a default config passes its schema and carries the config values', (verb, job) => {
@@ -39,6 +40,19 @@ test('the job schemas default every config-built field to the config default (gr
   expect([minimal.grad_accum, minimal.save_every, minimal.gradient_checkpointing, minimal.parallelism]).toEqual([256, 50, true, 'auto']);
   const entropy = KERNEL_JOBS.entropy.parse({ ...log, model_path: '/b', data_file: '/d', output_path: '/o', field: 'entropy_1' });
   expect(entropy).toMatchObject({ max_length: config.entropy.maxLength, batch_tokens: config.entropy.batchTokens, vocab_chunk: config.entropy.vocabChunk, definition: config.entropy.definition, data_format: config.dataFormat });
+});
+
+test('the eval section reaches the evaluate job: protocol, sampling (n as n_samples, its seed as the job seed), each resolved set with its digest', () => {
+  const e = RunConfig.parse({ ...config, eval: { protocol: 'lenient', systemPrompt: 'S', sampling: { temperature: 0.6, topP: 0.95, n: 4, seed: 7 }, benchmarks: ['aqua', { name: 'mine', path: '/m.jsonl', limit: 3, allowRowCountMismatch: true }], overwrite: true } }).eval;
+  const job = evaluateJob(e, resolveEvalSets(e), { path: '/m', label: 'm1', outputDir: '/o' });
+  expect(job).toMatchObject({ protocol: 'lenient', system_prompt: 'S', enable_thinking: true, temperature: 0.6, top_p: 0.95, n_samples: 4, seed: 7, batch_size: 16 });
+  expect(job).not.toHaveProperty('overwrite');
+  expect(job.datasets[0]).toMatchObject({ name: 'aqua', format: 'json', expected_rows: 254, max_new_tokens: 4096, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+  expect(job.datasets[1]).toEqual({ name: 'mine', path: '/m.jsonl', format: 'jsonl', expected_rows: null, max_input_tokens: 4096, max_new_tokens: 4096, limit: 3, sha256: null });
+  expect(KERNEL_JOBS.evaluate.parse({ ...log, ...job })).toMatchObject({ overwrite: false, n_samples: 4 });
+  const minimal = KERNEL_JOBS.evaluate.parse({ ...log, model_path: '/m', label: 'x', output_dir: '/o', datasets: [{ name: 'd', path: '/d.json', format: 'json' }] });
+  expect(minimal).toMatchObject({ protocol: 'paper', temperature: 0, top_p: 1, n_samples: 1, seed: 42, enable_thinking: true, batch_size: 16 });
+  expect(minimal.datasets[0]).toMatchObject({ max_input_tokens: 4096, max_new_tokens: 4096 });
 });
 
 test('λ travels one way: written into the fused checkpoint at 5a, not sent in the joint job', () => {

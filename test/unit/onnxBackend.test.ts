@@ -16,7 +16,7 @@ test('the ONNX export steps run only for configs with an onnx backend, and their
   expect(activeSteps(entropyOnly).filter((s) => s.id.startsWith('onnx')).map((s) => s.id)).toEqual(['onnxBase', 'onnxM1']);
   expect(['entropy0', 'entropy1', 'evaluate'].map((id) => stepQueueKind(stepRow(id as 'entropy0'), entropyOnly))).toEqual(['onnx', 'onnx', 'gpu']);
 
-  const evalOnly = RunConfig.parse({ ...base, eval: { backend: 'onnx', baselines: false } });
+  const evalOnly = RunConfig.parse({ ...base, eval: { backend: 'onnx', protocol: 'lenient', baselines: false } });
   expect(activeSteps(evalOnly).filter((s) => s.id.startsWith('onnx')).map((s) => s.id)).toEqual(['onnxWmss']);
   expect(stepQueueKind(stepRow('evaluate'), evalOnly)).toBe('onnx');
   expect(stepQueueKind(stepRow('onnxWmss'), evalOnly)).toBe('gpu'); // the export needs Python

@@ -1,11 +1,11 @@
-/** Placement plumbing that needs no server: queue names, the routing rule, the torchrun command, shard merges. */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+/** Placement plumbing that needs no server: queue names, the routing rule, the torchrun command, shard merges (the evaluate merge is the kernel's: kernels/tests/test_evaluate.py). */
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { RunConfig } from '../../pipeline/config';
 import { controlWorkerQueues, gpuWorkerQueues, pinnedHost, stepQueue } from '../../pipeline/placement';
 import { stepRow, type StepResult } from '../../pipeline/steps';
 import { kernelCommand } from '../../activities/kernelLaunch';
-import { mergeEvalShards, mergeJsonlByKey } from '../../activities/deviceShards';
+import { mergeJsonlByKey } from '../../activities/deviceShards';
 import { cleanupTmp, tmpDir } from './helpers/tmp';
 
 afterAll(cleanupTmp);
@@ -41,23 +41,10 @@ test('training on N devices is torchrun with N ranks on this host; one device is
   });
 });
 
-test('shard outputs merge in idx / id order, lines kept byte for byte, summaries recounted', async () => {
+test('entropy shard outputs merge in idx order, lines kept byte for byte', async () => {
   const dir = tmpDir();
   writeFileSync(path.join(dir, 'a'), '{"idx": 0, "entropy_0": 1.5}\n{"idx": 2, "entropy_0": 1e-05}\n');
   writeFileSync(path.join(dir, 'b'), '{"idx": 1, "entropy_0": 2.25}\n{"idx": 3, "entropy_0": 0.1}\n');
   expect(await mergeJsonlByKey([path.join(dir, 'a'), path.join(dir, 'b')], 'idx', path.join(dir, 'out'))).toBe(4);
   expect(readFileSync(path.join(dir, 'out'), 'utf8')).toBe('{"idx": 0, "entropy_0": 1.5}\n{"idx": 1, "entropy_0": 2.25}\n{"idx": 2, "entropy_0": 1e-05}\n{"idx": 3, "entropy_0": 0.1}\n');
-
-  const shard = (name: string, ids: number[], correct: number[]) => {
-    const d = path.join(dir, name);
-    mkdirSync(d);
-    writeFileSync(path.join(d, 'gsm8k.jsonl'), ids.map((id) => `${JSON.stringify({ id, correct: correct.includes(id), truncated: id === 3 })}\n`).join(''));
-    writeFileSync(path.join(d, 'summary.json'), JSON.stringify({ model_path: '/m', label: 'wmss', datasets: { gsm8k: { n: ids.length } } }));
-    return d;
-  };
-  const metrics = await mergeEvalShards([shard('s0', [0, 2, 4], [0, 4]), shard('s1', [1, 3], [3])], path.join(dir, 'merged'));
-  expect(metrics).toEqual({ 'pass_at_1/gsm8k': 0.6 });
-  const summary = JSON.parse(readFileSync(path.join(dir, 'merged', 'summary.json'), 'utf8'));
-  expect(summary).toEqual({ model_path: '/m', label: 'wmss', datasets: { gsm8k: { n: 5, correct: 3, pass_at_1: 0.6, truncated: 1 } } });
-  expect(readFileSync(path.join(dir, 'merged', 'gsm8k.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l).id)).toEqual([0, 1, 2, 3, 4]);
 });

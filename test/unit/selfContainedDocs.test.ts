@@ -15,17 +15,6 @@ const TEXT = /\.(ts|js|py|md|sh|json|ya?ml|toml|txt)$|^(Makefile|Dockerfile|run)
 /** Documents outside the repository, by the ways they were cited. */
 export const OUTSIDE_DOCUMENT = new RegExp(['WMSS-SPEC', 'DESIGN\\.md', 'DESIGN §', '\\.\\./shared/'].join('|'));
 
-/**
- * Files of other branches of issue 16 that still cite outside documents; their owners change them
- * (the step-schema branch: pipeline/config.ts, from which docs/configuration.md is generated,
- * activities/fuse.ts, fused.py; the evaluation branch: grading.py, client/report/). Each must be
- * taken off this list when its references go: the test fails for a listed file that has none.
- */
-const OTHER_BRANCHES = new Set([
-  'kernels/wmss_kernels/grading.py',
-  'client/report/published.ts',
-]);
-
 function textFiles(): string[] {
   const out: string[] = [];
   const walk = (rel: string) => {
@@ -95,9 +84,7 @@ test('the checkers find an outside reference and a dangling anchor', () => {
 test('no file cites a document outside the repository', () => {
   expect(files).toEqual(expect.arrayContaining(['README.md', 'docs/method.md', 'pipeline/steps.ts', 'kernels/wmss_kernels/entropy.py', 'Dockerfile']));
   const found = files.flatMap((f) => outsideReferences(f, readFileSync(path.join(ROOT, f), 'utf8')));
-  expect(found.filter((line) => !OTHER_BRANCHES.has(line.split(':')[0]))).toEqual([]);
-  const stale = [...OTHER_BRANCHES].filter((f) => !found.some((line) => line.startsWith(`${f}:`)));
-  expect(stale.map((f) => `${f} cites nothing outside any more: take it off OTHER_BRANCHES`)).toEqual([]);
+  expect(found).toEqual([]);
 });
 
 test('every docs/<file>.md#<anchor> reference names an existing heading', () => {
