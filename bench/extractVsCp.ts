@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     for (let r = 0; r < REPEATS; r++) {
       cpRuns.push(await timedWithSync(async () => {
         const cp = spawnSync('cp', [path.join(fused, 'model.safetensors'), path.join(dir, 'copy.safetensors')]);
-        if (cp.status !== 0) throw new Error(`cp failed: ${cp.stderr}`);
+        if (cp.status !== 0) throw new Error(`cp failed: ${cp.stderr.toString()}`);
       }));
       keepRuns.push(await timedWithSync(async () => (keep = await extractSubmodelDir(fused, path.join(dir, 'keep'), 1, 'keep'))));
       castRuns.push(await timedWithSync(async () => (cast = await extractSubmodelDir(fused, path.join(dir, 'f32'), 1, 'float32'))));
