@@ -135,7 +135,7 @@ export function gpuRuntime(ctx: GpuWorkerContext): GpuRuntime {
     cancelledSignal()?.catch((err) => (cancelledWhileWaiting ??= err));
     return ctx.exclusive(async () => {
       clearInterval(waiting);
-      if (cancelledWhileWaiting !== undefined) throw cancelledWhileWaiting;
+      if (cancelledWhileWaiting !== undefined) throw cancelledWhileWaiting as Error; // a CancelledFailure
       return fn();
     });
   }

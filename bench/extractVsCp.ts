@@ -8,9 +8,9 @@ import { promises as fsp, mkdirSync, mkdtempSync, rmSync, writeFileSync } from '
 import os from 'node:os';
 import path from 'node:path';
 import { extractSubmodelDir } from '../activities/stepActivities/extractActivity';
-import { REPO_ROOT } from '../activities/repoPaths';
 import { encodeHeader } from '../activities/store/safetensorsWriter';
 import type { TensorInfo } from '../activities/store/safetensors';
+import { runBench, writeBenchResult } from '../testkit/benchResult';
 
 const TENSOR_MIB = 16;
 
@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     for (let r = 0; r < REPEATS; r++) {
       cpRuns.push(await timedWithSync(async () => {
         const cp = spawnSync('cp', [path.join(fused, 'model.safetensors'), path.join(dir, 'copy.safetensors')]);
-        if (cp.status !== 0) throw new Error(`cp failed: ${cp.stderr}`);
+        if (cp.status !== 0) throw new Error(`cp failed: ${cp.stderr.toString()}`);
       }));
       keepRuns.push(await timedWithSync(async () => (keep = await extractSubmodelDir(fused, path.join(dir, 'keep'), 1, 'keep'))));
       castRuns.push(await timedWithSync(async () => (cast = await extractSubmodelDir(fused, path.join(dir, 'f32'), 1, 'float32'))));
@@ -87,15 +87,10 @@ async function main(): Promise<void> {
     console.log(`extract, keep dtype: ${result.extractKeepMiBps.toFixed(0)} MiB/s (${keepSeconds.toFixed(2)} s for ${(Number(keep.bytes) / 2 ** 20).toFixed(0)} MiB)`);
     console.log(`extract, bf16 -> f32: ${result.extractCastBf16ToF32MiBpsWritten.toFixed(0)} MiB/s written (${castSeconds.toFixed(2)} s)`);
     console.log(`ratio extract/cp throughput: ${result.ratioExtractOverCp.toFixed(3)}`);
-    const resultsDir = path.join(REPO_ROOT, 'bench', 'results');
-    mkdirSync(resultsDir, { recursive: true });
-    writeFileSync(path.join(resultsDir, 'extract.json'), `${JSON.stringify(result, null, 2)}\n`);
+    writeBenchResult('extract', result);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);

@@ -4,7 +4,7 @@
  * Run: npx tsc -p . && node dist/bench/mergeVsNumpy.js [rows]   → bench/results/merge.json
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { mergeAndWeight, mergeAndWeightFiles } from '../activities/stepActivities/mergeActivity';
@@ -13,6 +13,7 @@ import { Xoshiro128ss } from '../activities/weights/prng';
 import * as A from '../pipeline/artifacts';
 import { RunConfig } from '../pipeline/config';
 import { REPO_ROOT } from '../activities/repoPaths';
+import { runBench, writeBenchResult } from '../testkit/benchResult';
 
 const NUMPY_SCRIPT = `
 import json, sys, time
@@ -109,15 +110,10 @@ async function main(): Promise<void> {
     console.log(`ts step 3 under the artifact store (data digest, publish, output digests, manifest): ${tsStep.toFixed(3)} s`);
     console.log(`numpy same formulas (json per line, dict join, rng.choice): ${numpy.seconds.toFixed(3)} s`);
     console.log(`ratio ts/numpy: ${result.ratioTsOverNumpy.toFixed(3)}`);
-    const resultsDir = path.join(REPO_ROOT, 'bench', 'results');
-    mkdirSync(resultsDir, { recursive: true });
-    writeFileSync(path.join(resultsDir, 'merge.json'), `${JSON.stringify(result, null, 2)}\n`);
+    writeBenchResult('merge', result);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);

@@ -6,11 +6,11 @@
  * Both sides time only their compute loop (model loading and tokenisation excluded).
  * Run: npx tsc -p . && node dist/bench/onnx.js [threads]   → bench/results/onnx.json
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runKernel } from '../activities/kernelBridge';
-import { REPO_ROOT } from '../activities/repoPaths';
+import { runBench, writeBenchResult } from '../testkit/benchResult';
 import { computeEntropyOnnx, evaluateOnnx } from '../activities/onnx/compute';
 import { OnnxCausalLm, releaseOnnxSessions } from '../activities/onnx/model';
 import { loadChatTokenizer } from '../activities/onnx/tokenizer';
@@ -61,20 +61,15 @@ async function main(): Promise<void> {
     console.log(`generation  torch (Python kernel, CPU): ${figures.generation_tokens_per_s.torch_cpu} new tokens/s`);
     console.log(`generation  onnxruntime-node (CPU):     ${figures.generation_tokens_per_s.onnxruntime_node} new tokens/s`);
     console.log(`ratio onnx/torch: entropy ${ratio(figures.entropy_tokens_per_s)}×, generation ${ratio(figures.generation_tokens_per_s)}×  (${threads} threads each)`);
-    const out = path.join(REPO_ROOT, 'bench', 'results', 'onnx.json');
-    mkdirSync(path.dirname(out), { recursive: true });
-    writeFileSync(out, JSON.stringify({
+    writeBenchResult('onnx', {
       bench: 'onnx', date: new Date().toISOString(), host: { cpus: os.cpus()[0]?.model, cores: os.availableParallelism(), node: process.version },
       threads, model: { ...SHAPE, parameters: made.metrics.parameters }, entropy: ENTROPY, generation: GENERATION, figures,
       ratio: { entropy: ratio(figures.entropy_tokens_per_s), generation: ratio(figures.generation_tokens_per_s) },
-    }, null, 2) + '\n');
+    });
   } finally {
     await releaseOnnxSessions();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);

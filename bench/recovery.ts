@@ -20,7 +20,7 @@
  *
  * Run: npx tsc -p . && node dist/bench/recovery.js   → bench/results/recovery.json
  */
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -32,6 +32,7 @@ import { startDevServer } from '../client/devServer';
 import { demoConfig, makeTinyAssets } from '../client/commands/demo';
 import { startPipeline } from '../client/commands/start';
 import { freePort } from '../testkit/harness';
+import { runBench, writeBenchResult } from '../testkit/benchResult';
 import { deterministicDigests, kernelPids, killPids, processAlive, readTrace, waitUntil, WorkerProcess } from '../testkit/faultKit';
 
 const HEARTBEAT_S = 15;
@@ -127,9 +128,7 @@ async function main(): Promise<void> {
     console.log(`outputs of the two runs byte-identical: ${same ? 'yes' : 'NO'}`);
     console.log(`ratio interrupted/uninterrupted run time: ${round(interrupted.seconds / reference.seconds, 3)}`);
 
-    const out = path.join(REPO_ROOT, 'bench', 'results', 'recovery.json');
-    mkdirSync(path.dirname(out), { recursive: true });
-    writeFileSync(out, JSON.stringify({
+    writeBenchResult('recovery', {
       bench: 'recovery', date: new Date().toISOString(), host: { cpus: os.cpus()[0]?.model, cores: os.availableParallelism(), node: process.version, loadavg: os.loadavg() },
       config: { sftSteps: demoSteps, saveEvery: SAVE_EVERY, heartbeatSeconds: HEARTBEAT_S, killAfterStep: KILL_AFTER_STEP },
       figures: {
@@ -141,7 +140,7 @@ async function main(): Promise<void> {
       goals: { resume_s: 10 + HEARTBEAT_S, steps_redone: SAVE_EVERY, overhead_pct: 15 },
       met: { resume: resumeS < 10 + HEARTBEAT_S, redone: redone <= SAVE_EVERY, overhead: overhead < 0.15 },
       ratio: round(interrupted.seconds / reference.seconds, 3),
-    }, null, 2) + '\n');
+    });
     if (!same) process.exitCode = 1;
   } finally {
     for (const w of workers) await w.kill();
@@ -151,7 +150,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);

@@ -34,7 +34,7 @@ function unwrap(s: z.ZodType): z.ZodType {
 
 function shapeOf(s: z.ZodType): Record<string, z.ZodType> | undefined {
   const inner = unwrap(s);
-  return inner instanceof z.ZodObject ? (inner.shape as Record<string, z.ZodType>) : undefined;
+  return inner instanceof z.ZodObject ? (inner.shape) : undefined;
 }
 
 interface MappedKey {

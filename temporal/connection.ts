@@ -79,7 +79,7 @@ export function addConnectionFlags(program: Command): Command {
 function pickConnectionFlags(opts: Record<string, unknown>): ConnectionFlags {
   const out: Record<string, unknown> = {};
   for (const key of CONNECTION_FLAG_KEYS) if (opts[key] !== undefined && opts[key] !== '') out[key] = opts[key];
-  return out as ConnectionFlags;
+  return out;
 }
 
 /** The profile of the file and environment (layers 2–4), before flags. */

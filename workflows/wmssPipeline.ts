@@ -49,7 +49,7 @@ function activityFor(row: StepRow, config: RunConfig, host: string | undefined):
     retry: { ...row.retry, nonRetryableErrorTypes: [...nonRetryableErrorTypes] },
     summary: stepSummary(row),
   });
-  return proxies[row.activity] as StepActivity;
+  return proxies[row.activity];
 }
 
 export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> {
@@ -141,7 +141,7 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     status = isCancellation(firstFailure) || CancellationScope.current().consideredCancelled ? 'cancelled' : 'failed';
     publish();
     await unlock();
-    if (status === 'cancelled') throw firstFailure;
+    if (status === 'cancelled') throw firstFailure as Error; // Temporal's CancelledFailure, as it came
     const failed = [...steps.values()].find((s) => s.state === 'failed');
     const info = failureInfo(firstFailure);
     throw ApplicationFailure.create({
@@ -162,5 +162,5 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     if (metric === 'pass_at_1' && model && dataset && typeof value === 'number') (accuracy[model] ??= {})[dataset] = value;
   }
   await unlock();
-  return { runName: config.runName, runDir: config.runDir, steps: results as Record<string, StepResult>, accuracy };
+  return { runName: config.runName, runDir: config.runDir, steps: results, accuracy };
 }

@@ -59,7 +59,7 @@ export function checkSameTensors(weakDir: string, weakAll: TensorLocation[], str
     const s = strongByName.get(w.name);
     if (!s) throw invalidInput(strongDir, undefined, w.name, `tensor of the weak model (${weakDir}) is missing from the strong model`);
     if (JSON.stringify(s.shape) !== JSON.stringify(w.shape)) {
-      throw invalidInput(s.file, undefined, w.name, `shape [${s.shape}] differs from the weak model's [${w.shape}] (${w.file})`);
+      throw invalidInput(s.file, undefined, w.name, `shape [${s.shape.join(',')}] differs from the weak model's [${w.shape.join(',')}] (${w.file})`);
     }
   }
   const extra = strong.find((t) => !weakNames.has(t.name));

@@ -118,7 +118,7 @@ function validateHeader(file: string, fileSize: number, dataStart: number, parse
     if (end < begin || end > dataSize) throw invalidInput(file, undefined, key, `data_offsets [${begin}, ${end}] outside the data section (${dataSize} bytes)`);
     const expected = elementCount(info.data.shape) * DTYPE_BYTES[info.data.dtype];
     if (end - begin !== expected) {
-      throw invalidInput(file, undefined, key, `data_offsets span ${end - begin} bytes but shape [${info.data.shape}] of ${info.data.dtype} needs ${expected}`);
+      throw invalidInput(file, undefined, key, `data_offsets span ${end - begin} bytes but shape [${info.data.shape.join(',')}] of ${info.data.dtype} needs ${expected}`);
     }
     tensors.set(key, info.data);
   }

@@ -86,7 +86,7 @@ export async function writeSafetensors(outFile: string, tensors: TensorToWrite[]
   const handle = await fsp.open(outFile, 'w');
   let total = 0;
   try {
-    await writeAll(handle, encodeHeader(entries, opts.metadata)).catch((err: unknown) => Promise.reject(withPath(err, outFile)));
+    await writeAll(handle, encodeHeader(entries, opts.metadata)).catch((err: unknown) => Promise.reject(withPath(err, outFile) as Error));
     for (const [i, t] of tensors.entries()) {
       if (t.source.byteLength === 0) continue;
       const [begin, end] = entries[i][1].data_offsets;

@@ -23,8 +23,13 @@ def main(src, dst):
     xs = {s: fig[f"{s}.parameters"] / 1e9 for s in sizes}
     ymax = max(fig.get(f"{s}.{key}", 0) for s in sizes for key, _, _ in SERIES) * 1.1
     x0, x1 = math.log10(min(xs.values()) / 1.3), math.log10(max(xs.values()) * 1.3)
-    px = lambda v: LEFT + (math.log10(v) - x0) / (x1 - x0) * (W - LEFT - RIGHT)
-    py = lambda v: H - BOTTOM - v / ymax * (H - BOTTOM - TOP)
+
+    def px(v):
+        return LEFT + (math.log10(v) - x0) / (x1 - x0) * (W - LEFT - RIGHT)
+
+    def py(v):
+        return H - BOTTOM - v / ymax * (H - BOTTOM - TOP)
+
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
            f'<rect width="{W}" height="{H}" fill="white"/>',
            f'<text x="{LEFT}" y="22" font-size="14">Entropy kernel throughput vs model size ({fig["device"]}, bf16)</text>',

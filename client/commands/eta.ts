@@ -64,7 +64,7 @@ export function pipelineEta(steps: StepStatus[], running: Partial<Record<StepId,
     const s = byId.get(id);
     if (!s?.startedAt) return undefined;
     if (s.finishedAt && s.state === 'completed') return Date.parse(s.finishedAt) - Date.parse(s.startedAt);
-    if (s.state === 'running' && running[id] !== undefined) return now - Date.parse(s.startedAt) + running[id]!;
+    if (s.state === 'running' && running[id] !== undefined) return now - Date.parse(s.startedAt) + running[id];
     return undefined;
   };
   let lowerBound = false;

@@ -57,7 +57,7 @@ export async function progressFromHistory(client: Client, workflowId: string, wo
       const step = bySchedule.get(String(completed.scheduledEventId));
       if (step) {
         const payload = completed.result?.payloads?.[0];
-        step.result = payload ? (convert.fromPayload(payload) as StepResult) : undefined;
+        step.result = payload ? convert.fromPayload<StepResult>(payload) : undefined;
         step.state = step.result?.cached ? 'cached' : 'completed';
         step.finishedAt = iso(e.eventTime);
       }

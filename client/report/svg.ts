@@ -157,7 +157,7 @@ export function groupedBars(title: string, categories: string[], series: { name:
     body.push(`<text x="${f.left + ci * groupW + groupW / 2}" y="${f.height - f.bottom + 16}" text-anchor="middle" font-size="12" ${FONT}>${escapeXml(c)}</text>`);
     series.forEach((s, si) => {
       if (s.values[ci] === undefined) return;
-      const v = 100 * s.values[ci]!;
+      const v = 100 * s.values[ci];
       const x = gx + si * barW;
       body.push(`<rect class="bar" x="${x.toFixed(2)}" y="${sy(v)}" width="${(barW - 2).toFixed(2)}" height="${(sy(0) - sy(v)).toFixed(2)}" fill="${PALETTE[si % PALETTE.length]}"><title>${escapeXml(s.name)} ${escapeXml(c)}: ${v.toFixed(1)}%</title></rect>`);
       body.push(`<text x="${(x + barW / 2 - 1).toFixed(2)}" y="${sy(v) - 4}" text-anchor="middle" font-size="10" ${FONT}>${v.toFixed(1)}</text>`);

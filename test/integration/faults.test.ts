@@ -306,8 +306,8 @@ describe('crashes during steps 0–7', () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     await Promise.all(acts);
-    if (actError !== undefined) throw actError;
-    for (const run of [R, CA, CB]) if (run.error) throw run.error;
+    if (actError !== undefined) throw actError as Error;
+    for (const run of [R, CA, CB]) if (run.error) throw run.error as Error;
     const missed = faults.filter((f) => !f.fired).map((f) => `${f.run.name}/${f.name}`);
     if (missed.length) throw new Error(`faults never fired: ${missed.join(', ')}`);
     console.log(`faults: reference and chaos runs done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -474,9 +474,9 @@ async function runServerScenario(): Promise<void> {
 describe('server killed, then cancel and restart', () => {
   test('SIGKILL of the dev server mid-training: workers reconnect to the restarted server, no step runs twice', async () => {
     const err = await serverScenario;
-    if (err) throw err;
+    if (err) throw err as Error;
     const seen = S.seen;
-    console.log(`server down ${seen['server:downMs']} ms; cancel took ${seen['cancel:doneMs']} ms`);
+    console.log(`server down ${String(seen['server:downMs'])} ms; cancel took ${String(seen['cancel:doneMs'])} ms`);
     // The kernel kept training while the server was away.
     expect(seen['server:kernelAliveWithoutServer']).toBe(true);
     expect(seen['server:killedAtStep'] as number).toBeLessThan(LONG_TRAIN.maxSteps);
@@ -493,7 +493,7 @@ describe('server killed, then cancel and restart', () => {
 
   test('wmss cancel during training: checkpoint saved in the grace period, no kernel process left, the run is cancelled; wmss resume continues it', async () => {
     const err = await serverScenario;
-    if (err) throw err;
+    if (err) throw err as Error;
     const seen = S.seen;
     expect(seen['cancel:stdout']).toMatch(/cancellation requested for wmss-srv/);
     const cancelError = seen['cancel:error'];
@@ -529,7 +529,7 @@ describe('server killed, then cancel and restart', () => {
 
   test('out of memory (WMSS_FAULT_OOM) in joint training: the retry halves the micro-batch and doubles accumulation, kept across the cancel and resume, recorded in the manifest', async () => {
     const err = await serverScenario;
-    if (err) throw err;
+    if (err) throw err as Error;
     const configured = S.config.joint;
     expect(S.result!.steps.joint.metrics).toMatchObject({
       oom_halvings: 1, micro_batch: configured.microBatch / 2, grad_accum_per_rank: configured.gradAccum * 2, global_batch: configured.microBatch * configured.gradAccum,

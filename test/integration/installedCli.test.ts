@@ -13,7 +13,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporalCli } from '../../client/devServer';
-import { startHarness, tinyRunConfig, type Harness } from '../../testkit/harness';
+import { runCommand, startHarness, tinyRunConfig, type Harness, type Ran } from '../../testkit/harness';
 
 jest.setTimeout(300_000);
 
@@ -22,27 +22,10 @@ let h: Harness;
 let bin: string;
 let pkgDir: string;
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command without blocking this process's event loop (the workers live here). */
+/** runCommand with this suite's defaults: the harness's directory and server, no Web UI link. */
 function run(cmd: string, args: string[], opts: { timeoutMs?: number; cwd?: string; env?: Record<string, string> } = {}): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd ?? h?.dir ?? ROOT, env: { ...process.env, ...(h && { TEMPORAL_ADDRESS: h.server.address }), WMSS_UI_URL: '', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  const env = { ...process.env, ...(h && { TEMPORAL_ADDRESS: h.server.address }), WMSS_UI_URL: '', ...opts.env };
+  return runCommand(cmd, args, { cwd: opts.cwd ?? h?.dir ?? ROOT, env, timeoutMs: opts.timeoutMs });
 }
 
 const wmss = (...args: string[]) => run(bin, args);

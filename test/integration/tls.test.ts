@@ -160,7 +160,7 @@ async function refused(connect: () => Promise<unknown>): Promise<string> {
   expect(err).toBeInstanceOf(Error);
   expect(Date.now() - t0).toBeLessThan(30_000);
   const cause = (err as Error).cause;
-  return `${(err as Error).message}${cause ? ` (${cause instanceof Error ? cause.message : String(cause)})` : ''}`;
+  return `${(err as Error).message}${cause ? ` (${cause instanceof Error ? cause.message : JSON.stringify(cause)})` : ''}`;
 }
 
 /** Every string and byte string (payload data, metadata) in `value`, the bytes decoded as UTF-8. */

@@ -13,6 +13,7 @@ import { buildProgram } from '../../client/cli';
 import { configReference } from '../../client/configReference';
 import { webUiLink, temporalTarget } from '../../temporal/connection';
 import { readRunConfig } from '../../client/runConfigFile';
+import { RunConfig } from '../../pipeline/config';
 import * as runConfigFile from '../../client/runConfigFile';
 import { cleanupTmp, tmpDir } from './helpers/tmp';
 
@@ -252,6 +253,5 @@ describe('examples/ (defect 7)', () => {
 });
 
 function RunConfigParse(v: unknown): boolean {
-  const { RunConfig } = require('../../pipeline/config');
   return RunConfig.safeParse(v).success;
 }

@@ -11,7 +11,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { checkSftMaxLength } from '../../activities/stepActivities/sftActivity';
 import { SFT_CONFIG_KEYS } from '../../pipeline/stepDefinitions/sft';
@@ -81,7 +81,7 @@ describe('full disk and read-only run dir (real errno errors from real file syst
 
   withMount('taking the run dir lock on a read-only run dir is NotWritable', async () => {
     const runDir = tmpfs('ro,size=64k')!;
-    const f = await failureOf(new MockActivityEnvironment().run(runLockActivities().lockRunDir, { runDir, runName: 'ro' }));
+    const f = await failureOf(new MockActivityEnvironment().run((input: { runDir: string; runName: string }) => runLockActivities().lockRunDir(input), { runDir, runName: 'ro' }));
     expect(f.type).toBe(ErrorTypes.NotWritable);
     expect(f.message).toContain(runDir);
   });
@@ -104,7 +104,7 @@ describe('resample.multiplier (step 3)', () => {
   test('a multiplier of 1e12 is a non-retryable InvalidConfig naming resample.multiplier, not a RangeError, and publishes nothing', async () => {
     const runDir = tmpDir();
     mkdirSync(path.join(runDir, 'in'));
-    for (const f of ['entropy_0.jsonl', 'entropy_1.jsonl']) writeFileSync(path.join(runDir, 'in', f), require('node:fs').readFileSync(path.join(SHARED, f)));
+    for (const f of ['entropy_0.jsonl', 'entropy_1.jsonl']) writeFileSync(path.join(runDir, 'in', f), readFileSync(path.join(SHARED, f)));
     const input = stepInput('merge', runDir, { dataFile: path.join(SHARED, 'data.jsonl') }, { entropy0: fake('entropy0', 'in/entropy_0.jsonl'), entropy1: fake('entropy1', 'in/entropy_1.jsonl') });
     // set after parsing: the activity must hold even where the schema lets a value through
     input.config.resample.multiplier = 1e12;

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { extractSubmodelDir } from '../../activities/stepActivities/extractActivity';
 import { fuseModelDirs, fuseModels } from '../../activities/stepActivities/fuseActivity';
@@ -104,7 +104,6 @@ describe('extract', () => {
       'sub_models.1.prev_gate.weight': { dtype: 'BF16', shape: [1], data: bf16([9]) },
       'sub_models.1.model.layers.0.step': { dtype: 'I64', shape: [1], data: Buffer.alloc(8, 1) },
     });
-    const { writeFileSync } = require('node:fs');
     writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...sub(0), num_sub_models: 2, architectures: ['QwenBoostForCausalLM'], is_llmboost: false, fusion_lambda: 0.5, sub_model_cfgs: [sub(0), sub(1)] }));
     writeFileSync(path.join(dir, 'tokenizer.json'), '{}');
     writeFileSync(path.join(dir, 'trainer_state.json'), '{}');

@@ -33,7 +33,7 @@ describe('ETA', () => {
   const t0 = Date.parse('2026-01-01T00:00:00Z');
   const at = (s: number) => new Date(t0 + s * 1000).toISOString();
   const steps = (over: Partial<Record<string, Partial<StepStatus>>>): StepStatus[] =>
-    STEPS.filter((r) => !r.when).map((r) => ({ id: r.id, number: r.number, title: r.title, state: 'pending', ...over[r.id] }) as StepStatus);
+    STEPS.filter((r) => !r.when).map((r) => ({ id: r.id, number: r.number, title: r.title, state: 'pending', ...over[r.id] }));
 
   test('a running step: rate from samples, remaining from the last heartbeat', () => {
     const p = { done: 30, total: 100, unit: 'steps', updatedAt: at(60) };
