@@ -57,7 +57,7 @@ export function resolveEvalSets(evalConfig: Pick<RunConfig['eval'], 'benchmarks'
 /** The sets and what identifies their content for the cache key (a bundled set: its digest). */
 export async function resolveEvalDatasets(evalConfig: RunConfig['eval'], runDir: string): Promise<{ datasets: EvalSet[]; dataKeys: string[] }> {
   const datasets = resolveEvalSets(evalConfig);
-  const dataKeys = await Promise.all(datasets.map((d, i) => (d.sha256 ? `bundled:${d.name}:${d.sha256}` : digestTextInput(runDir, d.path, `eval.benchmarks[${i}].path`))));
+  const dataKeys = await Promise.all(datasets.map((d, i) => (d.sha256 ? Promise.resolve(`bundled:${d.name}:${d.sha256}`) : digestTextInput(runDir, d.path, `eval.benchmarks[${i}].path`))));
   return { datasets, dataKeys };
 }
 

@@ -142,11 +142,13 @@ async function jsonListEntries(file: string): Promise<[number, unknown][]> {
 }
 
 /** What is wrong with one row; loadEvalRows turns it into InvalidInput naming file, row and field. */
-class RowProblem {
+class RowProblem extends Error {
   constructor(
     readonly field: string | undefined,
-    readonly message: string,
-  ) {}
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** [question, gold] of one row, with the kernel's rules and messages (eval_data._question_and_answer). */
@@ -166,7 +168,8 @@ function questionAndAnswer(row: Record<string, unknown>, format: EvalDatasetSpec
     }
   }
   const rm = reward && typeof reward === 'object' && !Array.isArray(reward) ? (reward as Record<string, unknown>) : undefined;
-  let [qKey, question] = rm && row.prompt !== null && row.prompt !== undefined ? ['prompt', row.prompt] : present(row, QUESTION_KEYS);
+  const [qKey, firstQuestion] = rm && row.prompt !== null && row.prompt !== undefined ? ['prompt', row.prompt] : present(row, QUESTION_KEYS);
+  let question = firstQuestion;
   let [aKey, answer]: [string | undefined, unknown] = rm ? ['reward_model.ground_truth', rm.ground_truth] : [undefined, undefined];
   if (answer === null || answer === undefined) [aKey, answer] = present(row, ANSWER_KEYS);
   if (question === undefined) throw fail('question', `no question (looked for ${QUESTION_KEYS.join(', ')})`);

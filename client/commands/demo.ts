@@ -74,7 +74,7 @@ function progressReporter(log: (s: string) => void, started: number) {
       const before = seen.get(step.id);
       const beat = snap.heartbeats.find((h) => h.stepId === step.id);
       const changed = before?.state !== step.state;
-      if (step.state === 'pending' || (!changed && (step.state !== 'running' || Date.now() - before!.at < 15_000))) continue;
+      if (step.state === 'pending' || (!changed && (step.state !== 'running' || Date.now() - before.at < 15_000))) continue;
       const detail = step.state === 'running' ? describeProgress(beat?.details) : step.error ? step.error.message.split('\n')[0] : '';
       log(`${clock} step ${step.number.padEnd(2)} ${step.title.padEnd(50)} ${step.state}${detail ? `  ${detail}` : ''}`);
       seen.set(step.id, { state: step.state, at: Date.now() });

@@ -93,7 +93,7 @@ function lossOf(runDir: string, manifest: StepManifest | undefined, fallbackDir:
     return undefined;
   }
   const state = readJson(file) as { loss_history?: LossPoint[] };
-  return { checkpoint: path.relative(runDir, checkpoint!), points: (state.loss_history ?? []).filter((p) => Number.isFinite(p.loss)) };
+  return { checkpoint: path.relative(runDir, checkpoint), points: (state.loss_history ?? []).filter((p) => Number.isFinite(p.loss)) };
 }
 
 export interface ReportExtra {
