@@ -38,7 +38,7 @@ function stopCheck(): () => void {
     reason = err;
   });
   return () => {
-    if (reason !== undefined) throw reason;
+    if (reason !== undefined) throw reason as Error; // a CancelledFailure
   };
 }
 

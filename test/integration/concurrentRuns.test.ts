@@ -99,7 +99,7 @@ test(`${RUNS} pipelines on one server with distinct run dirs all complete, with 
       const manifest = JSON.parse(readFileSync(path.join(config.runDir, A.manifestPath(step.id)), 'utf8'));
       expect(manifest.result.stepId).toBe(step.id);
       expect(manifest.result.cacheKey).toBe(r.steps[step.id].cacheKey);
-      for (const out of Object.values(manifest.outputs) as { path: string }[]) {
+      for (const out of Object.values<{ path: string }>(manifest.outputs)) {
         expect(path.isAbsolute(out.path) || out.path.split('/').includes('..')).toBe(false);
         expect(existsSync(path.join(config.runDir, out.path))).toBe(true);
       }

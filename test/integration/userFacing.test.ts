@@ -6,7 +6,7 @@
  * from the workflow id or the run name alone.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { chromium, type Browser } from 'playwright-core';
@@ -75,7 +75,7 @@ afterAll(async () => {
 
 test('watch follows a run started by `temporal workflow start` until it ends: plain lines and progress bars', async () => {
   const file = path.join(h.dir, 'run.json');
-  require('node:fs').writeFileSync(file, JSON.stringify(config));
+  writeFileSync(file, JSON.stringify(config));
   execFileSync(temporalCli(), ['workflow', 'start', '--type', 'wmssPipeline', '--task-queue', 'wmss', '--workflow-id', WORKFLOW_ID, '--input-file', file, '--address', h.server.address]);
   const plain = new Capture(false);
   const bars = new Capture(true);
@@ -189,7 +189,7 @@ test('schedules: create, trigger, describe, pause, backfill; a 2 s schedule fire
   const base = tinyRunConfig(h.assets, path.join(h.dir, 'sched'), 'it-sched', { placement: { gpuQueue: 'nobody-polls-this' } });
   const schedConfig: RunConfig = { ...base, dataFile: path.join(h.dir, 'data', '{date}', 'train.jsonl') };
   const configFile = path.join(h.dir, 'sched.json');
-  require('node:fs').writeFileSync(configFile, JSON.stringify(schedConfig));
+  writeFileSync(configFile, JSON.stringify(schedConfig));
 
   const created = await cli('schedule', 'create', '--config', configFile, '--every', '1d', '--id', 'it-daily');
   expect(created).toContain('created schedule it-daily');
