@@ -65,13 +65,17 @@ function start(python: string): ForkServer | undefined {
     me.listening = false;
     if (server === me) server = undefined;
     rmSync(dir, { recursive: true, force: true });
-    if (!me.stopping) console.warn(`wmss: the kernel fork server stopped (${why}); kernels start as plain processes${stderr.length ? `:\n${stderr.join('\n')}` : ''}`);
+    if (!me.stopping)
+      console.warn(
+        `wmss: the kernel fork server stopped (${why}); kernels start as plain processes${stderr.length ? `:\n${stderr.join('\n')}` : ''}`,
+      );
   };
   child.once('error', (err) => gone(err.message));
   child.once('exit', (code, signal) => gone(signal ? `signal ${signal}` : `exit code ${code}`));
   // neither the server nor its pipes keep this process alive; its exit closes the liveness pipe
   child.unref();
-  for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as unknown as { unref?: () => void }).unref?.();
+  for (const stream of [child.stdin, child.stdout, child.stderr])
+    (stream as unknown as { unref?: () => void }).unref?.();
   return me;
 }
 

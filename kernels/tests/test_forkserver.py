@@ -15,26 +15,27 @@ import time
 from pathlib import Path
 
 import pytest
-
 import wmss_kernels
+from conftest import kernel_env
 
 KERNELS = Path(wmss_kernels.__file__).resolve().parents[1]
 CLIENT = KERNELS / "wmss_kernels" / "forkclient.py"
-ENV = {**os.environ, "PYTHONPATH": str(KERNELS), "PYTHONUNBUFFERED": "1"}
-TRAIN = {"lr": 3e-3, "micro_batch": 4, "grad_accum": 2, "max_steps": 6, "save_every": 3, "max_length": 96,
-         "device": "cpu", "seed": 42}
+TRAIN = {
+    "lr": 3e-3,
+    "micro_batch": 4,
+    "grad_accum": 2,
+    "max_steps": 6,
+    "save_every": 3,
+    "max_length": 96,
+    "device": "cpu",
+    "seed": 42,
+}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    sock = tmp_path_factory.mktemp("fork") / "s.sock"
-    proc = subprocess.Popen([sys.executable, "-m", "wmss_kernels.forkserver", "--socket", str(sock)], env=ENV,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = [proc.stdout.readline().strip() for _ in range(2)]
-    assert lines[0] == "listening" and lines[1].startswith("ready"), (lines, proc.stderr.read())
-    yield {"proc": proc, "socket": str(sock)}
-    proc.stdin.close()
-    assert proc.wait(timeout=60) == 0
+@pytest.fixture
+def server(fork_socket):
+    """The session's fork server (conftest.py), as run_kernel uses it."""
+    return {"socket": fork_socket}
 
 
 def command(verb, job_file, sock=None):
@@ -47,8 +48,15 @@ def command(verb, job_file, sock=None):
 def start(verb, job, tmp_path, sock=None, env=None):
     job_file = tmp_path / f"{verb}-{'fork' if sock else 'plain'}.json"
     job_file.write_text(json.dumps(job))
-    return subprocess.Popen(command(verb, job_file, sock), env=env or ENV, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        command(verb, job_file, sock),
+        env=env or kernel_env(),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(proc):
@@ -95,12 +103,19 @@ def run_both(verb, job_of, tmp_path, server, out_name, env=None):
     return outputs
 
 
-@pytest.mark.parametrize("threads", [None, 1], ids=["torch-default-threads", "job-threads-1"])
-def test_entropy_outputs_are_byte_identical(tiny_model, tmp_path, server, threads):
+def test_entropy_outputs_are_byte_identical_with_torchs_default_threads(tiny_model, tmp_path, server):
     def job():
-        return {"log_file": str(tmp_path / "log"), "model_path": tiny_model.model_dir, "data_file": tiny_model.train_file,
-                "data_format": "messages", "output_path": str(tmp_path / "out" / "entropy.jsonl"),
-                "field": "entropy_0", "limit": 48, "device": "cpu", "seed": 42, **({"threads": threads} if threads else {})}
+        return {
+            "log_file": str(tmp_path / "log"),
+            "model_path": tiny_model.model_dir,
+            "data_file": tiny_model.train_file,
+            "data_format": "messages",
+            "output_path": str(tmp_path / "out" / "entropy.jsonl"),
+            "field": "entropy_0",
+            "limit": 48,
+            "device": "cpu",
+            "seed": 42,
+        }
 
     outputs = run_both("entropy", job, tmp_path, server, "out")
     assert outputs["plain"] == outputs["fork"] and outputs["plain"]
@@ -108,11 +123,16 @@ def test_entropy_outputs_are_byte_identical(tiny_model, tmp_path, server, thread
 
 def test_sft_outputs_are_byte_identical_with_the_jobs_thread_environment(tiny_model, tmp_path, server):
     # OMP_NUM_THREADS set for the job but not for the server: the forked kernel applies it
-    env = {**ENV, "OMP_NUM_THREADS": "1"}
+    env = {**kernel_env(), "OMP_NUM_THREADS": "1"}
 
     def job():
-        return {"log_file": str(tmp_path / "log"), "model_path": tiny_model.model_dir, "data_file": tiny_model.train_file,
-                "output_dir": str(tmp_path / "sft"), **TRAIN}
+        return {
+            "log_file": str(tmp_path / "log"),
+            "model_path": tiny_model.model_dir,
+            "data_file": tiny_model.train_file,
+            "output_dir": str(tmp_path / "sft"),
+            **TRAIN,
+        }
 
     outputs = run_both("sft", job, tmp_path, server, "sft", env)
     assert any(name.endswith("model.safetensors") for name in outputs["plain"])
@@ -120,14 +140,24 @@ def test_sft_outputs_are_byte_identical_with_the_jobs_thread_environment(tiny_mo
 
 
 def test_exit_codes_and_stderr_come_through(tiny_model, tmp_path, server):
-    rc, events, err = finish(start("sft", {"model_path": tiny_model.model_dir, "micro_batch": 0}, tmp_path, server["socket"]))
+    rc, events, err = finish(
+        start("sft", {"model_path": tiny_model.model_dir, "micro_batch": 0}, tmp_path, server["socket"])
+    )
     assert rc == 2 and events[-1]["error_type"] == "InvalidInput"
     assert "[wmss fork client]" not in err  # it went through the server
 
 
 def test_sigterm_to_the_clients_group_checkpoints_and_exits_4(tiny_model, tmp_path, server):
-    job = {"log_file": str(tmp_path / "log"), "model_path": tiny_model.model_dir, "data_file": tiny_model.train_file,
-           "output_dir": str(tmp_path / "term"), **TRAIN, "max_steps": 100000, "save_every": 0, "threads": 1}
+    job = {
+        "log_file": str(tmp_path / "log"),
+        "model_path": tiny_model.model_dir,
+        "data_file": tiny_model.train_file,
+        "output_dir": str(tmp_path / "term"),
+        **TRAIN,
+        "max_steps": 100000,
+        "save_every": 0,
+        "threads": 1,
+    }
     proc = start("sft", job, tmp_path, server["socket"])
     events = []
     for line in proc.stdout:
@@ -168,9 +198,17 @@ def gone(pid, timeout=10):
 
 def test_sigkill_of_the_clients_group_kills_the_kernel(tiny_model, tmp_path, server):
     pid_dir = tmp_path / "pids"
-    job = {"log_file": str(tmp_path / "log"), "model_path": tiny_model.model_dir, "data_file": tiny_model.train_file,
-           "output_dir": str(tmp_path / "killed"), **TRAIN, "max_steps": 100000, "save_every": 0, "threads": 1}
-    proc = start("sft", job, tmp_path, server["socket"], {**ENV, "WMSS_PID_DIR": str(pid_dir)})
+    job = {
+        "log_file": str(tmp_path / "log"),
+        "model_path": tiny_model.model_dir,
+        "data_file": tiny_model.train_file,
+        "output_dir": str(tmp_path / "killed"),
+        **TRAIN,
+        "max_steps": 100000,
+        "save_every": 0,
+        "threads": 1,
+    }
+    proc = start("sft", job, tmp_path, server["socket"], {**kernel_env(), "WMSS_PID_DIR": str(pid_dir)})
     kernel = kernel_pid(pid_dir)
     assert kernel != proc.pid and os.getpgid(kernel) == kernel  # forked by the server, in a session of its own
     os.killpg(proc.pid, signal.SIGKILL)  # only the client's group, as a stalled kernel's bridge would
@@ -181,36 +219,60 @@ def test_sigkill_of_the_clients_group_kills_the_kernel(tiny_model, tmp_path, ser
 
 def test_a_kernel_killed_by_a_signal_kills_its_client_with_it(tiny_model, tmp_path, server):
     pid_dir = tmp_path / "pids"
-    job = {"log_file": str(tmp_path / "log"), "model_path": tiny_model.model_dir, "data_file": tiny_model.train_file,
-           "output_dir": str(tmp_path / "crash"), **TRAIN, "max_steps": 100000, "save_every": 0, "threads": 1}
-    proc = start("sft", job, tmp_path, server["socket"], {**ENV, "WMSS_PID_DIR": str(pid_dir)})
+    job = {
+        "log_file": str(tmp_path / "log"),
+        "model_path": tiny_model.model_dir,
+        "data_file": tiny_model.train_file,
+        "output_dir": str(tmp_path / "crash"),
+        **TRAIN,
+        "max_steps": 100000,
+        "save_every": 0,
+        "threads": 1,
+    }
+    proc = start("sft", job, tmp_path, server["socket"], {**kernel_env(), "WMSS_PID_DIR": str(pid_dir)})
     os.kill(kernel_pid(pid_dir), signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
 
 
 def test_without_a_server_the_client_runs_the_plain_kernel(tiny_model, tmp_path):
-    rc, events, err = finish(start("sft", {"model_path": tiny_model.model_dir, "micro_batch": 0}, tmp_path,
-                                   str(tmp_path / "no-such.sock")))
+    rc, events, err = finish(
+        start("sft", {"model_path": tiny_model.model_dir, "micro_batch": 0}, tmp_path, str(tmp_path / "no-such.sock"))
+    )
     assert rc == 2 and events[-1]["error_type"] == "InvalidInput"
     assert "no fork server" in err
 
 
 def test_a_job_with_other_load_time_settings_is_refused_and_runs_plainly(tiny_model, tmp_path, server):
-    env = {**ENV, "PYTHONHASHSEED": "7", "TORCH_SHOW_CPP_STACKTRACES": "1"}
-    rc, events, err = finish(start("sft", {"model_path": tiny_model.model_dir, "micro_batch": 0}, tmp_path,
-                                   server["socket"], env))
+    env = {**kernel_env(), "PYTHONHASHSEED": "7", "TORCH_SHOW_CPP_STACKTRACES": "1"}
+    rc, events, err = finish(
+        start("sft", {"model_path": tiny_model.model_dir, "micro_batch": 0}, tmp_path, server["socket"], env)
+    )
     assert rc == 2 and events[-1]["error_type"] == "InvalidInput"
     assert "refused the job: PYTHONHASHSEED, TORCH_SHOW_CPP_STACKTRACES differ" in err
 
 
 def test_the_server_stops_with_its_worker_and_stops_its_kernels_gracefully(tiny_model, tmp_path):
     sock = tmp_path / "own.sock"
-    srv = subprocess.Popen([sys.executable, "-m", "wmss_kernels.forkserver", "--socket", str(sock)], env=ENV,
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    srv = subprocess.Popen(
+        [sys.executable, "-m", "wmss_kernels.forkserver", "--socket", str(sock)],
+        env=kernel_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert srv.stdout.readline().strip() == "listening"
-    job = {"log_file": str(tmp_path / "log"), "model_path": tiny_model.model_dir, "data_file": tiny_model.train_file,
-           "output_dir": str(tmp_path / "orphan"), **TRAIN, "max_steps": 100000, "save_every": 0, "threads": 1}
+    job = {
+        "log_file": str(tmp_path / "log"),
+        "model_path": tiny_model.model_dir,
+        "data_file": tiny_model.train_file,
+        "output_dir": str(tmp_path / "orphan"),
+        **TRAIN,
+        "max_steps": 100000,
+        "save_every": 0,
+        "threads": 1,
+    }
     proc = start("sft", job, tmp_path, str(sock))
     first = json.loads(proc.stdout.readline())
     assert first["type"] == "progress"
@@ -219,3 +281,20 @@ def test_the_server_stops_with_its_worker_and_stops_its_kernels_gracefully(tiny_
     assert rc == 4 and events[-1]["error_type"] == "KernelTerminated"
     assert srv.wait(timeout=60) == 0
     assert not sock.exists()
+
+
+def test_which_environments_a_forked_kernel_can_have():
+    from wmss_kernels.forkserver import load_time_difference
+
+    base = {"PATH": "/bin", "PYTHONPATH": "k", "OMP_PROC_BIND": "true"}
+    imported = {"TORCHINDUCTOR_CACHE_DIR": "/tmp/ti"}  # set by importing torch
+    assert load_time_difference(base, {**base, "CUDA_VISIBLE_DEVICES": "1", "WMSS_FAULT": "hang"}) == (None, None)
+    assert load_time_difference(base, {**base, "OMP_NUM_THREADS": "3"}) == (None, 3)
+    assert load_time_difference(base, {**base, "OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "2"})[0]
+    assert load_time_difference(base, {"PATH": "/bin", "PYTHONPATH": "k"})[0].startswith("OMP_PROC_BIND differ")
+    assert load_time_difference(base, {**base, "PYTHONPATH": "k:x", "HF_HOME": "/h"})[0].startswith(
+        "HF_HOME, PYTHONPATH"
+    )
+    assert load_time_difference(base, base, imported) == (None, None)
+    assert load_time_difference(base, {**base, **imported}, imported) == (None, None)
+    assert load_time_difference(base, {**base, "TORCHINDUCTOR_CACHE_DIR": "/x"}, imported)[0]

@@ -31,13 +31,33 @@ from . import forkchild
 
 # Read by a library when it is loaded, not when it is used: a job that sets them differently
 # than the server would get the server's behaviour, so it is started as a plain process instead.
-LOAD_TIME_PREFIXES = ("PYTHON", "LD_", "OMP_", "MKL_", "KMP_", "GOMP_", "OPENBLAS_", "TORCH", "PYTORCH_",
-                      "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TOKENIZERS_", "MALLOC_", "GLIBC_")
+LOAD_TIME_PREFIXES = (
+    "PYTHON",
+    "LD_",
+    "OMP_",
+    "MKL_",
+    "KMP_",
+    "GOMP_",
+    "OPENBLAS_",
+    "TORCH",
+    "PYTORCH_",
+    "HF_",
+    "HUGGINGFACE_",
+    "TRANSFORMERS_",
+    "TOKENIZERS_",
+    "MALLOC_",
+    "GLIBC_",
+)
 # Modules loaded on first use rather than by `import wmss_kernels.<verb>` (the tiny and real
 # models are Qwen3; math_verify grades evaluate's answers)
-LAZY_MODULES = ("transformers.models.qwen3.modeling_qwen3", "transformers.generation.utils",
-                "transformers.models.auto.tokenization_auto", "transformers.tokenization_utils_tokenizers",
-                "math_verify", "safetensors.torch")
+LAZY_MODULES = (
+    "transformers.models.qwen3.modeling_qwen3",
+    "transformers.generation.utils",
+    "transformers.models.auto.tokenization_auto",
+    "transformers.tokenization_utils_tokenizers",
+    "math_verify",
+    "safetensors.torch",
+)
 STOP_GRACE_S = 120.0  # kernels still running when the server stops: SIGTERM, then SIGKILL after this
 
 
@@ -73,11 +93,16 @@ def cuda_initialised():
         return False
 
 
-def load_time_difference(base, env):
+def load_time_difference(base, env, imported=None):
     """Why `env` cannot run in a child of a server started with `base`, or None. Returns
-    (reason, num_threads): OMP_NUM_THREADS alone may differ, torch.set_num_threads applies it."""
+    (reason, num_threads): OMP_NUM_THREADS alone may differ, torch.set_num_threads applies it.
+    `imported`: variables the imports themselves set (torch sets TORCHINDUCTOR_CACHE_DIR); a job
+    may have them with that value (its starter imported torch too) or not at all."""
+    imported = imported or {}
     keys = {k for k in (*base, *env) if k.startswith(LOAD_TIME_PREFIXES)}
-    differ = sorted(k for k in keys if base.get(k) != env.get(k))
+    differ = sorted(
+        k for k in keys if base.get(k) != env.get(k) and not (k in imported and env.get(k) in (None, imported[k]))
+    )
     if not differ:
         return None, None
     if differ == ["OMP_NUM_THREADS"] and "MKL_NUM_THREADS" not in env and env.get("OMP_NUM_THREADS", "").isdigit():
@@ -87,10 +112,16 @@ def load_time_difference(base, env):
     return f"{', '.join(differ)} differ from the fork server's environment", None
 
 
+def set_by_imports(before, after):
+    """The variables the imports set or changed in os.environ (`before` and `after` them)."""
+    return {k: v for k, v in after.items() if before.get(k) != v}
+
+
 class Server:
     def __init__(self, listener, base_env):
         self.listener = listener
         self.base_env = base_env
+        self.imported_env = {}  # set by preload(): what the imports put into os.environ
         self.selector = selectors.DefaultSelector()
         self.children = {}  # kernel pid -> its client connection
         self.requests = {}  # connection -> [bytes so far, fds]
@@ -183,8 +214,16 @@ class Server:
             _reply(conn, {"refused": why})
             conn.close()
             return
-        own = [self.listener.fileno(), self.wake_r, self.wake_w, self.selector.fileno(),
-               *(c.fileno() for c in self.requests), *(c.fileno() for c in self.children.values())]
+        own = [
+            self.listener.fileno(),
+            self.wake_r,
+            self.wake_w,
+            self.selector.fileno(),
+            *(c.fileno() for c in self.requests),
+            *(c.fileno() for c in self.children.values()),
+        ]
+        # a fresh interpreter would have had the imports set these; the job's own values win
+        request["env"] = {**self.imported_env, **request["env"]}
         pid = os.fork()
         if pid == 0:
             forkchild.run(conn, fds, request, threads, own)
@@ -199,7 +238,7 @@ class Server:
             return "not a `-m wmss_kernels` job with stdin, stdout and stderr", None
         if not isinstance(request.get("env"), dict) or not isinstance(request.get("cwd"), str):
             return "no env or cwd in the request", None
-        return load_time_difference(self.base_env, request["env"])
+        return load_time_difference(self.base_env, request["env"], self.imported_env)
 
     def reap(self):
         while self.children:
@@ -281,6 +320,7 @@ def main(argv):
     say("listening")
     started = time.monotonic()
     preload()
+    server.imported_env = set_by_imports(base_env, os.environ)
     if cuda_initialised():
         server.refuse_all = "CUDA was initialised while importing; a forked kernel could not use it"
         note(server.refuse_all)

@@ -8,10 +8,16 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pythonExecutable, runKernel } from '../../activities/kernelBridge';
-import { acquireKernelForkServer, forkServerEnabled, kernelForkServerInfo, viaForkServer } from '../../activities/kernelForkServer';
+import {
+  acquireKernelForkServer,
+  forkServerEnabled,
+  kernelForkServerInfo,
+  viaForkServer,
+} from '../../activities/kernelForkServer';
 import { kernelCommand } from '../../activities/kernelLaunch';
 
-const parentOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(')').pop()!.trim().split(/\s+/)[1]);
+const parentOf = (pid: number) =>
+  Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(')').pop()!.trim().split(/\s+/)[1]);
 
 async function waitFor(what: string, ok: () => boolean, ms = 120_000): Promise<void> {
   const until = Date.now() + ms;
@@ -24,7 +30,8 @@ async function waitFor(what: string, ok: () => boolean, ms = 120_000): Promise<v
 test('on by default; WMSS_KERNEL_FORK_SERVER=0 (or false, off, no) turns it off, and then nothing starts', () => {
   expect(forkServerEnabled({})).toBe(true);
   expect(forkServerEnabled({ WMSS_KERNEL_FORK_SERVER: '1' })).toBe(true);
-  for (const off of ['0', 'false', 'OFF', 'no']) expect(forkServerEnabled({ WMSS_KERNEL_FORK_SERVER: off })).toBe(false);
+  for (const off of ['0', 'false', 'OFF', 'no'])
+    expect(forkServerEnabled({ WMSS_KERNEL_FORK_SERVER: off })).toBe(false);
   const release = acquireKernelForkServer(pythonExecutable(), { WMSS_KERNEL_FORK_SERVER: '0' });
   expect(kernelForkServerInfo()).toBeUndefined();
   release();
@@ -50,23 +57,50 @@ describe('a running fork server', () => {
     expect(via.args.slice(3)).toEqual([kernelForkServerInfo()!.socket, python, ...plain.args]);
     const torchrun = kernelCommand(python, 'sft', '/j.json', 2);
     expect(viaForkServer(python, torchrun, 2)).toEqual(torchrun);
-    expect(viaForkServer('/other/python', kernelCommand('/other/python', 'sft', '/j.json'), 1).file).toBe('/other/python');
+    expect(viaForkServer('/other/python', kernelCommand('/other/python', 'sft', '/j.json'), 1).file).toBe(
+      '/other/python',
+    );
   });
 
   test('runKernel: the kernel is a child of the server, with the result and log of a plain kernel', async () => {
-    const tiny = await runKernel('make-tiny', { log_file: path.join(dir, 'tiny.log'), output_dir: path.join(dir, 'model'), data_dir: path.join(dir, 'data'), train_samples: 64, test_samples: 4 }, { jobFile: path.join(dir, 'jobs', 'tiny.json'), stallMs: 600_000 });
+    const tiny = await runKernel(
+      'make-tiny',
+      {
+        log_file: path.join(dir, 'tiny.log'),
+        output_dir: path.join(dir, 'model'),
+        data_dir: path.join(dir, 'data'),
+        train_samples: 64,
+        test_samples: 4,
+      },
+      { jobFile: path.join(dir, 'jobs', 'tiny.json'), stallMs: 600_000 },
+    );
     expect(existsSync(path.join(tiny.outputs.model_dir, 'config.json'))).toBe(true);
     const jobFile = path.join(dir, 'jobs', 'entropy.json');
     const parents: number[] = [];
     const out = await runKernel(
       'entropy',
-      { log_file: path.join(dir, 'entropy.log'), model_path: tiny.outputs.model_dir, data_file: tiny.outputs.train_file, data_format: 'messages', output_path: path.join(dir, 'entropy.jsonl'), field: 'entropy_0', definition: 'shifted', max_length: 96, batch_tokens: 4096, vocab_chunk: 4096, device: 'cpu', seed: 42, threads: 1 },
+      {
+        log_file: path.join(dir, 'entropy.log'),
+        model_path: tiny.outputs.model_dir,
+        data_file: tiny.outputs.train_file,
+        data_format: 'messages',
+        output_path: path.join(dir, 'entropy.jsonl'),
+        field: 'entropy_0',
+        definition: 'shifted',
+        max_length: 96,
+        batch_tokens: 4096,
+        vocab_chunk: 4096,
+        device: 'cpu',
+        seed: 42,
+        threads: 1,
+      },
       {
         jobFile,
         stallMs: 600_000,
         onHeartbeat: (p) => {
           // at the first progress line the kernel is alive and has recorded its pid
-          if (p.total > 0 && parents.length === 0) for (const pid of readdirSync(`${jobFile}.pids`)) parents.push(parentOf(Number(pid)));
+          if (p.total > 0 && parents.length === 0)
+            for (const pid of readdirSync(`${jobFile}.pids`)) parents.push(parentOf(Number(pid)));
         },
       },
     );
@@ -81,7 +115,13 @@ describe('a running fork server', () => {
     const info = kernelForkServerInfo()!;
     release();
     expect(kernelForkServerInfo()).toBeUndefined();
-    await waitFor('the server to exit', () => !existsSync(`/proc/${info.pid}`) || readFileSync(`/proc/${info.pid}/stat`, 'utf8').split(')').pop()!.trim()[0] === 'Z', 60_000);
+    await waitFor(
+      'the server to exit',
+      () =>
+        !existsSync(`/proc/${info.pid}`) ||
+        readFileSync(`/proc/${info.pid}/stat`, 'utf8').split(')').pop()!.trim()[0] === 'Z',
+      60_000,
+    );
     await waitFor('the socket to go', () => !existsSync(info.socket), 10_000);
     expect(viaForkServer(python, kernelCommand(python, 'sft', '/j.json'), 1).args[0]).toBe('-m');
   }, 90_000);
