@@ -26,6 +26,7 @@ import socket
 import struct
 import sys
 import time
+import warnings
 
 from . import forkchild
 
@@ -85,12 +86,22 @@ def preload():
 
 
 def cuda_initialised():
-    """The CUDA driver (libcuda) loaded in this process: a forked child could not use the GPU."""
+    """Whether the CUDA driver was initialised (cuInit) in this process: a forked child could not
+    use the GPU then. The imports may load libcuda (triton does) without initialising it; asking
+    the loaded driver for the current context answers NOT_INITIALIZED (3) until cuInit."""
     try:
         with open("/proc/self/maps", encoding="utf-8") as maps:
-            return any("/libcuda.so" in line for line in maps)
+            if not any("/libcuda.so" in line for line in maps):
+                return False
     except OSError:
         return False
+    import ctypes
+
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")  # the library already loaded: no new initialisation
+        return driver.cuCtxGetCurrent(ctypes.byref(ctypes.c_void_p())) != 3
+    except (OSError, AttributeError):
+        return True  # cannot tell: do not fork
 
 
 def load_time_difference(base, env, imported=None):
@@ -224,8 +235,14 @@ class Server:
         ]
         # a fresh interpreter would have had the imports set these; the job's own values win
         request["env"] = {**self.imported_env, **request["env"]}
-        pid = os.fork()
-        if pid == 0:
+        with warnings.catch_warnings():
+            # Python 3.12+ warns on every fork of a process with threads; the server's are the
+            # BLAS libraries' idle pools, which get ready for fork themselves (pthread_atfork)
+            warnings.filterwarnings(
+                "ignore", message=r".*use of fork\(\) may lead to deadlocks", category=DeprecationWarning
+            )
+            pid = os.fork()
+        if pid == 0:  # out of the `with`: the kernel starts with the interpreter's own warning filters
             forkchild.run(conn, fds, request, threads, own)
         self.children[pid] = conn
         _reply(conn, {"pid": pid})
