@@ -13,8 +13,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES, type ErrorType } from '../pipeline/errors';
 import { KERNEL_JOBS, KernelEvent, KernelExit, type KernelJob, type KernelVerb } from '../pipeline/kernelJobs';
 import type { StepProgress } from '../pipeline/steps';
-import { KERNELS_DIR, VENV_BIN } from './repoPaths';
-import { kernelCommand, removePidDir, signalKernel } from './kernelLaunch';
+import { VENV_BIN } from './repoPaths';
+import { kernelCommand, kernelPythonEnv, removePidDir, signalKernel } from './kernelLaunch';
+import { viaForkServer } from './kernelForkServer';
 
 
 /** Where the worker finds its Python: WMSS_PYTHON, else the project's .venv, else python3 on PATH. */
@@ -158,7 +159,8 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
 
   const python = pythonExecutable();
   const processes = opts.processes ?? 1;
-  const command = kernelCommand(python, verb, opts.jobFile, processes);
+  // through the worker's fork server when it runs (activities/kernelForkServer.ts)
+  const command = viaForkServer(python, kernelCommand(python, verb, opts.jobFile, processes), processes);
   const pidDir = `${opts.jobFile}.pids`;
   removePidDir(pidDir);
   const child = spawn(command.file, command.args, {
@@ -167,8 +169,7 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
     env: {
       ...process.env,
       ...opts.env,
-      PYTHONPATH: [KERNELS_DIR, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
-      PYTHONUNBUFFERED: '1',
+      ...kernelPythonEnv(),
       WMSS_PID_DIR: pidDir,
     },
   });

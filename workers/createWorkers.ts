@@ -13,6 +13,8 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import type { PlacementActivities } from '../activities/contract';
 import { cpuSteps } from '../activities/cpuSteps';
 import { kernelSteps } from '../activities/kernelSteps';
+import { pythonExecutable } from '../activities/kernelBridge';
+import { acquireKernelForkServer } from '../activities/kernelForkServer';
 import { withResolvedPaths } from '../activities/runPaths';
 import { withHost } from '../activities/hostContext';
 import { runLockActivities } from '../activities/runLock';
@@ -131,7 +133,26 @@ export async function createGpuWorkers(opts: WorkerSetOptions & { devices: Devic
       identity: `gpu[${describeDeviceSet(opts.devices)}]@${host}/${process.pid}`,
       ...extra,
     });
-  return Promise.all([...shared.map((q) => make(q, 1)), ...pinned.map((q) => make(q, PINNED_SLOTS))]);
+  // the kernel fork server (activities/kernelForkServer.ts) lives as long as these workers run
+  const release = acquireKernelForkServer(pythonExecutable());
+  const workers = await Promise.all([...shared.map((q) => make(q, 1)), ...pinned.map((q) => make(q, PINNED_SLOTS))]).catch((err: unknown) => {
+    release();
+    throw err;
+  });
+  return releaseWhenStopped(workers, release);
+}
+
+/**
+ * Calls `release` once every worker's run() has ended. Worker has no stop event, so run() (which
+ * runUntil calls too) is wrapped on these instances.
+ */
+function releaseWhenStopped(workers: Worker[], release: () => void): Worker[] {
+  let running = workers.length;
+  for (const worker of workers) {
+    const run = worker.run.bind(worker);
+    worker.run = () => run().finally(() => --running === 0 && release());
+  }
+  return workers;
 }
 
 /** Runs workers until one stops; SIGINT/SIGTERM shut all of them down gracefully. */

@@ -2,8 +2,10 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections import namedtuple
 from pathlib import Path
 
@@ -24,17 +26,66 @@ def tiny_model(tmp_path_factory):
     return TinyModel(out["model_dir"], out["train_file"], out["test_file"])
 
 
+_fork_server = None  # (process, socket path) once the first run_kernel started it
+
+
+def kernel_env():
+    """The environment of a kernel the tests start (and of the session's fork server)."""
+    return {**os.environ, "PYTHONPATH": str(KERNELS_DIR)}
+
+
+def _fork_socket(always=False):
+    """The socket of this session's kernel fork server, started on first use, as a GPU worker
+    starts its own (docs/kernel-launch.md); None when WMSS_KERNEL_FORK_SERVER turns it off (unless
+    `always`: the fork server's own tests). A job it refuses runs as a plain process (the
+    client's fallback)."""
+    global _fork_server
+    if not always and os.environ.get("WMSS_KERNEL_FORK_SERVER", "").strip().lower() in ("0", "false", "off", "no"):
+        return None
+    if _fork_server is None:
+        sock = os.path.join(tempfile.mkdtemp(prefix="wmss-fork-"), "kernels.sock")
+        proc = subprocess.Popen([sys.executable, "-m", "wmss_kernels.forkserver", "--socket", sock],
+                                env=kernel_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout.readline().strip() == "listening"
+        _fork_server = (proc, sock)
+    return _fork_server[1]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _fork_server is not None:
+        proc, sock = _fork_server
+        proc.stdin.close()  # the server ends when its stdin closes
+        proc.wait(timeout=120)
+        shutil.rmtree(os.path.dirname(sock), ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fork_socket():
+    return _fork_socket(always=True)
+
+
+def kernel_command(verb, job_file):
+    """`python -m wmss_kernels <verb> --job <file>`, through the session's fork server when it runs
+    (the fork client: the command the kernel bridge uses)."""
+    kernel = ["-m", "wmss_kernels", verb, "--job", str(job_file)]
+    sock = _fork_socket()
+    if sock is None:
+        return [sys.executable, *kernel]
+    return [sys.executable, "-I", "-S", str(KERNELS_DIR / "wmss_kernels" / "forkclient.py"), sock, sys.executable, *kernel]
+
+
 def run_kernel(verb, job: dict, tmp_path):
-    """Runs `python -m wmss_kernels <verb> --job <file>`; returns (returncode, protocol events).
+    """Runs `python -m wmss_kernels <verb> --job <file>` (kernel_command); returns (returncode,
+    protocol events).
 
     Fails the test if stdout holds anything but JSON lines."""
     tmp_path = Path(tmp_path)
     job = {"log_file": str(tmp_path / f"{verb}.log"), **job}
     job_file = tmp_path / f"{verb}-job.json"
     job_file.write_text(json.dumps(job))
-    env = {**os.environ, "PYTHONPATH": str(KERNELS_DIR)}
-    proc = subprocess.run([sys.executable, "-m", "wmss_kernels", verb, "--job", str(job_file)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(kernel_command(verb, job_file), cwd=tmp_path, env=kernel_env(), capture_output=True,
+                          text=True, timeout=600)
     events = []
     for line in proc.stdout.splitlines():
         try:

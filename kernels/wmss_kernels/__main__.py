@@ -87,6 +87,8 @@ def _seed(seed, threads):
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)
+    # float sums depend on the thread count: the log says which one this kernel ran with
+    log.info("torch threads: %d", torch.get_num_threads())
 
 
 def main(argv) -> int:

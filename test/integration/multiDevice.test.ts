@@ -10,6 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { makeTinyAssets } from '../../client/commands/demo';
 import { kernelSteps } from '../../activities/kernelSteps';
+import { pythonExecutable } from '../../activities/kernelBridge';
+import { acquireKernelForkServer } from '../../activities/kernelForkServer';
 import { withResolvedPaths } from '../../activities/runPaths';
 import { createExclusive } from '../../workers/createWorkers';
 import type { DeviceSet } from '../../activities/deviceSet';
@@ -21,11 +23,17 @@ jest.setTimeout(600_000);
 const steps = (devices: DeviceSet) => withResolvedPaths(kernelSteps({ devices, exclusive: createExclusive(), threads: 1 }));
 const twoGpus: DeviceSet = { kind: 'cuda', ids: [0, 1] };
 let dir: string;
+let releaseForkServer: () => void;
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-md-'));
+  // the kernel fork server such a worker has (workers/createWorkers.ts): the shards are forked
+  // from it, each with its own CUDA_VISIBLE_DEVICES; torchrun's ranks start plainly
+  releaseForkServer = acquireKernelForkServer(pythonExecutable());
   await makeTinyAssets(ASSETS_DIR, () => undefined);
 }, 300_000);
+
+afterAll(() => releaseForkServer());
 
 const config = (name: string, overrides: Partial<RunConfig> = {}) => tinyRunConfig(ASSETS_DIR, path.join(dir, name), name, overrides as never);
 const rows = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { idx: number; entropy_0: number });
