@@ -2,7 +2,7 @@
  * What every GPU step (0, 1, 2, 5b, 7 and the ONNX exports) runs its kernels with: the claim on
  * the worker's devices, the job and log files of a launch, torchrun for training on several GPUs,
  * one kernel per GPU for the scoring steps (merged by the step, activities/deviceShards.ts), and
- * heartbeats. The steps (steps/<step>/activity.ts) build jobs; this module runs them.
+ * heartbeats. The steps (activities/stepActivities/<step>Activity.ts) build jobs; this module runs them.
  */
 import path from 'node:path';
 import { Context } from '@temporalio/activity';

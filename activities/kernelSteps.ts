@@ -1,6 +1,6 @@
 /**
  * The activities of a GPU worker: the GPU steps (0, 1, 2, 5b, 7 and the ONNX exports), each
- * defined with its step (steps/<step>/activity.ts), all running their kernels through one
+ * defined with its step (activities/stepActivities/<step>Activity.ts), all running their kernels through one
  * runtime on this worker's devices (./gpuRuntime.ts).
  */
 import { computeEntropy } from './stepActivities/entropyActivity';

@@ -1,5 +1,5 @@
 /**
- * The one definition of a run's parameters: the steps' config sections (steps/<step>/definition.ts)
+ * The one definition of a run's parameters: the steps' config sections (pipeline/stepDefinitions/<step>.ts)
  * and the run-wide ones below. Every field carries its documentation (`.describe`), from which
  * `wmss config-reference` and docs/configuration.md's reference are generated.
  * Defaults follow the original `run_ensemble.sh` (docs/method.md#the-original-run-and-its-defaults) unless a field says otherwise.

@@ -1,6 +1,6 @@
 /**
  * Building blocks of the run config's fields, shared by the config slices of the steps
- * (steps/<step>/definition.ts) and pipeline/config.ts. Plain zod: the workflow sandbox loads them.
+ * (pipeline/stepDefinitions/<step>.ts) and pipeline/config.ts. Plain zod: the workflow sandbox loads them.
  */
 import { z } from 'zod';
 

@@ -1,6 +1,6 @@
 /**
  * Job fields every kernel verb shares, and the small schemas several verbs use. The verbs' own
- * job schemas live with their steps (steps/<step>/definition.ts); pipeline/kernelJobs.ts
+ * job schemas live with their steps (pipeline/stepDefinitions/<step>.ts); pipeline/kernelJobs.ts
  * collects them. Field names are snake_case because Python reads them.
  */
 import { z } from 'zod';

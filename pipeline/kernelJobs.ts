@@ -1,7 +1,7 @@
 /**
  * The contract with the Python kernels (docs/kernel-protocol.md): the job schema of every verb,
  * the kernel version and the architecture keys both sides compare. The zod schemas here and in
- * steps/<step>/definition.ts are the single source: scripts/update-readme.ts writes them as JSON
+ * pipeline/stepDefinitions/<step>.ts are the single source: scripts/update-readme.ts writes them as JSON
  * Schema into kernels/wmss_kernels/job_schema.json, which the kernels validate jobs against
  * (wmss_kernels/jobs.py), and test/unit/jobSchema.test.ts fails when the file is stale.
  * Field names are snake_case because Python reads them; unknown keys are refused on both sides.

@@ -1,6 +1,6 @@
 /**
  * The step table: the single source of truth for what the pipeline runs. One row per step, each
- * defined with its step (steps/<step>/definition.ts: its activity, queue kind, dependencies,
+ * defined with its step (pipeline/stepDefinitions/<step>.ts: its activity, queue kind, dependencies,
  * timeouts, retry policy, inputs, outputs and code); STEPS lists them in order.
  * The workflow walks this graph; `wmss plan` prints it; the docs' tables are generated from it.
  */

@@ -1,4 +1,4 @@
-/** Timeouts and retry policies the step rows share (steps/<step>/definition.ts). */
+/** Timeouts and retry policies the step rows share (pipeline/stepDefinitions/<step>.ts). */
 
 // The first retry comes quickly: after a lost worker the heartbeat timeout has already passed, and
 // after a crash the kernel's processes are gone (the bridge waits for them); then 4 s, 16 s, 64 s.
