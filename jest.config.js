@@ -11,5 +11,5 @@ const project = (name, extra = {}) => ({
 });
 
 module.exports = {
-  projects: [project('unit'), project('workflow'), project('integration')],
+  projects: [project('unit'), project('workflow'), project('integration', { globalSetup: '<rootDir>/testkit/integrationSetup.ts' })],
 };
