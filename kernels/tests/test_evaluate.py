@@ -43,7 +43,8 @@ def test_dataset_entries_are_validated():
         check_datasets([{"name": "d", "path": "p", "format": "csv"}], "job.json")
 
 
-def test_evaluate_end_to_end(tiny_model, tmp_path):
+@pytest.mark.parametrize("engine", ["continuous", "batches"])
+def test_evaluate_end_to_end(tiny_model, tmp_path, engine):
     extra = tmp_path / "extra.json"
     extra.write_text(json.dumps([{"instruction": "What is 2 + 2?", "target": "4"},
                                  {"question": "What is 9 - 3?", "answer": 6}]))
@@ -56,9 +57,12 @@ def test_evaluate_end_to_end(tiny_model, tmp_path):
             {"name": "extra", "path": str(extra), "format": "json", "expected_rows": 2,
              "max_input_tokens": 256, "max_new_tokens": 8},
         ],
-        "batch_size": 2, "enable_thinking": True}, tmp_path)
+        "batch_size": 2, "enable_thinking": True, "engine": engine}, tmp_path)
     assert rc == 0, events
     assert {e["type"] for e in events} == {"progress", "result"}
+    last = [e for e in events if e["type"] == "progress"][-1]
+    assert (last["done"], last["total"]) == (5, 5)
+    assert last["detail"].startswith("extra: 2/2 rows · ") and " tokens" in last["detail"]
     result = events[-1]
     assert set(result["outputs"]) == {"tiny_gsm8k", "extra", "summary"}
     assert 0.0 <= result["metrics"]["pass_at_1/tiny_gsm8k"] <= 1.0

@@ -1,7 +1,9 @@
-"""evaluate (step 7): greedy pass@1 on math datasets with transformers generate.
+"""evaluate (step 7): greedy pass@1 on math datasets.
 
-Per dataset: [system, user] prompts through the chat template, batched generation with left
-padding and the KV cache (a static one, decoding compiled, on CUDA), grading by grading.grade.
+Per dataset: [system, user] prompts through the chat template, generation by continuous batching
+(decode_engine: batch_size slots, a finished row's slot refilled at once; engine "batches": fixed
+batches through transformers generate, a static KV cache and compiled decoding on CUDA), grading
+by grading.grade.
 Writes <output_dir>/<name>.jsonl (one line per question) and <output_dir>/summary.json.
 """
 
@@ -16,6 +18,7 @@ import torch
 
 from .chat import DEFAULT_EVAL_SYSTEM_PROMPT, eval_prompt
 from .data import gsm8k_final, iter_json_lines, read_json_list
+from .decode_engine import DecodeEngine, fitting_slots
 from .entropy import check_shard, write_jsonl_atomic
 from .grading import grade
 from .jobs import Field
@@ -31,8 +34,10 @@ FIELDS = {
     "system_prompt": Field((str, type(None)), None),
     "enable_thinking": Field(bool, True),
     "shard": Field(dict, None),
-    # None: on for CUDA devices (see generate)
+    # None: on for CUDA devices (see generate); engine "batches" only
     "static_cache": Field((bool, type(None)), None),
+    # continuous: decode_engine, batch_size = slots; batches: generate() below, one batch at a time
+    "engine": Field(str, "continuous", choices=("continuous", "batches")),
 }
 
 DATASET_FIELDS = {
@@ -180,6 +185,52 @@ def static_batch_shape(job, device, rows):
     return min(job.batch_size, len(rows)), -(-longest // 64) * 64
 
 
+def generate_rows(job, model, tok, device, engine, ds, rows, eos_ids, report):
+    """(generated ids, truncated) for each row of one dataset, by the continuous engine or in
+    fixed batches; report(rows done, tokens generated) runs between steps (it may raise)."""
+    if engine is not None:
+        out = engine.generate([r["prompt_ids"] for r in rows], ds["max_new_tokens"], keys=[r["id"] for r in rows],
+                              on_progress=report)
+        return [samples[0] for samples in out]
+    # similar prompt lengths per batch waste less compute on padding
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["prompt_ids"]))
+    shape = static_batch_shape(job, device, rows)
+    results, done, tokens = [None] * len(rows), 0, 0
+    for b in range(0, len(order), job.batch_size):
+        report(done, tokens)
+        batch = order[b:b + job.batch_size]
+        out = generate(model, tok, [rows[i]["prompt_ids"] for i in batch], ds["max_new_tokens"], eos_ids, shape)
+        for i, result in zip(batch, out):
+            results[i] = result
+        done, tokens = done + len(batch), tokens + sum(len(ids) for ids, _ in out)
+    report(done, tokens)
+    return results
+
+
+def continuous_engine(job, model, work, eos_ids):
+    """The continuous-batching engine for all datasets of the job (one compiled step: its cache
+    holds the longest prompt plus the largest budget), or None for engine "batches"."""
+    if job.engine != "continuous":
+        return None
+    capacity = max((len(r["prompt_ids"]) + ds["max_new_tokens"] for ds, rows in work for r in rows), default=1)
+    wanted = min(job.batch_size, max(len(rows) for _, rows in work) or 1)  # no more slots than a set has rows
+    slots = fitting_slots(model, wanted, capacity)
+    if slots < wanted:
+        log.warning("evaluate: %d slots instead of batch_size %d: the KV cache of %d tokens a slot must fit in "
+                    "the device's free memory", slots, wanted, capacity)
+    return DecodeEngine(model, slots=slots, capacity=capacity, eos_ids=eos_ids)
+
+
+def set_progress(name, rows_done, rows, tokens, elapsed_s):
+    """The progress line's detail for one dataset: rows, tokens and its ETA from the row rate (short
+    answers end first, so early on it is optimistic)."""
+    text = f"{name}: {rows_done}/{rows} rows · {tokens} tokens"
+    if rows_done:
+        left = round(elapsed_s / rows_done * (rows - rows_done))
+        text += f" · ETA {left // 60}m{left % 60:02d}s"
+    return text
+
+
 def eos_token_ids(model, tok) -> list[int]:
     eos = model.generation_config.eos_token_id
     eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
@@ -226,22 +277,22 @@ def run(job):
     done, new_tokens, start = 0, 0, time.monotonic()
     summary = {"model_path": job.model_path, "label": job.label, "datasets": {}}
     outputs, metrics = {}, {}
+    engine = continuous_engine(job, model, work, eos_ids)
     for ds, rows in work:
-        # similar prompt lengths per batch waste less compute on padding
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]["prompt_ids"]))
-        shape = static_batch_shape(job, device, rows)
-        for b in range(0, len(order), job.batch_size):
+        set_start = time.monotonic()
+
+        def report(rows_done, tokens, ds=ds, rows=rows, set_start=set_start):
             if stop_requested():
-                raise Terminated(f"stopped by SIGTERM after {done} samples")
-            batch = [rows[i] for i in order[b:b + job.batch_size]]
-            generated = generate(model, tok, [r["prompt_ids"] for r in batch], ds["max_new_tokens"], eos_ids, shape)
-            for row, (ids, truncated) in zip(batch, generated):
-                row["response"] = tok.decode(ids, skip_special_tokens=True)
-                row["correct"], row["extracted"] = grade(row["response"], row["gold"], row["question"])
-                row["output_tokens"], row["truncated"] = len(ids), truncated
-                new_tokens += len(ids)
-            done += len(batch)
-            progress.update(done, tokens_per_s=round(new_tokens / max(time.monotonic() - start, 1e-9), 1))
+                raise Terminated(f"stopped by SIGTERM after {done + rows_done} samples")
+            now = time.monotonic()
+            progress.update(done + rows_done, tokens_per_s=round((new_tokens + tokens) / max(now - start, 1e-9), 1),
+                            detail=set_progress(ds["name"], rows_done, len(rows), tokens, now - set_start))
+        for row, (ids, truncated) in zip(rows, generate_rows(job, model, tok, device, engine, ds, rows, eos_ids, report)):
+            row["response"] = tok.decode(ids, skip_special_tokens=True)
+            row["correct"], row["extracted"] = grade(row["response"], row["gold"], row["question"])
+            row["output_tokens"], row["truncated"] = len(ids), truncated
+            new_tokens += len(ids)
+        done += len(rows)
 
         out_path = os.path.join(job.output_dir, f"{ds['name']}.jsonl")
         write_jsonl_atomic(out_path, [
