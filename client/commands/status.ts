@@ -94,6 +94,7 @@ export function describeProgress(p?: StepProgress): string {
   const parts = [`${p.done}/${p.total} ${p.unit} (${pct}%)`];
   if (p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(4)}`);
   if (p.tokensPerS !== undefined) parts.push(`${Math.round(p.tokensPerS)} tok/s`);
+  if (p.detail) parts.push(p.detail);
   if (p.lastCheckpoint) parts.push(`ckpt ${p.lastCheckpoint.step}`);
   return parts.join(' · ');
 }

@@ -47,6 +47,7 @@ function stepDetails(snap: RunSnapshot, step: StepStatus, leftMs: number | undef
   const parts: string[] = [];
   if (p?.loss !== undefined) parts.push(`loss ${p.loss.toFixed(4)}`);
   if (p?.tokensPerS !== undefined) parts.push(`${Math.round(p.tokensPerS)} tok/s`);
+  if (p?.detail) parts.push(p.detail);
   parts.push(`ETA ${formatDuration(leftMs)}`);
   if (p?.lastCheckpoint) parts.push(`ckpt ${p.lastCheckpoint.step}`);
   if (beat && beat.attempt > 1) parts.push(`attempt ${beat.attempt}`);
