@@ -47,7 +47,7 @@ class SlotCache:
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
         self.pos = torch.zeros(slots, dtype=torch.long, device=device)
         self.fill_slots = None
-        if device.type == "cuda":  # fixed addresses: the captured graph reads and writes them in place
+        if device.type == "cuda":  # their addresses never change: the captured graph works on them in place
             for t in self.keys + self.values + [self.pos]:
                 torch._dynamo.mark_static_address(t)
 
@@ -203,13 +203,15 @@ class DecodeEngine:
             self.graph.replay()
 
     def _capture(self):
-        """Compile the step and capture it as a CUDA graph (warm-up runs on free slots only)."""
+        """Compile the step and capture it as a CUDA graph. The warm-up calls are real decode steps
+        of the rows now in the slots (counted in stats); capturing records without running."""
         step = torch.compile(self._step, fullgraph=True, dynamic=False)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(3):
                 step()
+        self.stats["steps"] += 3
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
