@@ -24,6 +24,8 @@ export function sumProgress(parts: (StepProgress | undefined)[]): StepProgress {
     total: known.reduce((s, p) => s + p.total, 0),
     unit: known[0]?.unit ?? 'samples',
     ...(speeds.length > 0 && { tokensPerS: speeds.reduce((s, v) => s + v, 0) }),
+    // one line only: the first shard's, marked as such when there are several
+    ...(known[0]?.detail !== undefined && { detail: known.length > 1 ? `${known[0].detail} (device 1 of ${known.length})` : known[0].detail }),
     logFile: known[0]?.logFile,
     updatedAt: new Date().toISOString(),
   };

@@ -206,7 +206,7 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
     spoke = true;
     const now = new Date().toISOString();
     if (event.type === 'progress') {
-      progress = { ...progress, done: event.done, total: event.total, unit: event.unit, loss: event.loss ?? undefined, lr: event.lr ?? undefined, tokensPerS: event.tokens_per_s ?? undefined, updatedAt: now };
+      progress = { ...progress, done: event.done, total: event.total, unit: event.unit, loss: event.loss ?? undefined, lr: event.lr ?? undefined, tokensPerS: event.tokens_per_s ?? undefined, detail: event.detail ?? undefined, updatedAt: now };
     } else if (event.type === 'checkpoint') {
       progress = { ...progress, lastCheckpoint: { path: event.path, step: event.step }, updatedAt: now };
     } else if (event.type === 'result') {

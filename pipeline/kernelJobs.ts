@@ -15,7 +15,7 @@ import { EvaluateJob } from './stepDefinitions/evaluate';
 import { ExportOnnxJob } from './stepDefinitions/onnxExport';
 
 /** Kernel code version; part of every GPU step's cache key so a kernel change re-runs its steps. */
-export const KERNEL_VERSION = '0.2.0';
+export const KERNEL_VERSION = '0.3.0';
 
 /**
  * Config keys that change the parameter shapes or the computation: the two branches of a fused
@@ -64,7 +64,7 @@ export type KernelJob<V extends KernelVerb> = z.input<(typeof KERNEL_JOBS)[V]>;
 
 /** One line of kernel stdout. */
 export const KernelEvent = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('progress'), done: z.number(), total: z.number(), unit: z.string(), loss: z.number().nullish(), lr: z.number().nullish(), tokens_per_s: z.number().nullish(), epoch: z.number().nullish() }).passthrough(),
+  z.object({ type: z.literal('progress'), done: z.number(), total: z.number(), unit: z.string(), loss: z.number().nullish(), lr: z.number().nullish(), tokens_per_s: z.number().nullish(), epoch: z.number().nullish(), detail: z.string().nullish() }).passthrough(),
   z.object({ type: z.literal('checkpoint'), path: z.string(), step: z.number() }).passthrough(),
   // A metric the kernel could not compute as a finite number arrives as null (JSON has no NaN).
   z.object({ type: z.literal('result'), outputs: z.record(z.string(), z.string()), metrics: z.record(z.string(), z.union([z.number(), z.string(), z.null()])) }).passthrough(),

@@ -123,6 +123,8 @@ export const StepProgress = z.object({
   loss: z.number().optional(),
   lr: z.number().optional(),
   tokensPerS: z.number().optional(),
+  /** The kernel's own line on where it is, e.g. evaluate's "math500: 212/500 rows · 310442 tokens · ETA 4m10s". */
+  detail: z.string().optional(),
   lastCheckpoint: z.object({ path: z.string(), step: z.number() }).optional(),
   logFile: z.string().optional(),
   /** What a step does while it has no count to report, e.g. "waiting for this worker's devices". */

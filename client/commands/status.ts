@@ -47,18 +47,17 @@ export async function snapshotRun(client: Client, workflowId: string): Promise<R
   const full: HistoryProgress = description.status.name === 'RUNNING' ? await handle.query(progressQuery) : await progressFromHistory(client, workflowId, description.status.name, description.memo);
   const { failure, inputProblem, ...progress } = full;
   const pending = description.raw.pendingActivities ?? [];
-  const heartbeats = await Promise.all(
-    pending.map(async (a): Promise<ActivityBeat> => {
-      const payload = a.heartbeatDetails?.payloads?.[0];
-      const details = payload ? ((await client.options.loadedDataConverter.payloadConverter.fromPayload(payload)) as StepProgress) : undefined;
-      // PendingActivityState: 1 scheduled, 2 started
-      const state = a.state === 1 ? 'scheduled' : a.state === 2 ? 'started' : 'other';
-      return {
-        stepId: a.activityId ?? '', activityType: a.activityType?.name ?? '?', attempt: a.attempt ?? 1, details, lastFailure: a.lastFailure?.message ?? undefined, state,
-        lastHeartbeatAt: msOf(a.lastHeartbeatTime), lastStartedAt: msOf(a.lastStartedTime), scheduledAt: msOf(a.scheduledTime), nextAttemptAt: msOf(a.nextAttemptScheduleTime), worker: a.lastWorkerIdentity || undefined,
-      };
-    }),
-  );
+  const heartbeats = pending.map((a): ActivityBeat => {
+    const payload = a.heartbeatDetails?.payloads?.[0];
+    const details = payload ? client.options.loadedDataConverter.payloadConverter.fromPayload<StepProgress>(payload) : undefined;
+    // PendingActivityState: 1 scheduled, 2 started
+    const code = Number(a.state);
+    const state = code === 1 ? 'scheduled' : code === 2 ? 'started' : 'other';
+    return {
+      stepId: a.activityId ?? '', activityType: a.activityType?.name ?? '?', attempt: a.attempt ?? 1, details, lastFailure: a.lastFailure?.message ?? undefined, state,
+      lastHeartbeatAt: msOf(a.lastHeartbeatTime), lastStartedAt: msOf(a.lastStartedTime), scheduledAt: msOf(a.scheduledTime), nextAttemptAt: msOf(a.nextAttemptScheduleTime), worker: a.lastWorkerIdentity || undefined,
+    };
+  });
   return { workflowId, progress, heartbeats, workflowStatus: description.status.name, ...(failure && { failure }), ...(inputProblem && { inputProblem }), at: Date.now() };
 }
 
@@ -94,6 +93,7 @@ export function describeProgress(p?: StepProgress): string {
   const parts = [`${p.done}/${p.total} ${p.unit} (${pct}%)`];
   if (p.loss !== undefined) parts.push(`loss ${p.loss.toFixed(4)}`);
   if (p.tokensPerS !== undefined) parts.push(`${Math.round(p.tokensPerS)} tok/s`);
+  if (p.detail) parts.push(p.detail);
   if (p.lastCheckpoint) parts.push(`ckpt ${p.lastCheckpoint.step}`);
   return parts.join(' · ');
 }

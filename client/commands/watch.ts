@@ -47,6 +47,7 @@ function stepDetails(snap: RunSnapshot, step: StepStatus, leftMs: number | undef
   const parts: string[] = [];
   if (p?.loss !== undefined) parts.push(`loss ${p.loss.toFixed(4)}`);
   if (p?.tokensPerS !== undefined) parts.push(`${Math.round(p.tokensPerS)} tok/s`);
+  if (p?.detail) parts.push(p.detail);
   parts.push(`ETA ${formatDuration(leftMs)}`);
   if (p?.lastCheckpoint) parts.push(`ckpt ${p.lastCheckpoint.step}`);
   if (beat && beat.attempt > 1) parts.push(`attempt ${beat.attempt}`);
@@ -76,7 +77,7 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
       const clock = new Date(snap.at).toISOString().slice(11, 19);
       const log = (line: string) => (multi ? multi.log(`${line}\n`) : write(line));
       if (!plain && !multi) {
-        multi = new MultiBar({ stream: out as NodeJS.WriteStream, clearOnComplete: false, hideCursor: true, autopadding: true, barsize: 24, format: STEP_FORMAT, fps: 5 }, Presets.shades_classic);
+        multi = new MultiBar({ stream: out, clearOnComplete: false, hideCursor: true, autopadding: true, barsize: 24, format: STEP_FORMAT, fps: 5 }, Presets.shades_classic);
         pipelineBar = multi.create(snap.progress.steps.length, 0, { run: snap.progress.runName || '?', state: snap.progress.status, eta: '?' }, { format: PIPELINE_FORMAT });
       }
       if (n === 1) log(`watching ${workflowId} (run ${snap.progress.runName || '?'}, dir ${snap.progress.runDir || '?'})`);
@@ -135,6 +136,6 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
   } finally {
     multi?.stop();
   }
-  write(`\n${renderSnapshot(snap!, samples)}`);
-  return snap!;
+  write(`\n${renderSnapshot(snap, samples)}`);
+  return snap;
 }

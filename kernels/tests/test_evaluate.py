@@ -132,10 +132,15 @@ def _detail(path):
         return reader.fieldnames, list(reader)
 
 
-def test_paper_protocol_writes_the_original_outputs(tiny_model, tmp_path):
+@pytest.mark.parametrize("engine", ["continuous", "batches"])
+def test_paper_protocol_writes_the_original_outputs(tiny_model, tmp_path, engine):
     out = tmp_path / "results"
-    rc, events = run_kernel("evaluate", _job(tiny_model, out, protocol="paper"), tmp_path)
+    rc, events = run_kernel("evaluate", _job(tiny_model, out, protocol="paper", engine=engine), tmp_path)
     assert rc == 0, events
+    assert {e["type"] for e in events} == {"progress", "result"}
+    last = [e for e in events if e["type"] == "progress"][-1]
+    assert (last["done"], last["total"]) == (5, 5)
+    assert last["detail"].startswith("aqua: 2/2 prompts · ") and " tokens" in last["detail"]
     result = events[-1]
     assert set(result["outputs"]) == {"arith", "aqua", "summary"}
     for name, n in (("arith", 3), ("aqua", 2)):
@@ -185,15 +190,29 @@ def test_shards_merged_equal_one_run(tiny_model, tmp_path):
         assert b["runtime"]["shards"] == 2
 
 
-def test_sampling_writes_n_generations_per_prompt(tiny_model, tmp_path):
+@pytest.mark.parametrize("engine", ["continuous", "batches"])
+def test_sampling_writes_n_generations_per_prompt(tiny_model, tmp_path, engine):
     out = tmp_path / "sampled"
-    rc, events = run_kernel("evaluate", _job(tiny_model, out, temperature=0.8, top_p=0.95, n_samples=3), tmp_path)
+    job = _job(tiny_model, out, temperature=0.8, top_p=0.95, n_samples=3, engine=engine)
+    rc, events = run_kernel("evaluate", job, tmp_path)
     assert rc == 0, events
     _, rows = _detail(out / "arith" / "eval_detail.csv")
     assert [(r["position"], r["sample_index"]) for r in rows] == [(str(p), str(k)) for p in range(3) for k in range(3)]
+    assert all(1 <= int(r["output_tokens"]) <= 8 for r in rows)
     summary = json.loads((out / "arith" / "eval_summary.json").read_text())
     assert summary["pass_at_1"] is None and summary["decoding"]["mode"] == "passk"
     assert set(summary["unbiased_pass_at_k"]) == {"1", "2", "3"} and "mean_at_3" in summary
+    assert summary["runtime"]["engine"].startswith("continuous" if engine == "continuous" else "transformers")
+    if engine == "continuous":
+        # a draw depends on the seed, the prompt's position and the sample index only: another slot
+        # count on one shard of the prompts generates the same tokens; another seed does not
+        for name, extra in (("shard", {"batch_size": 5, "shard": {"index": 1, "count": 2}}), ("seed", {"seed": 7})):
+            rc, events = run_kernel("evaluate", {**job, "output_dir": str(tmp_path / name), **extra}, tmp_path)
+            assert rc == 0, events
+        mine = [r["token_ids"] for r in rows if r["position"] == "1"]
+        assert [r["token_ids"] for r in _detail(tmp_path / "shard" / "arith" / "eval_detail.csv")[1]] == mine
+        assert [r["token_ids"] for r in _detail(tmp_path / "seed" / "arith" / "eval_detail.csv")[1]] != \
+               [r["token_ids"] for r in rows]
 
 
 @pytest.mark.parametrize("extra, field", [
@@ -218,7 +237,7 @@ def test_prompt_over_the_input_budget_is_refused(tiny_model, tmp_path):
 def test_static_cache_generation_equals_dynamic(tiny_model):
     """The static-cache path (fixed rows × width, padding rows) generates the same greedy tokens."""
     import torch
-    from wmss_kernels.evaluate import eos_token_ids, generate
+    from wmss_kernels.eval_generate import eos_token_ids, generate
     from wmss_kernels.modeling import load_model, load_tokenizer
 
     tok = load_tokenizer(tiny_model.model_dir)

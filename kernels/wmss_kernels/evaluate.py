@@ -1,7 +1,8 @@
 """evaluate (step 7): math benchmarks under the paper or the lenient protocol (docs/evaluation.md).
 
 Per set: [system, user] prompts through the chat template (a prompt over the set's input budget is
-refused), generation by `generate_completions` (greedy, or sampling with n per prompt), grading by
+refused), generation by eval_generate.generate_completions (continuous batching, or fixed batches;
+greedy, or sampling with n per prompt), grading by
 grading.paper_verify or grading.grade, then eval_detail.csv and eval_summary.json per set
 (eval_results.py) and one summary.json. With `merge_shards` no model is loaded: the per-set files
 of the shard dirs are merged into output_dir, as if one device had done the work.
@@ -12,94 +13,16 @@ import logging
 import os
 import time
 
-import torch
-
 from .chat import DEFAULT_EVAL_SYSTEM_PROMPT, eval_prompt, paper_eval_system_prompt
 from .entropy import check_shard
 from .eval_data import check_datasets, file_sha256, load_rows
+from .eval_generate import continuous_engine, eos_token_ids, generate_completions, set_progress
 from .eval_results import check_writable, decoding_mode, read_detail, write_overview, write_set
 from .grading import grade, paper_verify
 from .modeling import check_model_dir, load_model, load_tokenizer, pick_device, pick_dtype
 from .protocol import InvalidInput, Progress, Terminated, stop_requested
 
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def generate(model, tok, prompt_ids, max_new_tokens, eos_ids, static_shape=None, sampling=None):
-    """Continuations of each prompt: (new token ids without padding, truncated flag); the ids of a
-    row that stopped end with its eos token. sampling: {temperature, top_p, n}, n rows per prompt
-    (prompt-major); None or temperature 0 is greedy, one row per prompt.
-    static_shape (rows, width): generate with a static KV cache, every batch padded to `rows`
-    prompts of `width` tokens, so that all batches share one shape and transformers compiles the
-    decoding step once (on CUDA: CUDA graphs, no per-token Python and launch overhead). Padding
-    rows repeat the first prompt and are dropped from the result."""
-    device = next(model.parameters()).device
-    n = len(prompt_ids)
-    rows, width = static_shape or (n, max(len(p) for p in prompt_ids))
-    prompts = list(prompt_ids) + [prompt_ids[0]] * (rows - n)
-    ids = torch.full((rows, width), tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for b, p in enumerate(prompts):  # left padding: every prompt ends where generation starts
-        ids[b, width - len(p):] = torch.tensor(p)
-        mask[b, width - len(p):] = 1
-    extra = {"cache_implementation": "static"} if static_shape else {}
-    samples = 1
-    if sampling and sampling["temperature"] > 0:
-        samples = sampling["n"]
-        # explicit values, so a model's generation_config (top_k 20, ...) does not change them
-        extra.update(do_sample=True, temperature=sampling["temperature"], top_p=sampling["top_p"],
-                     top_k=0, num_return_sequences=samples)
-    else:
-        extra.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                         max_new_tokens=max_new_tokens, eos_token_id=eos_ids,
-                         pad_token_id=tok.pad_token_id, use_cache=True, repetition_penalty=1.0, **extra)
-    results = []
-    for row in out[:n * samples, width:].tolist():
-        stop = next((i for i, t in enumerate(row) if t in eos_ids), None)
-        if stop is None:
-            results.append((row, True))  # ran into max_new_tokens without an eos
-        else:
-            results.append((row[:stop + 1], False))
-    return results
-
-
-def static_batch_shape(job, device, prompt_ids):
-    """(batch rows, prompt width) for static-cache generation of a set, or None (dynamic)."""
-    use = device.type == "cuda" if job.static_cache is None else job.static_cache
-    if not use or not prompt_ids:
-        return None
-    longest = max(len(p) for p in prompt_ids)
-    return min(job.batch_size, len(prompt_ids)), -(-longest // 64) * 64
-
-
-def generate_completions(model, tok, job, device, prompt_ids, max_new_tokens, sampling, eos_ids, on_batch):
-    """The one entry point of generation for a set: per prompt, `sampling["n"]` dicts
-    {token_ids, finish_reason, latency_s_per_prompt}. Today static batches of job.batch_size
-    prompts, shortest first; on_batch(prompts_done, new_tokens) runs after each batch."""
-    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
-    shape = static_batch_shape(job, device, prompt_ids)
-    results = [None] * len(prompt_ids)
-    for b in range(0, len(order), job.batch_size):
-        batch = order[b:b + job.batch_size]
-        started = time.monotonic()
-        generated = generate(model, tok, [prompt_ids[i] for i in batch], max_new_tokens, eos_ids, shape, sampling)
-        latency = (time.monotonic() - started) / len(batch)
-        n = len(generated) // len(batch)
-        for j, i in enumerate(batch):
-            results[i] = [{"token_ids": ids, "finish_reason": "length" if truncated else "stop",
-                           "latency_s_per_prompt": latency} for ids, truncated in generated[j * n:(j + 1) * n]]
-        on_batch(len(batch), sum(len(c["token_ids"]) for i in batch for c in results[i]))
-    return results
-
-
-def eos_token_ids(model, tok) -> list[int]:
-    eos = model.generation_config.eos_token_id
-    eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
-    if tok.eos_token_id is not None and tok.eos_token_id not in eos:
-        eos.append(tok.eos_token_id)
-    return eos
 
 
 def _check_job(job):
@@ -117,7 +40,7 @@ def _check_job(job):
     return datasets
 
 
-def _meta(job, ds, system_prompt, device, dtype):
+def _meta(job, ds, system_prompt, device, dtype, engine):
     """The eval_summary.json keys that describe the run rather than its results."""
     return {
         "dataset_path": os.path.abspath(ds["path"]), "dataset_sha256": file_sha256(ds["path"]),
@@ -131,7 +54,8 @@ def _meta(job, ds, system_prompt, device, dtype):
                      "max_model_len": ds["max_input_tokens"] + ds["max_new_tokens"],
                      "stop_token_ids": None, "top_k": -1, "repetition_penalty": 1.0,
                      "skip_special_tokens": True, "trust_remote_code": False},
-        "runtime": {"engine": "transformers generate, static batches", "tensor_parallel_size": 1,
+        "runtime": {"engine": "transformers generate, static batches" if engine is None else
+                    f"continuous batching (decode_engine), {engine.slots} slots", "tensor_parallel_size": 1,
                     "dtype": str(dtype).replace("torch.", ""), "device": device.type,
                     "batch_size": job.batch_size, "shard": job.shard},
         "scorer": {"name": "verify_with_latex" if job.protocol == "paper" else "lenient",
@@ -221,27 +145,29 @@ def run(job):
 
     progress = Progress(sum(len(rows) for _, rows in work), "samples")
     progress.update(0)
+    engine = continuous_engine(job, model, work, eos_ids)
     state = {"done": 0, "tokens": 0, "start": time.monotonic()}
-
-    def on_batch(prompts, tokens):
-        state["done"] += prompts
-        state["tokens"] += tokens
-        progress.update(state["done"], tokens_per_s=round(state["tokens"] / max(time.monotonic() - state["start"], 1e-9), 1))
-        if stop_requested():
-            raise Terminated(f"stopped by SIGTERM after {state['done']} samples")
-
-    sampling = {"temperature": job.temperature, "top_p": job.top_p, "n": job.n_samples}
     summaries = {}
     for ds, rows in work:
-        torch.manual_seed(job.seed)  # sampled sets are reproducible for the same batches
-        completions = generate_completions(model, tok, job, device, [r["prompt_ids"] for r in rows],
-                                           ds["max_new_tokens"], sampling, eos_ids, on_batch) if rows else []
+        set_start = time.monotonic()
+
+        def report(prompts_done, tokens, ds=ds, rows=rows, set_start=set_start):
+            if stop_requested():
+                raise Terminated(f"stopped by SIGTERM after {state['done'] + prompts_done} samples")
+            now = time.monotonic()
+            progress.update(state["done"] + prompts_done,
+                            tokens_per_s=round((state["tokens"] + tokens) / max(now - state["start"], 1e-9), 1),
+                            detail=set_progress(ds["name"], prompts_done, len(rows), tokens, now - set_start))
+        completions = generate_completions(model, tok, job, device, engine, rows, ds["max_new_tokens"],
+                                           eos_ids, report) if rows else []
+        state["done"] += len(rows)
+        state["tokens"] += sum(len(c["token_ids"]) for per_row in completions for c in per_row)
         detail = [d for row, c in zip(rows, completions)
                   for d in _detail_rows(tok, row, len(row["prompt_ids"]), c, ds["max_new_tokens"], job.protocol)]
         if not detail:  # a shard with no prompt of this set: nothing to write for it
             continue
         summaries[ds["name"]] = write_set(job.output_dir, ds["name"], detail,
-                                          _meta(job, ds, system_prompt, device, dtype))
+                                          _meta(job, ds, system_prompt, device, dtype, engine))
         log.info("%s: %d/%d correct", ds["name"], summaries[ds["name"]]["correct_generations"], len(detail))
     return _result(job, summaries, round(state["tokens"] / max(time.monotonic() - state["start"], 1e-9), 1))
 

@@ -88,11 +88,11 @@ export const EvalFields = z
       .default(BENCHMARK_NAMES.map((name) => ({ name })))
       .describe(`Sets to evaluate: a bundled name (${BENCHMARK_NAMES.join(', ')}), or {name, path?, format? json|jsonl|gsm8k, expectedRows?, allowRowCountMismatch?, maxInputTokens?, maxNewTokens?, limit?}. Default: all seven bundled sets with their budgets (4096 input tokens; 4096 new, 8192 for aime2025 and amc23).`),
     sampling: SamplingConfig.default(SamplingConfig.parse({})),
-    batchSize: countUpTo(MAX.batch).default(16).describe('Prompts per generation batch (at most 65536).'),
+    batchSize: countUpTo(MAX.batch).default(16).describe('Generations decoded together (at most 65536): the slots of continuous batching, fewer when their KV cache does not fit the GPU; prompts per batch with the batches engine.'),
     systemPrompt: z.string().optional().describe('lenient only: the evaluation system prompt (default the kernel\'s think/answer prompt).'),
     enableThinking: z.boolean().default(true).describe('The chat template\'s enable_thinking (on, as the paper); off only under the lenient protocol.'),
     baselines: z.boolean().default(true).describe('Also evaluate the base model and m1, for the side-by-side report.'),
-    backend: z.enum(['torch', 'onnx']).default('torch').describe('torch = transformers generate on a GPU worker; onnx = greedy decoding with onnxruntime-node on an onnx worker (lenient protocol only; docs/onnx.md).'),
+    backend: z.enum(['torch', 'onnx']).default('torch').describe('torch = the PyTorch kernel (continuous batching) on a GPU worker; onnx = greedy decoding with onnxruntime-node on an onnx worker (lenient protocol only; docs/onnx.md).'),
     overwrite: z.boolean().default(false).describe('When step 7 re-runs over results of an earlier run, replace them; by default they are kept as results.previous-<time>/.'),
   })
   .strict()
@@ -161,7 +161,8 @@ const evaluateJobShape = {
   top_p: z.number().gt(0).max(1),
   n_samples: z.number().int().positive().describe('Generations per prompt; 1 when temperature is 0.'),
   shard: Shard,
-  static_cache: z.boolean().nullable().optional().describe('A static KV cache with compiled decoding; null: on for CUDA devices.'),
+  engine: z.enum(['continuous', 'batches']).default('continuous').describe('continuous: decode_engine.py, batch_size slots, a finished row\'s slot refilled at once; batches: fixed batches through transformers generate (docs/evaluation.md#generation).'),
+  static_cache: z.boolean().nullable().optional().describe('engine batches only: a static KV cache with compiled decoding; null: on for CUDA devices.'),
   overwrite: z.boolean().default(false).describe('Replace the per-set results already in output_dir (refused otherwise).'),
   merge_shards: z.array(z.string()).nullable().optional().describe('Shard output dirs whose per-set files are merged into output_dir, as one run would have written them; no model is loaded.'),
 };
@@ -186,6 +187,6 @@ export const evaluate: StepRow = {
   timeouts: SCORING_TIMEOUTS, retry: GPU_RETRY, backend: (c) => c.eval.backend,
   code: {
     ts: ['pipeline/stepDefinitions/evaluate.ts', 'activities/stepActivities/evaluateActivity.ts', 'activities/evalDatasets.ts', 'activities/onnx/onnxSteps.ts'],
-    kernel: ['kernels/wmss_kernels/evaluate.py', 'kernels/wmss_kernels/eval_data.py', 'kernels/wmss_kernels/eval_results.py', 'kernels/wmss_kernels/grading.py'],
+    kernel: ['kernels/wmss_kernels/evaluate.py', 'kernels/wmss_kernels/eval_generate.py', 'kernels/wmss_kernels/decode_engine.py', 'kernels/wmss_kernels/eval_data.py', 'kernels/wmss_kernels/eval_results.py', 'kernels/wmss_kernels/grading.py'],
   },
 };

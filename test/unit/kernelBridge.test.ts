@@ -48,7 +48,7 @@ test('a successful kernel returns its result; progress and checkpoints reach the
   expect(out.outputs.checkpoint).toBe('/tmp/ckpt-2');
   expect(out.metrics.steps).toBe(2);
   expect(out.lastCheckpoint).toEqual({ path: '/tmp/ckpt-1', step: 1 });
-  expect(beats.some((b) => b.done === 1 && b.total === 2 && b.loss === 0.5)).toBe(true);
+  expect(beats.some((b) => b.done === 1 && b.total === 2 && b.loss === 0.5 && b.detail === 'set a: 1/2 rows')).toBe(true);
   // The job file holds exactly what the kernel was given; stray stdout goes to the log.
   expect(JSON.parse(readFileSync(path.join(dir, 'job.json'), 'utf8')).train_samples).toBe(1);
   expect(readFileSync(path.join(dir, 'kernel.log'), 'utf8')).toMatch(/not a protocol line.*stray line/);
