@@ -1,5 +1,10 @@
 /** Three suites: unit (pure + local files), workflow (time-skipping env), integration (real dev server). */
-const transform = { '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }] };
+const transform = {
+  '^.+\\.(t|j)sx?$': [
+    '@swc/jest',
+    { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } },
+  ],
+};
 const project = (name, extra = {}) => ({
   displayName: name,
   testEnvironment: 'node',
@@ -11,5 +16,9 @@ const project = (name, extra = {}) => ({
 });
 
 module.exports = {
-  projects: [project('unit'), project('workflow'), project('integration', { globalSetup: '<rootDir>/testkit/integrationSetup.ts' })],
+  projects: [
+    project('unit'),
+    project('workflow'),
+    project('integration', { globalSetup: '<rootDir>/testkit/integrationSetup.ts' }),
+  ],
 };

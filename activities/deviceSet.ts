@@ -18,7 +18,9 @@ export function parseDeviceSet(spec: string): DeviceSet {
 
 /** Environment for kernels started by a worker owning `devices`. */
 export function kernelEnv(devices: DeviceSet): Record<string, string> {
-  return devices.kind === 'cpu' ? { CUDA_VISIBLE_DEVICES: '', WMSS_DEVICE: 'cpu' } : { CUDA_VISIBLE_DEVICES: devices.ids.join(','), WMSS_DEVICE: 'cuda' };
+  return devices.kind === 'cpu'
+    ? { CUDA_VISIBLE_DEVICES: '', WMSS_DEVICE: 'cpu' }
+    : { CUDA_VISIBLE_DEVICES: devices.ids.join(','), WMSS_DEVICE: 'cuda' };
 }
 
 export function describeDeviceSet(devices: DeviceSet): string {

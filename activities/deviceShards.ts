@@ -25,7 +25,9 @@ export function sumProgress(parts: (StepProgress | undefined)[]): StepProgress {
     unit: known[0]?.unit ?? 'samples',
     ...(speeds.length > 0 && { tokensPerS: speeds.reduce((s, v) => s + v, 0) }),
     // one line only: the first shard's, marked as such when there are several
-    ...(known[0]?.detail !== undefined && { detail: known.length > 1 ? `${known[0].detail} (device 1 of ${known.length})` : known[0].detail }),
+    ...(known[0]?.detail !== undefined && {
+      detail: known.length > 1 ? `${known[0].detail} (device 1 of ${known.length})` : known[0].detail,
+    }),
     logFile: known[0]?.logFile,
     updatedAt: new Date().toISOString(),
   };
@@ -35,7 +37,11 @@ export function sumProgress(parts: (StepProgress | undefined)[]): StepProgress {
  * Runs `n` shards side by side; the first failure stops the others (through their `cancelled`
  * promise, which the kernel bridge turns into SIGTERM) and is the error of the whole.
  */
-export async function runShards<T>(n: number, activityCancelled: Promise<never> | undefined, run: (index: number, cancelled: Promise<never>) => Promise<T>): Promise<T[]> {
+export async function runShards<T>(
+  n: number,
+  activityCancelled: Promise<never> | undefined,
+  run: (index: number, cancelled: Promise<never>) => Promise<T>,
+): Promise<T[]> {
   let stopSiblings!: (err: unknown) => void;
   const siblingFailed = new Promise<never>((_, reject) => (stopSiblings = reject));
   siblingFailed.catch(() => undefined);
@@ -61,7 +67,9 @@ async function jsonLines(file: string): Promise<string[]> {
  */
 export async function mergeJsonlByKey(files: string[], key: string, out: string): Promise<number> {
   const rows: { k: number; line: string }[] = [];
-  for (const file of files) for (const line of await jsonLines(file)) rows.push({ k: Number((JSON.parse(line) as Record<string, unknown>)[key]), line });
+  for (const file of files)
+    for (const line of await jsonLines(file))
+      rows.push({ k: Number((JSON.parse(line) as Record<string, unknown>)[key]), line });
   rows.sort((a, b) => a.k - b.k);
   await fsp.writeFile(out, rows.map((r) => `${r.line}\n`).join(''));
   return rows.length;

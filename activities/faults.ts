@@ -40,7 +40,12 @@ function faultsFor(variable: string, stepId: string): string[] {
 }
 
 /** WMSS_FAULT_PAUSE: block here, heartbeating, until the worker is killed (once per run dir). */
-export async function faultPause(runDir: string, stepId: string, point: PausePoint, heartbeat: Heartbeat): Promise<void> {
+export async function faultPause(
+  runDir: string,
+  stepId: string,
+  point: PausePoint,
+  heartbeat: Heartbeat,
+): Promise<void> {
   if (!faultsFor('WMSS_FAULT_PAUSE', stepId).includes(point)) return;
   const marker = faultMarker(runDir, stepId, point);
   mkdirSync(path.dirname(marker), { recursive: true });
@@ -51,7 +56,13 @@ export async function faultPause(runDir: string, stepId: string, point: PausePoi
   }
   const cancelled = activityCancelled();
   for (;;) {
-    heartbeat({ done: 0, total: 0, unit: 'steps', phase: `test fault: paused at ${point} until this worker is killed`, updatedAt: new Date().toISOString() });
+    heartbeat({
+      done: 0,
+      total: 0,
+      unit: 'steps',
+      phase: `test fault: paused at ${point} until this worker is killed`,
+      updatedAt: new Date().toISOString(),
+    });
     await Promise.race([new Promise((resolve) => setTimeout(resolve, 2000)), ...(cancelled ? [cancelled] : [])]);
   }
 }

@@ -47,9 +47,21 @@ export interface GpuRuntime {
   /** Where the kernels of a run go: the CPU when the worker has no GPU or the config says so. */
   device(config: RunConfig): 'cpu' | 'cuda';
   /** One kernel process (or torchrun with opts.processes ranks), once the devices are free. */
-  kernel<V extends KernelVerb>(input: StepInput, run: ResolvedRun, verb: V, job: JobOf<V>, opts?: LaunchOptions): Promise<KernelOutcome>;
+  kernel<V extends KernelVerb>(
+    input: StepInput,
+    run: ResolvedRun,
+    verb: V,
+    job: JobOf<V>,
+    opts?: LaunchOptions,
+  ): Promise<KernelOutcome>;
   /** One kernel per device, each on shard i of N of the items (`jobOf` gives shard i its job); progress summed. */
-  sharded<V extends KernelVerb>(input: StepInput, run: ResolvedRun, verb: V, jobOf: (shard: { index: number; count: number }) => JobOf<V>, configKeys?: Record<string, string>): Promise<KernelOutcome[]>;
+  sharded<V extends KernelVerb>(
+    input: StepInput,
+    run: ResolvedRun,
+    verb: V,
+    jobOf: (shard: { index: number; count: number }) => JobOf<V>,
+    configKeys?: Record<string, string>,
+  ): Promise<KernelOutcome[]>;
 }
 
 /** Heartbeat of the current activity; nothing outside one (direct calls in tests). */
@@ -103,7 +115,13 @@ export function gpuRuntime(ctx: GpuWorkerContext): GpuRuntime {
   const device = (config: RunConfig) => (ctx.devices.kind === 'cpu' || config.device === 'cpu' ? 'cpu' : 'cuda');
 
   /** One kernel process (or torchrun) for a step; the caller holds the devices. */
-  function launch<V extends KernelVerb>(input: StepInput, run: ResolvedRun, verb: V, job: JobOf<V>, opts: LaunchOptions = {}): Promise<KernelOutcome> {
+  function launch<V extends KernelVerb>(
+    input: StepInput,
+    run: ResolvedRun,
+    verb: V,
+    job: JobOf<V>,
+    opts: LaunchOptions = {},
+  ): Promise<KernelOutcome> {
     const tag = opts.tag ? `.${opts.tag}` : '';
     const full = {
       ...job,
@@ -130,7 +148,17 @@ export function gpuRuntime(ctx: GpuWorkerContext): GpuRuntime {
    * for a dead worker; a task cancelled while waiting never starts its kernel.
    */
   async function withDevices<T>(fn: () => Promise<T>): Promise<T> {
-    const waiting = setInterval(() => heartbeat({ done: 0, total: 0, unit: 'samples', phase: 'waiting for this worker\'s devices', updatedAt: new Date().toISOString() }), 5000);
+    const waiting = setInterval(
+      () =>
+        heartbeat({
+          done: 0,
+          total: 0,
+          unit: 'samples',
+          phase: "waiting for this worker's devices",
+          updatedAt: new Date().toISOString(),
+        }),
+      5000,
+    );
     let cancelledWhileWaiting: unknown;
     cancelledSignal()?.catch((err) => (cancelledWhileWaiting ??= err));
     return ctx.exclusive(async () => {

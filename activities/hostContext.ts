@@ -15,7 +15,13 @@ export function currentHost(): string {
 }
 
 /** The same activities, each running with `host` as currentHost(). */
-export function withHost<T extends Record<string, (...args: never[]) => Promise<unknown>>>(host: string, activities: T): T {
-  const wrapped = Object.entries(activities).map(([name, fn]) => [name, (...args: never[]) => scope.run(host, () => fn(...args))]);
+export function withHost<T extends Record<string, (...args: never[]) => Promise<unknown>>>(
+  host: string,
+  activities: T,
+): T {
+  const wrapped = Object.entries(activities).map(([name, fn]) => [
+    name,
+    (...args: never[]) => scope.run(host, () => fn(...args)),
+  ]);
   return Object.fromEntries(wrapped) as T;
 }

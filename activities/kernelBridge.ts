@@ -17,7 +17,6 @@ import { VENV_BIN } from './repoPaths';
 import { kernelCommand, kernelPythonEnv, removePidDir, signalKernel } from './kernelLaunch';
 import { viaForkServer } from './kernelForkServer';
 
-
 /** Where the worker finds its Python: WMSS_PYTHON, else the project's .venv, else python3 on PATH. */
 export function pythonExecutable(): string {
   if (process.env.WMSS_PYTHON) return process.env.WMSS_PYTHON;
@@ -85,11 +84,24 @@ type KernelErrorLine = Extract<KernelEvent, { type: 'error' }>;
  * key replaces it (the job file is internal). Permanent types are non-retryable
  * (NON_RETRYABLE_ERROR_TYPES), as everywhere else.
  */
-export function kernelFailure(verb: string, exit: { code: number | null; signal: NodeJS.Signals | null }, error: KernelErrorLine | undefined, ctx: { logFile: string; jobFile?: string; configKeys?: Record<string, string>; progress?: StepProgress; rootCause?: { rank: number; exitcode: number } }): ApplicationFailure {
+export function kernelFailure(
+  verb: string,
+  exit: { code: number | null; signal: NodeJS.Signals | null },
+  error: KernelErrorLine | undefined,
+  ctx: {
+    logFile: string;
+    jobFile?: string;
+    configKeys?: Record<string, string>;
+    progress?: StepProgress;
+    rootCause?: { rank: number; exitcode: number };
+  },
+): ApplicationFailure {
   const where = `log: ${ctx.logFile}`;
   const rootCause = ctx.rootCause;
   let type: ErrorType =
-    error && KERNEL_ERROR_TYPES.has(error.error_type) ? (error.error_type as ErrorType) : (TYPE_OF_EXIT[exit.code ?? -1] ?? ErrorTypes.KernelCrashed);
+    error && KERNEL_ERROR_TYPES.has(error.error_type)
+      ? (error.error_type as ErrorType)
+      : (TYPE_OF_EXIT[exit.code ?? -1] ?? ErrorTypes.KernelCrashed);
   // no error line, but torchrun saw a rank die of a signal: that rank was lost
   if (!error && rootCause && rootCause.exitcode < 0) type = ErrorTypes.RankLost;
   const nonRetryable = NON_RETRYABLE_ERROR_TYPES.includes(type);
@@ -104,18 +116,39 @@ export function kernelFailure(verb: string, exit: { code: number | null; signal:
   const location = { file: file ?? null, line: error?.line ?? null, field: configKey ?? error?.field ?? null };
   switch (type) {
     case ErrorTypes.KernelOutOfMemory:
-      return ApplicationFailure.create({ type, message: `${verb} kernel ran out of memory: ${text} (${where})`, details: [ctx.progress] });
+      return ApplicationFailure.create({
+        type,
+        message: `${verb} kernel ran out of memory: ${text} (${where})`,
+        details: [ctx.progress],
+      });
     case ErrorTypes.KernelTerminated:
-      return ApplicationFailure.create({ type, message: `${verb} kernel stopped on SIGTERM after saving its state (${where})`, details: [ctx.progress] });
+      return ApplicationFailure.create({
+        type,
+        message: `${verb} kernel stopped on SIGTERM after saving its state (${where})`,
+        details: [ctx.progress],
+      });
     case ErrorTypes.RankLost: {
       const rank = (error as { rank?: number } | undefined)?.rank ?? rootCause?.rank;
       const how = rootCause && rootCause.rank === rank ? `, ${describeExit(rootCause.exitcode)}` : '';
-      return ApplicationFailure.create({ type, message: `${verb} kernel lost rank ${rank ?? '?'}${how}; the other ranks stopped: ${text} (${where})`, details: [{ ...ctx.progress, rank, exitcode: rootCause?.exitcode }] });
+      return ApplicationFailure.create({
+        type,
+        message: `${verb} kernel lost rank ${rank ?? '?'}${how}; the other ranks stopped: ${text} (${where})`,
+        details: [{ ...ctx.progress, rank, exitcode: rootCause?.exitcode }],
+      });
     }
     case ErrorTypes.KernelCrashed:
-      return ApplicationFailure.create({ type, message: `${verb} kernel crashed: ${text} (${where})\n${tailOf(ctx.logFile, 800)}`, details: [ctx.progress] });
+      return ApplicationFailure.create({
+        type,
+        message: `${verb} kernel crashed: ${text} (${where})\n${tailOf(ctx.logFile, 800)}`,
+        details: [ctx.progress],
+      });
     default:
-      return ApplicationFailure.create({ type, nonRetryable, message: `${text} (${where})`, details: [{ ...location, ...(error?.details ?? {}) }] });
+      return ApplicationFailure.create({
+        type,
+        nonRetryable,
+        message: `${text} (${where})`,
+        details: [{ ...location, ...(error?.details ?? {}) }],
+      });
   }
 }
 
@@ -133,7 +166,9 @@ export function torchrunRootCause(logTail: string): { rank: number; exitcode: nu
 }
 
 function describeExit(code: number): string {
-  return code < 0 ? `signal ${-code}${code === -9 ? ' (SIGKILL)' : code === -15 ? ' (SIGTERM)' : ''}` : `exit code ${code}`;
+  return code < 0
+    ? `signal ${-code}${code === -9 ? ' (SIGKILL)' : code === -15 ? ' (SIGTERM)' : ''}`
+    : `exit code ${code}`;
 }
 
 function tailOf(file: string, bytes = 2000): string {
@@ -145,17 +180,28 @@ function tailOf(file: string, bytes = 2000): string {
   }
 }
 
-export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>, opts: KernelRunOptions): Promise<KernelOutcome> {
+export async function runKernel<V extends KernelVerb>(
+  verb: V,
+  job: KernelJob<V>,
+  opts: KernelRunOptions,
+): Promise<KernelOutcome> {
   const checked = KERNEL_JOBS[verb].safeParse(job);
   if (!checked.success) {
     // A job we build ourselves failing its schema is a bug in wmss-flow, not bad user input.
-    throw ApplicationFailure.create({ type: ErrorTypes.WorkerMisconfigured, nonRetryable: true, message: `internal: ${verb} job does not match its schema: ${checked.error.message}` });
+    throw ApplicationFailure.create({
+      type: ErrorTypes.WorkerMisconfigured,
+      nonRetryable: true,
+      message: `internal: ${verb} job does not match its schema: ${checked.error.message}`,
+    });
   }
   const logFile = (job as { log_file: string }).log_file;
   mkdirSync(path.dirname(opts.jobFile), { recursive: true });
   mkdirSync(path.dirname(logFile), { recursive: true });
   // Unset optional fields are left out: the kernel reads them as the job schema's default, or null.
-  writeFileSync(opts.jobFile, JSON.stringify(checked.data, (_key, value) => (value === null ? undefined : value), 2));
+  writeFileSync(
+    opts.jobFile,
+    JSON.stringify(checked.data, (_key, value) => (value === null ? undefined : value), 2),
+  );
 
   const python = pythonExecutable();
   const processes = opts.processes ?? 1;
@@ -175,7 +221,7 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
   });
   const killGroup = (_child: ChildProcess, signal: NodeJS.Signals) => signalKernel(child, pidDir, signal, processes);
   const log = createWriteStream(logFile, { flags: 'a' });
-  child.stderr!.pipe(log, { end: false });
+  child.stderr.pipe(log, { end: false });
 
   let progress: StepProgress = { done: 0, total: 0, unit: 'samples', updatedAt: new Date().toISOString(), logFile };
   let lastActivity = Date.now();
@@ -184,9 +230,8 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
   let kernelError: KernelErrorLine | undefined;
   let malformed: string | undefined; // a protocol line the schema refused: a kernel/bridge mismatch
 
-  const lines = readline.createInterface({ input: child.stdout! });
+  const lines = readline.createInterface({ input: child.stdout });
   lines.on('line', (line) => {
-    let event: KernelEvent;
     let json: unknown;
     try {
       json = JSON.parse(line);
@@ -198,19 +243,32 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
     if (!parsed.success) {
       const type = (json as { type?: unknown } | null)?.type;
       log.write(`[stdout, a protocol line that does not match the protocol] ${line}\n`);
-      if (typeof type === 'string') malformed = `its ${type} line does not match the protocol (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`;
+      if (typeof type === 'string')
+        malformed = `its ${type} line does not match the protocol (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`;
       return;
     }
-    event = parsed.data;
+    const event: KernelEvent = parsed.data;
     lastActivity = Date.now();
     spoke = true;
     const now = new Date().toISOString();
     if (event.type === 'progress') {
-      progress = { ...progress, done: event.done, total: event.total, unit: event.unit, loss: event.loss ?? undefined, lr: event.lr ?? undefined, tokensPerS: event.tokens_per_s ?? undefined, detail: event.detail ?? undefined, updatedAt: now };
+      progress = {
+        ...progress,
+        done: event.done,
+        total: event.total,
+        unit: event.unit,
+        loss: event.loss ?? undefined,
+        lr: event.lr ?? undefined,
+        tokensPerS: event.tokens_per_s ?? undefined,
+        detail: event.detail ?? undefined,
+        updatedAt: now,
+      };
     } else if (event.type === 'checkpoint') {
       progress = { ...progress, lastCheckpoint: { path: event.path, step: event.step }, updatedAt: now };
     } else if (event.type === 'result') {
-      const metrics = Object.fromEntries(Object.entries(event.metrics).filter((kv): kv is [string, number | string] => kv[1] !== null));
+      const metrics = Object.fromEntries(
+        Object.entries(event.metrics).filter((kv): kv is [string, number | string] => kv[1] !== null),
+      );
       result = { outputs: event.outputs, metrics, lastCheckpoint: progress.lastCheckpoint };
     } else {
       kernelError = event;
@@ -248,7 +306,11 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
     exit = await exited;
     await linesDone;
   } catch (err) {
-    throw ApplicationFailure.create({ type: ErrorTypes.WorkerMisconfigured, nonRetryable: true, message: `cannot start the kernel with ${python}: ${(err as Error).message}. Run scripts/setup-python.sh or set WMSS_PYTHON.` });
+    throw ApplicationFailure.create({
+      type: ErrorTypes.WorkerMisconfigured,
+      nonRetryable: true,
+      message: `cannot start the kernel with ${python}: ${(err as Error).message}. Run scripts/setup-python.sh or set WMSS_PYTHON.`,
+    });
   } finally {
     clearInterval(timer);
     if (graceTimer) clearTimeout(graceTimer);
@@ -258,18 +320,31 @@ export async function runKernel<V extends KernelVerb>(verb: V, job: KernelJob<V>
     await new Promise<void>((resolve) => log.end(resolve));
   }
 
-  if (cancelError !== undefined) throw cancelError;
+  if (cancelError !== undefined) throw cancelError as Error; // a CancelledFailure
   const where = `log: ${logFile}`;
   if (stalled) {
     const silentS = Math.round((!spoke ? startupMs : opts.stallMs) / 1000);
     const when = !spoke ? 'printed nothing since it started' : 'printed no progress';
-    throw ApplicationFailure.create({ type: ErrorTypes.KernelStalled, message: `${verb} kernel ${when} for ${silentS} s and was killed (${where})`, details: [progress] });
+    throw ApplicationFailure.create({
+      type: ErrorTypes.KernelStalled,
+      message: `${verb} kernel ${when} for ${silentS} s and was killed (${where})`,
+      details: [progress],
+    });
   }
   if (exit.code === KernelExit.ok) {
     if (result) return result;
     const why = malformed ?? 'without a result line';
-    throw ApplicationFailure.create({ type: ErrorTypes.KernelCrashed, message: `${verb} kernel exited 0 ${malformed ? `but ${why}` : why} (${where})` });
+    throw ApplicationFailure.create({
+      type: ErrorTypes.KernelCrashed,
+      message: `${verb} kernel exited 0 ${malformed ? `but ${why}` : why} (${where})`,
+    });
   }
   const rootCause = processes > 1 ? torchrunRootCause(tailOf(logFile, 20_000)) : undefined;
-  throw kernelFailure(verb, exit, kernelError, { logFile, jobFile: opts.jobFile, configKeys: opts.configKeys, progress, rootCause });
+  throw kernelFailure(verb, exit, kernelError, {
+    logFile,
+    jobFile: opts.jobFile,
+    configKeys: opts.configKeys,
+    progress,
+    rootCause,
+  });
 }

@@ -55,10 +55,10 @@ function start(python: string): ForkServer | undefined {
   });
   const me: ForkServer = { python, dir, socket, child, listening: false, exited: false, stopping: false, users: 0 };
   const stderr: string[] = [];
-  readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+  readline.createInterface({ input: child.stdout }).on('line', (line) => {
     if (line === 'listening') me.listening = true;
   });
-  readline.createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line) > 20 && stderr.shift());
+  readline.createInterface({ input: child.stderr }).on('line', (line) => stderr.push(line) > 20 && stderr.shift());
   const gone = (why: string) => {
     if (me.exited) return;
     me.exited = true;

@@ -24,12 +24,27 @@ export interface KernelCommand {
 export function kernelCommand(python: string, verb: string, jobFile: string, processes = 1): KernelCommand {
   const kernel = ['-m', 'wmss_kernels', verb, '--job', jobFile];
   if (processes <= 1) return { file: python, args: kernel };
-  return { file: python, args: ['-m', 'torch.distributed.run', '--standalone', '--nnodes', '1', '--nproc-per-node', String(processes), ...kernel] };
+  return {
+    file: python,
+    args: [
+      '-m',
+      'torch.distributed.run',
+      '--standalone',
+      '--nnodes',
+      '1',
+      '--nproc-per-node',
+      String(processes),
+      ...kernel,
+    ],
+  };
 }
 
 /** What a kernel process gets on top of the worker's environment (the fork server too: it forks kernels). */
 export function kernelPythonEnv(): { PYTHONPATH: string; PYTHONUNBUFFERED: string } {
-  return { PYTHONPATH: [KERNELS_DIR, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter), PYTHONUNBUFFERED: '1' };
+  return {
+    PYTHONPATH: [KERNELS_DIR, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
+    PYTHONUNBUFFERED: '1',
+  };
 }
 
 function procStart(pid: number): string | undefined {

@@ -14,5 +14,11 @@ export type { GpuWorkerContext };
 
 export function kernelSteps(ctx: GpuWorkerContext) {
   const rt = gpuRuntime(ctx);
-  return { exportOnnx: exportOnnx(rt), computeEntropy: computeEntropy(rt), trainSft: trainSft(rt), trainJoint: trainJoint(rt), evaluate: evaluate(rt) };
+  return {
+    exportOnnx: exportOnnx(rt),
+    computeEntropy: computeEntropy(rt),
+    trainSft: trainSft(rt),
+    trainJoint: trainJoint(rt),
+    evaluate: evaluate(rt),
+  };
 }

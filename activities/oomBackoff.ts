@@ -20,7 +20,11 @@ export function oomFile(runDir: string, stepId: string): string {
   return path.join(runDir, '.wmss', 'oom', `${stepId}.json`);
 }
 
-export function currentLayout(runDir: string, stepId: string, configured: { microBatch: number; gradAccum: number }): BatchLayout {
+export function currentLayout(
+  runDir: string,
+  stepId: string,
+  configured: { microBatch: number; gradAccum: number },
+): BatchLayout {
   let halvings = 0;
   try {
     halvings = Number(JSON.parse(readFileSync(oomFile(runDir, stepId), 'utf8')).halvings) || 0;
@@ -32,7 +36,12 @@ export function currentLayout(runDir: string, stepId: string, configured: { micr
 }
 
 /** Runs one training attempt with the current layout; on out-of-memory records a halving for the next one. */
-export async function withOomBackoff<T>(runDir: string, stepId: string, configured: { microBatch: number; gradAccum: number }, attempt: (layout: BatchLayout) => Promise<T>): Promise<T> {
+export async function withOomBackoff<T>(
+  runDir: string,
+  stepId: string,
+  configured: { microBatch: number; gradAccum: number },
+  attempt: (layout: BatchLayout) => Promise<T>,
+): Promise<T> {
   const layout = currentLayout(runDir, stepId, configured);
   try {
     return await attempt(layout);
@@ -45,7 +54,12 @@ export async function withOomBackoff<T>(runDir: string, stepId: string, configur
         message: `${err.message}\nout of memory at micro-batch ${layout.microBatch}, which cannot be halved further; enable gradientCheckpointing, lower maxLength, or use devices with more memory`,
       });
     }
-    const next = { halvings: layout.halvings + 1, microBatch: layout.microBatch / 2, gradAccum: layout.gradAccum * 2, at: new Date().toISOString() };
+    const next = {
+      halvings: layout.halvings + 1,
+      microBatch: layout.microBatch / 2,
+      gradAccum: layout.gradAccum * 2,
+      at: new Date().toISOString(),
+    };
     mkdirSync(path.dirname(oomFile(runDir, stepId)), { recursive: true });
     writeFileSync(oomFile(runDir, stepId), JSON.stringify(next, null, 2));
     throw ApplicationFailure.create({

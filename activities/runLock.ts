@@ -49,7 +49,10 @@ export interface LockRecord extends LockOwner {
 }
 
 /** What Temporal says about the execution that holds a lock. */
-export type OwnerState = { state: 'open' } | { state: 'closed'; status: string; closeTime?: Date; stopsAbruptly: boolean } | { state: 'unknown' };
+export type OwnerState =
+  | { state: 'open' }
+  | { state: 'closed'; status: string; closeTime?: Date; stopsAbruptly: boolean }
+  | { state: 'unknown' };
 
 export interface LockDeps {
   ownerState: (owner: LockOwner) => Promise<OwnerState>;
@@ -75,7 +78,9 @@ export const DEFAULT_TERMINATED_GRACE_MS = 150_000;
 
 export function terminatedGraceMs(): number {
   const s = Number(process.env.WMSS_LOCK_TERMINATED_GRACE_SECONDS);
-  return Number.isFinite(s) && s >= 0 && process.env.WMSS_LOCK_TERMINATED_GRACE_SECONDS !== '' ? s * 1000 : DEFAULT_TERMINATED_GRACE_MS;
+  return Number.isFinite(s) && s >= 0 && process.env.WMSS_LOCK_TERMINATED_GRACE_SECONDS !== ''
+    ? s * 1000
+    : DEFAULT_TERMINATED_GRACE_MS;
 }
 
 export function lockDir(runDir: string): string {
@@ -92,14 +97,22 @@ async function generations(dir: string): Promise<number[]> {
 function parseRecord(text: string): LockRecord | undefined {
   try {
     const r = JSON.parse(text) as LockRecord;
-    return r && r.format === LOCK_FORMAT && typeof r.workflowId === 'string' && typeof r.runId === 'string' && typeof r.namespace === 'string' ? r : undefined;
+    return r &&
+      r.format === LOCK_FORMAT &&
+      typeof r.workflowId === 'string' &&
+      typeof r.runId === 'string' &&
+      typeof r.namespace === 'string'
+      ? r
+      : undefined;
   } catch {
     return undefined;
   }
 }
 
 /** The current lock of a run dir: its generation and record, or undefined when nobody holds one. */
-export async function readRunLock(runDir: string): Promise<{ generation: number; file: string; record: LockRecord | undefined } | undefined> {
+export async function readRunLock(
+  runDir: string,
+): Promise<{ generation: number; file: string; record: LockRecord | undefined } | undefined> {
   const dir = lockDir(runDir);
   const [top] = await generations(dir);
   if (top === undefined) return undefined;
@@ -109,14 +122,28 @@ export async function readRunLock(runDir: string): Promise<{ generation: number;
   return { generation: top, file, record: parseRecord(text) };
 }
 
-const sameExecution = (a: LockOwner, b: LockOwner) => a.namespace === b.namespace && a.workflowId === b.workflowId && a.runId === b.runId;
+const sameExecution = (a: LockOwner, b: LockOwner) =>
+  a.namespace === b.namespace && a.workflowId === b.workflowId && a.runId === b.runId;
 
 function locked(runDir: string, message: string, holder?: LockRecord): ApplicationFailure {
   return ApplicationFailure.create({
     type: ErrorTypes.RunDirLocked,
     nonRetryable: true,
     message: `run dir ${runDir} ${message}`,
-    details: [{ runDir, holder: holder ? { workflowId: holder.workflowId, runId: holder.runId, namespace: holder.namespace, host: holder.host, acquiredAt: holder.acquiredAt } : null }],
+    details: [
+      {
+        runDir,
+        holder: holder
+          ? {
+              workflowId: holder.workflowId,
+              runId: holder.runId,
+              namespace: holder.namespace,
+              host: holder.host,
+              acquiredAt: holder.acquiredAt,
+            }
+          : null,
+      },
+    ],
   });
 }
 
@@ -165,14 +192,26 @@ export async function acquireRunLock(runDir: string, me: LockRecord, deps: LockD
     let stale: LockRecord | undefined;
     if (current) {
       const holder = current.record;
-      if (!holder) throw locked(runDir, `has a lock file that cannot be read (${current.file}); if no run uses this dir, delete it`);
+      if (!holder)
+        throw locked(
+          runDir,
+          `has a lock file that cannot be read (${current.file}); if no run uses this dir, delete it`,
+        );
       if (sameExecution(holder, me)) return { generation: current.generation, file: current.file, alreadyHeld: true };
       if (holder.namespace !== me.namespace) {
-        throw locked(runDir, `is locked by ${describeHolder(holder)}, in another namespace than this worker's (${me.namespace}), so whether it still runs cannot be checked; if it does not, delete ${current.file}`, holder);
+        throw locked(
+          runDir,
+          `is locked by ${describeHolder(holder)}, in another namespace than this worker's (${me.namespace}), so whether it still runs cannot be checked; if it does not, delete ${current.file}`,
+          holder,
+        );
       }
       const state = await deps.ownerState(holder);
       if (state.state === 'open') {
-        throw locked(runDir, `is in use by ${describeHolder(holder)}, which is still running: two runs must not write one run dir. Wait for it (wmss watch ${holder.workflowId}), cancel it (wmss cancel ${holder.workflowId}), or choose another runDir`, holder);
+        throw locked(
+          runDir,
+          `is in use by ${describeHolder(holder)}, which is still running: two runs must not write one run dir. Wait for it (wmss watch ${holder.workflowId}), cancel it (wmss cancel ${holder.workflowId}), or choose another runDir`,
+          holder,
+        );
       }
       if (state.state === 'closed' && state.stopsAbruptly && state.closeTime) {
         // A terminated run's activities learn it on their next heartbeat and then stop; its
@@ -192,7 +231,10 @@ export async function acquireRunLock(runDir: string, me: LockRecord, deps: LockD
     for (const gen of await generations(dir)) if (gen < next) await fsp.rm(genFile(dir, gen), { force: true });
     return { generation: next, file, tookOverFrom: stale, alreadyHeld: false };
   }
-  throw ApplicationFailure.create({ type: ErrorTypes.RunDirLocked, message: `run dir ${runDir}: the lock changed hands 20 times while taking it; retrying` });
+  throw ApplicationFailure.create({
+    type: ErrorTypes.RunDirLocked,
+    message: `run dir ${runDir}: the lock changed hands 20 times while taking it; retrying`,
+  });
 }
 
 /** Release the lock if `me` holds it; a lock someone else holds is left alone. */
@@ -200,7 +242,8 @@ export async function releaseRunLock(runDir: string, me: LockOwner): Promise<boo
   const current = await readRunLock(runDir);
   if (!current || !current.record || !sameExecution(current.record, me)) return false;
   const dir = lockDir(runDir);
-  for (const gen of await generations(dir)) if (gen <= current.generation) await fsp.rm(genFile(dir, gen), { force: true });
+  for (const gen of await generations(dir))
+    if (gen <= current.generation) await fsp.rm(genFile(dir, gen), { force: true });
   await fsyncDir(dir);
   return true;
 }
@@ -211,10 +254,16 @@ export async function ownerStateFromTemporal(owner: LockOwner): Promise<OwnerSta
   try {
     const d = await client.workflow.getHandle(owner.workflowId, owner.runId).describe();
     if (d.status.name === 'RUNNING') return { state: 'open' };
-    return { state: 'closed', status: d.status.name, closeTime: d.closeTime, stopsAbruptly: d.status.name === 'TERMINATED' || d.status.name === 'TIMED_OUT' };
+    return {
+      state: 'closed',
+      status: d.status.name,
+      closeTime: d.closeTime,
+      stopsAbruptly: d.status.name === 'TERMINATED' || d.status.name === 'TIMED_OUT',
+    };
   } catch (err) {
     // Gone from the server (retention expired, another server's history): nothing of it can still run here.
-    if (err instanceof WorkflowNotFoundError || (err as { name?: string }).name === 'WorkflowNotFoundError') return { state: 'unknown' };
+    if (err instanceof WorkflowNotFoundError || (err as { name?: string }).name === 'WorkflowNotFoundError')
+      return { state: 'unknown' };
     throw err;
   }
 }
@@ -222,33 +271,60 @@ export async function ownerStateFromTemporal(owner: LockOwner): Promise<OwnerSta
 function currentOwner(): LockOwner {
   const info = Context.current().info;
   if (!info.workflowExecution) throw new Error('the run dir lock is taken by the pipeline workflow only');
-  return { namespace: info.namespace, workflowId: info.workflowExecution.workflowId, runId: info.workflowExecution.runId };
+  return {
+    namespace: info.namespace,
+    workflowId: info.workflowExecution.workflowId,
+    runId: info.workflowExecution.runId,
+  };
 }
 
 /** The two activities of the control worker that bracket a run (workflows/wmssPipeline.ts). */
 export function runLockActivities(): RunLockActivities {
   // a read-only or full run dir fails the lock, the first thing a run writes, with a typed error
-  return withFsFailures({
-    async lockRunDir(input: LockInput): Promise<LockResult> {
-      const runDir = requireAbsoluteRunDir(path.resolve(input.runDir));
-      const me: LockRecord = { format: LOCK_FORMAT, ...currentOwner(), runName: input.runName, host: currentHost(), pid: process.pid, acquiredAt: new Date().toISOString() };
-      const got = await acquireRunLock(runDir, me, {
-        ownerState: ownerStateFromTemporal,
-        onWait: (until, owner) =>
-          activityHeartbeat({ done: 0, total: 0, unit: 'samples', phase: `waiting until ${until.toISOString()} for the activities of terminated run ${owner.workflowId} to stop`, updatedAt: new Date().toISOString() }),
-      });
-      if (input.config) {
-        const file = path.join(runDir, ...RUN_CONFIG_FILE.split('/'));
-        await confineReal(runDir, file);
-        await writeFileDurable(file, `${JSON.stringify(input.config, null, 2)}\n`);
-      }
-      return { runDir, generation: got.generation, host: me.host, ...(got.tookOverFrom && { tookOverFrom: { workflowId: got.tookOverFrom.workflowId, runId: got.tookOverFrom.runId } }) };
-    },
+  return withFsFailures(
+    {
+      async lockRunDir(input: LockInput): Promise<LockResult> {
+        const runDir = requireAbsoluteRunDir(path.resolve(input.runDir));
+        const me: LockRecord = {
+          format: LOCK_FORMAT,
+          ...currentOwner(),
+          runName: input.runName,
+          host: currentHost(),
+          pid: process.pid,
+          acquiredAt: new Date().toISOString(),
+        };
+        const got = await acquireRunLock(runDir, me, {
+          ownerState: ownerStateFromTemporal,
+          onWait: (until, owner) =>
+            activityHeartbeat({
+              done: 0,
+              total: 0,
+              unit: 'samples',
+              phase: `waiting until ${until.toISOString()} for the activities of terminated run ${owner.workflowId} to stop`,
+              updatedAt: new Date().toISOString(),
+            }),
+        });
+        if (input.config) {
+          const file = path.join(runDir, ...RUN_CONFIG_FILE.split('/'));
+          await confineReal(runDir, file);
+          await writeFileDurable(file, `${JSON.stringify(input.config, null, 2)}\n`);
+        }
+        return {
+          runDir,
+          generation: got.generation,
+          host: me.host,
+          ...(got.tookOverFrom && {
+            tookOverFrom: { workflowId: got.tookOverFrom.workflowId, runId: got.tookOverFrom.runId },
+          }),
+        };
+      },
 
-    async unlockRunDir(input: { runDir: string }): Promise<boolean> {
-      const runDir = requireAbsoluteRunDir(path.resolve(input.runDir));
-      if (!existsSync(lockDir(runDir))) return false;
-      return releaseRunLock(runDir, currentOwner());
+      async unlockRunDir(input: { runDir: string }): Promise<boolean> {
+        const runDir = requireAbsoluteRunDir(path.resolve(input.runDir));
+        if (!existsSync(lockDir(runDir))) return false;
+        return releaseRunLock(runDir, currentOwner());
+      },
     },
-  }, (input: { runDir: string }) => path.resolve(input.runDir));
+    (input: { runDir: string }) => path.resolve(input.runDir),
+  );
 }

@@ -22,7 +22,11 @@ export interface ResolvedRun {
 }
 
 export function resolveRun(config: Pick<RunConfig, 'runDir' | 'baseModel' | 'dataFile'>): ResolvedRun {
-  return { runDir: realRunDir(config.runDir), baseModel: path.resolve(config.baseModel), dataFile: path.resolve(config.dataFile) };
+  return {
+    runDir: realRunDir(config.runDir),
+    baseModel: path.resolve(config.baseModel),
+    dataFile: path.resolve(config.dataFile),
+  };
 }
 
 type StepFn = (input: StepInput) => Promise<StepResult>;

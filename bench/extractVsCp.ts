@@ -21,7 +21,10 @@ async function writeFusedCheckpoint(dir: string, mibPerBranch: number): Promise<
   let offset = 0;
   for (const branch of [0, 1]) {
     for (let i = 0; i < count; i++) {
-      entries.push([`sub_models.${branch}.model.layers.${i}.mlp.up_proj.weight`, { dtype: 'BF16', shape: [perTensor / 2 / 4096, 4096], data_offsets: [offset, offset + perTensor] }]);
+      entries.push([
+        `sub_models.${branch}.model.layers.${i}.mlp.up_proj.weight`,
+        { dtype: 'BF16', shape: [perTensor / 2 / 4096, 4096], data_offsets: [offset, offset + perTensor] },
+      ]);
       offset += perTensor;
     }
   }
@@ -32,7 +35,14 @@ async function writeFusedCheckpoint(dir: string, mibPerBranch: number): Promise<
   for (let i = 0; i < block.length; i += 2) block.writeUInt16LE(0x3f80 + ((i >> 1) % 97), i); // bf16 values near 1
   for (let i = 0; i < entries.length; i++) await handle.write(block);
   await handle.close();
-  writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'qwen3', num_sub_models: 2, sub_model_cfgs: [{ model_type: 'qwen3' }, { model_type: 'qwen3', eos_token_id: 2 }] }));
+  writeFileSync(
+    path.join(dir, 'config.json'),
+    JSON.stringify({
+      model_type: 'qwen3',
+      num_sub_models: 2,
+      sub_model_cfgs: [{ model_type: 'qwen3' }, { model_type: 'qwen3', eos_token_id: 2 }],
+    }),
+  );
   writeFileSync(path.join(dir, 'tokenizer.json'), '{}');
   return (await fsp.stat(file)).size;
 }
@@ -62,13 +72,20 @@ async function main(): Promise<void> {
     let keep: Record<string, number | string> = {};
     let cast: Record<string, number | string> = {};
     for (let r = 0; r < REPEATS; r++) {
-      cpRuns.push(await timedWithSync(async () => {
-        const cp = spawnSync('cp', [path.join(fused, 'model.safetensors'), path.join(dir, 'copy.safetensors')]);
-        if (cp.status !== 0) throw new Error(`cp failed: ${cp.stderr.toString()}`);
-      }));
-      keepRuns.push(await timedWithSync(async () => (keep = await extractSubmodelDir(fused, path.join(dir, 'keep'), 1, 'keep'))));
-      castRuns.push(await timedWithSync(async () => (cast = await extractSubmodelDir(fused, path.join(dir, 'f32'), 1, 'float32'))));
-      for (const p of ['copy.safetensors', 'keep', 'f32']) await fsp.rm(path.join(dir, p), { recursive: true, force: true });
+      cpRuns.push(
+        await timedWithSync(async () => {
+          const cp = spawnSync('cp', [path.join(fused, 'model.safetensors'), path.join(dir, 'copy.safetensors')]);
+          if (cp.status !== 0) throw new Error(`cp failed: ${cp.stderr.toString()}`);
+        }),
+      );
+      keepRuns.push(
+        await timedWithSync(async () => (keep = await extractSubmodelDir(fused, path.join(dir, 'keep'), 1, 'keep'))),
+      );
+      castRuns.push(
+        await timedWithSync(async () => (cast = await extractSubmodelDir(fused, path.join(dir, 'f32'), 1, 'float32'))),
+      );
+      for (const p of ['copy.safetensors', 'keep', 'f32'])
+        await fsp.rm(path.join(dir, p), { recursive: true, force: true });
     }
     const [cpSeconds, keepSeconds, castSeconds] = [median(cpRuns), median(keepRuns), median(castRuns)];
 
@@ -83,9 +100,15 @@ async function main(): Promise<void> {
       at: new Date().toISOString(),
     };
     console.log(`fused file: ${(fusedBytes / 2 ** 20).toFixed(0)} MiB`);
-    console.log(`cp of the fused file (+ sync, median of ${REPEATS}): ${result.cpMiBps.toFixed(0)} MiB/s (${cpSeconds.toFixed(2)} s)`);
-    console.log(`extract, keep dtype: ${result.extractKeepMiBps.toFixed(0)} MiB/s (${keepSeconds.toFixed(2)} s for ${(Number(keep.bytes) / 2 ** 20).toFixed(0)} MiB)`);
-    console.log(`extract, bf16 -> f32: ${result.extractCastBf16ToF32MiBpsWritten.toFixed(0)} MiB/s written (${castSeconds.toFixed(2)} s)`);
+    console.log(
+      `cp of the fused file (+ sync, median of ${REPEATS}): ${result.cpMiBps.toFixed(0)} MiB/s (${cpSeconds.toFixed(2)} s)`,
+    );
+    console.log(
+      `extract, keep dtype: ${result.extractKeepMiBps.toFixed(0)} MiB/s (${keepSeconds.toFixed(2)} s for ${(Number(keep.bytes) / 2 ** 20).toFixed(0)} MiB)`,
+    );
+    console.log(
+      `extract, bf16 -> f32: ${result.extractCastBf16ToF32MiBpsWritten.toFixed(0)} MiB/s written (${castSeconds.toFixed(2)} s)`,
+    );
     console.log(`ratio extract/cp throughput: ${result.ratioExtractOverCp.toFixed(3)}`);
     writeBenchResult('extract', result);
   } finally {

@@ -63,7 +63,14 @@ async function writeSyntheticInputs(dir: string, rows: number): Promise<void> {
     const h1 = Math.max(0, h0 + (rng.nextFloat() - 0.5) * 0.6);
     e0.text('{"idx": ').uint(i).text(', "entropy_0": ').num(h0).text('}\n');
     e1.text('{"idx": ').uint(i).text(', "entropy_1": ').num(h1).text('}\n');
-    data.text('{"idx": ').uint(i).text(', "messages": [{"role": "user", "content": "What is ').uint(i).text(' + 1?"}, {"role": "assistant", "content": "<think>add</think> <answer>\\\\boxed{').uint(i + 1).text('}</answer>"}]}\n');
+    data
+      .text('{"idx": ')
+      .uint(i)
+      .text(', "messages": [{"role": "user", "content": "What is ')
+      .uint(i)
+      .text(' + 1?"}, {"role": "assistant", "content": "<think>add</think> <answer>\\\\boxed{')
+      .uint(i + 1)
+      .text('}</answer>"}]}\n');
     for (const w of [e0, e1, data]) if (w.full) await w.flush();
   }
   await Promise.all([e0.close(), e1.close(), data.close()]);
@@ -74,12 +81,22 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-bench-merge-'));
   try {
     await writeSyntheticInputs(dir, rows);
-    const config = RunConfig.parse({ runName: 'bench', runDir: dir, baseModel: dir, dataFile: path.join(dir, 'train.jsonl') });
+    const config = RunConfig.parse({
+      runName: 'bench',
+      runDir: dir,
+      baseModel: dir,
+      dataFile: path.join(dir, 'train.jsonl'),
+    });
     const out = (name: string) => path.join(dir, `core-${name}`);
 
     let t = performance.now();
     await mergeAndWeightFiles(
-      { entropy0: path.join(dir, A.ENTROPY_0), entropy1: path.join(dir, A.ENTROPY_1), dataFile: config.dataFile, out: { merged: out('merged'), weights: out('weights'), positions: out('positions'), stats: out('stats') } },
+      {
+        entropy0: path.join(dir, A.ENTROPY_0),
+        entropy1: path.join(dir, A.ENTROPY_1),
+        dataFile: config.dataFile,
+        out: { merged: out('merged'), weights: out('weights'), positions: out('positions'), stats: out('stats') },
+      },
       config,
     );
     const tsCore = (performance.now() - t) / 1000;
@@ -89,7 +106,18 @@ async function main(): Promise<void> {
     const tsStep = (performance.now() - t) / 1000;
 
     mkdirSync(path.join(dir, 'numpy'));
-    const py = spawnSync(path.join(REPO_ROOT, '.venv/bin/python'), ['-c', NUMPY_SCRIPT, path.join(dir, A.ENTROPY_0), path.join(dir, A.ENTROPY_1), config.dataFile, path.join(dir, 'numpy')], { encoding: 'utf8' });
+    const py = spawnSync(
+      path.join(REPO_ROOT, '.venv/bin/python'),
+      [
+        '-c',
+        NUMPY_SCRIPT,
+        path.join(dir, A.ENTROPY_0),
+        path.join(dir, A.ENTROPY_1),
+        config.dataFile,
+        path.join(dir, 'numpy'),
+      ],
+      { encoding: 'utf8' },
+    );
     if (py.status !== 0) throw new Error(`numpy baseline failed: ${py.stderr}`);
     const numpy = JSON.parse(py.stdout.trim().split('\n').pop()!) as { seconds: number; unique: number };
 
@@ -107,7 +135,9 @@ async function main(): Promise<void> {
     };
     console.log(`rows: ${rows}`);
     console.log(`ts merge+weights+resample (files in, files out): ${tsCore.toFixed(3)} s`);
-    console.log(`ts step 3 under the artifact store (data digest, publish, output digests, manifest): ${tsStep.toFixed(3)} s`);
+    console.log(
+      `ts step 3 under the artifact store (data digest, publish, output digests, manifest): ${tsStep.toFixed(3)} s`,
+    );
     console.log(`numpy same formulas (json per line, dict join, rng.choice): ${numpy.seconds.toFixed(3)} s`);
     console.log(`ratio ts/numpy: ${result.ratioTsOverNumpy.toFixed(3)}`);
     writeBenchResult('merge', result);

@@ -33,7 +33,15 @@ import { demoConfig, makeTinyAssets } from '../client/commands/demo';
 import { startPipeline } from '../client/commands/start';
 import { freePort } from '../testkit/harness';
 import { runBench, writeBenchResult } from '../testkit/benchResult';
-import { deterministicDigests, kernelPids, killPids, processAlive, readTrace, waitUntil, WorkerProcess } from '../testkit/faultKit';
+import {
+  deterministicDigests,
+  kernelPids,
+  killPids,
+  processAlive,
+  readTrace,
+  waitUntil,
+  WorkerProcess,
+} from '../testkit/faultKit';
 
 const HEARTBEAT_S = 15;
 const SAVE_EVERY = 100;
@@ -44,7 +52,11 @@ const KILL_AFTER_STEP = demoSteps / 2 + SAVE_EVERY / 2;
 async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-bench-recovery-'));
   const assets = path.join(REPO_ROOT, '.wmss', 'test-assets'); // the tests' tiny model (same make-tiny settings as the demo)
-  const server = await startDevServer({ dbFile: path.join(dir, 'temporal.db'), port: await freePort(), logFile: path.join(dir, 'temporal.log') });
+  const server = await startDevServer({
+    dbFile: path.join(dir, 'temporal.db'),
+    port: await freePort(),
+    logFile: path.join(dir, 'temporal.log'),
+  });
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   const workers: WorkerProcess[] = [];
   try {
@@ -68,7 +80,12 @@ async function main(): Promise<void> {
     const run = async (name: string, during?: (config: RunConfig, gpu: WorkerProcess) => Promise<void>) => {
       const config = configOf(name);
       const trace = path.join(dir, `${name}.trace.jsonl`);
-      const opts = { address: () => server.address, queues: { control: name, gpu: `${name}-gpu` }, logDir: path.join(dir, 'workers'), env: { WMSS_PROGRESS_TRACE: trace } };
+      const opts = {
+        address: () => server.address,
+        queues: { control: name, gpu: `${name}-gpu` },
+        logDir: path.join(dir, 'workers'),
+        env: { WMSS_PROGRESS_TRACE: trace },
+      };
       const gpu = new WorkerProcess('gpu', opts);
       const control = new WorkerProcess('control', opts);
       workers.push(gpu, control);
@@ -91,7 +108,12 @@ async function main(): Promise<void> {
     let newWorkerAt = 0;
     const interrupted = await run('interrupted', async (config, gpu) => {
       const trace = path.join(dir, 'interrupted.trace.jsonl');
-      await waitUntil(`step 1 to pass step ${KILL_AFTER_STEP}`, () => readTrace(trace, 'sft').some((l) => l.done >= KILL_AFTER_STEP), 600_000, 20);
+      await waitUntil(
+        `step 1 to pass step ${KILL_AFTER_STEP}`,
+        () => readTrace(trace, 'sft').some((l) => l.done >= KILL_AFTER_STEP),
+        600_000,
+        20,
+      );
       const pids = kernelPids(config.runDir, 'sft', 1);
       if (pids.length === 0) throw new Error('no kernel pid recorded for step 1');
       killedKernel = readTrace(trace, 'sft')[0].pid;
@@ -119,22 +141,50 @@ async function main(): Promise<void> {
     const resumeS = (firstStep.t * 1000 - newWorkerAt) / 1000;
     const redone = lastDoneBeforeKill - resumedFrom;
     const overhead = interrupted.seconds / reference.seconds - 1;
-    const same = JSON.stringify(await deterministicDigests(interrupted.config)) === JSON.stringify(await deterministicDigests(before.config));
+    const same =
+      JSON.stringify(await deterministicDigests(interrupted.config)) ===
+      JSON.stringify(await deterministicDigests(before.config));
 
     const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
-    console.log(`(a) new worker start → training progress resumed: ${round(resumeS)} s (goal < ${10 + HEARTBEAT_S} s = 10 s + heartbeat timeout ${HEARTBEAT_S} s); retry started on the new worker after ${round(retryStartedS)} s, its kernel had loaded the checkpoint after ${round(kernelReady.t - newWorkerAt / 1000)} s`);
-    console.log(`(b) training steps redone: ${redone} (the killed kernel had finished step ${lastDoneBeforeKill}, the retry resumed from checkpoint-${resumedFrom}; goal <= ${SAVE_EVERY}, one checkpoint interval)`);
-    console.log(`(c) run time: uninterrupted ${round(reference.seconds)} s (mean of ${round(before.seconds)} s before and ${round(after.seconds)} s after), interrupted ${round(interrupted.seconds)} s: overhead ${round(100 * overhead)} % (goal < 15 %)`);
+    console.log(
+      `(a) new worker start → training progress resumed: ${round(resumeS)} s (goal < ${10 + HEARTBEAT_S} s = 10 s + heartbeat timeout ${HEARTBEAT_S} s); retry started on the new worker after ${round(retryStartedS)} s, its kernel had loaded the checkpoint after ${round(kernelReady.t - newWorkerAt / 1000)} s`,
+    );
+    console.log(
+      `(b) training steps redone: ${redone} (the killed kernel had finished step ${lastDoneBeforeKill}, the retry resumed from checkpoint-${resumedFrom}; goal <= ${SAVE_EVERY}, one checkpoint interval)`,
+    );
+    console.log(
+      `(c) run time: uninterrupted ${round(reference.seconds)} s (mean of ${round(before.seconds)} s before and ${round(after.seconds)} s after), interrupted ${round(interrupted.seconds)} s: overhead ${round(100 * overhead)} % (goal < 15 %)`,
+    );
     console.log(`outputs of the two runs byte-identical: ${same ? 'yes' : 'NO'}`);
     console.log(`ratio interrupted/uninterrupted run time: ${round(interrupted.seconds / reference.seconds, 3)}`);
 
     writeBenchResult('recovery', {
-      bench: 'recovery', date: new Date().toISOString(), host: { cpus: os.cpus()[0]?.model, cores: os.availableParallelism(), node: process.version, loadavg: os.loadavg() },
-      config: { sftSteps: demoSteps, saveEvery: SAVE_EVERY, heartbeatSeconds: HEARTBEAT_S, killAfterStep: KILL_AFTER_STEP },
+      bench: 'recovery',
+      date: new Date().toISOString(),
+      host: {
+        cpus: os.cpus()[0]?.model,
+        cores: os.availableParallelism(),
+        node: process.version,
+        loadavg: os.loadavg(),
+      },
+      config: {
+        sftSteps: demoSteps,
+        saveEvery: SAVE_EVERY,
+        heartbeatSeconds: HEARTBEAT_S,
+        killAfterStep: KILL_AFTER_STEP,
+      },
       figures: {
-        resume_s: round(resumeS, 2), retry_started_s: round(retryStartedS, 2), kernel_ready_s: round(kernelReady.t - newWorkerAt / 1000, 2),
-        steps_redone: redone, killed_after_step: lastDoneBeforeKill, resumed_from_step: resumedFrom,
-        uninterrupted_s: round(reference.seconds, 2), uninterrupted_before_s: round(before.seconds, 2), uninterrupted_after_s: round(after.seconds, 2), interrupted_s: round(interrupted.seconds, 2), overhead_pct: round(100 * overhead, 2),
+        resume_s: round(resumeS, 2),
+        retry_started_s: round(retryStartedS, 2),
+        kernel_ready_s: round(kernelReady.t - newWorkerAt / 1000, 2),
+        steps_redone: redone,
+        killed_after_step: lastDoneBeforeKill,
+        resumed_from_step: resumedFrom,
+        uninterrupted_s: round(reference.seconds, 2),
+        uninterrupted_before_s: round(before.seconds, 2),
+        uninterrupted_after_s: round(after.seconds, 2),
+        interrupted_s: round(interrupted.seconds, 2),
+        overhead_pct: round(100 * overhead, 2),
         outputs_identical: same,
       },
       goals: { resume_s: 10 + HEARTBEAT_S, steps_redone: SAVE_EVERY, overhead_pct: 15 },

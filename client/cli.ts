@@ -1,7 +1,7 @@
 /** The `wmss` command line. Each command is a thin wrapper over client/commands/*. */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { addWorkerCommand } from '../workers/workerCommand';
 import { addConnectionFlags, connectClient, temporalTarget, webUiLink } from '../temporal/connection';
 import { serverAnswers, startDevServer } from './devServer';
@@ -13,36 +13,16 @@ import { exitCodeOf, renderSnapshot, snapshotRun } from './commands/status';
 import { listRuns, renderRunList, resolveWorkflowId } from './commands/resolveRun';
 import { watchRun } from './commands/watch';
 import { isRunDir, runOfWorkflow, writeReport } from './commands/report';
-import { createSchedule, describeSchedule, listSchedules, parseOverlap, scheduleHandle } from './commands/schedule';
+import { addScheduleCommands } from './scheduleCommands';
+import { positiveInteger, positiveSeconds, withClient } from './cliArgs';
 import { renderPlan } from './commands/plan';
 import { configToResume } from './commands/resume';
 import { explainWorkflowError } from './commands/failure';
 import { absolutize, ConfigFileError, readRunConfigForRun } from './runConfigFile';
 
 /** Accepts a workflow id (any start method: wmss, temporal CLI, Schedule) or a run name: commands/resolveRun.ts. */
-const idOf = (client: Awaited<ReturnType<typeof connectClient>>, idOrName: string) => resolveWorkflowId(client, idOrName);
-
-/** commander argParser for counts: `--limit abc` is an error, not NaN passed on to the server. */
-function positiveInteger(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive whole number, got "${value}"`);
-  return n;
-}
-
-function positiveSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number of seconds, got "${value}"`);
-  return n;
-}
-
-async function withClient<T>(fn: (client: Awaited<ReturnType<typeof connectClient>>) => Promise<T>): Promise<T> {
-  const client = await connectClient();
-  try {
-    return await fn(client);
-  } finally {
-    await client.connection.close();
-  }
-}
+const idOf = (client: Awaited<ReturnType<typeof connectClient>>, idOrName: string) =>
+  resolveWorkflowId(client, idOrName);
 
 export function buildProgram(): Command {
   const program = new Command('wmss').description('Durable WMSS training pipeline on Temporal').showHelpAfterError();
@@ -70,10 +50,19 @@ export function buildProgram(): Command {
         return;
       }
       const uiPort = o.uiPort ? Number(o.uiPort) : Number(o.port) + 1000;
-      const server = await startDevServer({ dbFile: path.resolve(o.db), port: Number(o.port), uiPort, ip: o.ip, logFile: path.resolve(path.dirname(o.db), 'temporal-server.log') });
-      console.log(`Temporal dev server at ${server.address}, Web UI ${server.uiUrl}, data ${path.resolve(o.db)} (Ctrl-C to stop)`);
+      const server = await startDevServer({
+        dbFile: path.resolve(o.db),
+        port: Number(o.port),
+        uiPort,
+        ip: o.ip,
+        logFile: path.resolve(path.dirname(o.db), 'temporal-server.log'),
+      });
+      console.log(
+        `Temporal dev server at ${server.address}, Web UI ${server.uiUrl}, data ${path.resolve(o.db)} (Ctrl-C to stop)`,
+      );
       // Other wmss commands derive the UI from the gRPC port (+1000); a UI elsewhere needs telling.
-      if (uiPort !== Number(o.port) + 1000) console.log(`for Web UI links in other shells: export WMSS_UI_URL=${server.uiUrl}`);
+      if (uiPort !== Number(o.port) + 1000)
+        console.log(`for Web UI links in other shells: export WMSS_UI_URL=${server.uiUrl}`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
@@ -91,21 +80,45 @@ export function buildProgram(): Command {
       const config = readRunConfigForRun(file);
       await withClient(async (client) => {
         const handle = await startPipeline(client, config);
-        console.log(`started ${handle.workflowId}\nWeb UI: ${webUiLink(handle.workflowId)}\nfollow: wmss watch ${config.runName}`);
-        if (o.wait) console.log(JSON.stringify(await waitForResult(client, handle.workflowId).catch((err) => explainWorkflowError(handle.workflowId, err)), null, 2));
+        console.log(
+          `started ${handle.workflowId}\nWeb UI: ${webUiLink(handle.workflowId)}\nfollow: wmss watch ${config.runName}`,
+        );
+        if (o.wait)
+          console.log(
+            JSON.stringify(
+              await waitForResult(client, handle.workflowId).catch((err) =>
+                explainWorkflowError(handle.workflowId, err),
+              ),
+              null,
+              2,
+            ),
+          );
       });
     });
 
   program
     .command('resume <target>')
-    .description('start a run again from a run dir, config file, run name or workflow id; finished steps are reused and training resumes from its last checkpoint')
+    .description(
+      'start a run again from a run dir, config file, run name or workflow id; finished steps are reused and training resumes from its last checkpoint',
+    )
     .option('--wait', 'wait for the run to finish and print its result')
     .action((target: string, o) =>
       withClient(async (client) => {
         const config = absolutize(await configToResume(client, target));
         const handle = await startPipeline(client, config);
-        console.log(`resumed ${config.runName} as ${handle.workflowId} (finished steps are reused)\nWeb UI: ${webUiLink(handle.workflowId)}`);
-        if (o.wait) console.log(JSON.stringify(await waitForResult(client, handle.workflowId).catch((err) => explainWorkflowError(handle.workflowId, err)), null, 2));
+        console.log(
+          `resumed ${config.runName} as ${handle.workflowId} (finished steps are reused)\nWeb UI: ${webUiLink(handle.workflowId)}`,
+        );
+        if (o.wait)
+          console.log(
+            JSON.stringify(
+              await waitForResult(client, handle.workflowId).catch((err) =>
+                explainWorkflowError(handle.workflowId, err),
+              ),
+              null,
+              2,
+            ),
+          );
       }),
     );
 
@@ -129,12 +142,17 @@ export function buildProgram(): Command {
 
   program
     .command('watch <run>')
-    .description('progress bars of the running steps (samples or optimizer steps, loss, tokens/s, ETA) and the run\'s ETA, until it ends')
+    .description(
+      "progress bars of the running steps (samples or optimizer steps, loss, tokens/s, ETA) and the run's ETA, until it ends",
+    )
     .option('--every <seconds>', 'refresh interval', positiveSeconds, 2)
     .option('--plain', 'plain lines instead of bars (the default when the output is not a terminal)')
     .action((run: string, o) =>
       withClient(async (client) => {
-        const last = await watchRun(client, await idOf(client, run), { everyMs: o.every * 1000, plain: o.plain ? true : undefined });
+        const last = await watchRun(client, await idOf(client, run), {
+          everyMs: o.every * 1000,
+          plain: o.plain ? true : undefined,
+        });
         process.exitCode = last.workflowStatus === 'COMPLETED' ? 0 : 1;
       }),
     );
@@ -148,7 +166,10 @@ export function buildProgram(): Command {
         const handle = client.workflow.getHandle(id);
         // Cancelling a closed run is accepted by the server and does nothing: say so instead.
         const { status } = await handle.describe();
-        if (status.name !== 'RUNNING') throw new Error(`run ${id} has already ended (${status.name.toLowerCase()}); nothing to cancel. \`wmss status ${run}\` shows how it ended`);
+        if (status.name !== 'RUNNING')
+          throw new Error(
+            `run ${id} has already ended (${status.name.toLowerCase()}); nothing to cancel. \`wmss status ${run}\` shows how it ended`,
+          );
         await handle.cancel();
         console.log(`cancellation requested for ${id}`);
       }),
@@ -160,89 +181,39 @@ export function buildProgram(): Command {
     .action((run: string) =>
       withClient(async (client) => {
         const id = await idOf(client, run);
-        console.log(JSON.stringify(await waitForResult(client, id).catch((err) => explainWorkflowError(id, err)), null, 2));
+        console.log(
+          JSON.stringify(await waitForResult(client, id).catch((err) => explainWorkflowError(id, err)), null, 2),
+        );
       }),
     );
 
   program
     .command('report <run>')
-    .description('write <runDir>/report/index.html (self-contained) and report.md with plots; <run> is a run dir, run name or workflow id')
+    .description(
+      'write <runDir>/report/index.html (self-contained) and report.md with plots; <run> is a run dir, run name or workflow id',
+    )
     .action(async (run: string) => {
       // A directory argument must be a run dir: report writes report/ into it.
-      if (!isRunDir(run) && existsSync(run)) throw new Error(`${run} is not a wmss run dir (it has no .wmss/ with step manifests); \`wmss report\` writes only into run dirs. Pass a run dir, run name or workflow id`);
+      if (!isRunDir(run) && existsSync(run))
+        throw new Error(
+          `${run} is not a wmss run dir (it has no .wmss/ with step manifests); \`wmss report\` writes only into run dirs. Pass a run dir, run name or workflow id`,
+        );
       const files = isRunDir(run)
         ? await writeReport(path.resolve(run))
         : await withClient(async (client) => {
             const r = await runOfWorkflow(client, run);
-            return writeReport(r.runDir, { config: r.config, workflowId: r.workflowId, runName: r.runName, spans: r.spans });
+            return writeReport(r.runDir, {
+              config: r.config,
+              workflowId: r.workflowId,
+              runName: r.runName,
+              spans: r.spans,
+            });
           });
       console.log(`report: ${files.html}\n        ${files.markdown} (+ ${files.charts.length} SVG charts)`);
       if (files.data.missing.length) console.log(`not (yet) available:\n  ${files.data.missing.join('\n  ')}`);
     });
 
-  const schedule = program.command('schedule').description('scheduled retraining with Temporal Schedules (create, list, describe, pause, unpause, trigger, backfill, delete)');
-  schedule
-    .command('create')
-    .description('schedule a run config: each action starts the pipeline with it; date templates like {date} in its paths resolve to the scheduled day')
-    .requiredOption('--config <file>', 'run config (JSON), as for `wmss start`')
-    .option('--cron <expression>', 'cron expression (UTC), e.g. "0 3 * * *"')
-    .option('--every <interval>', 'fixed interval, e.g. 1d, 12h, 30m')
-    .option('--id <scheduleId>', 'schedule id (default wmss-<runName>)')
-    .option('--overlap <policy>', 'when the previous run is still going: SKIP, BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER, TERMINATE_OTHER, ALLOW_ALL', 'SKIP')
-    .option('--no-pause-on-failure', 'keep scheduling after a failed run (default: pause the schedule)')
-    .option('--catchup-window <duration>', 'how far back missed actions are still taken after an outage', '1d')
-    .option('--paused', 'create it paused')
-    .action((o) =>
-      withClient(async (client) => {
-        const config = readRunConfigForRun(o.config, { scheduled: true });
-        const handle = await createSchedule(client, { config, scheduleId: o.id, cron: o.cron, every: o.every, overlap: parseOverlap(o.overlap), pauseOnFailure: o.pauseOnFailure, catchupWindow: o.catchupWindow, paused: Boolean(o.paused) });
-        console.log(`created schedule ${handle.scheduleId}\n${await describeSchedule(handle)}`);
-      }),
-    );
-  schedule.command('list').description('the pipeline schedules on this namespace').action(() => withClient(async (client) => console.log(await listSchedules(client))));
-  schedule
-    .command('describe <id>')
-    .description('spec, policies, state, recent and next runs')
-    .action((id: string) => withClient(async (client) => console.log(await describeSchedule(await scheduleHandle(client, id)))));
-  schedule
-    .command('pause <id>')
-    .option('--note <text>', 'why', 'paused with wmss schedule pause')
-    .action((id: string, o) => withClient(async (client) => { await (await scheduleHandle(client, id)).pause(o.note); console.log(`paused ${id}`); }));
-  schedule
-    .command('unpause <id>')
-    .option('--note <text>', 'why', 'unpaused with wmss schedule unpause')
-    .action((id: string, o) => withClient(async (client) => { await (await scheduleHandle(client, id)).unpause(o.note); console.log(`unpaused ${id}`); }));
-  schedule
-    .command('trigger <id>')
-    .description('start a run now (the overlap policy applies: with SKIP nothing starts while a run is going)')
-    .option('--overlap <policy>', 'override the overlap policy for this run')
-    .action((id: string, o) =>
-      withClient(async (client) => {
-        const handle = await scheduleHandle(client, id);
-        // Temporal's trigger ignores the schedule's overlap policy (ALLOW_ALL) unless given one.
-        await handle.trigger(o.overlap ? parseOverlap(o.overlap) : (await handle.describe()).policies.overlap);
-        console.log(`triggered ${id}; follow it with \`wmss schedule describe ${id}\` and \`wmss watch <workflow id>\``);
-      }),
-    );
-  schedule
-    .command('backfill <id>')
-    .description('take the actions the schedule would have taken between two times (ISO 8601)')
-    .requiredOption('--start <time>', 'e.g. 2026-11-01T00:00:00Z')
-    .requiredOption('--end <time>', 'e.g. 2026-11-07T00:00:00Z')
-    .option('--overlap <policy>', 'overlap policy for the backfilled runs', 'BUFFER_ALL')
-    .action((id: string, o) =>
-      withClient(async (client) => {
-        const start = new Date(o.start);
-        const end = new Date(o.end);
-        if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()) || end <= start) throw new Error('--start and --end must be ISO times with --end after --start');
-        await (await scheduleHandle(client, id)).backfill([{ start, end, overlap: parseOverlap(o.overlap) }]);
-        console.log(`backfill of ${id} from ${start.toISOString()} to ${end.toISOString()} requested`);
-      }),
-    );
-  schedule
-    .command('delete <id>')
-    .description('delete the schedule (runs it started keep going)')
-    .action((id: string) => withClient(async (client) => { await (await scheduleHandle(client, id)).delete(); console.log(`deleted schedule ${id}`); }));
+  addScheduleCommands(program);
 
   program
     .command('demo')
@@ -253,7 +224,13 @@ export function buildProgram(): Command {
     .option('--port <n>', 'dev server gRPC port when one is started', '7233')
     .option('--ui-port <n>', 'dev server Web UI port', '8233')
     .action(async (o) => {
-      process.exitCode = await runDemo({ dir: o.dir, runName: o.runName, keepServer: Boolean(o.keepServer), port: Number(o.port), uiPort: Number(o.uiPort) });
+      process.exitCode = await runDemo({
+        dir: o.dir,
+        runName: o.runName,
+        keepServer: Boolean(o.keepServer),
+        port: Number(o.port),
+        uiPort: Number(o.uiPort),
+      });
     });
 
   program
@@ -263,12 +240,10 @@ export function buildProgram(): Command {
 
   program
     .command('steps')
-    .description('print the step table; --markdown: with each step\'s timeouts and retry policy, as in docs/recovery.md')
+    .description("print the step table; --markdown: with each step's timeouts and retry policy, as in docs/recovery.md")
     .option('--markdown', 'the Markdown table with timeouts and retry policies')
     .action((o: { markdown?: boolean }) =>
-      o.markdown
-        ? console.log(stepTableMarkdown())
-        : console.log(stepTablePlain()),
+      o.markdown ? console.log(stepTableMarkdown()) : console.log(stepTablePlain()),
     );
 
   return program;
@@ -296,7 +271,9 @@ export function main(argv: string[] = process.argv): void {
         } catch {
           // the connection settings themselves are the problem: the message above says which
         }
-        console.error(`no Temporal server at ${where}? start one with \`wmss server\`, or set TEMPORAL_ADDRESS / --address (and the TLS settings: docs/security.md)`);
+        console.error(
+          `no Temporal server at ${where}? start one with \`wmss server\`, or set TEMPORAL_ADDRESS / --address (and the TLS settings: docs/security.md)`,
+        );
       }
       process.exit(err instanceof ConfigFileError ? 2 : 1);
     });

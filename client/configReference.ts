@@ -2,7 +2,19 @@
 import { z } from 'zod';
 import { RunConfig } from '../pipeline/config';
 
-type JsonSchema = { type?: string | string[]; description?: string; default?: unknown; enum?: unknown[]; properties?: Record<string, JsonSchema>; required?: string[]; items?: JsonSchema; anyOf?: JsonSchema[]; minimum?: number; maximum?: number; exclusiveMinimum?: number };
+type JsonSchema = {
+  type?: string | string[];
+  description?: string;
+  default?: unknown;
+  enum?: unknown[];
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  items?: JsonSchema;
+  anyOf?: JsonSchema[];
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+};
 
 function typeOf(s: JsonSchema): string {
   if (s.enum) return s.enum.map((v) => JSON.stringify(v)).join(' \\| ');
@@ -13,7 +25,12 @@ function typeOf(s: JsonSchema): string {
 
 /** The schema's bounds, so the reference shows what a config may hold without reading the code. */
 function range(s: JsonSchema): string {
-  const low = s.exclusiveMinimum !== undefined ? `> ${s.exclusiveMinimum}` : s.minimum !== undefined && s.minimum > Number.MIN_SAFE_INTEGER ? `≥ ${s.minimum}` : '';
+  const low =
+    s.exclusiveMinimum !== undefined
+      ? `> ${s.exclusiveMinimum}`
+      : s.minimum !== undefined && s.minimum > Number.MIN_SAFE_INTEGER
+        ? `≥ ${s.minimum}`
+        : '';
   const high = s.maximum !== undefined && s.maximum < Number.MAX_SAFE_INTEGER ? `≤ ${s.maximum}` : '';
   return low || high ? ` (${[low, high].filter(Boolean).join(', ')})` : '';
 }
@@ -26,7 +43,8 @@ function rows(schema: JsonSchema, prefix: string, required: string[], out: strin
       rows(prop, name, prop.required ?? [], out);
       continue;
     }
-    const def = prop.default !== undefined ? `\`${JSON.stringify(prop.default)}\`` : required.includes(key) ? '**required**' : '';
+    const def =
+      prop.default !== undefined ? `\`${JSON.stringify(prop.default)}\`` : required.includes(key) ? '**required**' : '';
     out.push(`| \`${name}\` | ${typeOf(prop)} | ${def} | ${(prop.description ?? '').replace(/\|/g, '\\|')} |`);
   }
 }

@@ -48,7 +48,18 @@ export interface DevServer {
 }
 
 export function devServerArgs(opts: DevServerOptions): string[] {
-  const args = ['server', 'start-dev', '--db-filename', opts.dbFile, '--ip', opts.ip ?? '127.0.0.1', '--port', String(opts.port), '--log-level', 'warn'];
+  const args = [
+    'server',
+    'start-dev',
+    '--db-filename',
+    opts.dbFile,
+    '--ip',
+    opts.ip ?? '127.0.0.1',
+    '--port',
+    String(opts.port),
+    '--log-level',
+    'warn',
+  ];
   if (opts.uiPort) args.push('--ui-port', String(opts.uiPort));
   else args.push('--headless');
   for (const key of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=Keyword`);
@@ -59,7 +70,10 @@ export async function startDevServer(opts: DevServerOptions, readyTimeoutMs = 90
   mkdirSync(path.dirname(opts.dbFile), { recursive: true });
   mkdirSync(path.dirname(opts.logFile), { recursive: true });
   const log = openSync(opts.logFile, 'a');
-  const child = spawn(temporalCli(), devServerArgs(opts), { stdio: ['ignore', log, log], detached: opts.detached ?? false });
+  const child = spawn(temporalCli(), devServerArgs(opts), {
+    stdio: ['ignore', log, log],
+    detached: opts.detached ?? false,
+  });
   if (opts.detached) child.unref();
   const address = `${opts.ip ?? '127.0.0.1'}:${opts.port}`;
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -70,7 +84,9 @@ export async function startDevServer(opts: DevServerOptions, readyTimeoutMs = 90
     if (gone) throw new Error(`temporal server start-dev exited early; see ${opts.logFile}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`temporal server start-dev did not answer at ${address} within ${readyTimeoutMs / 1000} s; see ${opts.logFile}`);
+      throw new Error(
+        `temporal server start-dev did not answer at ${address} within ${readyTimeoutMs / 1000} s; see ${opts.logFile}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 300));
   }

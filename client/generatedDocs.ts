@@ -19,7 +19,11 @@ export const GENERATED_BLOCKS: GeneratedBlock[] = [
   { file: 'docs/configuration.md', name: 'config-reference', text: configReference },
   { file: 'docs/recovery.md', name: 'step-table', text: stepTableMarkdown },
   { file: 'README.md', name: 'step-code', text: stepCodeMarkdown },
-  ...Object.entries(jobFieldTables()).map(([verb, table]) => ({ file: 'docs/kernel-protocol.md', name: `job-fields:${verb}`, text: () => table })),
+  ...Object.entries(jobFieldTables()).map(([verb, table]) => ({
+    file: 'docs/kernel-protocol.md',
+    name: `job-fields:${verb}`,
+    text: () => table,
+  })),
 ];
 
 /** Whole generated files. */
@@ -30,7 +34,8 @@ export const GENERATED_FILES: { file: string; text: () => string }[] = [
 /** `text` with the block `name` replaced by `body`; throws when the markers are missing. */
 export function replaceBlock(text: string, name: string, body: string): string {
   const [head, rest] = text.split(`<!-- ${name}:start -->`);
-  if (rest === undefined || !rest.includes(`<!-- ${name}:end -->`)) throw new Error(`no <!-- ${name}:start/end --> markers`);
+  if (rest === undefined || !rest.includes(`<!-- ${name}:end -->`))
+    throw new Error(`no <!-- ${name}:start/end --> markers`);
   const tail = rest.split(`<!-- ${name}:end -->`)[1];
   return `${head}<!-- ${name}:start -->\n${body}\n<!-- ${name}:end -->${tail}`;
 }

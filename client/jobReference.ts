@@ -11,7 +11,19 @@ import { JOINT_CONFIG_KEYS } from '../pipeline/stepDefinitions/joint';
 import { SFT_CONFIG_KEYS } from '../pipeline/stepDefinitions/sft';
 import { trainingJobShape } from '../pipeline/stepDefinitions/training';
 
-type JsonSchema = { type?: string | string[]; description?: string; default?: unknown; enum?: unknown[]; properties?: Record<string, JsonSchema>; required?: string[]; items?: JsonSchema; anyOf?: JsonSchema[]; minimum?: number; maximum?: number; exclusiveMinimum?: number };
+type JsonSchema = {
+  type?: string | string[];
+  description?: string;
+  default?: unknown;
+  enum?: unknown[];
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  items?: JsonSchema;
+  anyOf?: JsonSchema[];
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+};
 
 function typeOf(s: JsonSchema): string {
   if (s.enum) return s.enum.map((v) => `\`${JSON.stringify(v)}\``).join(' \\| ');
@@ -22,7 +34,12 @@ function typeOf(s: JsonSchema): string {
 }
 
 function range(s: JsonSchema): string {
-  const low = s.exclusiveMinimum !== undefined ? `> ${s.exclusiveMinimum}` : s.minimum !== undefined && s.minimum > Number.MIN_SAFE_INTEGER ? `≥ ${s.minimum}` : '';
+  const low =
+    s.exclusiveMinimum !== undefined
+      ? `> ${s.exclusiveMinimum}`
+      : s.minimum !== undefined && s.minimum > Number.MIN_SAFE_INTEGER
+        ? `≥ ${s.minimum}`
+        : '';
   const high = s.maximum !== undefined && s.maximum < Number.MAX_SAFE_INTEGER ? `≤ ${s.maximum}` : '';
   return low || high ? ` (${[low, high].filter(Boolean).join(', ')})` : '';
 }
@@ -42,7 +59,9 @@ function table(schema: JsonSchema, fields: string[], configKeys: Record<string, 
     const s = schema.properties![field];
     const name = `${prefix}${field}`;
     const keys = [...new Set(configKeys.map((m) => m[name]).filter(Boolean))].map((k) => `\`${k}\``).join(', ');
-    out.push(`| \`${name}\` | ${typeOf(s)} | ${absent(s, schema.required?.includes(field) ?? false)} | ${keys || '–'} | ${escape(s.description ?? '')} |`);
+    out.push(
+      `| \`${name}\` | ${typeOf(s)} | ${absent(s, schema.required?.includes(field) ?? false)} | ${keys || '–'} | ${escape(s.description ?? '')} |`,
+    );
     const items = s.type === 'array' ? s.items : undefined;
     if (items?.properties) out.push(...table(items, Object.keys(items.properties), configKeys, `${name}[].`));
   }
@@ -56,8 +75,10 @@ const trainingFields = Object.keys(trainingJobShape).filter((f) => !commonFields
 
 /** One table per block of docs/kernel-protocol.md (`<!-- job-fields:<name>:start -->`). */
 export function jobFieldTables(): Record<string, string> {
-  const own = (verb: KernelVerb, skip: string[] = []) => Object.keys(schemaOf(verb).properties!).filter((f) => !commonFields.includes(f) && !skip.includes(f));
-  const block = (verb: KernelVerb, fields: string[], keys: Record<string, string>[] = []) => [...HEADER, ...table(schemaOf(verb), fields, keys)].join('\n');
+  const own = (verb: KernelVerb, skip: string[] = []) =>
+    Object.keys(schemaOf(verb).properties!).filter((f) => !commonFields.includes(f) && !skip.includes(f));
+  const block = (verb: KernelVerb, fields: string[], keys: Record<string, string>[] = []) =>
+    [...HEADER, ...table(schemaOf(verb), fields, keys)].join('\n');
   return {
     common: block('sft', commonFields, [SFT_CONFIG_KEYS, JOINT_CONFIG_KEYS]),
     'make-tiny': block('make-tiny', own('make-tiny')),

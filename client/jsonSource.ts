@@ -11,7 +11,10 @@ export interface SourcePos {
 }
 
 export class JsonSourceError extends Error {
-  constructor(message: string, public readonly pos: SourcePos) {
+  constructor(
+    message: string,
+    public readonly pos: SourcePos,
+  ) {
     super(message);
   }
 }
@@ -42,7 +45,10 @@ export function parseJsonWithPositions(text: string): { value: unknown; keys: Ma
     const at = /at position (\d+)/.exec(message);
     const offset = at ? Number(at[1]) : text.length;
     const reason = message.replace(/\s*in JSON at position \d+.*$/s, '').replace(/\s*\(line \d+ column \d+\)/, '');
-    throw new JsonSourceError(`invalid JSON: ${reason}${at ? '' : ' (at the end of the file)'}`, positionAt(text, Math.min(offset, text.length)));
+    throw new JsonSourceError(
+      `invalid JSON: ${reason}${at ? '' : ' (at the end of the file)'}`,
+      positionAt(text, Math.min(offset, text.length)),
+    );
   }
   return { value, keys: scanKeys(text) };
 }
@@ -77,7 +83,11 @@ function scanKeys(text: string): Map<string, SourcePos> {
         const keyAt = i;
         const key = str();
         const dotted = [...path, key].join('.');
-        if (seen.has(key)) throw new JsonSourceError(`duplicate key "${dotted}" (first at ${fmt(keys.get(dotted))}); JSON keeps only the last one, so one of them would be ignored`, positionAt(text, keyAt));
+        if (seen.has(key))
+          throw new JsonSourceError(
+            `duplicate key "${dotted}" (first at ${fmt(keys.get(dotted))}); JSON keeps only the last one, so one of them would be ignored`,
+            positionAt(text, keyAt),
+          );
         seen.add(key);
         keys.set(dotted, positionAt(text, keyAt));
         ws();

@@ -48,7 +48,10 @@ export function loadRunConfig(file: string): LoadedRunConfig {
     throw err;
   }
   const result = RunConfig.safeParse(parsed.value);
-  if (!result.success) throw new ConfigFileError(`${file}: invalid run config\n${result.error.issues.map((i) => issueLine(file, parsed.keys, i)).join('\n')}`);
+  if (!result.success)
+    throw new ConfigFileError(
+      `${file}: invalid run config\n${result.error.issues.map((i) => issueLine(file, parsed.keys, i)).join('\n')}`,
+    );
   return { config: result.data, where: (field) => parsed.keys.get(field), file };
 }
 
@@ -69,9 +72,40 @@ export function absolutize(config: RunConfig, base = process.cwd()): RunConfig {
 }
 
 /** Directories of the system itself: a run there could fill or clobber what the machine needs. */
-const SYSTEM_TREES = ['/etc', '/usr', '/bin', '/sbin', '/boot', '/dev', '/proc', '/sys', '/lib', '/lib32', '/lib64', '/libx32', '/run', '/snap'];
+const SYSTEM_TREES = [
+  '/etc',
+  '/usr',
+  '/bin',
+  '/sbin',
+  '/boot',
+  '/dev',
+  '/proc',
+  '/sys',
+  '/lib',
+  '/lib32',
+  '/lib64',
+  '/libx32',
+  '/run',
+  '/snap',
+];
 /** Directories that hold other things: a run may live below them, never in them. */
-const SHARED_ROOTS = ['/', '/var', '/var/lib', '/var/log', '/home', '/tmp', '/var/tmp', '/opt', '/mnt', '/media', '/srv', '/root', '/data', '/scratch', '/nfs'];
+const SHARED_ROOTS = [
+  '/',
+  '/var',
+  '/var/lib',
+  '/var/log',
+  '/home',
+  '/tmp',
+  '/var/tmp',
+  '/opt',
+  '/mnt',
+  '/media',
+  '/srv',
+  '/root',
+  '/data',
+  '/scratch',
+  '/nfs',
+];
 
 /**
  * Why a run dir must not be used, or undefined when it may. Steps write and replace artifacts in
@@ -80,7 +114,11 @@ const SHARED_ROOTS = ['/', '/var', '/var/lib', '/var/log', '/home', '/tmp', '/va
  * is not already a run dir (one with `.wmss/`, where ownership records say what a run may touch):
  * a typo like `"runDir": "~"` or `"."` in a project checkout is refused before anything starts.
  */
-export function unsafeRunDir(runDir: string, home = os.homedir(), opts: { parentOfRuns?: boolean } = {}): string | undefined {
+export function unsafeRunDir(
+  runDir: string,
+  home = os.homedir(),
+  opts: { parentOfRuns?: boolean } = {},
+): string | undefined {
   // Date templates ({date}, {workflowId}) are resolved when the run starts: check the part before them.
   const fixed = runDir.includes('{') ? path.dirname(runDir.slice(0, runDir.indexOf('{')) + 'x') : runDir;
   let real = path.resolve(fixed);
@@ -92,7 +130,8 @@ export function unsafeRunDir(runDir: string, home = os.homedir(), opts: { parent
   const shared = new Set(SHARED_ROOTS);
   if (home) shared.add(path.resolve(home)).add(path.dirname(path.resolve(home)));
   for (const p of new Set([path.resolve(fixed), real])) {
-    if (shared.has(p)) return `${p} is ${p === path.resolve(home) ? 'the home directory' : 'a directory shared by the whole system'}; use a directory of its own below it, e.g. ${path.join(p === '/' ? '/data' : p, 'wmss-runs', '<run name>')}`;
+    if (shared.has(p))
+      return `${p} is ${p === path.resolve(home) ? 'the home directory' : 'a directory shared by the whole system'}; use a directory of its own below it, e.g. ${path.join(p === '/' ? '/data' : p, 'wmss-runs', '<run name>')}`;
     const tree = SYSTEM_TREES.find((t) => p === t || p.startsWith(`${t}/`));
     if (tree) return `${p} is inside the system directory ${tree}; put runs on a data disk`;
   }

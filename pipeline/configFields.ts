@@ -22,7 +22,13 @@ export const MAX = {
 } as const;
 export const countUpTo = (max: number) => positiveInt().max(max);
 export const unitFraction = () => z.number().min(0).max(1);
-export const relOrAbsPath = () => z.string().min(1).refine((p) => !p.includes('\0'), 'path contains a NUL byte');
+export const relOrAbsPath = () =>
+  z
+    .string()
+    .min(1)
+    .refine((p) => !p.includes('\0'), 'path contains a NUL byte');
 
 export const DataFormat = z.enum(['messages', 'gsm8k']);
-export const DataFormatConfig = DataFormat.default('messages').describe('messages = the original\'s records (first user and assistant turn used); gsm8k = {"question","answer"} lines, answer after ####.');
+export const DataFormatConfig = DataFormat.default('messages').describe(
+  'messages = the original\'s records (first user and assistant turn used); gsm8k = {"question","answer"} lines, answer after ####.',
+);

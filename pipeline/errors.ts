@@ -80,12 +80,17 @@ export const NON_RETRYABLE_ERROR_TYPES: ErrorType[] = [
 /** The type and message of the ApplicationFailure an activity threw, unwrapped from its ActivityFailure. */
 export function failureInfo(err: unknown): { type?: string; message: string } {
   let cause: unknown = err;
-  while (cause && (cause as ActivityFailure).cause && !(cause instanceof ApplicationFailure)) cause = (cause as ActivityFailure).cause;
+  while (cause && (cause as ActivityFailure).cause && !(cause instanceof ApplicationFailure))
+    cause = (cause as ActivityFailure).cause;
   if (cause instanceof ApplicationFailure) return { type: cause.type ?? undefined, message: cause.message };
   return { message: err instanceof Error ? err.message : String(err) };
 }
 
 /** An activity that no worker picked up within its schedule-to-start timeout (a host queue nobody polls). */
 export function isScheduleToStartTimeout(err: unknown): boolean {
-  return err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === 'SCHEDULE_TO_START';
+  return (
+    err instanceof ActivityFailure &&
+    err.cause instanceof TimeoutFailure &&
+    err.cause.timeoutType === 'SCHEDULE_TO_START'
+  );
 }

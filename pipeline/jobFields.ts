@@ -8,10 +8,16 @@ import { DataFormatConfig } from './configFields';
 import type { JobMapping } from './jobMapping';
 
 export const common = {
-  log_file: z.string().describe('Path of the kernel\'s log file (appended).'),
+  log_file: z.string().describe("Path of the kernel's log file (appended)."),
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto').describe('auto = cuda if available.'),
   seed: z.number().int().default(42).describe('RNG seed.'),
-  threads: z.number().int().positive().nullable().optional().describe('torch.set_num_threads on the CPU; null = torch\'s default.'),
+  threads: z
+    .number()
+    .int()
+    .positive()
+    .nullable()
+    .optional()
+    .describe("torch.set_num_threads on the CPU; null = torch's default."),
 };
 
 /** Top-level config keys that jobs take (dataFile too, but as the path the activity resolved). */
@@ -22,4 +28,6 @@ export const Shard = z
   .object({ index: z.number().int().min(0), count: z.number().int().positive() })
   .nullable()
   .optional()
-  .describe('{index i, count n}: only the items whose 0-based position (a record of the data file, a row of an eval set) mod n is i; the shards are merged afterwards.');
+  .describe(
+    '{index i, count n}: only the items whose 0-based position (a record of the data file, a row of an eval set) mod n is i; the shards are merged afterwards.',
+  );

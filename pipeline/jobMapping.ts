@@ -34,7 +34,7 @@ function unwrap(s: z.ZodType): z.ZodType {
 
 function shapeOf(s: z.ZodType): Record<string, z.ZodType> | undefined {
   const inner = unwrap(s);
-  return inner instanceof z.ZodObject ? (inner.shape) : undefined;
+  return inner instanceof z.ZodObject ? inner.shape : undefined;
 }
 
 interface MappedKey {
@@ -89,9 +89,13 @@ export function withConfigDefaults<S extends Record<string, z.ZodType>>(shape: S
   for (const m of mappings) {
     for (const { path, field, schema } of mappedKeys(m)) {
       const target = out[field];
-      if (!target) throw new Error(`config key ${m.section ? `${m.section}.` : ''}${path} maps to job field ${field}, which the job schema lacks`);
+      if (!target)
+        throw new Error(
+          `config key ${m.section ? `${m.section}.` : ''}${path} maps to job field ${field}, which the job schema lacks`,
+        );
       const def = defOf(schema);
-      if (def.type === 'default') out[field] = (target as z.ZodType & { default: (v: unknown) => z.ZodType }).default(def.defaultValue);
+      if (def.type === 'default')
+        out[field] = (target as z.ZodType & { default: (v: unknown) => z.ZodType }).default(def.defaultValue);
     }
   }
   return out as S;

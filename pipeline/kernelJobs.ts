@@ -23,9 +23,24 @@ export const KERNEL_VERSION = '0.3.0';
  * (wmss_kernels/fused.py) both refuse a pair that differs in any of them.
  */
 export const ARCHITECTURE_KEYS = [
-  'model_type', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
-  'num_key_value_heads', 'head_dim', 'hidden_act', 'rms_norm_eps', 'rope_parameters', 'rope_theta', 'rope_scaling',
-  'attention_bias', 'tie_word_embeddings', 'layer_types', 'use_sliding_window', 'sliding_window',
+  'model_type',
+  'vocab_size',
+  'hidden_size',
+  'intermediate_size',
+  'num_hidden_layers',
+  'num_attention_heads',
+  'num_key_value_heads',
+  'head_dim',
+  'hidden_act',
+  'rms_norm_eps',
+  'rope_parameters',
+  'rope_theta',
+  'rope_scaling',
+  'attention_bias',
+  'tie_word_embeddings',
+  'layer_types',
+  'use_sliding_window',
+  'sliding_window',
 ] as const;
 
 /** make-tiny: the demo's and the tests' tiny Qwen3-style model, tokenizer and arithmetic data. */
@@ -64,25 +79,66 @@ export type KernelJob<V extends KernelVerb> = z.input<(typeof KERNEL_JOBS)[V]>;
 
 /** One line of kernel stdout. */
 export const KernelEvent = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('progress'), done: z.number(), total: z.number(), unit: z.string(), loss: z.number().nullish(), lr: z.number().nullish(), tokens_per_s: z.number().nullish(), epoch: z.number().nullish(), detail: z.string().nullish() }).passthrough(),
+  z
+    .object({
+      type: z.literal('progress'),
+      done: z.number(),
+      total: z.number(),
+      unit: z.string(),
+      loss: z.number().nullish(),
+      lr: z.number().nullish(),
+      tokens_per_s: z.number().nullish(),
+      epoch: z.number().nullish(),
+      detail: z.string().nullish(),
+    })
+    .passthrough(),
   z.object({ type: z.literal('checkpoint'), path: z.string(), step: z.number() }).passthrough(),
   // A metric the kernel could not compute as a finite number arrives as null (JSON has no NaN).
-  z.object({ type: z.literal('result'), outputs: z.record(z.string(), z.string()), metrics: z.record(z.string(), z.union([z.number(), z.string(), z.null()])) }).passthrough(),
-  z.object({ type: z.literal('error'), error_type: z.string(), message: z.string(), reason: z.string().nullish(), file: z.string().nullish(), line: z.number().nullish(), field: z.string().nullish(), details: z.record(z.string(), z.unknown()).nullish() }).passthrough(),
+  z
+    .object({
+      type: z.literal('result'),
+      outputs: z.record(z.string(), z.string()),
+      metrics: z.record(z.string(), z.union([z.number(), z.string(), z.null()])),
+    })
+    .passthrough(),
+  z
+    .object({
+      type: z.literal('error'),
+      error_type: z.string(),
+      message: z.string(),
+      reason: z.string().nullish(),
+      file: z.string().nullish(),
+      line: z.number().nullish(),
+      field: z.string().nullish(),
+      details: z.record(z.string(), z.unknown()).nullish(),
+    })
+    .passthrough(),
 ]);
 export type KernelEvent = z.infer<typeof KernelEvent>;
 
 /** Exit codes of `python -m wmss_kernels` (docs/kernel-protocol.md). */
-export const KernelExit = { ok: 0, invalidInput: 2, outOfMemory: 3, terminated: 4, diverged: 5, diskFull: 6, notWritable: 7, rankLost: 8 } as const;
+export const KernelExit = {
+  ok: 0,
+  invalidInput: 2,
+  outOfMemory: 3,
+  terminated: 4,
+  diverged: 5,
+  diskFull: 6,
+  notWritable: 7,
+  rankLost: 8,
+} as const;
 
 /** The contents of kernels/wmss_kernels/job_schema.json. */
 export function kernelContract(): Record<string, unknown> {
   return {
-    $comment: 'Generated from pipeline/kernelJobs.ts by `npm run readme` (scripts/update-readme.ts); do not edit. Read by wmss_kernels/jobs.py.',
+    $comment:
+      'Generated from pipeline/kernelJobs.ts by `npm run readme` (scripts/update-readme.ts); do not edit. Read by wmss_kernels/jobs.py.',
     kernelVersion: KERNEL_VERSION,
     architectureKeys: ARCHITECTURE_KEYS,
     // the range of λ, for the value the joint kernel reads from a fused checkpoint's config.json
     fusionLambda: z.toJSONSchema(FusionLambda),
-    jobs: Object.fromEntries(Object.entries(KERNEL_JOBS).map(([verb, schema]) => [verb, z.toJSONSchema(schema, { io: 'input' })])),
+    jobs: Object.fromEntries(
+      Object.entries(KERNEL_JOBS).map(([verb, schema]) => [verb, z.toJSONSchema(schema, { io: 'input' })]),
+    ),
   };
 }

@@ -45,7 +45,9 @@ export function trainingMemory(m: MemoryInput): MemoryEstimate {
   const optimizer = 2 * m.trainableParams * m.bytesPerParam;
   const perLayer = m.microBatch * m.maxLength * m.hiddenSize * m.bytesPerParam;
   // recomputation keeps each layer's input and rebuilds one layer's tensors at a time
-  const layerActs = m.gradientCheckpointing ? m.layers * perLayer + SAVED_PER_LAYER * perLayer : m.layers * SAVED_PER_LAYER * perLayer;
+  const layerActs = m.gradientCheckpointing
+    ? m.layers * perLayer + SAVED_PER_LAYER * perLayer
+    : m.layers * SAVED_PER_LAYER * perLayer;
   const activations = m.branches * layerActs;
   const states = weights + gradients + optimizer;
   const n = Math.max(1, m.devices);

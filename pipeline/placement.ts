@@ -30,7 +30,10 @@ export function hostQueue(queue: string, host: string): string {
  * What a GPU worker polls: the shared and host queues, and with a pool also the pool's. A pool
  * worker still takes plain GPU work: an H100 can run whatever asks for "any GPU".
  */
-export function gpuWorkerQueues(opts: { gpuQueue: string; host: string; pool?: string }): { shared: string[]; pinned: string[] } {
+export function gpuWorkerQueues(opts: { gpuQueue: string; host: string; pool?: string }): {
+  shared: string[];
+  pinned: string[];
+} {
   const bases = opts.pool ? [opts.gpuQueue, poolQueue(opts.gpuQueue, opts.pool)] : [opts.gpuQueue];
   return { shared: bases, pinned: bases.map((q) => hostQueue(q, opts.host)) };
 }
@@ -52,7 +55,12 @@ export function stepQueue(kind: QueueKind, placement: Placement, host?: string):
  * (steps 0, 1, 4, which read only the base model and the data) all go to `rootHost`, so the
  * whole run stays on the one host that holds its run dir.
  */
-export function pinnedHost(row: StepRow, placement: Placement, results: Partial<Record<StepId, StepResult>>, rootHost: string | undefined): string | undefined {
+export function pinnedHost(
+  row: StepRow,
+  placement: Placement,
+  results: Partial<Record<StepId, StepResult>>,
+  rootHost: string | undefined,
+): string | undefined {
   if (placement.storage === 'shared') return undefined;
   // needs of steps this config leaves out (e.g. the ONNX exports) have no result: skip them
   return row.needs.map((id) => results[id]?.host).find((host) => host !== undefined) ?? rootHost;

@@ -34,7 +34,11 @@ const pad = (n: number) => String(n).padStart(2, '0');
 export function templateValues(ctx: TemplateContext): Record<(typeof TEMPLATE_TOKENS)[number], string> {
   const t = ctx.time;
   const date = `${t.getUTCFullYear()}-${pad(t.getUTCMonth() + 1)}-${pad(t.getUTCDate())}`;
-  return { '{date}': date, '{datetime}': `${date}T${pad(t.getUTCHours())}${pad(t.getUTCMinutes())}${pad(t.getUTCSeconds())}Z`, '{workflowId}': ctx.workflowId };
+  return {
+    '{date}': date,
+    '{datetime}': `${date}T${pad(t.getUTCHours())}${pad(t.getUTCMinutes())}${pad(t.getUTCSeconds())}Z`,
+    '{workflowId}': ctx.workflowId,
+  };
 }
 
 export function hasTemplate(s: string): boolean {
@@ -49,7 +53,8 @@ export function fillTemplate(s: string, ctx: TemplateContext): string {
 
 /** The config with every template token replaced (and a per-run runDir for scheduled runs). */
 export function resolveRunTemplates(config: RunConfig, ctx: TemplateContext): RunConfig {
-  const runDirTemplate = ctx.scheduled && !hasTemplate(config.runDir) ? `${config.runDir.replace(/\/+$/, '')}/{datetime}` : config.runDir;
+  const runDirTemplate =
+    ctx.scheduled && !hasTemplate(config.runDir) ? `${config.runDir.replace(/\/+$/, '')}/{datetime}` : config.runDir;
   const fill = (s: string) => fillTemplate(s, ctx);
   return {
     ...config,

@@ -15,5 +15,8 @@ export const SEARCH_ATTRIBUTES = [WmssRunName, WmssStep, WmssStatus, WmssBaseMod
 export type RunStatus = 'running' | 'completed' | 'failed' | 'cancelled';
 
 /** Set by the server on runs a Schedule starts (also by `trigger` and `backfill`); read, never set, by wmss-flow. */
-export const TemporalScheduledStartTime = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
+export const TemporalScheduledStartTime = defineSearchAttributeKey(
+  'TemporalScheduledStartTime',
+  SearchAttributeType.DATETIME,
+);
 export const TemporalScheduledById = defineSearchAttributeKey('TemporalScheduledById', SearchAttributeType.KEYWORD);

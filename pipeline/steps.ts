@@ -17,12 +17,35 @@ import { extract } from './stepDefinitions/extract';
 import { evaluate } from './stepDefinitions/evaluate';
 import { onnxBase, onnxM1, onnxWmss } from './stepDefinitions/onnxExport';
 
-export const STEP_IDS = ['entropy0', 'sft', 'snapshot', 'entropy1', 'merge', 'fuse', 'joint', 'extract', 'evaluate', 'onnxBase', 'onnxM1', 'onnxWmss'] as const;
+export const STEP_IDS = [
+  'entropy0',
+  'sft',
+  'snapshot',
+  'entropy1',
+  'merge',
+  'fuse',
+  'joint',
+  'extract',
+  'evaluate',
+  'onnxBase',
+  'onnxM1',
+  'onnxWmss',
+] as const;
 export const StepId = z.enum(STEP_IDS);
 export type StepId = z.infer<typeof StepId>;
 
 /** Activity names; each takes a StepInput and returns a StepResult. */
-export const ACTIVITY_NAMES = ['computeEntropy', 'trainSft', 'snapshotBase', 'mergeAndWeight', 'fuseModels', 'trainJoint', 'extractSubmodel', 'evaluate', 'exportOnnx'] as const;
+export const ACTIVITY_NAMES = [
+  'computeEntropy',
+  'trainSft',
+  'snapshotBase',
+  'mergeAndWeight',
+  'fuseModels',
+  'trainJoint',
+  'extractSubmodel',
+  'evaluate',
+  'exportOnnx',
+] as const;
 export type ActivityName = (typeof ACTIVITY_NAMES)[number];
 
 /**
@@ -63,7 +86,20 @@ export interface StepRow {
 }
 
 /** Table order: the workflow schedules ready steps in this order. */
-export const STEPS: readonly StepRow[] = [entropy0, sft, snapshot, entropy1, merge, fuse, joint, extract, evaluate, onnxBase, onnxM1, onnxWmss];
+export const STEPS: readonly StepRow[] = [
+  entropy0,
+  sft,
+  snapshot,
+  entropy1,
+  merge,
+  fuse,
+  joint,
+  extract,
+  evaluate,
+  onnxBase,
+  onnxM1,
+  onnxWmss,
+];
 
 /** Whether a config runs this step (its `when`, default yes). */
 export function stepEnabled(row: StepRow, c: RunConfig): boolean {

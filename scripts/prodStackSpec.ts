@@ -40,7 +40,14 @@ export const ProdStackSpec = z.object({
   serverEnv: z.record(z.string(), z.string()),
   namespaceJob: z.object({ script: z.string(), env: z.record(z.string(), z.string()) }),
   /** Each worker service: the image's ENTRYPOINT (Dockerfile) followed by its compose command, its environment, its health check's argv. */
-  workers: z.record(z.string(), z.object({ argv: z.array(z.string()).min(2), env: z.record(z.string(), z.string()), health: z.array(z.string()).min(1) })),
+  workers: z.record(
+    z.string(),
+    z.object({
+      argv: z.array(z.string()).min(2),
+      env: z.record(z.string(), z.string()),
+      health: z.array(z.string()).min(1),
+    }),
+  ),
 });
 export type ProdStackSpec = z.infer<typeof ProdStackSpec>;
 
@@ -48,7 +55,10 @@ export type ProdStackSpec = z.infer<typeof ProdStackSpec>;
 export function interpolate(value: string, env: NodeJS.ProcessEnv, where: string): string {
   return value.replace(/\$\{([^}]*)\}/g, (whole, body: string) => {
     const m = /^(\w+)(?:(:?-)(.*))?$/.exec(body);
-    if (!m) throw new Error(`${where}: ${whole} is not an interpolation this reader supports (\${VAR}, \${VAR:-default}, \${VAR-default})`);
+    if (!m)
+      throw new Error(
+        `${where}: ${whole} is not an interpolation this reader supports (\${VAR}, \${VAR:-default}, \${VAR-default})`,
+      );
     const [, name, op, fallback = ''] = m;
     const set = env[name];
     if (op === ':-') return set ? set : fallback;
@@ -60,7 +70,8 @@ export function interpolate(value: string, env: NodeJS.ProcessEnv, where: string
 function imageTag(services: Record<string, Service>, service: string, repo: string): string {
   const image = services[service]?.image ?? '';
   const [name, tag] = image.split(':');
-  if (name !== repo || !tag) throw new Error(`docker-compose.yml: services.${service}.image must be ${repo}:<version>, not "${image}"`);
+  if (name !== repo || !tag)
+    throw new Error(`docker-compose.yml: services.${service}.image must be ${repo}:<version>, not "${image}"`);
   return tag;
 }
 
@@ -69,7 +80,8 @@ export function hostPathOf(root: string, service: Service, serviceName: string, 
   for (const volume of service.volumes) {
     const [host, inside] = volume.split(':');
     if (!host.startsWith('.')) continue; // named volumes hold no repo files
-    if (containerPath === inside || containerPath.startsWith(`${inside}/`)) return path.join(root, host, path.relative(inside, containerPath));
+    if (containerPath === inside || containerPath.startsWith(`${inside}/`))
+      return path.join(root, host, path.relative(inside, containerPath));
   }
   throw new Error(`docker-compose.yml: services.${serviceName} mounts nothing from the repo at ${containerPath}`);
 }
@@ -82,7 +94,8 @@ function dockerEntrypoint(root: string): string[] {
 
 function required(env: Record<string, string>, key: string, where: string): string {
   const v = env[key];
-  if (v === undefined || v === '') throw new Error(`docker-compose.yml: services.${where}.environment.${key} is not set`);
+  if (v === undefined || v === '')
+    throw new Error(`docker-compose.yml: services.${where}.environment.${key} is not set`);
   return v;
 }
 
@@ -93,13 +106,21 @@ export function readProdStackSpec(root = REPO_ROOT, env: NodeJS.ProcessEnv = pro
   const envOf = (name: string): Record<string, string> => {
     const svc = services[name];
     if (!svc) throw new Error(`docker-compose.yml: no service ${name}`);
-    return Object.fromEntries(Object.entries(svc.environment).map(([k, v]) => [k, interpolate(v, env, `docker-compose.yml services.${name}.environment.${k}`)]));
+    return Object.fromEntries(
+      Object.entries(svc.environment).map(([k, v]) => [
+        k,
+        interpolate(v, env, `docker-compose.yml services.${name}.environment.${k}`),
+      ]),
+    );
   };
 
   const temporalVersion = imageTag(services, 'temporal', 'temporalio/server');
   for (const job of ['temporal-schema', 'temporal-namespace']) {
     const tag = imageTag(services, job, 'temporalio/admin-tools');
-    if (tag !== temporalVersion) throw new Error(`docker-compose.yml: ${job} runs admin-tools ${tag} but the server is ${temporalVersion}; pin both to one version`);
+    if (tag !== temporalVersion)
+      throw new Error(
+        `docker-compose.yml: ${job} runs admin-tools ${tag} but the server is ${temporalVersion}; pin both to one version`,
+      );
   }
   const postgresVersion = imageTag(services, 'postgresql', 'postgres');
 
@@ -113,24 +134,37 @@ export function readProdStackSpec(root = REPO_ROOT, env: NodeJS.ProcessEnv = pro
   const serverEnv = envOf('temporal');
   const dynamicConfig = required(serverEnv, 'DYNAMIC_CONFIG_FILE_PATH', 'temporal');
   // Absolute on the host, so the server reads the file compose mounts, wherever it is started from.
-  serverEnv.DYNAMIC_CONFIG_FILE_PATH = hostPathOf(root, services.temporal, 'temporal', path.posix.resolve(SERVER_IMAGE_WORKDIR, dynamicConfig));
+  serverEnv.DYNAMIC_CONFIG_FILE_PATH = hostPathOf(
+    root,
+    services.temporal,
+    'temporal',
+    path.posix.resolve(SERVER_IMAGE_WORKDIR, dynamicConfig),
+  );
   for (const key of ['DB', 'POSTGRES_USER', 'POSTGRES_PWD', 'DBNAME', 'VISIBILITY_DBNAME'] as const) {
-    if (required(schemaEnv, key, 'temporal-schema') !== required(serverEnv, key, 'temporal')) throw new Error(`docker-compose.yml: ${key} differs between temporal-schema and temporal`);
+    if (required(schemaEnv, key, 'temporal-schema') !== required(serverEnv, key, 'temporal'))
+      throw new Error(`docker-compose.yml: ${key} differs between temporal-schema and temporal`);
   }
   const namespaceEnv = envOf('temporal-namespace');
   const namespace = required(namespaceEnv, 'WMSS_NAMESPACE', 'temporal-namespace');
-  const searchAttributes = required(namespaceEnv, 'WMSS_SEARCH_ATTRIBUTES', 'temporal-namespace').split(',').map((pair) => {
-    const [name, type] = pair.split('=');
-    return { name, type };
-  });
+  const searchAttributes = required(namespaceEnv, 'WMSS_SEARCH_ATTRIBUTES', 'temporal-namespace')
+    .split(',')
+    .map((pair) => {
+      const [name, type] = pair.split('=');
+      return { name, type };
+    });
 
   const entrypoint = dockerEntrypoint(root);
   const workers: ProdStackSpec['workers'] = {};
   for (const [name, svc] of Object.entries(services)) {
     if (!name.startsWith('wmss-')) continue;
     const workerEnv = envOf(name);
-    if (required(workerEnv, 'TEMPORAL_NAMESPACE', name) !== namespace) throw new Error(`docker-compose.yml: ${name} uses namespace ${workerEnv.TEMPORAL_NAMESPACE}, the namespace job creates ${namespace}`);
-    const command = (svc.command ?? []).map((arg, i) => interpolate(arg, env, `docker-compose.yml services.${name}.command[${i}]`));
+    if (required(workerEnv, 'TEMPORAL_NAMESPACE', name) !== namespace)
+      throw new Error(
+        `docker-compose.yml: ${name} uses namespace ${workerEnv.TEMPORAL_NAMESPACE}, the namespace job creates ${namespace}`,
+      );
+    const command = (svc.command ?? []).map((arg, i) =>
+      interpolate(arg, env, `docker-compose.yml services.${name}.command[${i}]`),
+    );
     const [kind, ...health] = svc.healthcheck?.test ?? [];
     if (kind !== 'CMD') throw new Error(`docker-compose.yml: services.${name}.healthcheck.test must be ["CMD", …]`);
     workers[name] = { argv: [...entrypoint, ...command], env: workerEnv, health };
@@ -140,7 +174,10 @@ export function readProdStackSpec(root = REPO_ROOT, env: NodeJS.ProcessEnv = pro
     temporalVersion,
     postgresVersion,
     postgresMajor: postgresVersion.split('.')[0],
-    postgres: { user: required(envOf('postgresql'), 'POSTGRES_USER', 'postgresql'), password: required(envOf('postgresql'), 'POSTGRES_PASSWORD', 'postgresql') },
+    postgres: {
+      user: required(envOf('postgresql'), 'POSTGRES_USER', 'postgresql'),
+      password: required(envOf('postgresql'), 'POSTGRES_PASSWORD', 'postgresql'),
+    },
     databases: { history: schemaEnv.DBNAME, visibility: schemaEnv.VISIBILITY_DBNAME },
     namespace,
     searchAttributes,
@@ -152,7 +189,10 @@ export function readProdStackSpec(root = REPO_ROOT, env: NodeJS.ProcessEnv = pro
 }
 
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-const shellArray = (env: Record<string, string>) => `(${Object.entries(env).map(([k, v]) => shellQuote(`${k}=${v}`)).join(' ')})`;
+const shellArray = (env: Record<string, string>) =>
+  `(${Object.entries(env)
+    .map(([k, v]) => shellQuote(`${k}=${v}`))
+    .join(' ')})`;
 
 /** Bash assignments (scalars and `KEY=value` arrays for `env`) of what prod-stack.sh needs. */
 export function toShell(spec: ProdStackSpec): string {

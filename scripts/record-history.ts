@@ -16,7 +16,22 @@ if (!workflowId) {
   process.exit(2);
 }
 const target = temporalTarget();
-const json = execFileSync(temporalCli(), ['workflow', 'show', '--workflow-id', workflowId, '--output', 'json', '--address', target.address, '--namespace', target.namespace], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+const json = execFileSync(
+  temporalCli(),
+  [
+    'workflow',
+    'show',
+    '--workflow-id',
+    workflowId,
+    '--output',
+    'json',
+    '--address',
+    target.address,
+    '--namespace',
+    target.namespace,
+  ],
+  { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
+);
 const file = path.join(__dirname, '..', '..', 'test', 'fixtures', 'histories', `${name}.json`);
 writeFileSync(file, json);
 console.log(`wrote ${file} (${JSON.parse(json).events?.length ?? 0} events)`);

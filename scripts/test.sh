@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: Python kernel tests (pytest) beside jest (unit, workflow, integration with
 # a real `temporal server start-dev`, real workers and real kernels; one suite on the production
-# stack of docker-compose.yml, started by scripts/prod-stack.sh). Ends with one summary line.
+# stack of docker-compose.yml, started by scripts/prod-stack.sh), after the linters
+# (scripts/lint.sh: a lint or format error fails the suite). Ends with one summary line.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -12,6 +13,10 @@ bash scripts/setup-prod-stack.sh || echo "test: no Temporal server build or Post
 
 suite_started=$SECONDS
 mkdir -p .wmss/test-reports
+
+echo "== lint (ESLint, Prettier, ruff: scripts/lint.sh)"
+bash scripts/lint.sh
+lint_rc=$?
 py_report=.wmss/test-reports/pytest.xml
 js_report=.wmss/test-reports/jest.json
 rm -f "$py_report" "$js_report"
@@ -56,6 +61,7 @@ if (fs.existsSync(jsReport)) {
 } else failed += 1;
 console.log(`\nwmss-flow: ${passed} passed, ${failed} failed, ${skipped} skipped`);
 ' "$py_report" "$js_report"
+[[ $lint_rc -eq 0 ]] || echo "wmss-flow: lint failed (the == lint section above says where; bash scripts/lint.sh --fix formats)"
 echo "wmss-flow: the suite took $((SECONDS - suite_started)) s of wall time, set-up excluded"
 
-[[ $py_rc -eq 0 && $js_rc -eq 0 ]]
+[[ $lint_rc -eq 0 && $py_rc -eq 0 && $js_rc -eq 0 ]]

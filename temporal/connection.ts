@@ -19,7 +19,12 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Client, Connection } from '@temporalio/client';
-import { loadClientConfigProfile, toClientOptions, type ClientConfigProfile, type ClientConfigTLS } from '@temporalio/envconfig';
+import {
+  loadClientConfigProfile,
+  toClientOptions,
+  type ClientConfigProfile,
+  type ClientConfigTLS,
+} from '@temporalio/envconfig';
 import type { TLSConfig } from '@temporalio/common/lib/internal-non-workflow';
 
 /** Connection settings given on the command line (commander's camelCase of the flags). */
@@ -37,7 +42,18 @@ export interface ConnectionFlags {
   configFile?: string;
 }
 
-const CONNECTION_FLAG_KEYS: (keyof ConnectionFlags)[] = ['address', 'namespace', 'apiKey', 'tls', 'tlsCaPath', 'tlsCertPath', 'tlsKeyPath', 'tlsServerName', 'profile', 'configFile'];
+const CONNECTION_FLAG_KEYS: (keyof ConnectionFlags)[] = [
+  'address',
+  'namespace',
+  'apiKey',
+  'tls',
+  'tlsCaPath',
+  'tlsCertPath',
+  'tlsKeyPath',
+  'tlsServerName',
+  'profile',
+  'configFile',
+];
 
 export interface TemporalTarget {
   address: string;
@@ -64,15 +80,27 @@ export function addConnectionFlags(program: Command): Command {
   return program
     .option('--address <host:port>', 'Temporal frontend (env TEMPORAL_ADDRESS; default localhost:7233)')
     .option('--namespace <name>', 'Temporal namespace (env TEMPORAL_NAMESPACE; default "default")')
-    .option('--api-key <key>', 'API key, sent as a bearer token; implies TLS (env TEMPORAL_API_KEY; prefer the variable or the profile file: flags are visible in ps)')
+    .option(
+      '--api-key <key>',
+      'API key, sent as a bearer token; implies TLS (env TEMPORAL_API_KEY; prefer the variable or the profile file: flags are visible in ps)',
+    )
     .option('--tls', 'connect with TLS (implied by the --tls-* options and an API key)')
     .option('--no-tls', 'connect without TLS even if the profile or environment says otherwise')
-    .option('--tls-ca-path <file>', 'CA certificate(s) that signed the server\'s certificate (env TEMPORAL_TLS_SERVER_CA_CERT_PATH)')
+    .option(
+      '--tls-ca-path <file>',
+      "CA certificate(s) that signed the server's certificate (env TEMPORAL_TLS_SERVER_CA_CERT_PATH)",
+    )
     .option('--tls-cert-path <file>', 'client certificate for mTLS (env TEMPORAL_TLS_CLIENT_CERT_PATH)')
     .option('--tls-key-path <file>', 'private key of the client certificate (env TEMPORAL_TLS_CLIENT_KEY_PATH)')
-    .option('--tls-server-name <name>', 'server name expected in the server\'s certificate, and sent as SNI (env TEMPORAL_TLS_SERVER_NAME)')
+    .option(
+      '--tls-server-name <name>',
+      "server name expected in the server's certificate, and sent as SNI (env TEMPORAL_TLS_SERVER_NAME)",
+    )
     .option('--profile <name>', 'profile of the config file (env TEMPORAL_PROFILE; default "default")')
-    .option('--config-file <file>', 'Temporal client config file, TOML (env TEMPORAL_CONFIG_FILE; default ~/.config/temporalio/temporal.toml)')
+    .option(
+      '--config-file <file>',
+      'Temporal client config file, TOML (env TEMPORAL_CONFIG_FILE; default ~/.config/temporalio/temporal.toml)',
+    )
     .hook('preAction', (_program, action) => setConnectionFlags(action.optsWithGlobals()));
 }
 
@@ -84,9 +112,14 @@ function pickConnectionFlags(opts: Record<string, unknown>): ConnectionFlags {
 
 /** The profile of the file and environment (layers 2–4), before flags. */
 function loadProfile(flags: ConnectionFlags, env: NodeJS.ProcessEnv): ClientConfigProfile {
-  if (flags.configFile && !existsSync(flags.configFile)) throw new Error(`--config-file ${flags.configFile} does not exist`);
+  if (flags.configFile && !existsSync(flags.configFile))
+    throw new Error(`--config-file ${flags.configFile} does not exist`);
   const vars = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string'));
-  return loadClientConfigProfile({ profile: flags.profile, configSource: flags.configFile ? { path: flags.configFile } : undefined, overrideEnvVars: vars });
+  return loadClientConfigProfile({
+    profile: flags.profile,
+    configSource: flags.configFile ? { path: flags.configFile } : undefined,
+    overrideEnvVars: vars,
+  });
 }
 
 /**
@@ -96,7 +129,10 @@ function loadProfile(flags: ConnectionFlags, env: NodeJS.ProcessEnv): ClientConf
 export function temporalTarget(flags: ConnectionFlags = {}, env: NodeJS.ProcessEnv = process.env): TemporalTarget {
   const f = { ...cliFlags, ...pickConnectionFlags(flags as Record<string, unknown>) };
   const profile = loadProfile(f, env);
-  const tls: ClientConfigTLS | undefined = profile.tls || f.tls !== undefined || f.tlsCaPath || f.tlsCertPath || f.tlsKeyPath || f.tlsServerName ? { ...profile.tls } : undefined;
+  const tls: ClientConfigTLS | undefined =
+    profile.tls || f.tls !== undefined || f.tlsCaPath || f.tlsCertPath || f.tlsKeyPath || f.tlsServerName
+      ? { ...profile.tls }
+      : undefined;
   if (tls) {
     if (f.tls !== undefined) tls.disabled = !f.tls;
     if (f.tlsCaPath) tls.serverCACert = { path: f.tlsCaPath };
@@ -104,14 +140,25 @@ export function temporalTarget(flags: ConnectionFlags = {}, env: NodeJS.ProcessE
     if (f.tlsKeyPath) tls.clientKey = { path: f.tlsKeyPath };
     if (f.tlsServerName) tls.serverName = f.tlsServerName;
     if (!tls.disabled && Boolean(tls.clientCert) !== Boolean(tls.clientKey)) {
-      throw new Error('a TLS client certificate and its key go together: give both (--tls-cert-path and --tls-key-path, or TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH)');
+      throw new Error(
+        'a TLS client certificate and its key go together: give both (--tls-cert-path and --tls-key-path, or TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH)',
+      );
     }
   }
-  const merged: ClientConfigProfile = { ...profile, address: f.address ?? profile.address, namespace: f.namespace ?? profile.namespace, apiKey: f.apiKey ?? profile.apiKey, tls };
+  const merged: ClientConfigProfile = {
+    ...profile,
+    address: f.address ?? profile.address,
+    namespace: f.namespace ?? profile.namespace,
+    apiKey: f.apiKey ?? profile.apiKey,
+    tls,
+  };
   const { connectionOptions, namespace } = toClientOptions(merged);
-  const tlsOn = connectionOptions.tls !== undefined && connectionOptions.tls !== false && connectionOptions.tls !== null;
+  const tlsOn =
+    connectionOptions.tls !== undefined && connectionOptions.tls !== false && connectionOptions.tls !== null;
   const mutual = tlsOn && typeof connectionOptions.tls === 'object' && Boolean(connectionOptions.tls?.clientCertPair);
-  const security = [tlsOn ? (mutual ? 'mTLS' : 'TLS') : 'plain text', merged.apiKey ? 'API key' : ''].filter(Boolean).join(', ');
+  const security = [tlsOn ? (mutual ? 'mTLS' : 'TLS') : 'plain text', merged.apiKey ? 'API key' : '']
+    .filter(Boolean)
+    .join(', ');
   return {
     address: connectionOptions.address ?? 'localhost:7233',
     namespace: namespace ?? 'default',
@@ -124,7 +171,12 @@ export function temporalTarget(flags: ConnectionFlags = {}, env: NodeJS.ProcessE
 
 /** The options both Connection (client) and NativeConnection (worker) take. */
 export function connectionOptions(target: TemporalTarget) {
-  return { address: target.address, ...(target.tls !== undefined && { tls: target.tls }), ...(target.apiKey !== undefined && { apiKey: target.apiKey }), ...(target.metadata && { metadata: target.metadata }) };
+  return {
+    address: target.address,
+    ...(target.tls !== undefined && { tls: target.tls }),
+    ...(target.apiKey !== undefined && { apiKey: target.apiKey }),
+    ...(target.metadata && { metadata: target.metadata }),
+  };
 }
 
 export async function connectClient(target = temporalTarget()): Promise<Client> {

@@ -31,7 +31,12 @@ export class WorkerProcess {
 
   constructor(
     readonly kind: WorkerKind,
-    readonly opts: { address: () => string; queues: { control: string; gpu: string }; logDir: string; env?: Record<string, string> },
+    readonly opts: {
+      address: () => string;
+      queues: { control: string; gpu: string };
+      logDir: string;
+      env?: Record<string, string>;
+    },
   ) {
     this.start();
   }
@@ -41,9 +46,15 @@ export class WorkerProcess {
   }
 
   start(): void {
-    const args = this.kind === 'gpu' ? ['--gpus', 'cpu', '--threads', '1', '--gpu-queue', this.opts.queues.gpu] : ['--control-queue', this.opts.queues.control];
+    const args =
+      this.kind === 'gpu'
+        ? ['--gpus', 'cpu', '--threads', '1', '--gpu-queue', this.opts.queues.gpu]
+        : ['--control-queue', this.opts.queues.control];
     mkdirSync(this.opts.logDir, { recursive: true });
-    this.logFile = path.join(this.opts.logDir, `${this.kind}-${this.opts.queues[this.kind]}-${this.pids.length + 1}.log`);
+    this.logFile = path.join(
+      this.opts.logDir,
+      `${this.kind}-${this.opts.queues[this.kind]}-${this.pids.length + 1}.log`,
+    );
     const log = openSync(this.logFile, 'a');
     this.child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'workers', `${this.kind}.js`), ...args], {
       env: { ...process.env, TEMPORAL_ADDRESS: this.opts.address(), ...this.opts.env },
@@ -52,16 +63,24 @@ export class WorkerProcess {
     });
     this.pids.push(this.child.pid!);
     const child = this.child;
-    this.exited = new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+    this.exited = new Promise((resolve) =>
+      child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()),
+    );
   }
 
   /** Resolves once the current process polls its queues (it prints `wmss <kind> worker … serving …`). */
   async ready(timeoutMs = 120_000): Promise<void> {
     const file = this.logFile;
-    await waitUntil(`the ${this.kind} worker to start (${file})`, () => {
-      if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`the ${this.kind} worker exited: ${readFileSync(file, 'utf8').slice(-2000)}`);
-      return existsSync(file) && readFileSync(file, 'utf8').includes(`wmss ${this.kind} worker`);
-    }, timeoutMs, 50);
+    await waitUntil(
+      `the ${this.kind} worker to start (${file})`,
+      () => {
+        if (this.child.exitCode !== null || this.child.signalCode !== null)
+          throw new Error(`the ${this.kind} worker exited: ${readFileSync(file, 'utf8').slice(-2000)}`);
+        return existsSync(file) && readFileSync(file, 'utf8').includes(`wmss ${this.kind} worker`);
+      },
+      timeoutMs,
+      50,
+    );
   }
 
   /** SIGKILL the worker's process group (kernels run in groups of their own and are not in it). */
@@ -131,7 +150,12 @@ export async function newestCheckpoint(dir: string): Promise<number> {
   return (await completeCheckpoints(dir)).at(-1)?.step ?? 0;
 }
 
-export async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<void> {
+export async function waitUntil(
+  what: string,
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  everyMs = 100,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
@@ -157,9 +181,19 @@ function filesUnder(dir: string): string[] {
  */
 export async function deterministicDigests(config: RunConfig): Promise<Record<string, string>> {
   const run = (rel: string) => path.join(config.runDir, rel);
-  const files = [A.ENTROPY_0, A.ENTROPY_1, A.ENTROPY_MERGED, A.SAMPLE_WEIGHTS, A.RESAMPLED_POSITIONS, A.RESAMPLE_STATS].map(run);
+  const files = [
+    A.ENTROPY_0,
+    A.ENTROPY_1,
+    A.ENTROPY_MERGED,
+    A.SAMPLE_WEIGHTS,
+    A.RESAMPLED_POSITIONS,
+    A.RESAMPLE_STATS,
+  ].map(run);
   for (const dir of [A.STAGE0_DIR, A.FUSED_INIT_DIR, A.extractedDir(config)]) files.push(...filesUnder(run(dir)));
-  for (const [dir, t] of [[A.STAGE1_DIR, config.sft], [A.stage3Dir(config), config.joint]] as const) {
+  for (const [dir, t] of [
+    [A.STAGE1_DIR, config.sft],
+    [A.stage3Dir(config), config.joint],
+  ] as const) {
     const final = run(`${dir}/checkpoint-${t.maxSteps}`);
     for (const f of ['model.safetensors', 'optimizer.pt', 'scheduler.pt', 'rng.pt']) files.push(path.join(final, f));
   }
@@ -192,12 +226,23 @@ export async function activityRecords(handle: WorkflowHandle): Promise<Record<st
   const rec = (scheduledEventId: unknown) => out[byScheduled.get(String(scheduledEventId))!];
   for (const e of events) {
     const at = Number(e.eventTime?.seconds ?? 0) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6);
-    const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskCanceledEventAttributes ?? e.activityTaskTimedOutEventAttributes;
+    const closed =
+      e.activityTaskCompletedEventAttributes ??
+      e.activityTaskFailedEventAttributes ??
+      e.activityTaskCanceledEventAttributes ??
+      e.activityTaskTimedOutEventAttributes;
     if (closed) rec(closed.scheduledEventId).closedAt = at;
     const scheduled = e.activityTaskScheduledEventAttributes;
     if (scheduled) {
       byScheduled.set(String(e.eventId), scheduled.activityId!);
-      out[scheduled.activityId!] ??= { attempt: 0, scheduledAt: at, completed: 0, failed: 0, cancelled: 0, timedOut: 0 };
+      out[scheduled.activityId!] ??= {
+        attempt: 0,
+        scheduledAt: at,
+        completed: 0,
+        failed: 0,
+        cancelled: 0,
+        timedOut: 0,
+      };
     }
     const started = e.activityTaskStartedEventAttributes;
     if (started) {
@@ -205,9 +250,15 @@ export async function activityRecords(handle: WorkflowHandle): Promise<Record<st
       r.attempt = started.attempt ?? 1;
       r.startedBy = started.identity ?? undefined;
       const f = started.lastFailure;
-      r.lastFailure = f ? (f.applicationFailureInfo?.type ?? (f.timeoutFailureInfo ? `timeout ${timeoutName(f.timeoutFailureInfo.timeoutType)}` : f.message ?? 'failure')) : undefined;
+      r.lastFailure = f
+        ? (f.applicationFailureInfo?.type ??
+          (f.timeoutFailureInfo
+            ? `timeout ${timeoutName(f.timeoutFailureInfo.timeoutType)}`
+            : (f.message ?? 'failure')))
+        : undefined;
     }
-    if (e.activityTaskCompletedEventAttributes) rec(e.activityTaskCompletedEventAttributes.scheduledEventId).completed++;
+    if (e.activityTaskCompletedEventAttributes)
+      rec(e.activityTaskCompletedEventAttributes.scheduledEventId).completed++;
     if (e.activityTaskFailedEventAttributes) rec(e.activityTaskFailedEventAttributes.scheduledEventId).failed++;
     if (e.activityTaskCanceledEventAttributes) rec(e.activityTaskCanceledEventAttributes.scheduledEventId).cancelled++;
     if (e.activityTaskTimedOutEventAttributes) rec(e.activityTaskTimedOutEventAttributes.scheduledEventId).timedOut++;
@@ -217,7 +268,12 @@ export async function activityRecords(handle: WorkflowHandle): Promise<Record<st
 
 function timeoutName(type: unknown): string {
   // TimeoutType enum: 1 START_TO_CLOSE, 2 SCHEDULE_TO_START, 3 SCHEDULE_TO_CLOSE, 4 HEARTBEAT
-  const names: Record<string, string> = { 1: 'START_TO_CLOSE', 2: 'SCHEDULE_TO_START', 3: 'SCHEDULE_TO_CLOSE', 4: 'HEARTBEAT' };
+  const names: Record<string, string> = {
+    1: 'START_TO_CLOSE',
+    2: 'SCHEDULE_TO_START',
+    3: 'SCHEDULE_TO_CLOSE',
+    4: 'HEARTBEAT',
+  };
   return names[String(type)] ?? String(type).replace(/^TIMEOUT_TYPE_/, '');
 }
 
@@ -231,7 +287,10 @@ export function identityPid(identity: string | undefined): number | undefined {
 export function timeline(records: Record<string, ActivityRecord>, t0: number): string {
   return Object.entries(records)
     .sort(([, a], [, b]) => a.scheduledAt - b.scheduledAt)
-    .map(([id, r]) => `${id} ${((r.scheduledAt - t0) / 1000).toFixed(1)}–${r.closedAt ? ((r.closedAt - t0) / 1000).toFixed(1) : '?'} s${r.attempt > 1 ? ` (attempt ${r.attempt} after ${r.lastFailure})` : ''}`)
+    .map(
+      ([id, r]) =>
+        `${id} ${((r.scheduledAt - t0) / 1000).toFixed(1)}–${r.closedAt ? ((r.closedAt - t0) / 1000).toFixed(1) : '?'} s${r.attempt > 1 ? ` (attempt ${r.attempt} after ${r.lastFailure})` : ''}`,
+    )
     .join(', ');
 }
 

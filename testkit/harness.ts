@@ -34,7 +34,11 @@ export async function freePort(): Promise<number> {
 export async function startDevServerOnFreePort(opts: Omit<DevServerOptions, 'port'>): Promise<DevServer> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startDevServer({ ...opts, port: await freePort(), uiPort: opts.uiPort && attempt > 1 ? await freePort() : opts.uiPort });
+      return await startDevServer({
+        ...opts,
+        port: await freePort(),
+        uiPort: opts.uiPort && attempt > 1 ? await freePort() : opts.uiPort,
+      });
     } catch (err) {
       if (attempt >= 3 || !/exited early/.test(String(err))) throw err;
     }
@@ -73,14 +77,31 @@ export async function startHarness(opts: { workers?: boolean; uiPort?: number } 
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-it-'));
   const dbFile = path.join(dir, 'temporal.db');
-  const server = await startDevServerOnFreePort({ dbFile, uiPort: opts.uiPort, logFile: path.join(dir, 'temporal.log') });
+  const server = await startDevServerOnFreePort({
+    dbFile,
+    uiPort: opts.uiPort,
+    logFile: path.join(dir, 'temporal.log'),
+  });
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   const connection = await NativeConnection.connect({ address: server.address });
   await ensureTinyAssets();
-  const workers = opts.workers === false ? [] : [await createControlWorker({ connection }), ...(await createGpuWorkers({ connection, devices: { kind: 'cpu' }, threads: 1 }))];
+  const workers =
+    opts.workers === false
+      ? []
+      : [
+          await createControlWorker({ connection }),
+          ...(await createGpuWorkers({ connection, devices: { kind: 'cpu' }, threads: 1 })),
+        ];
   const running = workers.map((w) => w.run());
   return {
-    dir, server, dbFile, client, connection, workers, running, assets: ASSETS_DIR,
+    dir,
+    server,
+    dbFile,
+    client,
+    connection,
+    workers,
+    running,
+    assets: ASSETS_DIR,
     async stop() {
       workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown());
       await Promise.allSettled(running);
@@ -92,8 +113,21 @@ export async function startHarness(opts: { workers?: boolean; uiPort?: number } 
 }
 
 /** A run config small enough for CI: a few optimizer steps per stage, a handful of eval rows. */
-export function tinyRunConfig(assets: string, runDir: string, runName: string, overrides: Partial<RunConfigInput> = {}): RunConfig {
-  const training = { lr: 3e-3, microBatch: 16, gradAccum: 2, maxLength: 128, maxSteps: 6, saveEvery: 3, gradientCheckpointing: false };
+export function tinyRunConfig(
+  assets: string,
+  runDir: string,
+  runName: string,
+  overrides: Partial<RunConfigInput> = {},
+): RunConfig {
+  const training = {
+    lr: 3e-3,
+    microBatch: 16,
+    gradAccum: 2,
+    maxLength: 128,
+    maxSteps: 6,
+    saveEvery: 3,
+    gradientCheckpointing: false,
+  };
   return RunConfig.parse({
     runName,
     runDir,
@@ -103,7 +137,19 @@ export function tinyRunConfig(assets: string, runDir: string, runName: string, o
     entropy: { maxLength: 96, batchTokens: 4096 },
     sft: training,
     joint: training,
-    eval: { batchSize: 32, benchmarks: [{ name: 'arithmetic', path: path.join(assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 256, maxNewTokens: 24, limit: 24 }] },
+    eval: {
+      batchSize: 32,
+      benchmarks: [
+        {
+          name: 'arithmetic',
+          path: path.join(assets, 'data', 'test.jsonl'),
+          format: 'gsm8k',
+          maxInputTokens: 256,
+          maxNewTokens: 24,
+          limit: 24,
+        },
+      ],
+    },
     ...overrides,
   });
 }
@@ -115,9 +161,17 @@ export interface Ran {
 }
 
 /** Runs a command to its end without blocking this process's event loop; SIGKILL after timeoutMs. */
-export function runCommand(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Ran> {
+export function runCommand(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<Ran> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd ?? REPO_ROOT, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd ?? REPO_ROOT,
+      env: opts.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

@@ -74,12 +74,22 @@ const HEARTBEAT_THROTTLE = '5s' as const;
  * worker (no workflows) for the CPU steps pinned to this host. Returns both; `extra` applies to both
  * (a test may pass one prebuilt workflowBundle instead of bundling per worker).
  */
-export async function createControlWorkers(opts: WorkerSetOptions, extra: Partial<WorkerOptions> = {}): Promise<Worker[]> {
+export async function createControlWorkers(
+  opts: WorkerSetOptions,
+  extra: Partial<WorkerOptions> = {},
+): Promise<Worker[]> {
   const host = workerHost(opts.host);
   // the CPU steps, and the run dir lock that brackets every run (activities/runLock.ts)
   const activities = withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities() });
   const queues = controlWorkerQueues({ controlQueue: opts.controlQueue ?? 'wmss', host });
-  const common = { connection: opts.connection, namespace: opts.namespace ?? 'default', activities, maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE, shutdownForceTime: shutdownForceTimeMs(), identity: `control@${host}/${process.pid}` };
+  const common = {
+    connection: opts.connection,
+    namespace: opts.namespace ?? 'default',
+    activities,
+    maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
+    shutdownForceTime: shutdownForceTimeMs(),
+    identity: `control@${host}/${process.pid}`,
+  };
   const { workflowBundle, ...rest } = extra;
   return Promise.all([
     Worker.create({
@@ -112,7 +122,10 @@ export async function createControlWorker(opts: WorkerSetOptions, extra: Partial
   });
 }
 
-export async function createGpuWorkers(opts: WorkerSetOptions & { devices: DeviceSet; threads?: number; pool?: string }, extra: Partial<WorkerOptions> = {}): Promise<Worker[]> {
+export async function createGpuWorkers(
+  opts: WorkerSetOptions & { devices: DeviceSet; threads?: number; pool?: string },
+  extra: Partial<WorkerOptions> = {},
+): Promise<Worker[]> {
   const host = workerHost(opts.host);
   const exclusive = createExclusive();
   const steps = withResolvedPaths(kernelSteps({ devices: opts.devices, exclusive, threads: opts.threads }));
@@ -135,7 +148,10 @@ export async function createGpuWorkers(opts: WorkerSetOptions & { devices: Devic
     });
   // the kernel fork server (activities/kernelForkServer.ts) lives as long as these workers run
   const release = acquireKernelForkServer(pythonExecutable());
-  const workers = await Promise.all([...shared.map((q) => make(q, 1)), ...pinned.map((q) => make(q, PINNED_SLOTS))]).catch((err: unknown) => {
+  const workers = await Promise.all([
+    ...shared.map((q) => make(q, 1)),
+    ...pinned.map((q) => make(q, PINNED_SLOTS)),
+  ]).catch((err: unknown) => {
     release();
     throw err;
   });

@@ -92,7 +92,13 @@ export function claimDevices(devices: DeviceSet, opts: { worker: string; host: s
   };
   if (devices.kind === 'cpu') return claim;
   mkdirSync(dir, { recursive: true });
-  const me: LockOwner = { pid: process.pid, procStart: procStart(process.pid), host: opts.host, worker: opts.worker, since: new Date().toISOString() };
+  const me: LockOwner = {
+    pid: process.pid,
+    procStart: procStart(process.pid),
+    host: opts.host,
+    worker: opts.worker,
+    since: new Date().toISOString(),
+  };
   try {
     for (const id of devices.ids) files.push(claimOne(id, path.join(dir, `gpu-${id}.lock`), me));
   } catch (err) {

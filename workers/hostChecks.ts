@@ -15,7 +15,11 @@ import type { DeviceSet } from '../activities/deviceSet';
  */
 export function countHostGpus(): number | undefined {
   try {
-    const out = execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 15_000 });
+    const out = execFileSync('nvidia-smi', ['-L'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 15_000,
+    });
     return out.split('\n').filter((l) => /^GPU \d+/.test(l)).length;
   } catch {
     // no tool, or no driver behind it
@@ -29,13 +33,22 @@ export function countHostGpus(): number | undefined {
  * machine without CUDA announces "on cuda:0", takes GPU steps and fails each one in its kernel.
  * `count` is the host's GPU count (tests pass it; default: countHostGpus()).
  */
-export function checkDevicesPresent(devices: DeviceSet, count: number | undefined = devices.kind === 'cuda' ? countHostGpus() : undefined): void {
+export function checkDevicesPresent(
+  devices: DeviceSet,
+  count: number | undefined = devices.kind === 'cuda' ? countHostGpus() : undefined,
+): void {
   if (devices.kind === 'cpu') return;
   const spec = devices.ids.join(',');
-  if (count === undefined || count === 0) throw new Error(`--gpus ${spec}: this host has no NVIDIA GPU (nvidia-smi -L lists none and there is no /proc/driver/nvidia); start the worker with --gpus cpu to run kernels on the CPU`);
+  if (count === undefined || count === 0)
+    throw new Error(
+      `--gpus ${spec}: this host has no NVIDIA GPU (nvidia-smi -L lists none and there is no /proc/driver/nvidia); start the worker with --gpus cpu to run kernels on the CPU`,
+    );
   // kernels get CUDA_VISIBLE_DEVICES=<ids> (activities/deviceSet.ts kernelEnv): ids are the host's numbering
   const missing = devices.ids.filter((id) => id >= count);
-  if (missing.length) throw new Error(`--gpus ${spec}: device${missing.length > 1 ? 's' : ''} ${missing.join(',')} not on this host, which has ${count} GPU${count === 1 ? '' : 's'} (0${count > 1 ? `–${count - 1}` : ''})`);
+  if (missing.length)
+    throw new Error(
+      `--gpus ${spec}: device${missing.length > 1 ? 's' : ''} ${missing.join(',')} not on this host, which has ${count} GPU${count === 1 ? '' : 's'} (0${count > 1 ? `–${count - 1}` : ''})`,
+    );
 }
 
 let installed = false;
@@ -47,7 +60,10 @@ let installed = false;
 const EXPECTED_WARNINGS = [/^No workflows registered/];
 
 /** Like the SDK's default log function (stderr), with the expected warnings dropped unless verbose. */
-export function workerLogFunction(verbose: boolean, write: (line: string, meta?: unknown) => void = (l, m) => (m === undefined ? console.error(l) : console.error(l, m))) {
+export function workerLogFunction(
+  verbose: boolean,
+  write: (line: string, meta?: unknown) => void = (l, m) => (m === undefined ? console.error(l) : console.error(l, m)),
+) {
   return (entry: LogEntry): void => {
     if (!verbose && EXPECTED_WARNINGS.some((re) => re.test(entry.message))) return;
     const time = new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString();

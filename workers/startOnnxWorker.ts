@@ -46,11 +46,14 @@ export async function startOnnxWorker(opts: OnnxWorkerCliOptions): Promise<void>
   const target = temporalTarget();
   const { address, namespace } = target;
   const threads = opts.threads ? Number(opts.threads) : undefined;
-  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new Error(`--threads must be a positive integer (got "${opts.threads}")`);
+  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0))
+    throw new Error(`--threads must be a positive integer (got "${opts.threads}")`);
   const connection = await connectWorker(target);
   try {
     const worker = await createOnnxWorker({ connection, namespace, onnxQueue: opts.onnxQueue, threads });
-    console.log(`wmss onnx worker @ ${workerHost()} serving ${worker.options.taskQueue} at ${address} (namespace ${namespace}, ${target.security}, ${threads ?? defaultOnnxThreads()} threads)`);
+    console.log(
+      `wmss onnx worker @ ${workerHost()} serving ${worker.options.taskQueue} at ${address} (namespace ${namespace}, ${target.security}, ${threads ?? defaultOnnxThreads()} threads)`,
+    );
     await runWorkers([worker]);
   } finally {
     await releaseOnnxSessions();

@@ -29,7 +29,10 @@ export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOption
   const devices = parseDeviceSet(opts.gpus ?? 'cpu');
   if (kind === 'gpu') checkDevicesPresent(devices);
   // Claimed before connecting: a worker that cannot own its devices must not take any task.
-  const claim = kind === 'gpu' ? claimDevices(devices, { worker: `wmss gpu worker --gpus ${opts.gpus ?? 'cpu'}`, host }) : undefined;
+  const claim =
+    kind === 'gpu'
+      ? claimDevices(devices, { worker: `wmss gpu worker --gpus ${opts.gpus ?? 'cpu'}`, host })
+      : undefined;
   const release = () => claim?.release();
   process.once('exit', release);
   const connection = await connectWorker(target);
@@ -38,12 +41,22 @@ export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOption
     const workers =
       kind === 'control'
         ? await createControlWorkers(common)
-        : await createGpuWorkers({ ...common, devices, pool: opts.pool, threads: opts.threads ? Number(opts.threads) : undefined });
+        : await createGpuWorkers({
+            ...common,
+            devices,
+            pool: opts.pool,
+            threads: opts.threads ? Number(opts.threads) : undefined,
+          });
     const queues = workers.map((w) => w.options.taskQueue).join(', ');
     const n = devices.kind === 'cuda' ? devices.ids.length : 1;
-    const what = kind === 'gpu' ? ` on ${describeDeviceSet(devices)}${n > 1 ? ` (training: torchrun with ${n} ranks; entropy and evaluate: ${n} shards)` : ''}` : '';
+    const what =
+      kind === 'gpu'
+        ? ` on ${describeDeviceSet(devices)}${n > 1 ? ` (training: torchrun with ${n} ranks; entropy and evaluate: ${n} shards)` : ''}`
+        : '';
     const locks = claim && claim.files.length ? `; device locks in ${claim.dir}` : '';
-    console.log(`wmss ${kind} worker${what} @ ${host} serving ${queues} at ${address} (namespace ${namespace}, ${target.security})${locks}`);
+    console.log(
+      `wmss ${kind} worker${what} @ ${host} serving ${queues} at ${address} (namespace ${namespace}, ${target.security})${locks}`,
+    );
     await runWorkers(workers);
   } finally {
     release();

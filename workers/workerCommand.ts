@@ -17,15 +17,23 @@ const KINDS: readonly string[] = ['control', 'gpu', 'onnx'] satisfies WorkerKind
 export function addWorkerCommand(program: Command): Command {
   program
     .command('worker <kind>')
-    .description('run a worker: control (workflows + CPU steps), gpu (kernel steps) or onnx (steps 0, 2, 7 with backend onnx; no Python). [control] [gpu] [onnx] say which kinds a flag applies to')
+    .description(
+      'run a worker: control (workflows + CPU steps), gpu (kernel steps) or onnx (steps 0, 2, 7 with backend onnx; no Python). [control] [gpu] [onnx] say which kinds a flag applies to',
+    )
     .option('--gpus <set>', '[gpu] devices this worker owns: cpu, or a list like 0,1 (must exist on this host)', 'cpu')
     .option('--threads <n>', '[gpu, onnx] CPU threads per kernel / onnxruntime (default: all cores)')
     .option('--control-queue <name>', '[control, gpu] control task queue', 'wmss')
     .option('--gpu-queue <name>', '[gpu] GPU task queue', 'wmss-gpu')
     .option('--onnx-queue <name>', '[onnx] its task queue', 'wmss-onnx')
-    .option('--pool <kind>', '[gpu] also serve the pool <gpu-queue>:<kind> (e.g. h100; runs choose it with placement.gpuPool)')
-    .option('--host <name>', '[control, gpu] host name of this worker\'s host queues (<queue>@<host>); default $WMSS_HOST or the machine\'s name')
-    .option('--verbose', '[control, gpu, onnx] the SDK\'s info logs too (workflow bundling, pollers)')
+    .option(
+      '--pool <kind>',
+      '[gpu] also serve the pool <gpu-queue>:<kind> (e.g. h100; runs choose it with placement.gpuPool)',
+    )
+    .option(
+      '--host <name>',
+      "[control, gpu] host name of this worker's host queues (<queue>@<host>); default $WMSS_HOST or the machine's name",
+    )
+    .option('--verbose', "[control, gpu, onnx] the SDK's info logs too (workflow bundling, pollers)")
     .action(async (kind: string, o) => {
       if (!KINDS.includes(kind)) throw new Error(`worker kind must be control, gpu or onnx, not "${kind}"`);
       installWorkerLogging(Boolean(o.verbose));
@@ -34,7 +42,14 @@ export function addWorkerCommand(program: Command): Command {
         const { startOnnxWorker } = await import('./startOnnxWorker');
         return startOnnxWorker({ onnxQueue: o.onnxQueue, threads: o.threads });
       }
-      await startWorker(kind as 'control' | 'gpu', { gpus: o.gpus, threads: o.threads, controlQueue: o.controlQueue, gpuQueue: o.gpuQueue, pool: o.pool, host: o.host });
+      await startWorker(kind as 'control' | 'gpu', {
+        gpus: o.gpus,
+        threads: o.threads,
+        controlQueue: o.controlQueue,
+        gpuQueue: o.gpuQueue,
+        pool: o.pool,
+        host: o.host,
+      });
     });
   return program;
 }

@@ -40,9 +40,18 @@ export function hostUnavailableOr(err: unknown, row: StepRow, config: RunConfig,
 }
 
 /** The same for the run's own activities on the host (the run dir lock): `what` names the task. */
-export function hostUnavailable(what: string, queueKind: StepRow['queue'], config: RunConfig, host: string, err: unknown): ApplicationFailure {
+export function hostUnavailable(
+  what: string,
+  queueKind: StepRow['queue'],
+  config: RunConfig,
+  host: string,
+  err: unknown,
+): ApplicationFailure {
   const queue = stepQueue(queueKind, config.placement, host);
-  const worker = queueKind === 'gpu' ? `wmss worker gpu --gpus … --host ${host}${config.placement.gpuPool ? ` --pool ${config.placement.gpuPool}` : ''}` : `wmss worker control --host ${host}`;
+  const worker =
+    queueKind === 'gpu'
+      ? `wmss worker gpu --gpus … --host ${host}${config.placement.gpuPool ? ` --pool ${config.placement.gpuPool}` : ''}`
+      : `wmss worker control --host ${host}`;
   return ApplicationFailure.create({
     type: ErrorTypes.HostUnavailable,
     nonRetryable: true,

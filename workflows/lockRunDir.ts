@@ -18,17 +18,28 @@ export const RUN_LOCK_PATCH = 'run-dir-lock';
  * Take the lock (on the control worker that holds the run dir: with local storage, `rootHost`'s).
  * Returns the release, which never throws. `onRefused` runs before the run fails for the lock.
  */
-export async function lockRunDir(config: RunConfig, rootHost: string | undefined, onRefused: () => void): Promise<() => Promise<void>> {
+export async function lockRunDir(
+  config: RunConfig,
+  rootHost: string | undefined,
+  onRefused: () => void,
+): Promise<() => Promise<void>> {
   if (!patched(RUN_LOCK_PATCH)) return async () => undefined;
   const taskQueue = stepQueue('cpu', config.placement, rootHost);
   const { lockRunDir: lock } = proxyActivities<RunLockActivities>({
     taskQueue,
     // pinned to the host holding the run dir: nobody there to take it is HostUnavailable, not a wait forever
-    ...(rootHost !== undefined && { scheduleToStartTimeout: config.placement.hostTimeout as `${number}${'s' | 'm' | 'h'}` }),
+    ...(rootHost !== undefined && {
+      scheduleToStartTimeout: config.placement.hostTimeout as `${number}${'s' | 'm' | 'h'}`,
+    }),
     // a terminated previous owner is waited for (its kernels may still be saving), heartbeating
     startToCloseTimeout: '10m',
     heartbeatTimeout: '1m',
-    retry: { maximumAttempts: 5, initialInterval: '1s', maximumInterval: '30s', nonRetryableErrorTypes: [ErrorTypes.RunDirLocked, ErrorTypes.ArtifactConflict] },
+    retry: {
+      maximumAttempts: 5,
+      initialInterval: '1s',
+      maximumInterval: '30s',
+      nonRetryableErrorTypes: [ErrorTypes.RunDirLocked, ErrorTypes.ArtifactConflict],
+    },
     summary: 'run dir lock · take',
   });
   const { unlockRunDir: unlock } = proxyActivities<RunLockActivities>({
@@ -42,9 +53,15 @@ export async function lockRunDir(config: RunConfig, rootHost: string | undefined
     await lock({ runDir: config.runDir, runName: config.runName, config });
   } catch (err) {
     onRefused();
-    if (rootHost !== undefined && isScheduleToStartTimeout(err)) throw hostUnavailable('the run dir lock', 'cpu', config, rootHost, err);
+    if (rootHost !== undefined && isScheduleToStartTimeout(err))
+      throw hostUnavailable('the run dir lock', 'cpu', config, rootHost, err);
     const info = failureInfo(err);
-    throw ApplicationFailure.create({ type: info.type ?? ErrorTypes.RunDirLocked, nonRetryable: true, message: info.message, cause: err instanceof Error ? err : undefined });
+    throw ApplicationFailure.create({
+      type: info.type ?? ErrorTypes.RunDirLocked,
+      nonRetryable: true,
+      message: info.message,
+      cause: err instanceof Error ? err : undefined,
+    });
   }
   return async () => {
     // also when the run is cancelled; a release that cannot run leaves a lock that is stale once this run closes

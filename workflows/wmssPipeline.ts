@@ -17,7 +17,17 @@ import type { StepActivities } from '../activities/contract';
 import { checkRunConfig, type RunConfig } from '../pipeline/config';
 import { failureInfo } from '../pipeline/errors';
 import { WmssBaseModel, WmssRunName, WmssStatus, WmssStep, type RunStatus } from '../pipeline/searchAttributes';
-import { activeSteps, stepEnabled, stepQueueKind, stepRow, stepSummary, nonRetryableErrorTypes, type StepId, type StepResult, type StepRow } from '../pipeline/steps';
+import {
+  activeSteps,
+  stepEnabled,
+  stepQueueKind,
+  stepRow,
+  stepSummary,
+  nonRetryableErrorTypes,
+  type StepId,
+  type StepResult,
+  type StepRow,
+} from '../pipeline/steps';
 import { progressQuery, type PipelineProgress, type PipelineResult, type StepStatus } from '../pipeline/workflowApi';
 import { resolveRunTemplates } from '../pipeline/runTemplates';
 import { templateContext } from './scheduledRun';
@@ -43,7 +53,9 @@ function activityFor(row: StepRow, config: RunConfig, host: string | undefined):
     // The step id as activity id lets `wmss watch` match heartbeats to steps.
     activityId: row.id,
     startToCloseTimeout: row.timeouts.startToClose,
-    heartbeatTimeout: config.timeouts.heartbeatSeconds ? `${config.timeouts.heartbeatSeconds}s` : row.timeouts.heartbeat,
+    heartbeatTimeout: config.timeouts.heartbeatSeconds
+      ? `${config.timeouts.heartbeatSeconds}s`
+      : row.timeouts.heartbeat,
     // Let a cancelled kernel save its checkpoint before the workflow reports "cancelled".
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { ...row.retry, nonRetryableErrorTypes: [...nonRetryableErrorTypes] },
@@ -63,11 +75,18 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     activeSteps(config).map((row) => [row.id, { id: row.id, number: row.number, title: row.title, state: 'pending' }]),
   );
   let status: RunStatus = 'running';
-  const progress = (): PipelineProgress => ({ runName: config.runName, runDir: config.runDir, status, steps: [...steps.values()] });
+  const progress = (): PipelineProgress => ({
+    runName: config.runName,
+    runDir: config.runDir,
+    status,
+    steps: [...steps.values()],
+  });
   setHandler(progressQuery, progress);
 
   const publish = () => {
-    const running = activeSteps(config).filter((r) => steps.get(r.id)!.state === 'running').map((r) => r.number);
+    const running = activeSteps(config)
+      .filter((r) => steps.get(r.id)!.state === 'running')
+      .map((r) => r.number);
     upsertSearchAttributes([
       { key: WmssRunName, value: config.runName },
       { key: WmssBaseModel, value: config.baseModel },
@@ -75,7 +94,17 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
       { key: WmssStep, value: running.join(',') },
     ]);
   };
-  upsertMemo({ config: { runName: config.runName, runDir: config.runDir, baseModel: config.baseModel, dataFile: config.dataFile, fusionLambda: config.joint.fusionLambda, weighting: config.weighting.formula, submodelIdx: config.extract.submodelIdx } });
+  upsertMemo({
+    config: {
+      runName: config.runName,
+      runDir: config.runDir,
+      baseModel: config.baseModel,
+      dataFile: config.dataFile,
+      fusionLambda: config.joint.fusionLambda,
+      weighting: config.weighting.formula,
+      submodelIdx: config.extract.submodelIdx,
+    },
+  });
   publish();
 
   // local storage: the host that will hold the run dir, chosen once (workflows/hostAffinity.ts)
@@ -93,9 +122,15 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     const status = steps.get(row.id)!;
     status.state = 'running';
     status.startedAt = new Date().toISOString();
-    const deps = Object.fromEntries(row.needs.filter((id) => stepEnabled(stepRow(id), config)).map((id) => [id, results[id]]));
+    const deps = Object.fromEntries(
+      row.needs.filter((id) => stepEnabled(stepRow(id), config)).map((id) => [id, results[id]]),
+    );
     const host = pinnedHost(row, config.placement, results, rootHost);
-    const run = activityFor(row, config, host)({ stepId: row.id, config, deps }).then(
+    const run = activityFor(
+      row,
+      config,
+      host,
+    )({ stepId: row.id, config, deps }).then(
       (result) => {
         results[row.id] = result;
         status.result = result;
@@ -121,7 +156,9 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
       for (;;) {
         if (firstFailure === undefined) {
           for (const row of activeSteps(config)) {
-            const ready = steps.get(row.id)!.state === 'pending' && row.needs.every((id) => results[id] !== undefined || !stepEnabled(stepRow(id), config));
+            const ready =
+              steps.get(row.id)!.state === 'pending' &&
+              row.needs.every((id) => results[id] !== undefined || !stepEnabled(stepRow(id), config));
             if (ready) start(row);
           }
         }
@@ -159,7 +196,8 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
   for (const [key, value] of Object.entries(evaluation?.metrics ?? {})) {
     // metrics look like "pass_at_1/wmss/gsm8k"
     const [metric, model, dataset] = key.split('/');
-    if (metric === 'pass_at_1' && model && dataset && typeof value === 'number') (accuracy[model] ??= {})[dataset] = value;
+    if (metric === 'pass_at_1' && model && dataset && typeof value === 'number')
+      (accuracy[model] ??= {})[dataset] = value;
   }
   await unlock();
   return { runName: config.runName, runDir: config.runDir, steps: results, accuracy };

@@ -81,7 +81,12 @@ export interface EntropyOptions {
 }
 
 /** Token ids of full (truncated to maxLength, keeping the start) and how many are the prompt (chat.tokenize_pair). */
-export function entropyTokens(tok: ChatTokenizer, prompt: string, completion: string, maxLength: number): { ids: number[]; nPrompt: number } {
+export function entropyTokens(
+  tok: ChatTokenizer,
+  prompt: string,
+  completion: string,
+  maxLength: number,
+): { ids: number[]; nPrompt: number } {
   const user = [{ role: 'user', content: prompt }];
   const promptText = tok.renderChat(user, false);
   const fullText = tok.renderChat([...user, { role: 'assistant', content: completion }], false);
@@ -99,7 +104,11 @@ function writeAtomic(file: string, text: string): void {
   renameSync(tmp, file);
 }
 
-export async function computeEntropyOnnx(model: OnnxCausalLm, tok: ChatTokenizer, o: EntropyOptions): Promise<Record<string, number>> {
+export async function computeEntropyOnnx(
+  model: OnnxCausalLm,
+  tok: ChatTokenizer,
+  o: EntropyOptions,
+): Promise<Record<string, number>> {
   const records = o.records ?? (await readRecords(o.dataFile, o.dataFormat));
   const chosen = o.limit === undefined ? records : records.slice(0, o.limit);
   const seqs = chosen.map((r) => entropyTokens(tok, r.prompt, r.completion, o.maxLength));
@@ -111,9 +120,15 @@ export async function computeEntropyOnnx(model: OnnxCausalLm, tok: ChatTokenizer
   let tokens = 0;
   let scored = 0;
   o.progress?.(0, chosen.length);
-  for (const batch of makeBatches(seqs.map((s) => s.ids.length), batchTokens)) {
+  for (const batch of makeBatches(
+    seqs.map((s) => s.ids.length),
+    batchTokens,
+  )) {
     o.stop?.();
-    const { data, seq } = await model.logits(batch.map((i) => seqs[i].ids), tok.padTokenId);
+    const { data, seq } = await model.logits(
+      batch.map((i) => seqs[i].ids),
+      tok.padTokenId,
+    );
     batch.forEach((i, b) => {
       const [from, to] = scoredRows(seqs[i].ids.length, seqs[i].nPrompt, o.definition);
       let sum = 0;
@@ -124,10 +139,15 @@ export async function computeEntropyOnnx(model: OnnxCausalLm, tok: ChatTokenizer
       tokens += seqs[i].ids.length;
     });
     done += batch.length;
-    o.progress?.(done, chosen.length, { tokensPerS: Math.round((tokens / Math.max((Date.now() - started) / 1000, 1e-3)) * 10) / 10 });
+    o.progress?.(done, chosen.length, {
+      tokensPerS: Math.round((tokens / Math.max((Date.now() - started) / 1000, 1e-3)) * 10) / 10,
+    });
   }
   const idxs = [...results.keys()].sort((a, b) => a - b);
-  writeAtomic(o.outputPath, idxs.map((idx) => `{"idx": ${idx}, "${o.field}": ${pyFloat(results.get(idx)!)}}\n`).join(''));
+  writeAtomic(
+    o.outputPath,
+    idxs.map((idx) => `{"idx": ${idx}, "${o.field}": ${pyFloat(results.get(idx)!)}}\n`).join(''),
+  );
   const values = [...results.values()];
   const seconds = Math.max((Date.now() - started) / 1000, 1e-3);
   return {
@@ -169,16 +189,37 @@ export interface EvalOutput {
 }
 
 /** Greedy pass@1 per dataset; writes <outputDir>/<name>.jsonl and summary.json like the evaluate kernel. */
-export async function evaluateOnnx(model: OnnxCausalLm, tok: ChatTokenizer, o: EvaluateOptions): Promise<{ metrics: Record<string, number>; rows: Record<string, EvalOutput[]>; newTokens: number; seconds: number }> {
+export async function evaluateOnnx(
+  model: OnnxCausalLm,
+  tok: ChatTokenizer,
+  o: EvaluateOptions,
+): Promise<{
+  metrics: Record<string, number>;
+  rows: Record<string, EvalOutput[]>;
+  newTokens: number;
+  seconds: number;
+}> {
   const system = o.systemPrompt ?? DEFAULT_EVAL_SYSTEM_PROMPT;
   // read and tokenize everything first: a bad row fails before any compute
   const work = [];
   for (const ds of o.datasets) {
     const rows = (await loadEvalRows(ds)).map((row) => {
-      const text = tok.renderChat([{ role: 'system', content: system }, { role: 'user', content: row.question }], true, { enable_thinking: o.enableThinking });
+      const text = tok.renderChat(
+        [
+          { role: 'system', content: system },
+          { role: 'user', content: row.question },
+        ],
+        true,
+        { enable_thinking: o.enableThinking },
+      );
       const promptIds = tok.encode(text);
       if (promptIds.length > ds.maxInputTokens) {
-        throw invalidInput(ds.path, row.line, 'question', `prompt of dataset '${ds.name}' row ${row.id} has ${promptIds.length} tokens, more than max_input_tokens ${ds.maxInputTokens}`);
+        throw invalidInput(
+          ds.path,
+          row.line,
+          'question',
+          `prompt of dataset '${ds.name}' row ${row.id} has ${promptIds.length} tokens, more than max_input_tokens ${ds.maxInputTokens}`,
+        );
       }
       return { ...row, promptIds };
     });
@@ -190,8 +231,18 @@ export async function evaluateOnnx(model: OnnxCausalLm, tok: ChatTokenizer, o: E
   let done = 0;
   let newTokens = 0;
   const metrics: Record<string, number> = {};
-  const summary: { model_path: string; label: string; backend: string; grader: string; datasets: Record<string, unknown> } = {
-    model_path: model.manifest.source.model_path, label: o.label, backend: 'onnx', grader: 'numeric (math-verify not available without Python)', datasets: {},
+  const summary: {
+    model_path: string;
+    label: string;
+    backend: string;
+    grader: string;
+    datasets: Record<string, unknown>;
+  } = {
+    model_path: model.manifest.source.model_path,
+    label: o.label,
+    backend: 'onnx',
+    grader: 'numeric (math-verify not available without Python)',
+    datasets: {},
   };
   const allRows: Record<string, EvalOutput[]> = {};
   o.progress?.(0, total);
@@ -201,22 +252,45 @@ export async function evaluateOnnx(model: OnnxCausalLm, tok: ChatTokenizer, o: E
     for (let b = 0; b < order.length; b += o.batchSize) {
       o.stop?.();
       const batch = order.slice(b, b + o.batchSize).map((i) => rows[i]);
-      const generated = await model.generate(batch.map((r) => r.promptIds), ds.maxNewTokens, tok.eosTokenIds, tok.padTokenId);
+      const generated = await model.generate(
+        batch.map((r) => r.promptIds),
+        ds.maxNewTokens,
+        tok.eosTokenIds,
+        tok.padTokenId,
+      );
       batch.forEach((row, k) => {
         const { ids, truncated } = generated[k];
         const response = tok.decode(ids, true);
         const g = grade(response, row.gold, row.question);
-        out[row.id] = { id: row.id, question: row.question, ground_truth: row.gold, response, extracted: g.extracted, correct: g.correct, output_tokens: ids.length, truncated, math_verify_needed: g.mathVerifyNeeded };
+        out[row.id] = {
+          id: row.id,
+          question: row.question,
+          ground_truth: row.gold,
+          response,
+          extracted: g.extracted,
+          correct: g.correct,
+          output_tokens: ids.length,
+          truncated,
+          math_verify_needed: g.mathVerifyNeeded,
+        };
         newTokens += ids.length;
       });
       done += batch.length;
-      o.progress?.(done, total, { tokensPerS: Math.round((newTokens / Math.max((Date.now() - started) / 1000, 1e-3)) * 10) / 10 });
+      o.progress?.(done, total, {
+        tokensPerS: Math.round((newTokens / Math.max((Date.now() - started) / 1000, 1e-3)) * 10) / 10,
+      });
     }
     writeAtomic(path.join(o.outputDir, `${ds.name}.jsonl`), out.map((r) => JSON.stringify(r) + '\n').join(''));
     const n = out.length;
     const correct = out.filter((r) => r.correct).length;
     const skipped = out.filter((r) => r.math_verify_needed).length;
-    summary.datasets[ds.name] = { n, correct, pass_at_1: n ? correct / n : 0, truncated: out.filter((r) => r.truncated).length, math_verify_skipped: skipped };
+    summary.datasets[ds.name] = {
+      n,
+      correct,
+      pass_at_1: n ? correct / n : 0,
+      truncated: out.filter((r) => r.truncated).length,
+      math_verify_skipped: skipped,
+    };
     metrics[`pass_at_1/${ds.name}`] = n ? correct / n : 0;
     metrics[`math_verify_skipped/${ds.name}`] = skipped;
     allRows[ds.name] = out;

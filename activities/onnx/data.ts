@@ -22,7 +22,8 @@ export interface TrainingRecord {
  */
 async function* jsonObjects(file: string): AsyncGenerator<[number, Record<string, unknown>]> {
   for await (const { line, value } of readJsonl(file)) {
-    if (!value || typeof value !== 'object' || Array.isArray(value)) throw invalidInput(file, line, undefined, 'expected a JSON object');
+    if (!value || typeof value !== 'object' || Array.isArray(value))
+      throw invalidInput(file, line, undefined, 'expected a JSON object');
     yield [line, value as Record<string, unknown>];
   }
 }
@@ -33,7 +34,10 @@ export function gsm8kFinal(answer: string): string {
 }
 
 function gsm8kCompletion(answer: string): string {
-  const reasoning = answer.split('####')[0].replace(/<<[^>]*>>/g, '').trim();
+  const reasoning = answer
+    .split('####')[0]
+    .replace(/<<[^>]*>>/g, '')
+    .trim();
   return `<think>${reasoning}</think> <answer>\\boxed{${gsm8kFinal(answer)}}</answer>`;
 }
 
@@ -47,11 +51,17 @@ export async function readRecords(file: string, format: 'messages' | 'gsm8k'): P
   if (format === 'gsm8k') {
     for await (const [n, obj] of jsonObjects(file)) {
       for (const key of ['question', 'answer']) {
-        if (typeof obj[key] !== 'string') throw invalidInput(file, n, key, key in obj ? 'expected a string' : 'missing');
+        if (typeof obj[key] !== 'string')
+          throw invalidInput(file, n, key, key in obj ? 'expected a string' : 'missing');
       }
       const answer = obj.answer as string;
       if (!answer.includes('####')) throw invalidInput(file, n, 'answer', "expected a final '#### <answer>' line");
-      records.push({ idx: records.length, prompt: strip(obj.question as string), completion: gsm8kCompletion(answer), line: n });
+      records.push({
+        idx: records.length,
+        prompt: strip(obj.question as string),
+        completion: gsm8kCompletion(answer),
+        line: n,
+      });
     }
     if (records.length === 0) throw noRecords();
     return records;
@@ -59,24 +69,30 @@ export async function readRecords(file: string, format: 'messages' | 'gsm8k'): P
   const seen = new Map<number, number>();
   for await (const [n, obj] of jsonObjects(file)) {
     const idx = obj.idx;
-    if (idx === undefined || idx === null) throw invalidInput(file, n, 'idx', 'missing (every record needs an integer idx)');
-    if (typeof idx !== 'number' || !Number.isInteger(idx)) throw invalidInput(file, n, 'idx', `expected an integer, got ${JSON.stringify(idx).slice(0, 40)}`);
+    if (idx === undefined || idx === null)
+      throw invalidInput(file, n, 'idx', 'missing (every record needs an integer idx)');
+    if (typeof idx !== 'number' || !Number.isInteger(idx))
+      throw invalidInput(file, n, 'idx', `expected an integer, got ${JSON.stringify(idx).slice(0, 40)}`);
     // step 3 keeps idx in float64 columns: beyond 2^53 two idx could compare equal
-    if (idx < 0 || !Number.isSafeInteger(idx)) throw invalidInput(file, n, 'idx', `expected an integer in 0..${Number.MAX_SAFE_INTEGER}, got ${idx}`);
+    if (idx < 0 || !Number.isSafeInteger(idx))
+      throw invalidInput(file, n, 'idx', `expected an integer in 0..${Number.MAX_SAFE_INTEGER}, got ${idx}`);
     if (seen.has(idx)) throw invalidInput(file, n, 'idx', `duplicate idx ${idx} (first on line ${seen.get(idx)})`);
     seen.set(idx, n);
     const messages = obj.messages;
-    if (!Array.isArray(messages)) throw invalidInput(file, n, 'messages', 'messages' in obj ? 'expected a list' : 'missing');
+    if (!Array.isArray(messages))
+      throw invalidInput(file, n, 'messages', 'messages' in obj ? 'expected a list' : 'missing');
     const turns: Record<string, string> = {};
     messages.forEach((m: unknown, i) => {
       const msg = m as { role?: unknown; content?: unknown };
-      if (!msg || typeof msg !== 'object' || typeof msg.role !== 'string') throw invalidInput(file, n, `messages[${i}]`, "expected an object with a string 'role'");
+      if (!msg || typeof msg !== 'object' || typeof msg.role !== 'string')
+        throw invalidInput(file, n, `messages[${i}]`, "expected an object with a string 'role'");
       if ((msg.role === 'user' || msg.role === 'assistant') && !(msg.role in turns)) {
         if (typeof msg.content !== 'string') throw invalidInput(file, n, `messages[${i}].content`, 'expected a string');
         turns[msg.role] = strip(msg.content);
       }
     });
-    for (const role of ['user', 'assistant']) if (!(role in turns)) throw invalidInput(file, n, 'messages', `no ${role} turn`);
+    for (const role of ['user', 'assistant'])
+      if (!(role in turns)) throw invalidInput(file, n, 'messages', `no ${role} turn`);
     records.push({ idx, prompt: turns.user, completion: turns.assistant, line: n });
   }
   if (records.length === 0) throw noRecords();
@@ -116,11 +132,19 @@ function present(row: Record<string, unknown>, keys: string[]): [string | undefi
 function pyStr(v: unknown): string {
   if (typeof v === 'boolean') return v ? 'True' : 'False';
   if (typeof v === 'number' && Number.isInteger(v) && !Object.is(v, -0)) return String(v);
-  if (typeof v === 'number') return Number.isFinite(v) ? (String(v).includes('e') || String(v).includes('.') ? String(v) : `${v}.0`) : String(v);
+  if (typeof v === 'number')
+    return Number.isFinite(v) ? (String(v).includes('e') || String(v).includes('.') ? String(v) : `${v}.0`) : String(v);
   return String(v);
 }
 
-const jsonType = (v: unknown) => (Array.isArray(v) ? 'a list' : v && typeof v === 'object' ? 'an object' : typeof v === 'boolean' ? 'a boolean' : typeof v);
+const jsonType = (v: unknown) =>
+  Array.isArray(v)
+    ? 'a list'
+    : v && typeof v === 'object'
+      ? 'an object'
+      : typeof v === 'boolean'
+        ? 'a boolean'
+        : typeof v;
 
 /** A `json` eval set: one JSON list (a UTF-8 byte-order mark before it is allowed, as in data.py). */
 async function jsonListEntries(file: string): Promise<[number, unknown][]> {
@@ -129,7 +153,12 @@ async function jsonListEntries(file: string): Promise<[number, unknown][]> {
     bytes = await readInputBytes(file, { what: 'dataset' });
   } catch (err) {
     if (err instanceof ApplicationFailure) throw err;
-    throw invalidInput(file, undefined, undefined, `cannot read dataset: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw invalidInput(
+      file,
+      undefined,
+      undefined,
+      `cannot read dataset: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   let data: unknown;
   try {
@@ -155,7 +184,9 @@ class RowProblem extends Error {
 function questionAndAnswer(row: Record<string, unknown>, format: EvalDatasetSpec['format']): [string, string] {
   const fail = (field: string | undefined, message: string) => new RowProblem(field, message);
   if (format === 'gsm8k') {
-    for (const key of ['question', 'answer']) if (typeof row[key] !== 'string') throw fail(key, `no ${key} (looked for ${key}${key in row ? ', not a string' : ''})`);
+    for (const key of ['question', 'answer'])
+      if (typeof row[key] !== 'string')
+        throw fail(key, `no ${key} (looked for ${key}${key in row ? ', not a string' : ''})`);
     if (!(row.answer as string).includes('####')) throw fail('answer', "expected a final '#### <answer>' line");
     return [row.question as string, gsm8kFinal(row.answer as string)];
   }
@@ -167,20 +198,28 @@ function questionAndAnswer(row: Record<string, unknown>, format: EvalDatasetSpec
       reward = undefined;
     }
   }
-  const rm = reward && typeof reward === 'object' && !Array.isArray(reward) ? (reward as Record<string, unknown>) : undefined;
-  const [qKey, firstQuestion] = rm && row.prompt !== null && row.prompt !== undefined ? ['prompt', row.prompt] : present(row, QUESTION_KEYS);
+  const rm =
+    reward && typeof reward === 'object' && !Array.isArray(reward) ? (reward as Record<string, unknown>) : undefined;
+  const [qKey, firstQuestion] =
+    rm && row.prompt !== null && row.prompt !== undefined ? ['prompt', row.prompt] : present(row, QUESTION_KEYS);
   let question = firstQuestion;
-  let [aKey, answer]: [string | undefined, unknown] = rm ? ['reward_model.ground_truth', rm.ground_truth] : [undefined, undefined];
+  let [aKey, answer]: [string | undefined, unknown] = rm
+    ? ['reward_model.ground_truth', rm.ground_truth]
+    : [undefined, undefined];
   if (answer === null || answer === undefined) [aKey, answer] = present(row, ANSWER_KEYS);
   if (question === undefined) throw fail('question', `no question (looked for ${QUESTION_KEYS.join(', ')})`);
   if (answer === undefined) throw fail('answer', `no answer (looked for ${ANSWER_KEYS.join(', ')})`);
   if (Array.isArray(question)) {
-    const users = question.filter((m) => m && typeof m === 'object' && ((m as { role?: unknown }).role ?? 'user') === 'user').map((m) => (m as { content?: unknown }).content);
-    if (users.length !== 1 || typeof users[0] !== 'string') throw fail('prompt', `no question: the chat prompt needs exactly one user turn with text, has ${users.length}`);
+    const users = question
+      .filter((m) => m && typeof m === 'object' && ((m as { role?: unknown }).role ?? 'user') === 'user')
+      .map((m) => (m as { content?: unknown }).content);
+    if (users.length !== 1 || typeof users[0] !== 'string')
+      throw fail('prompt', `no question: the chat prompt needs exactly one user turn with text, has ${users.length}`);
     question = users[0];
   }
   if (typeof question !== 'string') throw fail(qKey, `no question: expected a string, got ${jsonType(question)}`);
-  if (answer && typeof answer === 'object') throw fail(aKey, `no answer: expected a string or number, got ${jsonType(answer)}`);
+  if (answer && typeof answer === 'object')
+    throw fail(aKey, `no answer: expected a string or number, got ${jsonType(answer)}`);
   let gold = pyStr(answer);
   if (gold.includes('####')) gold = gsm8kFinal(gold);
   return [question, gold];
@@ -191,26 +230,47 @@ export async function loadEvalRows(ds: EvalDatasetSpec): Promise<EvalRow[]> {
   const file = ds.path;
   if (ds.sha256) {
     const actual = await sha256File(file).catch(() => undefined);
-    if (actual !== undefined && actual !== ds.sha256) throw invalidInput(file, undefined, 'sha256', `dataset '${ds.name}' has SHA-256 ${actual}, the bundled set is ${ds.sha256}: the file was changed`);
+    if (actual !== undefined && actual !== ds.sha256)
+      throw invalidInput(
+        file,
+        undefined,
+        'sha256',
+        `dataset '${ds.name}' has SHA-256 ${actual}, the bundled set is ${ds.sha256}: the file was changed`,
+      );
   }
-  const entries: AsyncIterable<[number, unknown]> | Iterable<[number, unknown]> = ds.format === 'json' ? await jsonListEntries(file) : jsonObjects(file);
+  const entries: AsyncIterable<[number, unknown]> | Iterable<[number, unknown]> =
+    ds.format === 'json' ? await jsonListEntries(file) : jsonObjects(file);
   const rows: EvalRow[] = [];
   for await (const [n, raw] of entries) {
     let question: string, gold: string;
     try {
       if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new RowProblem(undefined, 'expected an object');
       [question, gold] = questionAndAnswer(raw as Record<string, unknown>, ds.format).map(strip) as [string, string];
-      for (const [what, text] of [['question', question], ['answer', gold]]) if (!text) throw new RowProblem(what, `empty ${what}`);
+      for (const [what, text] of [
+        ['question', question],
+        ['answer', gold],
+      ])
+        if (!text) throw new RowProblem(what, `empty ${what}`);
     } catch (err) {
       if (!(err instanceof RowProblem)) throw err;
       // "line" of a JSON list is the row's number: say so
-      throw invalidInput(file, n, err.field, ds.format === 'json' ? `${err.message} (row ${n} of the JSON list)` : err.message);
+      throw invalidInput(
+        file,
+        n,
+        err.field,
+        ds.format === 'json' ? `${err.message} (row ${n} of the JSON list)` : err.message,
+      );
     }
     rows.push({ id: rows.length, line: n, question, gold });
   }
   if (rows.length === 0) throw invalidInput(file, undefined, undefined, `dataset '${ds.name}' has no rows`);
   if (ds.expectedRows != null && rows.length !== ds.expectedRows) {
-    throw invalidInput(file, undefined, 'expected_rows', `dataset '${ds.name}' has ${rows.length} rows, expected ${ds.expectedRows}`);
+    throw invalidInput(
+      file,
+      undefined,
+      'expected_rows',
+      `dataset '${ds.name}' has ${rows.length} rows, expected ${ds.expectedRows}`,
+    );
   }
   return ds.limit == null ? rows : rows.slice(0, ds.limit);
 }

@@ -16,7 +16,9 @@ import { activityHeartbeat } from '../store/heartbeat';
 /** Version of the export (graph layout, manifest format); part of the cache key. */
 export const ONNX_EXPORT_VERSION = 'wmss-onnx/1';
 
-export type ExportKernel = (job: Omit<KernelJob<'export-onnx'>, 'log_file' | 'device' | 'seed'>) => Promise<KernelOutcome>;
+export type ExportKernel = (
+  job: Omit<KernelJob<'export-onnx'>, 'log_file' | 'device' | 'seed'>,
+) => Promise<KernelOutcome>;
 
 export async function exportOnnxStep(input: StepInput, run: ResolvedRun, kernel: ExportKernel): Promise<StepResult> {
   const { deps } = input;
@@ -24,11 +26,23 @@ export async function exportOnnxStep(input: StepInput, run: ResolvedRun, kernel:
   let modelKey: string;
   let output: string;
   if (input.stepId === 'onnxBase') {
-    [modelPath, modelKey, output] = [run.baseModel, await digestPath(run.runDir, run.baseModel, 'baseModel'), A.ONNX_BASE];
+    [modelPath, modelKey, output] = [
+      run.baseModel,
+      await digestPath(run.runDir, run.baseModel, 'baseModel'),
+      A.ONNX_BASE,
+    ];
   } else if (input.stepId === 'onnxM1') {
-    [modelPath, modelKey, output] = [path.join(run.runDir, deps.sft!.outputs.checkpoint), deps.sft!.cacheKey, A.ONNX_M1];
+    [modelPath, modelKey, output] = [
+      path.join(run.runDir, deps.sft!.outputs.checkpoint),
+      deps.sft!.cacheKey,
+      A.ONNX_M1,
+    ];
   } else if (input.stepId === 'onnxWmss') {
-    [modelPath, modelKey, output] = [path.join(run.runDir, deps.extract!.outputs.model), deps.extract!.cacheKey, A.ONNX_WMSS];
+    [modelPath, modelKey, output] = [
+      path.join(run.runDir, deps.extract!.outputs.model),
+      deps.extract!.cacheKey,
+      A.ONNX_WMSS,
+    ];
   } else {
     throw new Error(`exportOnnx does not handle step ${input.stepId}`);
   }

@@ -61,7 +61,9 @@ export function toNumber(text: string | null): number | null {
   if (text === null) return null;
   let s = strip(strip(strip(text), '$'));
   s = s.replace(/\\text\{[^}]*\}/g, '');
-  s = strip(strip(strip(s.replaceAll(',', '').replaceAll('\\!', '').replaceAll('\\%', ''), '%', 'right'), '.', 'right'));
+  s = strip(
+    strip(strip(s.replaceAll(',', '').replaceAll('\\!', '').replaceAll('\\%', ''), '%', 'right'), '.', 'right'),
+  );
   s = s.replace(/\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}/g, '($1)/($2)');
   const m = /^\(?(-?[0-9.]+)\)?(?:\/\(?(-?[0-9.]+)\)?)?$/.exec(s.replaceAll(' ', ''));
   if (!m) return null;
@@ -108,7 +110,8 @@ export function grade(response: string, goldIn: string, question = ''): Grade {
     const choices = new Map<string, string>();
     for (const m of question.matchAll(CHOICE)) choices.set(m[1], strip(m[2]));
     for (const [key, text] of choices) {
-      if (value !== null && (numericEqual(value, text) || value === text)) return { correct: key === gold, extracted: key, mathVerifyNeeded: false };
+      if (value !== null && (numericEqual(value, text) || value === text))
+        return { correct: key === gold, extracted: key, mathVerifyNeeded: false };
     }
     return { correct: false, extracted: value, mathVerifyNeeded: false };
   }

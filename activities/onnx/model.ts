@@ -51,10 +51,17 @@ export function readOnnxManifest(dir: string): OnnxManifest {
     if (err instanceof ApplicationFailure) throw err;
     throw invalidInput(file, undefined, undefined, `not valid JSON: ${(err as Error).message}`);
   }
-  if (m?.format !== ONNX_FORMAT) throw invalidInput(file, undefined, 'format', `expected ${ONNX_FORMAT}, got ${JSON.stringify(m?.format)}`);
+  if (m?.format !== ONNX_FORMAT)
+    throw invalidInput(file, undefined, 'format', `expected ${ONNX_FORMAT}, got ${JSON.stringify(m?.format)}`);
   for (const key of ['no_cache', 'with_past'] as const) {
     const g = m.graphs?.[key];
-    if (!g || typeof g.file !== 'string' || typeof g.sha256 !== 'string' || !Array.isArray(g.inputs) || !Array.isArray(g.outputs)) {
+    if (
+      !g ||
+      typeof g.file !== 'string' ||
+      typeof g.sha256 !== 'string' ||
+      !Array.isArray(g.inputs) ||
+      !Array.isArray(g.outputs)
+    ) {
       throw invalidInput(file, undefined, `graphs.${key}`, 'missing or malformed');
     }
   }
@@ -75,11 +82,19 @@ async function openGraph(dir: string, spec: GraphSpec, threads: number): Promise
   const file = path.join(dir, spec.file);
   const stat = statSync(file, { throwIfNoEntry: false });
   if (!stat) throw artifactConflict(file, 'the manifest lists this graph but the file is missing');
-  if (stat.size !== spec.size) throw artifactConflict(file, `has ${stat.size} bytes, the manifest says ${spec.size}: the file was changed or truncated after the export; re-run the export step`);
+  if (stat.size !== spec.size)
+    throw artifactConflict(
+      file,
+      `has ${stat.size} bytes, the manifest says ${spec.size}: the file was changed or truncated after the export; re-run the export step`,
+    );
   const id = `${file}|${stat.size}|${stat.mtimeMs}`;
   if (!verified.has(id)) {
     const digest = await sha256Of(file);
-    if (digest !== spec.sha256) throw artifactConflict(file, `sha256 ${digest.slice(0, 12)}… differs from the manifest's ${spec.sha256.slice(0, 12)}…: the file is corrupt or belongs to another export; re-run the export step`);
+    if (digest !== spec.sha256)
+      throw artifactConflict(
+        file,
+        `sha256 ${digest.slice(0, 12)}… differs from the manifest's ${spec.sha256.slice(0, 12)}…: the file is corrupt or belongs to another export; re-run the export step`,
+      );
     verified.add(id);
   }
   const key = `${id}|${threads}`;
@@ -94,7 +109,12 @@ async function openGraph(dir: string, spec: GraphSpec, threads: number): Promise
       graphOptimizationLevel: 'all',
     }).catch((err: Error) => {
       sessions.delete(key);
-      throw invalidInput(file, undefined, undefined, `onnxruntime cannot load this graph: ${err.message.split('\n')[0]}`);
+      throw invalidInput(
+        file,
+        undefined,
+        undefined,
+        `onnxruntime cannot load this graph: ${err.message.split('\n')[0]}`,
+      );
     });
   }
   sessions.set(key, session);
@@ -105,9 +125,13 @@ async function openGraph(dir: string, spec: GraphSpec, threads: number): Promise
   }
   const s = await session;
   const names = (list: IoSpec[]) => list.map((x) => x.name);
-  const same = (a: readonly string[], b: string[]) => a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
+  const same = (a: readonly string[], b: string[]) =>
+    a.length === b.length && [...a].sort().every((x, i) => x === [...b].sort()[i]);
   if (!same(s.inputNames, names(spec.inputs)) || !same(s.outputNames, names(spec.outputs))) {
-    throw artifactConflict(file, `its inputs/outputs (${s.inputNames.join(', ')} → ${s.outputNames.join(', ')}) are not the manifest's (${names(spec.inputs).join(', ')} → ${names(spec.outputs).join(', ')})`);
+    throw artifactConflict(
+      file,
+      `its inputs/outputs (${s.inputNames.join(', ')} → ${s.outputNames.join(', ')}) are not the manifest's (${names(spec.inputs).join(', ')} → ${names(spec.outputs).join(', ')})`,
+    );
   }
   return s;
 }
@@ -119,7 +143,12 @@ export async function releaseOnnxSessions(): Promise<void> {
   await Promise.all(all.map((p) => p.then((s) => s.release()).catch(() => undefined)));
 }
 
-const int64 = (values: number[], dims: number[]) => new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
+const int64 = (values: number[], dims: number[]) =>
+  new ort.Tensor(
+    'int64',
+    BigInt64Array.from(values, (v) => BigInt(v)),
+    dims,
+  );
 
 export class OnnxCausalLm {
   private constructor(
@@ -154,10 +183,17 @@ export class OnnxCausalLm {
         mask.push(t < s.length ? 1 : 0);
       }
     }
-    const out = await session.run({ input_ids: int64(ids, [seqs.length, longest]), attention_mask: int64(mask, [seqs.length, longest]) });
+    const out = await session.run({
+      input_ids: int64(ids, [seqs.length, longest]),
+      attention_mask: int64(mask, [seqs.length, longest]),
+    });
     const logits = out.logits;
     const vocab = logits.dims[2];
-    if (vocab !== this.vocabSize) throw artifactConflict(path.join(this.dir, this.manifest.graphs.no_cache.file), `produces ${vocab} logits per position, the manifest says ${this.vocabSize}`);
+    if (vocab !== this.vocabSize)
+      throw artifactConflict(
+        path.join(this.dir, this.manifest.graphs.no_cache.file),
+        `produces ${vocab} logits per position, the manifest says ${this.vocabSize}`,
+      );
     return { data: logits.data as Float32Array, seq: longest, vocab };
   }
 
@@ -167,7 +203,12 @@ export class OnnxCausalLm {
    * loop ends when every row has produced an eos or after maxNewTokens. Per prompt: the new
    * tokens up to and including the first eos, and whether it ran out of tokens instead.
    */
-  async generate(prompts: number[][], maxNewTokens: number, eosIds: number[], padId: number): Promise<{ ids: number[]; truncated: boolean }[]> {
+  async generate(
+    prompts: number[][],
+    maxNewTokens: number,
+    eosIds: number[],
+    padId: number,
+  ): Promise<{ ids: number[]; truncated: boolean }[]> {
     const session = await openGraph(this.dir, this.manifest.graphs.with_past, this.threads);
     const { num_layers: layers, num_kv_heads: heads, head_dim: headDim } = this.manifest.model;
     const batch = prompts.length;
@@ -192,7 +233,8 @@ export class OnnxCausalLm {
       position_ids: int64(pos, [batch, longest]),
     };
     for (let i = 0; i < layers; i++) {
-      for (const kv of ['key', 'value']) feeds[`past.${i}.${kv}`] = new ort.Tensor('float32', new Float32Array(0), [batch, heads, 0, headDim]);
+      for (const kv of ['key', 'value'])
+        feeds[`past.${i}.${kv}`] = new ort.Tensor('float32', new Float32Array(0), [batch, heads, 0, headDim]);
     }
     const eos = new Set(eosIds);
     const generated: number[][] = prompts.map(() => []);

@@ -49,9 +49,19 @@ function progressTo(beat: (details: unknown) => void, unit: string): Progress {
   };
 }
 
-function onnxDirOf(input: StepInput, dep: 'onnxBase' | 'onnxM1' | 'onnxWmss', runDir: string): { dir: string; key: string } {
+function onnxDirOf(
+  input: StepInput,
+  dep: 'onnxBase' | 'onnxM1' | 'onnxWmss',
+  runDir: string,
+): { dir: string; key: string } {
   const result = input.deps[dep];
-  if (!result) throw invalidInput(path.join(runDir, A.MANIFESTS_DIR), undefined, dep, `step ${input.stepId} runs on the onnx backend but has no result of ${dep} (the ONNX export)`);
+  if (!result)
+    throw invalidInput(
+      path.join(runDir, A.MANIFESTS_DIR),
+      undefined,
+      dep,
+      `step ${input.stepId} runs on the onnx backend but has no result of ${dep} (the ONNX export)`,
+    );
   return { dir: path.join(runDir, result.outputs.onnx), key: result.cacheKey };
 }
 
@@ -64,7 +74,14 @@ export function onnxSteps(ctx: OnnxWorkerContext = {}) {
       const base = input.stepId === 'entropy0';
       const onnx = onnxDirOf(input, base ? 'onnxBase' : 'onnxM1', run.runDir);
       return runStep(input, {
-        cacheKey: { backend: 'onnx', onnx: ONNX_BACKEND_VERSION, entropy: config.entropy, dataFormat: config.dataFormat, model: onnx.key, data: await digestTextInput(run.runDir, run.dataFile, 'dataFile') },
+        cacheKey: {
+          backend: 'onnx',
+          onnx: ONNX_BACKEND_VERSION,
+          entropy: config.entropy,
+          dataFormat: config.dataFormat,
+          model: onnx.key,
+          data: await digestTextInput(run.runDir, run.dataFile, 'dataFile'),
+        },
         outputs: { entropy: base ? A.ENTROPY_0 : A.ENTROPY_1 },
         mode: 'atomic',
         heartbeat: activityHeartbeat,
@@ -102,7 +119,13 @@ export function onnxSteps(ctx: OnnxWorkerContext = {}) {
       const dataKeys = resolved.dataKeys;
       const datasets = resolved.datasets;
       return runStep(input, {
-        cacheKey: { backend: 'onnx', onnx: ONNX_BACKEND_VERSION, eval: evalCacheKey(evalConfig), models: models.map((m) => [m.label, m.key]), data: dataKeys },
+        cacheKey: {
+          backend: 'onnx',
+          onnx: ONNX_BACKEND_VERSION,
+          eval: evalCacheKey(evalConfig),
+          models: models.map((m) => [m.label, m.key]),
+          data: dataKeys,
+        },
         outputs: { results: A.RESULTS_DIR },
         mode: 'atomic',
         heartbeat: activityHeartbeat,

@@ -53,7 +53,8 @@ function readJson(file: string): Record<string, unknown> {
 /** A token given as "text" or as {"content": "text", ...} (older tokenizer_config.json files). */
 function tokenText(value: unknown): string | undefined {
   if (typeof value === 'string') return value;
-  if (value && typeof value === 'object' && typeof (value as { content?: unknown }).content === 'string') return (value as { content: string }).content;
+  if (value && typeof value === 'object' && typeof (value as { content?: unknown }).content === 'string')
+    return (value as { content: string }).content;
   return undefined;
 }
 
@@ -64,7 +65,8 @@ function chatTemplateOf(dir: string, config: Record<string, unknown>): string | 
   if (typeof t === 'string') return t;
   if (Array.isArray(t)) {
     // named templates: transformers uses the one called "default"
-    const named = t.find((x) => x && typeof x === 'object' && (x as { name?: unknown }).name === 'default') as { template?: unknown } | undefined;
+    const named = t.find((x) => x && typeof x === 'object' && (x as { name?: unknown }).name === 'default') as
+      { template?: unknown } | undefined;
     if (named && typeof named.template === 'string') return named.template;
   }
   return undefined;
@@ -73,7 +75,13 @@ function chatTemplateOf(dir: string, config: Record<string, unknown>): string | 
 export function loadChatTokenizer(dir: string): ChatTokenizer {
   const tokenizerFile = path.join(dir, 'tokenizer.json');
   const configFile = path.join(dir, 'tokenizer_config.json');
-  if (!existsSync(tokenizerFile)) throw invalidInput(tokenizerFile, undefined, undefined, 'missing: the onnx backend needs a fast tokenizer (tokenizer.json)');
+  if (!existsSync(tokenizerFile))
+    throw invalidInput(
+      tokenizerFile,
+      undefined,
+      undefined,
+      'missing: the onnx backend needs a fast tokenizer (tokenizer.json)',
+    );
   const tokenizerJson = readJson(tokenizerFile);
   const config = existsSync(configFile) ? readJson(configFile) : {};
   const specialMapFile = path.join(dir, 'special_tokens_map.json');
@@ -89,7 +97,8 @@ export function loadChatTokenizer(dir: string): ChatTokenizer {
   if (eosToken === undefined) throw invalidInput(configFile, undefined, 'eos_token', 'the tokenizer has no eos token');
   const idOf = (token: string, field: string): number => {
     const id = tokenizer.token_to_id(token);
-    if (id === undefined) throw invalidInput(configFile, undefined, field, `token ${JSON.stringify(token)} is not in the vocabulary`);
+    if (id === undefined)
+      throw invalidInput(configFile, undefined, field, `token ${JSON.stringify(token)} is not in the vocabulary`);
     return id;
   };
   const eosTokenId = idOf(eosToken, 'eos_token');
@@ -101,7 +110,8 @@ export function loadChatTokenizer(dir: string): ChatTokenizer {
   if (existsSync(genFile)) {
     const eos = readJson(genFile).eos_token_id;
     for (const id of Array.isArray(eos) ? eos : eos === undefined || eos === null ? [] : [eos]) {
-      if (typeof id !== 'number' || !Number.isInteger(id)) throw invalidInput(genFile, undefined, 'eos_token_id', 'expected an integer or a list of integers');
+      if (typeof id !== 'number' || !Number.isInteger(id))
+        throw invalidInput(genFile, undefined, 'eos_token_id', 'expected an integer or a list of integers');
       eosTokenIds.push(id);
     }
   }
@@ -113,7 +123,12 @@ export function loadChatTokenizer(dir: string): ChatTokenizer {
     try {
       template = new Template(source);
     } catch (err) {
-      throw invalidInput(configFile, undefined, 'chat_template', `cannot parse the chat template: ${(err as Error).message}`);
+      throw invalidInput(
+        configFile,
+        undefined,
+        'chat_template',
+        `cannot parse the chat template: ${(err as Error).message}`,
+      );
     }
   }
   // The variables transformers passes to every template besides the caller's.
@@ -133,7 +148,10 @@ export function loadChatTokenizer(dir: string): ChatTokenizer {
     eosTokenIds,
     encode: (text) => tokenizer.encode(text, { add_special_tokens: false }).ids,
     decode: (ids, skipSpecialTokens = true) =>
-      tokenizer.decode(ids, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: config.clean_up_tokenization_spaces === true }),
+      tokenizer.decode(ids, {
+        skip_special_tokens: skipSpecialTokens,
+        clean_up_tokenization_spaces: config.clean_up_tokenization_spaces === true,
+      }),
     renderChat(messages, addGenerationPrompt, extra = {}) {
       if (!template) {
         // the original's fallback for a tokenizer without a template (chat.eval_prompt)

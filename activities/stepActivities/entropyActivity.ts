@@ -24,18 +24,35 @@ export function computeEntropy(rt: GpuRuntime) {
     const modelPath = base ? run.baseModel : path.join(run.runDir, input.deps.sft!.outputs.checkpoint);
     const modelKey = base ? await digestPath(run.runDir, run.baseModel, 'baseModel') : input.deps.sft!.cacheKey;
     return runStep(input, {
-      cacheKey: { kernel: KERNEL_VERSION, entropy: config.entropy, dataFormat: config.dataFormat, model: modelKey, data: await digestTextInput(run.runDir, run.dataFile, 'dataFile') },
+      cacheKey: {
+        kernel: KERNEL_VERSION,
+        entropy: config.entropy,
+        dataFormat: config.dataFormat,
+        model: modelKey,
+        data: await digestTextInput(run.runDir, run.dataFile, 'dataFile'),
+      },
       outputs: { entropy: base ? A.ENTROPY_0 : A.ENTROPY_1 },
       mode: 'atomic',
       heartbeat,
       produce: async ({ paths }) => {
         // a malformed base model fails here as InvalidInput, not as a kernel crash retried 5 times
         if (base) await checkModelDir(run.baseModel);
-        const job = entropyJob(config, { modelPath, dataFile: run.dataFile, outputPath: paths.entropy, field: base ? 'entropy_0' : 'entropy_1' });
+        const job = entropyJob(config, {
+          modelPath,
+          dataFile: run.dataFile,
+          outputPath: paths.entropy,
+          field: base ? 'entropy_0' : 'entropy_1',
+        });
         const configKeys = base ? { ...ENTROPY_CONFIG_KEYS, model_path: 'baseModel' } : ENTROPY_CONFIG_KEYS;
         if (rt.devices === 1) return { metrics: (await rt.kernel(input, run, 'entropy', job, { configKeys })).metrics };
         const shardFile = (i: number, n: number) => `${paths.entropy}.shard-${i}-of-${n}`;
-        const outs = await rt.sharded(input, run, 'entropy', (shard) => ({ ...job, output_path: shardFile(shard.index, shard.count), shard }), configKeys);
+        const outs = await rt.sharded(
+          input,
+          run,
+          'entropy',
+          (shard) => ({ ...job, output_path: shardFile(shard.index, shard.count), shard }),
+          configKeys,
+        );
         const files = outs.map((_, i) => shardFile(i, outs.length));
         await mergeJsonlByKey(files, 'idx', paths.entropy);
         await Promise.all(files.map((f) => fsp.rm(f, { force: true })));

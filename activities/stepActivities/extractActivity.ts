@@ -31,14 +31,29 @@ export function extractionPlan(tensors: TensorLocation[], submodelIdx: number, d
   const target = dtype === 'keep' ? undefined : SAFETENSORS_DTYPE[dtype];
   return tensors
     .filter((t) => t.name.startsWith(prefix) && !t.name.includes('prev_'))
-    .map((t) => ({ name: t.name.slice(prefix.length), source: t, dtype: target && CASTABLE.has(t.dtype) ? target : undefined }));
+    .map((t) => ({
+      name: t.name.slice(prefix.length),
+      source: t,
+      dtype: target && CASTABLE.has(t.dtype) ? target : undefined,
+    }));
 }
 
 /** config.json of the branch: `sub_model_cfgs[idx]` without the ensemble keys. */
-export function branchConfig(fused: Record<string, unknown>, submodelIdx: number, dtype: ExtractDtype, configFile: string): Record<string, unknown> {
+export function branchConfig(
+  fused: Record<string, unknown>,
+  submodelIdx: number,
+  dtype: ExtractDtype,
+  configFile: string,
+): Record<string, unknown> {
   const cfgs = fused.sub_model_cfgs;
   const cfg = Array.isArray(cfgs) ? cfgs[submodelIdx] : undefined;
-  if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg)) throw invalidInput(configFile, undefined, 'sub_model_cfgs', `no config for sub-model ${submodelIdx}: not a fused checkpoint`);
+  if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg))
+    throw invalidInput(
+      configFile,
+      undefined,
+      'sub_model_cfgs',
+      `no config for sub-model ${submodelIdx}: not a fused checkpoint`,
+    );
   const out: Record<string, unknown> = { ...(cfg as Record<string, unknown>) };
   for (const key of ENSEMBLE_KEYS) delete out[key];
   if (!Array.isArray(out.architectures) || out.architectures.length === 0) out.architectures = ['Qwen3ForCausalLM'];
@@ -52,16 +67,24 @@ export function branchConfig(fused: Record<string, unknown>, submodelIdx: number
 
 export function generationConfig(branch: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const key of ['bos_token_id', 'eos_token_id', 'pad_token_id']) if (branch[key] !== undefined && branch[key] !== null) out[key] = branch[key];
+  for (const key of ['bos_token_id', 'eos_token_id', 'pad_token_id'])
+    if (branch[key] !== undefined && branch[key] !== null) out[key] = branch[key];
   return out;
 }
 
-export async function extractSubmodelDir(fusedDir: string, outDir: string, submodelIdx: number, dtype: ExtractDtype, heartbeat: Heartbeat = () => undefined): Promise<Record<string, number | string>> {
+export async function extractSubmodelDir(
+  fusedDir: string,
+  outDir: string,
+  submodelIdx: number,
+  dtype: ExtractDtype,
+  heartbeat: Heartbeat = () => undefined,
+): Promise<Record<string, number | string>> {
   const configFile = path.join(fusedDir, 'config.json');
   const branch = branchConfig(await readJsonObject(configFile), submodelIdx, dtype, configFile);
   const { tensors } = await listModelTensors(fusedDir);
   const plan = extractionPlan(tensors, submodelIdx, dtype);
-  if (plan.length === 0) throw invalidInput(fusedDir, undefined, `sub_models.${submodelIdx}.`, 'no tensors with this prefix');
+  if (plan.length === 0)
+    throw invalidInput(fusedDir, undefined, `sub_models.${submodelIdx}.`, 'no tensors with this prefix');
   const total = plan.reduce((s, t) => s + t.source.byteLength, 0);
 
   await fsp.mkdir(outDir, { recursive: true });
@@ -73,14 +96,20 @@ export async function extractSubmodelDir(fusedDir: string, outDir: string, submo
   await writeJson(path.join(outDir, 'generation_config.json'), generationConfig(branch));
   const tokenizer = (await topLevelFiles(fusedDir)).filter(isTokenizerFile);
   await copyFiles(fusedDir, tokenizer, outDir);
-  return { tensors: written.tensors, bytes: written.bytes, skippedPrev: tensors.filter((t) => t.name.startsWith(`sub_models.${submodelIdx}.`) && t.name.includes('prev_')).length };
+  return {
+    tensors: written.tensors,
+    bytes: written.bytes,
+    skippedPrev: tensors.filter((t) => t.name.startsWith(`sub_models.${submodelIdx}.`) && t.name.includes('prev_'))
+      .length,
+  };
 }
 
 /** Activity of step 6. */
 export async function extractSubmodel(input: StepInput): Promise<StepResult> {
   const run = resolveRun(input.config);
   const checkpoint = input.deps.joint?.outputs.checkpoint;
-  if (!checkpoint) throw invalidInput('deps.joint', undefined, 'outputs.checkpoint', 'step 5b reported no final checkpoint');
+  if (!checkpoint)
+    throw invalidInput('deps.joint', undefined, 'outputs.checkpoint', 'step 5b reported no final checkpoint');
   const { extract } = input.config;
   return runStep(input, {
     cacheKey: { version: 1, extract },
@@ -91,10 +120,21 @@ export async function extractSubmodel(input: StepInput): Promise<StepResult> {
       // disk safety: one branch of the fused checkpoint, in the target dtype (activities/store/diskSpace.ts)
       const estimate = await estimateOrNone(async () => {
         const branch = await modelTensorStats(path.join(run.runDir, checkpoint), `sub_models.${extract.submodelIdx}.`);
-        return { bytes: extract.dtype === 'keep' ? branch.bytes : branch.params * (extract.dtype === 'float32' ? 4 : 2), what: `sub-model ${extract.submodelIdx} of the joint checkpoint (${extract.dtype})` };
+        return {
+          bytes: extract.dtype === 'keep' ? branch.bytes : branch.params * (extract.dtype === 'float32' ? 4 : 2),
+          what: `sub-model ${extract.submodelIdx} of the joint checkpoint (${extract.dtype})`,
+        };
       });
       await requireDiskSpace(input.config, input.stepId, run.runDir, estimate);
-      return { metrics: await extractSubmodelDir(path.join(run.runDir, checkpoint), paths.model, extract.submodelIdx, extract.dtype, heartbeat) };
+      return {
+        metrics: await extractSubmodelDir(
+          path.join(run.runDir, checkpoint),
+          paths.model,
+          extract.submodelIdx,
+          extract.dtype,
+          heartbeat,
+        ),
+      };
     },
   });
 }

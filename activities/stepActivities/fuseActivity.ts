@@ -13,7 +13,14 @@ import { runStep } from '../store/artifactStore';
 import { canonicalJson } from '../store/canonicalJson';
 import { invalidInput } from '../store/failures';
 import { activityHeartbeat, progressDetails, type Heartbeat } from '../store/heartbeat';
-import { copyFiles, isTokenizerFile, readModelConfig, topLevelFiles, writeJson, type ModelConfig } from '../store/modelDir';
+import {
+  copyFiles,
+  isTokenizerFile,
+  readModelConfig,
+  topLevelFiles,
+  writeJson,
+  type ModelConfig,
+} from '../store/modelDir';
 import { hasSafetensors, listModelTensors, SINGLE_WEIGHTS, type TensorLocation } from '../store/safetensors';
 import { writeSafetensors, type TensorToWrite } from '../store/safetensorsWriter';
 import { resolveRun } from '../runPaths';
@@ -35,10 +42,17 @@ export function architectureDifferences(weak: ModelConfig, strong: ModelConfig):
 
 /** The tensors of one branch, with lm_head written out when the embedding is tied (the joint kernel expects it). */
 async function branchTensors(dir: string, config: ModelConfig): Promise<TensorLocation[]> {
-  if (!(await hasSafetensors(dir))) throw invalidInput(dir, undefined, undefined, 'fusing needs safetensors weights (model.safetensors or an index)');
+  if (!(await hasSafetensors(dir)))
+    throw invalidInput(dir, undefined, undefined, 'fusing needs safetensors weights (model.safetensors or an index)');
   const { tensors, byKey } = await listModelTensors(dir);
   if (byKey.has(LM_HEAD)) return tensors;
-  if (config.tie_word_embeddings === false) throw invalidInput(path.join(dir, 'config.json'), undefined, LM_HEAD, 'no lm_head.weight and tie_word_embeddings is false');
+  if (config.tie_word_embeddings === false)
+    throw invalidInput(
+      path.join(dir, 'config.json'),
+      undefined,
+      LM_HEAD,
+      'no lm_head.weight and tie_word_embeddings is false',
+    );
   const embedding = byKey.get(EMBEDDING);
   if (!embedding) throw invalidInput(dir, undefined, EMBEDDING, `no ${LM_HEAD} and no ${EMBEDDING} to tie it to`);
   return [...tensors, { ...embedding, name: LM_HEAD }];
@@ -49,7 +63,12 @@ async function branchTensors(dir: string, config: ModelConfig): Promise<TensorLo
  * names and shapes; a config that agrees on paper but weights that do not would fail only when
  * the joint kernel loads the fused checkpoint. dtypes may differ (each keeps its own).
  */
-export function checkSameTensors(weakDir: string, weakAll: TensorLocation[], strongDir: string, strongAll: TensorLocation[]): void {
+export function checkSameTensors(
+  weakDir: string,
+  weakAll: TensorLocation[],
+  strongDir: string,
+  strongAll: TensorLocation[],
+): void {
   // rotary inv_freq is a buffer older checkpoints saved and newer ones do not (transformers skips it on load)
   const weights = (ts: TensorLocation[]) => ts.filter((t) => !/(^|\.)rotary_emb\.inv_freq$/.test(t.name));
   const [weak, strong] = [weights(weakAll), weights(strongAll)];
@@ -57,13 +76,30 @@ export function checkSameTensors(weakDir: string, weakAll: TensorLocation[], str
   const weakNames = new Set(weak.map((t) => t.name));
   for (const w of weak) {
     const s = strongByName.get(w.name);
-    if (!s) throw invalidInput(strongDir, undefined, w.name, `tensor of the weak model (${weakDir}) is missing from the strong model`);
+    if (!s)
+      throw invalidInput(
+        strongDir,
+        undefined,
+        w.name,
+        `tensor of the weak model (${weakDir}) is missing from the strong model`,
+      );
     if (JSON.stringify(s.shape) !== JSON.stringify(w.shape)) {
-      throw invalidInput(s.file, undefined, w.name, `shape [${s.shape.join(',')}] differs from the weak model's [${w.shape.join(',')}] (${w.file})`);
+      throw invalidInput(
+        s.file,
+        undefined,
+        w.name,
+        `shape [${s.shape.join(',')}] differs from the weak model's [${w.shape.join(',')}] (${w.file})`,
+      );
     }
   }
   const extra = strong.find((t) => !weakNames.has(t.name));
-  if (extra) throw invalidInput(extra.file, undefined, extra.name, `tensor of the strong model is missing from the weak model (${weakDir})`);
+  if (extra)
+    throw invalidInput(
+      extra.file,
+      undefined,
+      extra.name,
+      `tensor of the strong model is missing from the weak model (${weakDir})`,
+    );
 }
 
 export function fusedConfig(weak: ModelConfig, strong: ModelConfig, fusionLambda: number): Record<string, unknown> {
@@ -77,15 +113,28 @@ export function fusedConfig(weak: ModelConfig, strong: ModelConfig, fusionLambda
   };
 }
 
-export async function fuseModelDirs(weakDir: string, strongDir: string, outDir: string, fusionLambda: number, heartbeat: Heartbeat = () => undefined): Promise<Record<string, number | string>> {
+export async function fuseModelDirs(
+  weakDir: string,
+  strongDir: string,
+  outDir: string,
+  fusionLambda: number,
+  heartbeat: Heartbeat = () => undefined,
+): Promise<Record<string, number | string>> {
   const [weak, strong] = await Promise.all([readModelConfig(weakDir), readModelConfig(strongDir)]);
   const differences = architectureDifferences(weak, strong);
   if (differences.length) {
-    throw invalidInput(path.join(strongDir, 'config.json'), undefined, differences.map((d) => d.split(':')[0]).join(','), `weak (${weakDir}) and strong models differ in architecture: ${differences.join('; ')}`);
+    throw invalidInput(
+      path.join(strongDir, 'config.json'),
+      undefined,
+      differences.map((d) => d.split(':')[0]).join(','),
+      `weak (${weakDir}) and strong models differ in architecture: ${differences.join('; ')}`,
+    );
   }
   const branches = [await branchTensors(weakDir, weak), await branchTensors(strongDir, strong)];
   checkSameTensors(weakDir, branches[0], strongDir, branches[1]);
-  const plan: TensorToWrite[] = branches.flatMap((tensors, i) => tensors.map((t) => ({ name: `sub_models.${i}.${t.name}`, source: t })));
+  const plan: TensorToWrite[] = branches.flatMap((tensors, i) =>
+    tensors.map((t) => ({ name: `sub_models.${i}.${t.name}`, source: t })),
+  );
   const total = plan.reduce((s, t) => s + t.source.byteLength, 0);
 
   await fsp.mkdir(outDir, { recursive: true });
@@ -103,7 +152,8 @@ export async function fuseModelDirs(weakDir: string, strongDir: string, outDir: 
 export async function fuseModels(input: StepInput): Promise<StepResult> {
   const run = resolveRun(input.config);
   const checkpoint = input.deps.sft?.outputs.checkpoint;
-  if (!checkpoint) throw invalidInput('deps.sft', undefined, 'outputs.checkpoint', 'step 1 reported no final checkpoint');
+  if (!checkpoint)
+    throw invalidInput('deps.sft', undefined, 'outputs.checkpoint', 'step 1 reported no final checkpoint');
   const weakDir = path.join(run.runDir, input.deps.snapshot?.outputs.model ?? A.STAGE0_DIR);
   const strongDir = path.join(run.runDir, checkpoint);
   return runStep(input, {
@@ -113,9 +163,14 @@ export async function fuseModels(input: StepInput): Promise<StepResult> {
     heartbeat: activityHeartbeat,
     produce: async ({ paths, heartbeat }) => {
       // disk safety: the weights of both branches (activities/store/diskSpace.ts)
-      const estimate = await estimateOrNone(async () => ({ bytes: (await modelTensorStats(weakDir)).bytes + (await modelTensorStats(strongDir)).bytes, what: 'the weights of m0 and m1' }));
+      const estimate = await estimateOrNone(async () => ({
+        bytes: (await modelTensorStats(weakDir)).bytes + (await modelTensorStats(strongDir)).bytes,
+        what: 'the weights of m0 and m1',
+      }));
       await requireDiskSpace(input.config, input.stepId, run.runDir, estimate);
-      return { metrics: await fuseModelDirs(weakDir, strongDir, paths.fused, input.config.joint.fusionLambda, heartbeat) };
+      return {
+        metrics: await fuseModelDirs(weakDir, strongDir, paths.fused, input.config.joint.fusionLambda, heartbeat),
+      };
     },
   });
 }

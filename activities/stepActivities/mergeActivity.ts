@@ -41,9 +41,15 @@ export async function readRecordIdx(dataFile: string, format: RunConfig['dataFor
       idx.push(idx.length);
       return;
     }
-    const v = value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>).idx : undefined;
+    const v =
+      value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>).idx : undefined;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
-      throw invalidInput(dataFile, line, 'idx', `every record needs a non-negative integer idx (got ${JSON.stringify(v) ?? 'nothing'})`);
+      throw invalidInput(
+        dataFile,
+        line,
+        'idx',
+        `every record needs a non-negative integer idx (got ${JSON.stringify(v) ?? 'nothing'})`,
+      );
     }
     idx.push(v);
   });
@@ -65,16 +71,38 @@ async function writeLines(file: string, n: number, line: (out: AsciiWriter, i: n
 
 /** `{"idx","entropy_0","entropy_1"}` sorted by idx, as the original's merge writes. */
 function writeMerged(file: string, m: MergedEntropies): Promise<void> {
-  return writeLines(file, m.idx.length, (out, i) => out.text('{"idx":').uint(m.idx[i]).text(',"entropy_0":').num(m.h0[i]).text(',"entropy_1":').num(m.h1[i]).text('}\n'));
+  return writeLines(file, m.idx.length, (out, i) =>
+    out
+      .text('{"idx":')
+      .uint(m.idx[i])
+      .text(',"entropy_0":')
+      .num(m.h0[i])
+      .text(',"entropy_1":')
+      .num(m.h1[i])
+      .text('}\n'),
+  );
 }
 
 /** `{"idx","delta_entropy","weight"}` sorted by idx. */
 function writeSampleWeights(file: string, m: MergedEntropies, p: Float64Array): Promise<void> {
-  return writeLines(file, m.idx.length, (out, i) => out.text('{"idx":').uint(m.idx[i]).text(',"delta_entropy":').num(m.h1[i] - m.h0[i]).text(',"weight":').num(p[i]).text('}\n'));
+  return writeLines(file, m.idx.length, (out, i) =>
+    out
+      .text('{"idx":')
+      .uint(m.idx[i])
+      .text(',"delta_entropy":')
+      .num(m.h1[i] - m.h0[i])
+      .text(',"weight":')
+      .num(p[i])
+      .text('}\n'),
+  );
 }
 
 /** Everything step 3 does, on explicit files (the bench and tests call it directly). */
-export async function mergeAndWeightFiles(files: MergeFiles, settings: MergeSettings, heartbeat: Heartbeat = () => undefined): Promise<Record<string, number | string>> {
+export async function mergeAndWeightFiles(
+  files: MergeFiles,
+  settings: MergeSettings,
+  heartbeat: Heartbeat = () => undefined,
+): Promise<Record<string, number | string>> {
   const phase = (name: string, done: number) => {
     // the phases between reads are in-memory loops over at most WMSS_MAX_RECORDS rows: seconds each
     throwIfCancelled();
@@ -84,7 +112,8 @@ export async function mergeAndWeightFiles(files: MergeFiles, settings: MergeSett
   const e0 = await readEntropyColumns(files.entropy0, 'entropy_0');
   const e1 = await readEntropyColumns(files.entropy1, 'entropy_1');
   // the entropy kernels write a row per record and a data file has at least one
-  for (const e of [e0, e1]) if (e.idx.length === 0) throw invalidInput(e.file, undefined, e.field, 'the entropy file has no rows');
+  for (const e of [e0, e1])
+    if (e.idx.length === 0) throw invalidInput(e.file, undefined, e.field, 'the entropy file has no rows');
   const merged = mergeEntropies(e0, e1);
   phase('weights', 1);
   const { p, uniformFallback: entropyUniform } = sampleWeights(merged.h0, merged.h1, settings.weighting);
@@ -94,7 +123,8 @@ export async function mergeAndWeightFiles(files: MergeFiles, settings: MergeSett
   phase('resample', 3);
   const n = recordIdx.length;
   const draws = drawCount(n, settings.resample.multiplier);
-  const drawn = n > 0 && draws > 0 ? drawWithReplacement(records.weights, draws, settings.resample.seed) : new Uint32Array(0);
+  const drawn =
+    n > 0 && draws > 0 ? drawWithReplacement(records.weights, draws, settings.resample.seed) : new Uint32Array(0);
   const positions = settings.resample.dedupe ? dedupeKeepFirst(drawn, n) : drawn;
 
   phase('write', 4);
@@ -111,7 +141,8 @@ export async function mergeAndWeightFiles(files: MergeFiles, settings: MergeSett
   const warnings: string[] = [];
   if (entropyUniform) warnings.push('every entropy-based weight was 0: weights are uniform over the merged rows');
   if (records.uniformFallback && n > 0) warnings.push('every record weight was 0: records are drawn uniformly');
-  if (records.missingEntropy > 0) warnings.push(`${records.missingEntropy} records have no entropy row and get weight 0`);
+  if (records.missingEntropy > 0)
+    warnings.push(`${records.missingEntropy} records have no entropy row and get weight 0`);
 
   const ds = drawStats(records.weights, drawn);
   const stats = {
@@ -156,11 +187,25 @@ export async function mergeAndWeightFiles(files: MergeFiles, settings: MergeSett
 export async function mergeAndWeight(input: StepInput): Promise<StepResult> {
   const run = resolveRun(input.config);
   const { config } = input;
-  const entropyPath = (dep: 'entropy0' | 'entropy1', fallback: string) => path.join(run.runDir, input.deps[dep]?.outputs.entropy ?? fallback);
-  const settings: MergeSettings = { dataFormat: config.dataFormat, weighting: config.weighting, resample: config.resample };
+  const entropyPath = (dep: 'entropy0' | 'entropy1', fallback: string) =>
+    path.join(run.runDir, input.deps[dep]?.outputs.entropy ?? fallback);
+  const settings: MergeSettings = {
+    dataFormat: config.dataFormat,
+    weighting: config.weighting,
+    resample: config.resample,
+  };
   return runStep(input, {
-    cacheKey: { version: MERGE_VERSION, ...settings, data: await digestTextInput(run.runDir, run.dataFile, 'dataFile') },
-    outputs: { merged: A.ENTROPY_MERGED, weights: A.SAMPLE_WEIGHTS, positions: A.RESAMPLED_POSITIONS, stats: A.RESAMPLE_STATS },
+    cacheKey: {
+      version: MERGE_VERSION,
+      ...settings,
+      data: await digestTextInput(run.runDir, run.dataFile, 'dataFile'),
+    },
+    outputs: {
+      merged: A.ENTROPY_MERGED,
+      weights: A.SAMPLE_WEIGHTS,
+      positions: A.RESAMPLED_POSITIONS,
+      stats: A.RESAMPLE_STATS,
+    },
     mode: 'atomic',
     heartbeat: activityHeartbeat,
     produce: async ({ paths, heartbeat }) => ({

@@ -17,7 +17,14 @@ import { checkModelDir } from './snapshotActivity';
 import { runStep } from '../store/artifactStore';
 import { digestPath, digestTextInput } from '../store/digest';
 import { countLines, modelTensorStats } from '../store/diskSpace';
-import { bytesPerParam, checkSplit, memoryEstimateGiB, simulatedOom, trainingDisk, withoutRetention } from './trainingRuntime';
+import {
+  bytesPerParam,
+  checkSplit,
+  memoryEstimateGiB,
+  simulatedOom,
+  trainingDisk,
+  withoutRetention,
+} from './trainingRuntime';
 import { DEFAULT_SFT_SYSTEM_PROMPT, SFT_CONFIG_KEYS, sftJob } from '../../pipeline/stepDefinitions/sft';
 
 /**
@@ -31,7 +38,15 @@ export function checkSftMaxLength(modelDir: string, sft: Pick<RunConfig['sft'], 
   try {
     const tok = loadChatTokenizer(modelDir);
     if (!tok.hasChatTemplate) return;
-    floor = tok.encode(tok.renderChat([{ role: 'system', content: sft.systemPrompt ?? DEFAULT_SFT_SYSTEM_PROMPT }, { role: 'user', content: '' }], true)).length;
+    floor = tok.encode(
+      tok.renderChat(
+        [
+          { role: 'system', content: sft.systemPrompt ?? DEFAULT_SFT_SYSTEM_PROMPT },
+          { role: 'user', content: '' },
+        ],
+        true,
+      ),
+    ).length;
   } catch {
     return;
   }
@@ -49,7 +64,13 @@ export function trainSft(rt: GpuRuntime) {
     const run = resolveRun(input.config);
     const { sft } = input.config;
     return runStep(input, {
-      cacheKey: { kernel: KERNEL_VERSION, sft: withoutRetention(sft), dataFormat: input.config.dataFormat, model: await digestPath(run.runDir, run.baseModel, 'baseModel'), data: await digestTextInput(run.runDir, run.dataFile, 'dataFile') },
+      cacheKey: {
+        kernel: KERNEL_VERSION,
+        sft: withoutRetention(sft),
+        dataFormat: input.config.dataFormat,
+        model: await digestPath(run.runDir, run.baseModel, 'baseModel'),
+        data: await digestTextInput(run.runDir, run.dataFile, 'dataFile'),
+      },
       outputs: { dir: A.STAGE1_DIR },
       mode: 'in-place',
       heartbeat,
@@ -59,16 +80,37 @@ export function trainSft(rt: GpuRuntime) {
         await checkModelDir(run.baseModel);
         checkSftMaxLength(run.baseModel, sft);
         const { params } = await modelTensorStats(run.baseModel);
-        const disk = await trainingDisk(rt, input, sft, paths.dir, { params, trainable: params }, () => countLines(run.dataFile));
+        const disk = await trainingDisk(rt, input, sft, paths.dir, { params, trainable: params }, () =>
+          countLines(run.dataFile),
+        );
         return withOomBackoff(run.runDir, input.stepId, sft, async (layout) => {
           const laidOut = { ...sft, microBatch: layout.microBatch, gradAccum: layout.gradAccum };
-          const out = await rt.kernel(input, run, 'sft', {
-            ...sftJob(input.config, laidOut, { modelPath: run.baseModel, dataFile: run.dataFile, outputDir: paths.dir }),
-            ...simulatedOom(input, layout),
-            memory_estimate_gib: await memoryEstimateGiB(run.baseModel, laidOut, { params, trainable: params, branches: 1 }, rt.devices, bytesPerParam(rt, input, sft)),
-          }, { processes: rt.devices, onProgress: disk.onProgress, configKeys: SFT_CONFIG_KEYS });
+          const out = await rt.kernel(
+            input,
+            run,
+            'sft',
+            {
+              ...sftJob(input.config, laidOut, {
+                modelPath: run.baseModel,
+                dataFile: run.dataFile,
+                outputDir: paths.dir,
+              }),
+              ...simulatedOom(input, layout),
+              memory_estimate_gib: await memoryEstimateGiB(
+                run.baseModel,
+                laidOut,
+                { params, trainable: params, branches: 1 },
+                rt.devices,
+                bytesPerParam(rt, input, sft),
+              ),
+            },
+            { processes: rt.devices, onProgress: disk.onProgress, configKeys: SFT_CONFIG_KEYS },
+          );
           await disk.finish();
-          return { metrics: { ...out.metrics, oom_halvings: layout.halvings }, outputs: { checkpoint: relativeToRun(run, out.outputs.checkpoint) } };
+          return {
+            metrics: { ...out.metrics, oom_halvings: layout.halvings },
+            outputs: { checkpoint: relativeToRun(run, out.outputs.checkpoint) },
+          };
         });
       },
     });

@@ -29,21 +29,38 @@ const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'];
 export async function checkModelDir(dir: string): Promise<ModelDirCheck> {
   const config = await readModelConfig(dir);
   if (!(await topLevelFiles(dir)).some((f) => TOKENIZER_FILES.includes(f))) {
-    throw invalidInput(dir, undefined, undefined, `no tokenizer (${TOKENIZER_FILES.join(' or ')}): steps 0, 1 and 7 load it from the model dir`);
+    throw invalidInput(
+      dir,
+      undefined,
+      undefined,
+      `no tokenizer (${TOKENIZER_FILES.join(' or ')}): steps 0, 1 and 7 load it from the model dir`,
+    );
   }
   if (await hasSafetensors(dir)) {
     const weights = await listModelTensors(dir);
     return { modelType: config.model_type, weights: 'safetensors', tensors: weights.tensors.length };
   }
-  if ((await topLevelFiles(dir)).some((f) => TORCH_WEIGHTS.test(f))) return { modelType: config.model_type, weights: 'bin', tensors: 0 };
-  throw invalidInput(dir, undefined, undefined, 'no weights (model.safetensors, model.safetensors.index.json or pytorch_model*.bin)');
+  if ((await topLevelFiles(dir)).some((f) => TORCH_WEIGHTS.test(f)))
+    return { modelType: config.model_type, weights: 'bin', tensors: 0 };
+  throw invalidInput(
+    dir,
+    undefined,
+    undefined,
+    'no weights (model.safetensors, model.safetensors.index.json or pytorch_model*.bin)',
+  );
 }
 
 /** Copy every top-level non-dot file of `baseModel` into `dest` (created). */
-export async function snapshotModelDir(baseModel: string, dest: string, heartbeat: Heartbeat = () => undefined): Promise<Record<string, number | string>> {
+export async function snapshotModelDir(
+  baseModel: string,
+  dest: string,
+  heartbeat: Heartbeat = () => undefined,
+): Promise<Record<string, number | string>> {
   const check = await checkModelDir(baseModel);
   const files = await topLevelFiles(baseModel);
-  const bytes = await copyFiles(baseModel, files, dest, (name, i) => heartbeat({ ...progressDetails(i, files.length, 'files'), phase: `copy ${name}` }));
+  const bytes = await copyFiles(baseModel, files, dest, (name, i) =>
+    heartbeat({ ...progressDetails(i, files.length, 'files'), phase: `copy ${name}` }),
+  );
   return { modelType: check.modelType, weights: check.weights, tensors: check.tensors, files: files.length, bytes };
 }
 
@@ -57,9 +74,16 @@ export async function snapshotBase(input: StepInput): Promise<StepResult> {
     heartbeat: activityHeartbeat,
     produce: async ({ paths, heartbeat }) => {
       // disk safety: one copy of the base model dir (activities/store/diskSpace.ts)
-      await requireDiskSpace(input.config, input.stepId, run.runDir, await estimateOrNone(async () => ({ bytes: await modelDirBytes(run.baseModel), what: 'one copy of the base model dir' })));
+      await requireDiskSpace(
+        input.config,
+        input.stepId,
+        run.runDir,
+        await estimateOrNone(async () => ({
+          bytes: await modelDirBytes(run.baseModel),
+          what: 'one copy of the base model dir',
+        })),
+      );
       return { metrics: await snapshotModelDir(run.baseModel, paths.model, heartbeat) };
     },
   });
 }
-

@@ -43,7 +43,13 @@ export function bytesPerParam(rt: GpuRuntime, input: StepInput, t: Training): nu
  * The DDP footprint of one GPU (pipeline/parallelism.ts) that `parallelism.strategy: auto` is
  * decided by in the kernel; null when the model's config.json lacks its shape.
  */
-export async function memoryEstimateGiB(modelDir: string, t: Training, model: { params: number; trainable: number; branches: number }, devices: number, bytes: number): Promise<number | null> {
+export async function memoryEstimateGiB(
+  modelDir: string,
+  t: Training,
+  model: { params: number; trainable: number; branches: number },
+  devices: number,
+  bytes: number,
+): Promise<number | null> {
   let cfg: { hidden_size?: unknown; num_hidden_layers?: unknown };
   try {
     cfg = JSON.parse(await fsp.readFile(path.join(modelDir, 'config.json'), 'utf8'));
@@ -51,7 +57,18 @@ export async function memoryEstimateGiB(modelDir: string, t: Training, model: { 
     return null;
   }
   if (typeof cfg.hidden_size !== 'number' || typeof cfg.num_hidden_layers !== 'number') return null;
-  const est = trainingMemory({ params: model.params, trainableParams: model.trainable, bytesPerParam: bytes, microBatch: t.microBatch, maxLength: t.maxLength, hiddenSize: cfg.hidden_size, layers: cfg.num_hidden_layers, branches: model.branches, gradientCheckpointing: t.gradientCheckpointing, devices });
+  const est = trainingMemory({
+    params: model.params,
+    trainableParams: model.trainable,
+    bytesPerParam: bytes,
+    microBatch: t.microBatch,
+    maxLength: t.maxLength,
+    hiddenSize: cfg.hidden_size,
+    layers: cfg.num_hidden_layers,
+    branches: model.branches,
+    gradientCheckpointing: t.gradientCheckpointing,
+    devices,
+  });
   return Math.round(est.ddpGiB * 100) / 100;
 }
 
@@ -61,15 +78,32 @@ export async function memoryEstimateGiB(modelDir: string, t: Training, model: { 
  * kernel reports a new complete checkpoint and once it is done (before the manifest records
  * the output dir).
  */
-export async function trainingDisk(rt: GpuRuntime, input: StepInput, t: Training, outputDir: string, model: { params: number; trainable: number }, rows: () => Promise<number>) {
+export async function trainingDisk(
+  rt: GpuRuntime,
+  input: StepInput,
+  t: Training,
+  outputDir: string,
+  model: { params: number; trainable: number },
+  rows: () => Promise<number>,
+) {
   await pruneCheckpoints(outputDir, t.keepCheckpoints);
   const complete = await completeCheckpoints(outputDir);
   const totalSteps = t.maxSteps ?? Math.floor(((await rows()) * t.epochs) / (t.microBatch * t.gradAccum));
-  const estimate = trainingEstimate({ params: model.params, trainableParams: model.trainable, bytesPerParam: bytesPerParam(rt, input, t), totalSteps, saveEvery: t.saveEvery, keepCheckpoints: t.keepCheckpoints, resumeStep: complete.at(-1)?.step ?? 0, existing: complete.length });
+  const estimate = trainingEstimate({
+    params: model.params,
+    trainableParams: model.trainable,
+    bytesPerParam: bytesPerParam(rt, input, t),
+    totalSteps,
+    saveEvery: t.saveEvery,
+    keepCheckpoints: t.keepCheckpoints,
+    resumeStep: complete.at(-1)?.step ?? 0,
+    existing: complete.length,
+  });
   await requireDiskSpace(input.config, input.stepId, outputDir, estimate);
   let seen = complete.at(-1)?.step;
   let pruning: Promise<unknown> = Promise.resolve();
-  const prune = () => (pruning = pruning.then(() => pruneCheckpoints(outputDir, t.keepCheckpoints)).catch(() => undefined));
+  const prune = () =>
+    (pruning = pruning.then(() => pruneCheckpoints(outputDir, t.keepCheckpoints)).catch(() => undefined));
   return {
     onProgress: (p: StepProgress) => {
       heartbeat(p);

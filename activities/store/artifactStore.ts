@@ -21,7 +21,15 @@ import { fsyncTree, isStagingOf, replaceWithStaged, stagingName } from './durabl
 import { artifactConflict } from './failures';
 import { HeartbeatTicker, progressDetails, type Heartbeat } from './heartbeat';
 import { faultPause } from '../faults';
-import { MANIFEST_FORMAT, outputsDigestOf, readManifest, removeManifest, writeManifest, type RecordedOutput, type StepManifest } from './manifest';
+import {
+  MANIFEST_FORMAT,
+  outputsDigestOf,
+  readManifest,
+  removeManifest,
+  writeManifest,
+  type RecordedOutput,
+  type StepManifest,
+} from './manifest';
 import { confineReal, requireAbsoluteRunDir, resolveInRunDir, toRunDirRelative } from './runDirPaths';
 import { currentHost } from '../hostContext';
 import { claimOutputs } from './ownership';
@@ -85,7 +93,10 @@ export async function dependencyInputs(runDir: string, deps: StepInput['deps']):
     const dep = deps[id];
     if (!dep) continue;
     const manifest = await readManifest(runDir, id);
-    inputs[id] = { cacheKey: dep.cacheKey, outputsDigest: manifest && manifest.cacheKey === dep.cacheKey ? outputsDigestOf(manifest) : null };
+    inputs[id] = {
+      cacheKey: dep.cacheKey,
+      outputsDigest: manifest && manifest.cacheKey === dep.cacheKey ? outputsDigestOf(manifest) : null,
+    };
   }
   return inputs;
 }
@@ -95,7 +106,11 @@ export function stepCacheKey(stepId: string, keyMaterial: unknown, inputs: StepM
 }
 
 /** Why the recorded outputs no longer match, or undefined when they all do. */
-export async function outputsMismatch(runDir: string, manifest: StepManifest, verify: 'size' | 'full'): Promise<string | undefined> {
+export async function outputsMismatch(
+  runDir: string,
+  manifest: StepManifest,
+  verify: 'size' | 'full',
+): Promise<string | undefined> {
   for (const [name, rec] of Object.entries(manifest.outputs)) {
     const abs = resolveInRunDir(runDir, rec.path);
     const stat = await fsp.stat(abs).catch(() => undefined);
@@ -103,17 +118,20 @@ export async function outputsMismatch(runDir: string, manifest: StepManifest, ve
     if (rec.kind === 'file') {
       if (!stat.isFile()) return `output ${name} (${rec.path}) is no longer a file`;
       if (stat.size !== rec.size) return `output ${name} (${rec.path}) has ${stat.size} bytes, manifest ${rec.size}`;
-      if (verify === 'full' && (await sha256File(abs)) !== rec.sha256) return `output ${name} (${rec.path}) has another sha256`;
+      if (verify === 'full' && (await sha256File(abs)) !== rec.sha256)
+        return `output ${name} (${rec.path}) has another sha256`;
       continue;
     }
     if (!stat.isDirectory()) return `output ${name} (${rec.path}) is no longer a directory`;
     const present = await listFiles(abs);
     const recorded = rec.files ?? [];
-    if (present.length !== recorded.length || present.some((p, i) => p !== recorded[i].path)) return `output ${name} (${rec.path}) has another file list`;
+    if (present.length !== recorded.length || present.some((p, i) => p !== recorded[i].path))
+      return `output ${name} (${rec.path}) has another file list`;
     for (const f of recorded) {
       const fileAbs = path.join(abs, f.path);
       if ((await fsp.stat(fileAbs)).size !== f.size) return `output ${name}: ${f.path} changed size`;
-      if (verify === 'full' && (await sha256File(fileAbs)) !== f.sha256) return `output ${name}: ${f.path} has another sha256`;
+      if (verify === 'full' && (await sha256File(fileAbs)) !== f.sha256)
+        return `output ${name}: ${f.path} has another sha256`;
     }
   }
   return undefined;
@@ -129,10 +147,17 @@ async function removeStaleStaging(finalPath: string): Promise<void> {
   const dir = path.dirname(finalPath);
   const base = path.basename(finalPath);
   const entries = await fsp.readdir(dir).catch(() => [] as string[]);
-  await Promise.all(entries.filter((e) => isStagingOf(base, e)).map((e) => fsp.rm(path.join(dir, e), { recursive: true, force: true })));
+  await Promise.all(
+    entries.filter((e) => isStagingOf(base, e)).map((e) => fsp.rm(path.join(dir, e), { recursive: true, force: true })),
+  );
 }
 
-async function recordOutput(runDir: string, rel: string, memo: DigestMemo, onBytes: (n: number) => void): Promise<RecordedOutput> {
+async function recordOutput(
+  runDir: string,
+  rel: string,
+  memo: DigestMemo,
+  onBytes: (n: number) => void,
+): Promise<RecordedOutput> {
   const abs = await confineReal(runDir, resolveInRunDir(runDir, rel));
   const stat = await fsp.stat(abs).catch(() => undefined);
   if (!stat) throw artifactConflict(abs, 'the step reported this output but it does not exist');
@@ -150,7 +175,9 @@ async function recordOutput(runDir: string, rel: string, memo: DigestMemo, onByt
 export async function runStep(input: StepInput, spec: StepSpec): Promise<StepResult> {
   const started = Date.now();
   const runDir = requireAbsoluteRunDir(input.config.runDir);
-  const finalPaths = Object.fromEntries(Object.entries(spec.outputs).map(([name, rel]) => [name, resolveInRunDir(runDir, rel)]));
+  const finalPaths = Object.fromEntries(
+    Object.entries(spec.outputs).map(([name, rel]) => [name, resolveInRunDir(runDir, rel)]),
+  );
   const inputs = await dependencyInputs(runDir, input.deps);
   const cacheKey = stepCacheKey(input.stepId, spec.cacheKey, inputs);
   const ticker = new HeartbeatTicker(spec.heartbeat ?? (() => undefined), HEARTBEAT_INTERVAL_MS);
@@ -200,7 +227,8 @@ export async function runStep(input: StepInput, spec: StepSpec): Promise<StepRes
       try {
         await faultPause(runDir, input.stepId, 'publish', beat);
         for (const [name, staged] of Object.entries(paths)) {
-          if (!existsSync(staged)) throw artifactConflict(finalPaths[name], `the step did not write its declared output '${name}'`);
+          if (!existsSync(staged))
+            throw artifactConflict(finalPaths[name], `the step did not write its declared output '${name}'`);
           await fsyncTree(staged);
         }
         let renamed = 0;
@@ -221,7 +249,9 @@ export async function runStep(input: StepInput, spec: StepSpec): Promise<StepRes
     const memo = await DigestMemo.open(runDir);
     const recorded: Record<string, RecordedOutput> = {};
     for (const [name, rel] of Object.entries(outputs)) {
-      recorded[name] = await recordOutput(runDir, rel, memo, (n) => ticker.update({ ...progressDetails(n, 0, 'bytes'), phase: `digest ${name}` }));
+      recorded[name] = await recordOutput(runDir, rel, memo, (n) =>
+        ticker.update({ ...progressDetails(n, 0, 'bytes'), phase: `digest ${name}` }),
+      );
     }
     await memo.save();
     const digestMs = Date.now() - digestStarted;
@@ -247,7 +277,13 @@ export async function runStep(input: StepInput, spec: StepSpec): Promise<StepRes
       host: result.host,
       outputs: recorded,
       result,
-      timings: { startedAt: new Date(started).toISOString(), finishedAt: new Date().toISOString(), produceMs, publishMs, digestMs },
+      timings: {
+        startedAt: new Date(started).toISOString(),
+        finishedAt: new Date().toISOString(),
+        produceMs,
+        publishMs,
+        digestMs,
+      },
     });
     return result;
   } finally {

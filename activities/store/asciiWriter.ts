@@ -13,7 +13,10 @@ export class AsciiWriter {
   private readonly buf = Buffer.allocUnsafe(BUFFER_BYTES);
   private pos = 0;
 
-  private constructor(private readonly handle: fsp.FileHandle, private readonly file: string) {}
+  private constructor(
+    private readonly handle: fsp.FileHandle,
+    private readonly file: string,
+  ) {}
 
   static async create(file: string): Promise<AsciiWriter> {
     return new AsciiWriter(await fsp.open(file, 'w'), file);

@@ -7,7 +7,7 @@ export function canonicalJson(value: unknown): string {
 
 function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
-  if (value && typeof value === 'object' && (value).constructor === Object) {
+  if (value && typeof value === 'object' && value.constructor === Object) {
     const obj = value as Record<string, unknown>;
     return Object.fromEntries(
       Object.keys(obj)

@@ -9,7 +9,16 @@ import { z } from 'zod';
 import { writeFileDurable } from './durableFs';
 import { invalidInput } from './failures';
 import { activityHeartbeat, progressDetails } from './heartbeat';
-import { INPUT_LIMIT_ENV, inputLimits, notRegularFile, openInput, readChunks, readInputText, tooLarge, type OpenInputOptions } from './inputFiles';
+import {
+  INPUT_LIMIT_ENV,
+  inputLimits,
+  notRegularFile,
+  openInput,
+  readChunks,
+  readInputText,
+  tooLarge,
+  type OpenInputOptions,
+} from './inputFiles';
 
 const READ_CHUNK = 4 << 20;
 
@@ -92,13 +101,15 @@ export class DigestMemo {
   async save(): Promise<void> {
     if (this.fresh.size === 0) return;
     const previous = memoLocks.get(this.file) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(async () => {
-      const merged = await readMemoEntries(this.file);
-      for (const [key, entry] of this.fresh) merged.set(key, entry);
-      const body: z.infer<typeof MemoFile> = { version: 1, entries: Object.fromEntries(merged) };
-      await writeFileDurable(this.file, JSON.stringify(body));
-      this.fresh.clear();
-    });
+    const next = previous
+      .catch(() => undefined)
+      .then(async () => {
+        const merged = await readMemoEntries(this.file);
+        for (const [key, entry] of this.fresh) merged.set(key, entry);
+        const body: z.infer<typeof MemoFile> = { version: 1, entries: Object.fromEntries(merged) };
+        await writeFileDurable(this.file, JSON.stringify(body));
+        this.fresh.clear();
+      });
     memoLocks.set(this.file, next);
     await next;
   }
@@ -118,7 +129,8 @@ export async function digestFile(file: string, opts: DigestOptions = {}): Promis
   const abs = path.resolve(file);
   const stat = await fsp.stat(abs);
   const max = opts.limit?.maxBytes;
-  if (max !== undefined && stat.size > max) throw tooLarge(abs, stat.size, max, opts.limit?.field, opts.limit?.limitName);
+  if (max !== undefined && stat.size > max)
+    throw tooLarge(abs, stat.size, max, opts.limit?.field, opts.limit?.limitName);
   const known = opts.memo?.lookup(abs, stat);
   if (known) return known;
   const sha256 = await sha256File(abs, opts.onBytes, opts.limit);
@@ -139,7 +151,13 @@ export async function listFiles(dir: string): Promise<string[]> {
       const stat = await fsp.stat(path.join(dir, childRel));
       if (stat.isDirectory()) {
         const childId = `${stat.dev}:${stat.ino}`;
-        if (onPath.has(childId)) throw invalidInput(path.join(dir, childRel), undefined, undefined, 'a symlink loop: this directory contains itself');
+        if (onPath.has(childId))
+          throw invalidInput(
+            path.join(dir, childRel),
+            undefined,
+            undefined,
+            'a symlink loop: this directory contains itself',
+          );
         await walk(childRel, childId);
       } else if (stat.isFile()) out.push(childRel);
     }
@@ -164,7 +182,10 @@ export async function digestDir(dir: string, opts: DigestOptions = {}): Promise<
     const abs = path.join(dir, rel);
     const { size } = await fsp.stat(abs);
     const base = before;
-    const sha256 = await digestFile(abs, { memo: opts.memo, onBytes: opts.onBytes && ((n) => opts.onBytes!(base + n)) });
+    const sha256 = await digestFile(abs, {
+      memo: opts.memo,
+      onBytes: opts.onBytes && ((n) => opts.onBytes!(base + n)),
+    });
     files.push({ path: rel, size, sha256 });
     before += size;
   }
@@ -187,16 +208,28 @@ function throttledActivityHeartbeat(phase: string): OnBytes {
  * `target` may lie outside the run dir (the base model, the data file): one that does not exist
  * or cannot be read is InvalidInput naming it and `field`, the config key it comes from.
  */
-export async function digestPath(runDir: string, target: string, field?: string, opts: { onBytes?: OnBytes; maxBytes?: number; limitName?: string } = {}): Promise<string> {
+export async function digestPath(
+  runDir: string,
+  target: string,
+  field?: string,
+  opts: { onBytes?: OnBytes; maxBytes?: number; limitName?: string } = {},
+): Promise<string> {
   const abs = path.resolve(target);
   const onBytes = opts.onBytes ?? throttledActivityHeartbeat(`digest ${path.basename(target)}`);
   const stat = await fsp.stat(abs).catch((err: NodeJS.ErrnoException) => {
-    throw invalidInput(abs, undefined, field, `${err.code === 'ENOENT' ? 'does not exist' : 'cannot be read'} (${err.code ?? err.message})`);
+    throw invalidInput(
+      abs,
+      undefined,
+      field,
+      `${err.code === 'ENOENT' ? 'does not exist' : 'cannot be read'} (${err.code ?? err.message})`,
+    );
   });
   if (!stat.isDirectory() && !stat.isFile()) throw notRegularFile(abs, stat, field);
   const memo = await DigestMemo.open(runDir);
   const limit = { field, maxBytes: opts.maxBytes, limitName: opts.limitName };
-  const sha256 = stat.isDirectory() ? (await digestDir(abs, { memo, onBytes })).sha256 : await digestFile(abs, { memo, onBytes, limit });
+  const sha256 = stat.isDirectory()
+    ? (await digestDir(abs, { memo, onBytes })).sha256
+    : await digestFile(abs, { memo, onBytes, limit });
   await memo.save();
   return sha256;
 }
@@ -206,5 +239,8 @@ export async function digestPath(runDir: string, target: string, field?: string,
  * when it is larger than the text-file limit the readers would stop at anyway.
  */
 export function digestTextInput(runDir: string, file: string, field: string): Promise<string> {
-  return digestPath(runDir, file, field, { maxBytes: inputLimits().maxTextFileBytes, limitName: INPUT_LIMIT_ENV.maxTextFileBytes });
+  return digestPath(runDir, file, field, {
+    maxBytes: inputLimits().maxTextFileBytes,
+    limitName: INPUT_LIMIT_ENV.maxTextFileBytes,
+  });
 }

@@ -28,13 +28,20 @@ export interface DiskEstimate {
 export type Statfs = (dir: string) => Pick<StatsFs, 'bavail' | 'bsize'>;
 
 const GB = 1e9;
-export const formatGB = (bytes: number) => (bytes >= 1e8 ? `${(bytes / GB).toFixed(1)} GB` : bytes >= 1e5 ? `${(bytes / 1e6).toFixed(1)} MB` : `${bytes} bytes`);
+export const formatGB = (bytes: number) =>
+  bytes >= 1e8 ? `${(bytes / GB).toFixed(1)} GB` : bytes >= 1e5 ? `${(bytes / 1e6).toFixed(1)} MB` : `${bytes} bytes`;
 
 /** The nearest existing ancestor of `p` (statfs needs an existing path). */
 export async function existingAncestor(p: string): Promise<string> {
   let cur = path.resolve(p);
   for (;;) {
-    if (await fsp.stat(cur).then(() => true, () => false)) return cur;
+    if (
+      await fsp.stat(cur).then(
+        () => true,
+        () => false,
+      )
+    )
+      return cur;
     const parent = path.dirname(cur);
     if (parent === cur) return cur;
     cur = parent;
@@ -51,7 +58,13 @@ export async function freeBytes(dir: string, statfs: Statfs = statfsSync): Promi
  * Fail with InsufficientDisk when `estimate` plus the configured headroom does not fit in the free
  * space of `dir`'s file system. Does nothing when `disk.check` is false or there is no estimate.
  */
-export async function requireDiskSpace(config: Pick<RunConfig, 'disk'> | Partial<Pick<RunConfig, 'disk'>>, stepId: StepId, dir: string, estimate: DiskEstimate | undefined, statfs: Statfs = statfsSync): Promise<void> {
+export async function requireDiskSpace(
+  config: Pick<RunConfig, 'disk'> | Partial<Pick<RunConfig, 'disk'>>,
+  stepId: StepId,
+  dir: string,
+  estimate: DiskEstimate | undefined,
+  statfs: Statfs = statfsSync,
+): Promise<void> {
   const disk = config.disk ?? { check: true, headroomGB: 1 };
   if (!disk.check || !estimate || estimate.bytes <= 0) return;
   const headroom = disk.headroomGB * GB;
@@ -76,7 +89,23 @@ export async function modelDirBytes(dir: string): Promise<number> {
   return total;
 }
 
-const DTYPE_BYTES: Record<string, number> = { F64: 8, I64: 8, U64: 8, F32: 4, I32: 4, U32: 4, F16: 2, BF16: 2, I16: 2, U16: 2, I8: 1, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1 };
+const DTYPE_BYTES: Record<string, number> = {
+  F64: 8,
+  I64: 8,
+  U64: 8,
+  F32: 4,
+  I32: 4,
+  U32: 4,
+  F16: 2,
+  BF16: 2,
+  I16: 2,
+  U16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
+};
 
 /** Tensor bytes and element count of a safetensors model dir, optionally only keys with `prefix`. */
 export async function modelTensorStats(dir: string, prefix = ''): Promise<{ bytes: number; params: number }> {
@@ -105,7 +134,13 @@ export async function completeCheckpoints(outputDir: string): Promise<{ step: nu
     const m = CHECKPOINT.exec(e.name);
     if (!m || !e.isDirectory()) continue;
     const dir = path.join(outputDir, e.name);
-    if (await fsp.stat(path.join(dir, 'COMPLETE')).then((s) => s.isFile(), () => false)) found.push({ step: Number(m[1]), dir });
+    if (
+      await fsp.stat(path.join(dir, 'COMPLETE')).then(
+        (s) => s.isFile(),
+        () => false,
+      )
+    )
+      found.push({ step: Number(m[1]), dir });
   }
   return found.sort((a, b) => a.step - b.step);
 }
@@ -138,7 +173,10 @@ export function checkpointSteps(totalSteps: number, saveEvery: number): number[]
 
 /** Non-blank lines of a text file, streamed (the number of records of a data file). */
 export async function countLines(file: string): Promise<number> {
-  const opened = await openInput(file, { maxBytes: inputLimits().maxTextFileBytes, limitName: INPUT_LIMIT_ENV.maxTextFileBytes });
+  const opened = await openInput(file, {
+    maxBytes: inputLimits().maxTextFileBytes,
+    limitName: INPUT_LIMIT_ENV.maxTextFileBytes,
+  });
   let lines = 0;
   let blank = true;
   try {
@@ -180,7 +218,9 @@ export interface TrainingEstimateInput {
 export function trainingEstimate(t: TrainingEstimateInput): DiskEstimate {
   const perCheckpoint = (t.params + 2 * t.trainableParams) * t.bytesPerParam;
   const remaining = checkpointSteps(t.totalSteps, t.saveEvery).filter((s) => s > t.resumeStep).length;
-  const copies = t.keepCheckpoints ? Math.max(0, Math.min(t.keepCheckpoints + 1, t.existing + remaining) - t.existing) : remaining;
+  const copies = t.keepCheckpoints
+    ? Math.max(0, Math.min(t.keepCheckpoints + 1, t.existing + remaining) - t.existing)
+    : remaining;
   return {
     bytes: copies * perCheckpoint,
     what: `${copies} checkpoint${copies === 1 ? '' : 's'} × ${formatGB(perCheckpoint)} (weights + AdamW state)${t.keepCheckpoints ? `, keepCheckpoints ${t.keepCheckpoints}` : ` of ${remaining} still to write`}`,

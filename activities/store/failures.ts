@@ -22,7 +22,12 @@ function where(loc: FailureLocation): string {
 }
 
 /** A malformed input (data file, entropy file, model dir). Non-retryable: a retry reads the same bytes. */
-export function invalidInput(file: string, line: number | undefined, field: string | undefined, message: string): ApplicationFailure {
+export function invalidInput(
+  file: string,
+  line: number | undefined,
+  field: string | undefined,
+  message: string,
+): ApplicationFailure {
   const loc: FailureLocation = { file, line, field };
   return ApplicationFailure.create({
     type: ErrorTypes.InvalidInput,

@@ -41,11 +41,17 @@ export function isWriteRefused(err: unknown): boolean {
 
 /** errno code of a write test in `dir` (EROFS, EACCES...), or undefined when it is writable. */
 async function unwritable(dir: string): Promise<string | undefined> {
-  return fsp.access(dir, fsConstants.W_OK).then(() => undefined, (e: NodeJS.ErrnoException) => e.code ?? 'EACCES');
+  return fsp.access(dir, fsConstants.W_OK).then(
+    () => undefined,
+    (e: NodeJS.ErrnoException) => e.code ?? 'EACCES',
+  );
 }
 
 function notWritable(target: string, code: string, cause: string): ApplicationFailure {
-  const why = code === 'EROFS' ? 'is on a read-only file system' : 'is not writable (or readable) by this worker: permission denied';
+  const why =
+    code === 'EROFS'
+      ? 'is on a read-only file system'
+      : 'is not writable (or readable) by this worker: permission denied';
   return ApplicationFailure.create({
     type: ErrorTypes.NotWritable,
     nonRetryable: true,
@@ -95,7 +101,10 @@ type AnyActivity = (...args: never[]) => Promise<unknown>;
  * The same activities with permanent file-system errors turned into typed failures; `fallbackOf`
  * picks the path to name when an error has none (the run dir of the input).
  */
-export function withFsFailures<T extends Record<string, AnyActivity>>(activities: T, fallbackOf: (...args: never[]) => string | undefined = () => undefined): T {
+export function withFsFailures<T extends Record<string, AnyActivity>>(
+  activities: T,
+  fallbackOf: (...args: never[]) => string | undefined = () => undefined,
+): T {
   const wrapped = Object.entries(activities).map(([name, fn]) => [
     name,
     async (...args: never[]) => {

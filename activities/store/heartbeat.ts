@@ -42,7 +42,11 @@ export function throwIfCancelled(): void {
 }
 
 /** Details in the shape of StepProgress (pipeline/steps.ts), so `wmss watch` shows any phase alike. */
-export function progressDetails(done: number, total: number, unit: string): { done: number; total: number; unit: string; updatedAt: string } {
+export function progressDetails(
+  done: number,
+  total: number,
+  unit: string,
+): { done: number; total: number; unit: string; updatedAt: string } {
   return { done, total, unit, updatedAt: new Date().toISOString() };
 }
 
@@ -55,7 +59,10 @@ export class HeartbeatTicker {
   private hasDetails = false;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly send: Heartbeat, intervalMs = 10_000) {
+  constructor(
+    private readonly send: Heartbeat,
+    intervalMs = 10_000,
+  ) {
     this.timer = setInterval(() => {
       if (this.hasDetails) this.send(this.last);
     }, intervalMs);

@@ -15,7 +15,16 @@
  * environment; the kernels (kernels/wmss_kernels/data.py) read the same variables, since they
  * inherit the worker's environment. docs/input-limits.md lists them.
  */
-import { closeSync, constants, fstatSync, openSync, promises as fsp, readFileSync, statSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  promises as fsp,
+  readFileSync,
+  statSync,
+  type Stats,
+} from 'node:fs';
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorTypes } from '../../pipeline/errors';
 import { invalidInput } from './failures';
@@ -66,7 +75,11 @@ export function inputLimits(env: NodeJS.ProcessEnv = process.env): InputLimits {
     const n = Number(raw);
     // a mistyped limit must not silently become "no limit"; every retry would read the same environment
     if (!Number.isSafeInteger(n) || n <= 0) {
-      throw ApplicationFailure.create({ type: ErrorTypes.WorkerMisconfigured, nonRetryable: true, message: `${INPUT_LIMIT_ENV[key]}=${raw}: expected a positive integer (bytes or records) in this worker's environment` });
+      throw ApplicationFailure.create({
+        type: ErrorTypes.WorkerMisconfigured,
+        nonRetryable: true,
+        message: `${INPUT_LIMIT_ENV[key]}=${raw}: expected a positive integer (bytes or records) in this worker's environment`,
+      });
     }
     out[key] = n;
   }
@@ -101,11 +114,21 @@ export interface OpenedInput {
 
 /** The errors of refusing a file, shared with the kernels' wording (data.py). */
 export function notRegularFile(file: string, stat: Stats, field?: string): Error {
-  return invalidInput(file, undefined, field, `is ${kindOf(stat)}, not a regular file: refused before reading (an input must be a file of finite size)`);
+  return invalidInput(
+    file,
+    undefined,
+    field,
+    `is ${kindOf(stat)}, not a regular file: refused before reading (an input must be a file of finite size)`,
+  );
 }
 
 export function tooLarge(file: string, size: number, maxBytes: number, field?: string, limitName?: string): Error {
-  return invalidInput(file, undefined, field, `is ${size} bytes, over the limit of ${maxBytes} bytes${limitName ? ` (${limitName})` : ''}`);
+  return invalidInput(
+    file,
+    undefined,
+    field,
+    `is ${size} bytes, over the limit of ${maxBytes} bytes${limitName ? ` (${limitName})` : ''}`,
+  );
 }
 
 /**
@@ -113,7 +136,13 @@ export function tooLarge(file: string, size: number, maxBytes: number, field?: s
  * `maxBytes`. A missing or unreadable file, or one refused, is InvalidInput naming it (and `field`).
  */
 export async function openInput(file: string, opts: OpenInputOptions = {}): Promise<OpenedInput> {
-  const cannotRead = (err: unknown) => invalidInput(file, undefined, opts.field, `cannot read${opts.what ? ` ${opts.what}` : ''}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  const cannotRead = (err: unknown) =>
+    invalidInput(
+      file,
+      undefined,
+      opts.field,
+      `cannot read${opts.what ? ` ${opts.what}` : ''}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   // stat first: a device is not even opened (opening one can have effects); fstat below closes the race
   const before = await fsp.stat(file).catch((err: unknown) => {
     throw cannotRead(err);
@@ -129,7 +158,8 @@ export async function openInput(file: string, opts: OpenInputOptions = {}): Prom
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) throw notRegularFile(file, stat, opts.field);
-    if (opts.maxBytes !== undefined && stat.size > opts.maxBytes) throw tooLarge(file, stat.size, opts.maxBytes, opts.field, opts.limitName);
+    if (opts.maxBytes !== undefined && stat.size > opts.maxBytes)
+      throw tooLarge(file, stat.size, opts.maxBytes, opts.field, opts.limitName);
     return { handle, stat };
   } catch (err) {
     await handle.close();
@@ -167,7 +197,11 @@ export async function* readChunks(opened: OpenedInput, chunkBytes: number, start
 /** The whole of a small input (JSON read in one piece): at most `maxBytes` (default the JSON limit). */
 export async function readInputBytes(file: string, opts: OpenInputOptions = {}): Promise<Buffer> {
   const maxBytes = opts.maxBytes ?? inputLimits().maxJsonFileBytes;
-  const opened = await openInput(file, { ...opts, maxBytes, limitName: opts.limitName ?? (opts.maxBytes === undefined ? INPUT_LIMIT_ENV.maxJsonFileBytes : undefined) });
+  const opened = await openInput(file, {
+    ...opts,
+    maxBytes,
+    limitName: opts.limitName ?? (opts.maxBytes === undefined ? INPUT_LIMIT_ENV.maxJsonFileBytes : undefined),
+  });
   try {
     const parts: Buffer[] = [];
     for await (const chunk of readChunks(opened, 4 << 20)) parts.push(chunk);
@@ -192,12 +226,24 @@ export function readInputTextSync(file: string, opts: OpenInputOptions = {}): st
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     if (err instanceof ApplicationFailure) throw err;
-    throw invalidInput(file, undefined, opts.field, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw invalidInput(
+      file,
+      undefined,
+      opts.field,
+      `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   try {
     const stat = fstatSync(fd);
     if (!stat.isFile()) throw notRegularFile(file, stat, opts.field);
-    if (stat.size > maxBytes) throw tooLarge(file, stat.size, maxBytes, opts.field, opts.limitName ?? (opts.maxBytes === undefined ? INPUT_LIMIT_ENV.maxJsonFileBytes : undefined));
+    if (stat.size > maxBytes)
+      throw tooLarge(
+        file,
+        stat.size,
+        maxBytes,
+        opts.field,
+        opts.limitName ?? (opts.maxBytes === undefined ? INPUT_LIMIT_ENV.maxJsonFileBytes : undefined),
+      );
     return readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);

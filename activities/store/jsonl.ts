@@ -41,7 +41,11 @@ const BLANK_LINE = /^[ \t\r]*$/;
 
 /** Why bytes that are not UTF-8 fail, with a hint for the usual culprit (a UTF-16 export). */
 function utf8Problem(bytes: Buffer, line: number): string {
-  if (line === 1 && bytes.length >= 2 && ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))) {
+  if (
+    line === 1 &&
+    bytes.length >= 2 &&
+    ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))
+  ) {
     return 'invalid UTF-8: the file starts with a UTF-16 byte-order mark; convert it to UTF-8';
   }
   return 'invalid UTF-8';
@@ -91,7 +95,16 @@ async function* lineBlocks(file: string, limits: Limits): AsyncGenerator<LineBlo
       for (let line = firstLine; ; line++) {
         const end = bytes.indexOf(NEWLINE, start);
         const lineBytes = bytes.subarray(start, end < 0 ? bytes.length : end);
-        if (lineBytes.length > maxLineBytes) return { texts, error: invalidInput(file, line, undefined, `line longer than ${maxLineBytes} bytes (${INPUT_LIMIT_ENV.maxLineBytes})`) };
+        if (lineBytes.length > maxLineBytes)
+          return {
+            texts,
+            error: invalidInput(
+              file,
+              line,
+              undefined,
+              `line longer than ${maxLineBytes} bytes (${INPUT_LIMIT_ENV.maxLineBytes})`,
+            ),
+          };
         try {
           texts.push(decoder.decode(lineBytes));
         } catch {
@@ -102,7 +115,8 @@ async function* lineBlocks(file: string, limits: Limits): AsyncGenerator<LineBlo
       }
     }
   };
-  const tooLong = () => invalidInput(file, nextLine, undefined, `line longer than ${maxLineBytes} bytes (${INPUT_LIMIT_ENV.maxLineBytes})`);
+  const tooLong = () =>
+    invalidInput(file, nextLine, undefined, `line longer than ${maxLineBytes} bytes (${INPUT_LIMIT_ENV.maxLineBytes})`);
 
   const { opened, start } = await openForReading(file, limits.maxFileBytes, limits.field);
   try {
@@ -115,7 +129,9 @@ async function* lineBlocks(file: string, limits: Limits): AsyncGenerator<LineBlo
         continue;
       }
       if (pendingBytes + chunk.indexOf(NEWLINE) > maxLineBytes) throw tooLong();
-      const complete = pending.length ? Buffer.concat([...pending, chunk.subarray(0, lastNewline)]) : chunk.subarray(0, lastNewline);
+      const complete = pending.length
+        ? Buffer.concat([...pending, chunk.subarray(0, lastNewline)])
+        : chunk.subarray(0, lastNewline);
       const { texts, error } = decode(complete, nextLine);
       yield { firstLine: nextLine, texts };
       if (error) throw error;
@@ -135,7 +151,13 @@ async function* lineBlocks(file: string, limits: Limits): AsyncGenerator<LineBlo
 }
 
 function parseLine(file: string, text: string, line: number, maxLineBytes: number): unknown {
-  if (text.length > maxLineBytes / 3 && Buffer.byteLength(text) > maxLineBytes) throw invalidInput(file, line, undefined, `line longer than ${maxLineBytes} bytes (${INPUT_LIMIT_ENV.maxLineBytes})`);
+  if (text.length > maxLineBytes / 3 && Buffer.byteLength(text) > maxLineBytes)
+    throw invalidInput(
+      file,
+      line,
+      undefined,
+      `line longer than ${maxLineBytes} bytes (${INPUT_LIMIT_ENV.maxLineBytes})`,
+    );
   // the common case '{' skips the whitespace test
   if (text.charCodeAt(0) !== 123 && BLANK_LINE.test(text)) return BLANK;
   try {
@@ -172,7 +194,8 @@ function limitsOf(opts: JsonlOptions): Limits {
   };
 }
 
-const tooManyRecords = (file: string, line: number, max: number) => invalidInput(file, line, undefined, `more than ${max} records (${INPUT_LIMIT_ENV.maxRecords})`);
+const tooManyRecords = (file: string, line: number, max: number) =>
+  invalidInput(file, line, undefined, `more than ${max} records (${INPUT_LIMIT_ENV.maxRecords})`);
 
 /** Records one at a time. */
 export async function* readJsonl(file: string, opts: JsonlOptions = {}): AsyncGenerator<JsonlRecord> {
@@ -192,7 +215,11 @@ export async function* readJsonl(file: string, opts: JsonlOptions = {}): AsyncGe
  * Calls `visit(value, line)` for every record: the fast form for million-row files (one await
  * per read chunk, no object per record).
  */
-export async function forEachJsonl(file: string, visit: (value: unknown, line: number) => void, opts: JsonlOptions = {}): Promise<void> {
+export async function forEachJsonl(
+  file: string,
+  visit: (value: unknown, line: number) => void,
+  opts: JsonlOptions = {},
+): Promise<void> {
   const limits = limitsOf(opts);
   let records = 0;
   for await (const block of lineBlocks(file, limits)) {

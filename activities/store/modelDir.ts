@@ -15,7 +15,12 @@ export async function readJsonObject(file: string): Promise<Record<string, unkno
     text = await readInputText(file);
   } catch (err) {
     if (err instanceof ApplicationFailure) throw err;
-    throw invalidInput(file, undefined, undefined, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw invalidInput(
+      file,
+      undefined,
+      undefined,
+      `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   let value: unknown;
   try {
@@ -23,7 +28,8 @@ export async function readJsonObject(file: string): Promise<Record<string, unkno
   } catch (err) {
     throw invalidInput(file, undefined, undefined, `invalid JSON: ${(err as Error).message}`);
   }
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw invalidInput(file, undefined, undefined, 'expected a JSON object');
+  if (!value || typeof value !== 'object' || Array.isArray(value))
+    throw invalidInput(file, undefined, undefined, 'expected a JSON object');
   return value as Record<string, unknown>;
 }
 
@@ -31,14 +37,28 @@ export async function readJsonObject(file: string): Promise<Record<string, unkno
 export async function readModelConfig(dir: string): Promise<ModelConfig> {
   const file = path.join(dir, 'config.json');
   const dirStat = await fsp.stat(dir).catch(() => undefined);
-  if (!dirStat?.isDirectory()) throw invalidInput(dir, undefined, undefined, dirStat ? 'is not a directory: expected a Hugging Face model dir' : 'model dir does not exist');
-  if (!(await fsp.stat(file).then((s) => s.isFile(), () => false))) throw invalidInput(file, undefined, undefined, 'missing: every Hugging Face model dir has a config.json');
+  if (!dirStat?.isDirectory())
+    throw invalidInput(
+      dir,
+      undefined,
+      undefined,
+      dirStat ? 'is not a directory: expected a Hugging Face model dir' : 'model dir does not exist',
+    );
+  if (
+    !(await fsp.stat(file).then(
+      (s) => s.isFile(),
+      () => false,
+    ))
+  )
+    throw invalidInput(file, undefined, undefined, 'missing: every Hugging Face model dir has a config.json');
   const config = await readJsonObject(file);
-  if (typeof config.model_type !== 'string' || !config.model_type) throw invalidInput(file, undefined, 'model_type', 'config.json has no model_type: not a Hugging Face model dir');
+  if (typeof config.model_type !== 'string' || !config.model_type)
+    throw invalidInput(file, undefined, 'model_type', 'config.json has no model_type: not a Hugging Face model dir');
   return config as ModelConfig;
 }
 
-const TOKENIZER_FILE = /^(tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(jinja|json)|spiece\.model|.+\.tiktoken)$/;
+const TOKENIZER_FILE =
+  /^(tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|vocab\.(json|txt)|merges\.txt|chat_template\.(jinja|json)|spiece\.model|.+\.tiktoken)$/;
 
 export function isTokenizerFile(name: string): boolean {
   return TOKENIZER_FILE.test(name);
@@ -56,7 +76,12 @@ export async function topLevelFiles(dir: string): Promise<string[]> {
 }
 
 /** Copy files by name from `srcDir` into `destDir` (kernel-side copy; reflink where the filesystem can). */
-export async function copyFiles(srcDir: string, names: string[], destDir: string, onFile?: (name: string, index: number) => void): Promise<number> {
+export async function copyFiles(
+  srcDir: string,
+  names: string[],
+  destDir: string,
+  onFile?: (name: string, index: number) => void,
+): Promise<number> {
   await fsp.mkdir(destDir, { recursive: true });
   let bytes = 0;
   for (const [i, name] of names.entries()) {

@@ -31,7 +31,11 @@ export function ownedFile(runDir: string, stepId: string): string {
  * Output paths (relative, '/'-separated) that the records of `runDir` attribute to `stepId`, and
  * whether the step has an ownership record file at all.
  */
-async function ownedPaths(runDir: string, stepId: string, manifest?: StepManifest): Promise<{ owned: Set<string>; recorded: boolean }> {
+async function ownedPaths(
+  runDir: string,
+  stepId: string,
+  manifest?: StepManifest,
+): Promise<{ owned: Set<string>; recorded: boolean }> {
   const owned = new Set<string>();
   const text = await readInputText(ownedFile(runDir, stepId)).catch(() => undefined);
   if (text !== undefined) {
@@ -55,7 +59,12 @@ async function isEmptyDir(abs: string): Promise<boolean> {
  * Before a step writes: refuse any output path that exists but is not this step's, check every
  * output path against escaping symlinks, and record the paths as this step's.
  */
-export async function claimOutputs(runDir: string, stepId: string, manifest: StepManifest | undefined, finalPaths: Record<string, string>): Promise<void> {
+export async function claimOutputs(
+  runDir: string,
+  stepId: string,
+  manifest: StepManifest | undefined,
+  finalPaths: Record<string, string>,
+): Promise<void> {
   const { owned, recorded } = await ownedPaths(runDir, stepId, manifest);
   const claimed = new Set(owned);
   for (const [name, abs] of Object.entries(finalPaths)) {
@@ -72,6 +81,9 @@ export async function claimOutputs(runDir: string, stepId: string, manifest: Ste
     claimed.add(rel);
   }
   if (claimed.size !== owned.size || !recorded) {
-    await writeFileDurable(ownedFile(runDir, stepId), `${JSON.stringify({ format: 'wmss-owned/1', step: stepId, paths: [...claimed].sort() }, null, 2)}\n`);
+    await writeFileDurable(
+      ownedFile(runDir, stepId),
+      `${JSON.stringify({ format: 'wmss-owned/1', step: stepId, paths: [...claimed].sort() }, null, 2)}\n`,
+    );
   }
 }

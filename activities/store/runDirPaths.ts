@@ -22,7 +22,8 @@ export function realRunDir(runDir: string): string {
       return path.join(realpathSync.native(cur), ...rest.reverse());
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw artifactConflict(runDir, `the run dir cannot be resolved: ${code ?? (err as Error).message}`);
+      if (code !== 'ENOENT' && code !== 'ENOTDIR')
+        throw artifactConflict(runDir, `the run dir cannot be resolved: ${code ?? (err as Error).message}`);
       const parent = path.dirname(cur);
       if (parent === cur) return path.join(cur, ...rest.reverse());
       rest.push(path.basename(cur));
@@ -62,7 +63,8 @@ async function realPathOf(p: string): Promise<string> {
     try {
       return path.join(await fsp.realpath(cur), ...rest.reverse());
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ENOTDIR')
+        throw err;
       const parent = path.dirname(cur);
       if (parent === cur) return path.join(cur, ...rest.reverse());
       rest.push(path.basename(cur));
@@ -80,7 +82,8 @@ async function realPathOf(p: string): Promise<string> {
 export async function confineReal(runDir: string, abs: string): Promise<string> {
   const root = await realPathOf(runDir);
   const rel = path.relative(path.resolve(runDir), path.resolve(abs));
-  if (rel.startsWith('..') || path.isAbsolute(rel)) throw artifactConflict(abs, `path lies outside the run dir ${runDir}`);
+  if (rel.startsWith('..') || path.isAbsolute(rel))
+    throw artifactConflict(abs, `path lies outside the run dir ${runDir}`);
   let cur = path.resolve(runDir);
   for (const part of rel === '' ? [] : rel.split(path.sep)) {
     cur = path.join(cur, part);
@@ -90,7 +93,10 @@ export async function confineReal(runDir: string, abs: string): Promise<string> 
     const target = await realPathOf(cur);
     const inside = path.relative(root, target);
     if (inside.startsWith('..') || path.isAbsolute(inside)) {
-      throw artifactConflict(abs, `${cur} is a symlink to ${target}, outside the run dir ${runDir}: wmss-flow writes only inside the run dir`);
+      throw artifactConflict(
+        abs,
+        `${cur} is a symlink to ${target}, outside the run dir ${runDir}: wmss-flow writes only inside the run dir`,
+      );
     }
   }
   return abs;

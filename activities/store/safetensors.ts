@@ -11,10 +11,22 @@ import { openInput } from './inputFiles';
 
 /** Bytes per element of each dtype safetensors defines (sub-byte types are not supported here). */
 export const DTYPE_BYTES = {
-  BOOL: 1, U8: 1, I8: 1, F8_E4M3: 1, F8_E5M2: 1, F8_E8M0: 1,
-  I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4,
-  I64: 8, U64: 8, F64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
+  F8_E8M0: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  I64: 8,
+  U64: 8,
+  F64: 8,
 } as const;
 
 export const Dtype = z.enum(Object.keys(DTYPE_BYTES) as [keyof typeof DTYPE_BYTES, ...(keyof typeof DTYPE_BYTES)[]]);
@@ -78,10 +90,16 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
   try {
     const fileSize = (await handle.stat()).size;
     const lenBytes = await readExactly(handle, 0, 8);
-    if (lenBytes.length < 8) throw invalidInput(file, undefined, undefined, `file too short for a safetensors header (${fileSize} bytes)`);
+    if (lenBytes.length < 8)
+      throw invalidInput(file, undefined, undefined, `file too short for a safetensors header (${fileSize} bytes)`);
     const headerLen = lenBytes.readBigUInt64LE(0);
     if (headerLen > BigInt(MAX_HEADER_BYTES) || headerLen > BigInt(fileSize - 8)) {
-      throw invalidInput(file, undefined, undefined, `header length ${headerLen} does not fit the file (${fileSize} bytes; limit ${MAX_HEADER_BYTES})`);
+      throw invalidInput(
+        file,
+        undefined,
+        undefined,
+        `header length ${headerLen} does not fit the file (${fileSize} bytes; limit ${MAX_HEADER_BYTES})`,
+      );
     }
     const n = Number(headerLen);
     const headerBytes = await readExactly(handle, 8, n);
@@ -98,7 +116,8 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
 }
 
 function validateHeader(file: string, fileSize: number, dataStart: number, parsed: unknown): SafetensorsHeader {
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw invalidInput(file, undefined, undefined, 'header is not a JSON object');
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw invalidInput(file, undefined, undefined, 'header is not a JSON object');
   const dataSize = fileSize - dataStart;
   const tensors = new Map<string, TensorInfo>();
   let metadata: Record<string, string> | undefined;
@@ -112,21 +131,40 @@ function validateHeader(file: string, fileSize: number, dataStart: number, parse
     const info = TensorInfo.safeParse(raw);
     if (!info.success) {
       const issue = info.error.issues[0];
-      throw invalidInput(file, undefined, key, `bad tensor entry: ${issue.path.join('.') || '(entry)'}: ${issue.message}`);
+      throw invalidInput(
+        file,
+        undefined,
+        key,
+        `bad tensor entry: ${issue.path.join('.') || '(entry)'}: ${issue.message}`,
+      );
     }
     const [begin, end] = info.data.data_offsets;
-    if (end < begin || end > dataSize) throw invalidInput(file, undefined, key, `data_offsets [${begin}, ${end}] outside the data section (${dataSize} bytes)`);
+    if (end < begin || end > dataSize)
+      throw invalidInput(
+        file,
+        undefined,
+        key,
+        `data_offsets [${begin}, ${end}] outside the data section (${dataSize} bytes)`,
+      );
     const expected = elementCount(info.data.shape) * DTYPE_BYTES[info.data.dtype];
     if (end - begin !== expected) {
-      throw invalidInput(file, undefined, key, `data_offsets span ${end - begin} bytes but shape [${info.data.shape.join(',')}] of ${info.data.dtype} needs ${expected}`);
+      throw invalidInput(
+        file,
+        undefined,
+        key,
+        `data_offsets span ${end - begin} bytes but shape [${info.data.shape.join(',')}] of ${info.data.dtype} needs ${expected}`,
+      );
     }
     tensors.set(key, info.data);
   }
-  const byStart = [...tensors.entries()].filter(([, t]) => t.data_offsets[1] > t.data_offsets[0]).sort((a, b) => a[1].data_offsets[0] - b[1].data_offsets[0]);
+  const byStart = [...tensors.entries()]
+    .filter(([, t]) => t.data_offsets[1] > t.data_offsets[0])
+    .sort((a, b) => a[1].data_offsets[0] - b[1].data_offsets[0]);
   for (let i = 1; i < byStart.length; i++) {
     const [prevKey, prev] = byStart[i - 1];
     const [key, cur] = byStart[i];
-    if (cur.data_offsets[0] < prev.data_offsets[1]) throw invalidInput(file, undefined, key, `data overlaps tensor ${prevKey}`);
+    if (cur.data_offsets[0] < prev.data_offsets[1])
+      throw invalidInput(file, undefined, key, `data overlaps tensor ${prevKey}`);
   }
   return { file, fileSize, dataStart, metadata, tensors };
 }
@@ -176,18 +214,33 @@ export async function listModelTensors(dir: string): Promise<ModelWeights> {
       throw invalidInput(indexFile, undefined, undefined, `invalid JSON: ${(err as Error).message}`);
     }
     const index = WeightIndex.safeParse(parsed);
-    if (!index.success) throw invalidInput(indexFile, undefined, 'weight_map', 'weight_map must map tensor names to shard file names');
+    if (!index.success)
+      throw invalidInput(indexFile, undefined, 'weight_map', 'weight_map must map tensor names to shard file names');
     weightMap = index.data.weight_map;
     files = [...new Set(Object.values(weightMap))];
     for (const shard of files) {
-      if (shard.includes('..') || path.isAbsolute(shard)) throw invalidInput(indexFile, undefined, 'weight_map', `shard name ${shard} leaves the model dir`);
-      const exists = await fsp.stat(path.join(dir, shard)).then((s) => s.isFile(), () => false);
+      if (shard.includes('..') || path.isAbsolute(shard))
+        throw invalidInput(indexFile, undefined, 'weight_map', `shard name ${shard} leaves the model dir`);
+      const exists = await fsp.stat(path.join(dir, shard)).then(
+        (s) => s.isFile(),
+        () => false,
+      );
       if (!exists) {
         const example = Object.entries(weightMap).find(([, f]) => f === shard)![0];
-        throw invalidInput(indexFile, undefined, example, `shard ${shard} listed in the index does not exist in ${dir}`);
+        throw invalidInput(
+          indexFile,
+          undefined,
+          example,
+          `shard ${shard} listed in the index does not exist in ${dir}`,
+        );
       }
     }
-  } else if (await fsp.stat(path.join(dir, SINGLE_WEIGHTS)).then((s) => s.isFile(), () => false)) {
+  } else if (
+    await fsp.stat(path.join(dir, SINGLE_WEIGHTS)).then(
+      (s) => s.isFile(),
+      () => false,
+    )
+  ) {
     files = [SINGLE_WEIGHTS];
   } else {
     throw invalidInput(dir, undefined, undefined, `no ${SINGLE_WEIGHTS} or ${WEIGHTS_INDEX} in the model dir`);
@@ -205,7 +258,8 @@ export async function listModelTensors(dir: string): Promise<ModelWeights> {
     }
   }
   for (const [key, shard] of Object.entries(weightMap ?? {})) {
-    if (byKey.get(key)?.file !== path.join(dir, shard)) throw invalidInput(indexFile, undefined, key, `tensor listed in the index is not in shard ${shard}`);
+    if (byKey.get(key)?.file !== path.join(dir, shard))
+      throw invalidInput(indexFile, undefined, key, `tensor listed in the index is not in shard ${shard}`);
   }
   return { dir, files, tensors, byKey };
 }

@@ -30,7 +30,12 @@ export interface WriteOptions {
 function targetInfo(t: TensorToWrite): { dtype: Dtype; byteLength: number } {
   const dtype = t.dtype ?? t.source.dtype;
   if (dtype !== t.source.dtype && !castPair(t.source.dtype, dtype)) {
-    throw invalidInput(t.source.file, undefined, t.source.name, `cannot cast ${t.source.dtype} to ${dtype} (only BF16 <-> F32)`);
+    throw invalidInput(
+      t.source.file,
+      undefined,
+      t.source.name,
+      `cannot cast ${t.source.dtype} to ${dtype} (only BF16 <-> F32)`,
+    );
   }
   return { dtype, byteLength: elementCount(t.source.shape) * DTYPE_BYTES[dtype] };
 }
@@ -57,7 +62,11 @@ async function writeAll(handle: fsp.FileHandle, data: Uint8Array): Promise<void>
 async function copyTensor(handle: fsp.FileHandle, t: TensorToWrite, onChunk: (n: number) => void): Promise<number> {
   const pair = t.dtype && t.dtype !== t.source.dtype ? castPair(t.source.dtype, t.dtype) : undefined;
   const caster = pair ? new ChunkCaster(pair) : undefined;
-  const source = createReadStream(t.source.file, { start: t.source.start, end: t.source.start + t.source.byteLength - 1, highWaterMark: COPY_CHUNK });
+  const source = createReadStream(t.source.file, {
+    start: t.source.start,
+    end: t.source.start + t.source.byteLength - 1,
+    highWaterMark: COPY_CHUNK,
+  });
   let written = 0;
   for await (const chunk of source) {
     // a 16 GB copy is the longest loop of steps 5a and 6: `wmss cancel` must not wait for its end
@@ -71,7 +80,11 @@ async function copyTensor(handle: fsp.FileHandle, t: TensorToWrite, onChunk: (n:
   return written;
 }
 
-export async function writeSafetensors(outFile: string, tensors: TensorToWrite[], opts: WriteOptions = {}): Promise<{ bytes: number; tensors: number }> {
+export async function writeSafetensors(
+  outFile: string,
+  tensors: TensorToWrite[],
+  opts: WriteOptions = {},
+): Promise<{ bytes: number; tensors: number }> {
   const entries: [string, TensorInfo][] = [];
   const seen = new Set<string>();
   let offset = 0;
@@ -86,7 +99,9 @@ export async function writeSafetensors(outFile: string, tensors: TensorToWrite[]
   const handle = await fsp.open(outFile, 'w');
   let total = 0;
   try {
-    await writeAll(handle, encodeHeader(entries, opts.metadata)).catch((err: unknown) => Promise.reject(withPath(err, outFile) as Error));
+    await writeAll(handle, encodeHeader(entries, opts.metadata)).catch((err: unknown) =>
+      Promise.reject(withPath(err, outFile) as Error),
+    );
     for (const [i, t] of tensors.entries()) {
       if (t.source.byteLength === 0) continue;
       const [begin, end] = entries[i][1].data_offsets;
@@ -96,9 +111,20 @@ export async function writeSafetensors(outFile: string, tensors: TensorToWrite[]
       } catch (err) {
         // a full disk or read-only target is about the file written, not the source tensor
         if (isWriteRefused(err)) throw withPath(err, outFile);
-        throw invalidInput(t.source.file, undefined, t.source.name, `copying the tensor failed: ${(err as Error).message}`);
+        throw invalidInput(
+          t.source.file,
+          undefined,
+          t.source.name,
+          `copying the tensor failed: ${(err as Error).message}`,
+        );
       }
-      if (written !== end - begin) throw invalidInput(t.source.file, undefined, t.source.name, `source ended early: ${written} of ${end - begin} bytes`);
+      if (written !== end - begin)
+        throw invalidInput(
+          t.source.file,
+          undefined,
+          t.source.name,
+          `source ended early: ${written} of ${end - begin} bytes`,
+        );
     }
   } finally {
     await handle.close();

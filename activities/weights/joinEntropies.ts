@@ -27,20 +27,28 @@ export interface MergedEntropies {
 
 function describe(value: unknown): string {
   if (value === undefined) return 'nothing (the field is missing)';
-  if (typeof value === 'string') return `a string (${JSON.stringify(value.slice(0, 20))}); NaN/Inf cannot be JSON numbers`;
+  if (typeof value === 'string')
+    return `a string (${JSON.stringify(value.slice(0, 20))}); NaN/Inf cannot be JSON numbers`;
   if (value === null) return 'null (a NaN or Inf written as null?)';
   return `${typeof value} ${JSON.stringify(value)?.slice(0, 20)}`;
 }
 
 /** Parse one entropy row; every malformed field is an InvalidInput naming file, line and field. */
 function parseRow(file: string, field: EntropyField, line: number, value: unknown): [number, number] {
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw invalidInput(file, line, undefined, 'expected a JSON object {"idx", "' + field + '"}');
+  if (!value || typeof value !== 'object' || Array.isArray(value))
+    throw invalidInput(file, line, undefined, 'expected a JSON object {"idx", "' + field + '"}');
   const row = value as Record<string, unknown>;
   const idx = row.idx;
-  if (typeof idx !== 'number' || !Number.isSafeInteger(idx) || idx < 0) throw invalidInput(file, line, 'idx', `idx must be a non-negative integer, got ${describe(idx)}`);
+  if (typeof idx !== 'number' || !Number.isSafeInteger(idx) || idx < 0)
+    throw invalidInput(file, line, 'idx', `idx must be a non-negative integer, got ${describe(idx)}`);
   if (!(field in row)) {
     const other = Object.keys(row).filter((k) => k !== 'idx');
-    throw invalidInput(file, line, field, `missing field ${field}${other.length ? ` (found ${other.join(', ')}: wrong field name?)` : ''}`);
+    throw invalidInput(
+      file,
+      line,
+      field,
+      `missing field ${field}${other.length ? ` (found ${other.join(', ')}: wrong field name?)` : ''}`,
+    );
   }
   const h = row[field];
   if (typeof h !== 'number') throw invalidInput(file, line, field, `entropy must be a number, got ${describe(h)}`);
@@ -49,7 +57,11 @@ function parseRow(file: string, field: EntropyField, line: number, value: unknow
   return [idx, h];
 }
 
-export async function readEntropyColumns(file: string, field: EntropyField, opts?: JsonlOptions): Promise<EntropyColumns> {
+export async function readEntropyColumns(
+  file: string,
+  field: EntropyField,
+  opts?: JsonlOptions,
+): Promise<EntropyColumns> {
   const idx = new Float64Column();
   const entropy = new Float64Column();
   const line = new Float64Column();
@@ -77,7 +89,12 @@ export function sortedRowOrder(cols: EntropyColumns): Uint32Array {
   for (let k = 1; k < n; k++) {
     if (cols.idx[order[k]] === cols.idx[order[k - 1]]) {
       const [first, again] = [order[k - 1], order[k]];
-      throw invalidInput(cols.file, cols.line[again], 'idx', `duplicate idx ${cols.idx[again]} (also on line ${cols.line[first]})`);
+      throw invalidInput(
+        cols.file,
+        cols.line[again],
+        'idx',
+        `duplicate idx ${cols.idx[again]} (also on line ${cols.line[first]})`,
+      );
     }
   }
   return order;

@@ -25,7 +25,15 @@ export function drawCount(n: number, multiplier: number): number {
     type: ErrorTypes.InvalidConfig,
     nonRetryable: true,
     message: `resample.multiplier ${multiplier} asks for ${n} records × ${multiplier} = ${Number.isFinite(draws) ? draws : 'too many'} draws, more than the ${MAX_DRAWS} step 3 can hold; for these ${n} records use at most ${most} (the original uses 1.0)`,
-    details: [{ file: null, line: null, field: 'resample.multiplier', draws: Number.isFinite(draws) ? draws : null, maxDraws: MAX_DRAWS }],
+    details: [
+      {
+        file: null,
+        line: null,
+        field: 'resample.multiplier',
+        draws: Number.isFinite(draws) ? draws : null,
+        maxDraws: MAX_DRAWS,
+      },
+    ],
   });
 }
 
@@ -155,7 +163,8 @@ export function drawStats(weights: Float64Array, drawn: Uint32Array): DrawStats 
   }
   const sorted = Float64Array.from(weights).sort();
   const weightQuantiles: Record<string, number> = {};
-  for (const q of [0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1]) weightQuantiles[`q${String(q * 100).padStart(2, '0')}`] = quantile(sorted, q);
+  for (const q of [0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1])
+    weightQuantiles[`q${String(q * 100).padStart(2, '0')}`] = quantile(sorted, q);
   return {
     draws: drawn.length,
     unique,

@@ -17,20 +17,50 @@ sys.path.insert(0, os.path.join(REPO, "kernels"))
 
 # Published shapes of the Qwen3 base models (config.json of Qwen/Qwen3-*-Base).
 SHAPES = {
-    "0.6B": dict(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
-                 intermediate_size=3072, tie_word_embeddings=True),
-    "1.7B": dict(hidden_size=2048, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
-                 intermediate_size=6144, tie_word_embeddings=True),
-    "4B": dict(hidden_size=2560, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
-               intermediate_size=9728, tie_word_embeddings=True),
-    "8B": dict(hidden_size=4096, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
-               intermediate_size=12288, tie_word_embeddings=False),
+    "0.6B": dict(
+        hidden_size=1024,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        intermediate_size=3072,
+        tie_word_embeddings=True,
+    ),
+    "1.7B": dict(
+        hidden_size=2048,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        intermediate_size=6144,
+        tie_word_embeddings=True,
+    ),
+    "4B": dict(
+        hidden_size=2560,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        intermediate_size=9728,
+        tie_word_embeddings=True,
+    ),
+    "8B": dict(
+        hidden_size=4096,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        intermediate_size=12288,
+        tie_word_embeddings=False,
+    ),
 }
 # WMSS_BENCH_DEVICE=cpu with --sizes tiny checks the scripts on a machine without a GPU
 DEVICE = os.environ.get("WMSS_BENCH_DEVICE", "cuda")
 VOCAB = 151936 if DEVICE == "cuda" else 512
-SHAPES["tiny"] = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      intermediate_size=128, tie_word_embeddings=True)
+SHAPES["tiny"] = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    tie_word_embeddings=True,
+)
 
 
 def build_model(shape="0.6B", device=DEVICE, dtype=None, seed=0):
@@ -38,8 +68,15 @@ def build_model(shape="0.6B", device=DEVICE, dtype=None, seed=0):
 
     dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
     torch.manual_seed(seed)
-    cfg = Qwen3Config(vocab_size=VOCAB, head_dim=128 if shape != "tiny" else 16, max_position_embeddings=40960, rope_theta=1000000.0,
-                      rms_norm_eps=1e-6, attn_implementation="sdpa", **SHAPES[shape])
+    cfg = Qwen3Config(
+        vocab_size=VOCAB,
+        head_dim=128 if shape != "tiny" else 16,
+        max_position_embeddings=40960,
+        rope_theta=1000000.0,
+        rms_norm_eps=1e-6,
+        attn_implementation="sdpa",
+        **SHAPES[shape],
+    )
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     return model.eval()
@@ -100,7 +137,7 @@ def matmul_peak_tflops(n=8192, iters=30):
     for _ in range(5):
         a @ b
     _, s = timed(lambda: [a @ b for _ in range(iters)])
-    return 2 * n ** 3 * iters / s / 1e12
+    return 2 * n**3 * iters / s / 1e12
 
 
 def train_flops_per_token(model, mean_seq):

@@ -13,9 +13,17 @@ reference float32 entropy of the same rows, batch 1, full-precision head: the ac
 import argparse
 
 import torch
-
-from common import DEVICE, GSM8K_LENGTHS, LONG_LENGTHS, Report, build_model, peak_gib, peak_reset, synthetic_samples, timed
-
+from common import (
+    DEVICE,
+    GSM8K_LENGTHS,
+    LONG_LENGTHS,
+    Report,
+    build_model,
+    peak_gib,
+    peak_reset,
+    synthetic_samples,
+    timed,
+)
 from wmss_kernels.entropy import batch_entropies, make_batches
 
 
@@ -48,8 +56,9 @@ def kernel_path(model, samples, batch_tokens, vocab_chunk):
     seqs, n_prompts = [s[0] for s in samples], [s[1] for s in samples]
     out = [0.0] * len(samples)
     for batch in make_batches([len(s) for s in seqs], batch_tokens):
-        means, _ = batch_entropies(model, [seqs[i] for i in batch], [n_prompts[i] for i in batch], "repo",
-                                   vocab_chunk, 0)
+        means, _ = batch_entropies(
+            model, [seqs[i] for i in batch], [n_prompts[i] for i in batch], "repo", vocab_chunk, 0
+        )
         for i, m in zip(batch, means):
             out[i] = m
     return out
@@ -62,7 +71,7 @@ def bare_forward(model, samples, batch_tokens):
         longest = max(len(seqs[i]) for i in batch)
         ids = torch.zeros((len(batch), longest), dtype=torch.long)
         for r, i in enumerate(batch):
-            ids[r, :len(seqs[i])] = torch.tensor(seqs[i])
+            ids[r, : len(seqs[i])] = torch.tensor(seqs[i])
         model.model(input_ids=ids.to(DEVICE), use_cache=False)
 
 
@@ -91,8 +100,11 @@ def measure(rep, model, label, samples, batch_tokens, vocab_chunk, with_baseline
     weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
     rep.add(f"{label}.kernel_peak_above_weights_gib", rep.figures[f"{label}.kernel_peak_gib"] - weights, "GiB")
     rep.add(f"{label}.original_peak_above_weights_gib", rep.figures[f"{label}.original_peak_gib"] - weights, "GiB")
-    rep.ratio(f"{label}.peak_memory_vs_original", rep.figures[f"{label}.kernel_peak_gib"] /
-              max(rep.figures[f"{label}.original_peak_gib"], 1e-9), "<= 0.5")
+    rep.ratio(
+        f"{label}.peak_memory_vs_original",
+        rep.figures[f"{label}.kernel_peak_gib"] / max(rep.figures[f"{label}.original_peak_gib"], 1e-9),
+        "<= 0.5",
+    )
 
 
 def main():
@@ -108,10 +120,24 @@ def main():
     for k, size in enumerate(a.sizes.split(",")):
         model = build_model(size)
         rep.add(f"{size}.parameters", sum(p.numel() for p in model.parameters()))
-        measure(rep, model, f"{size}.gsm8k", synthetic_samples(a.samples, *GSM8K_LENGTHS),
-                a.batch_tokens, a.vocab_chunk, with_baseline=k == 0)
-        measure(rep, model, f"{size}.long", synthetic_samples(a.long_samples, *LONG_LENGTHS, seed=1),
-                a.batch_tokens, a.vocab_chunk, with_baseline=k == 0)
+        measure(
+            rep,
+            model,
+            f"{size}.gsm8k",
+            synthetic_samples(a.samples, *GSM8K_LENGTHS),
+            a.batch_tokens,
+            a.vocab_chunk,
+            with_baseline=k == 0,
+        )
+        measure(
+            rep,
+            model,
+            f"{size}.long",
+            synthetic_samples(a.long_samples, *LONG_LENGTHS, seed=1),
+            a.batch_tokens,
+            a.vocab_chunk,
+            with_baseline=k == 0,
+        )
         del model
         if DEVICE == "cuda":
             torch.cuda.empty_cache()

@@ -53,7 +53,7 @@ def fixed(a, rep, eos):
     sharpen_head(model, 10.0)
     tok = PadTokenizer()
     prompts = [ids for ids, _ in synthetic_samples(2 * a.batch, 100, 250, seed=3)]
-    set_a, set_b = prompts[:a.batch], prompts[a.batch:]
+    set_a, set_b = prompts[: a.batch], prompts[a.batch :]
     width = -(-max(len(p) for p in prompts) // 64) * 64  # as eval_generate.static_batch_shape does per dataset
 
     one, t_one = timed(generate, model, tok, set_a[:2], 128, eos)
@@ -73,8 +73,12 @@ def fixed(a, rep, eos):
     first_diff = [next((i for i, (p, q) in enumerate(zip(x[0], y[0])) if p != q), None) for x, y in zip(ours_a, plain)]
     rep.add("identical_rows", f"{same_rows}/{len(plain)}")
     rep.add("identical_token_fraction", same_tokens / new_tokens(plain))
-    rep.add("earliest_divergence", min((d for d in first_diff if d is not None), default=None),
-            "", "generated-token index of the first difference, if any")
+    rep.add(
+        "earliest_divergence",
+        min((d for d in first_diff if d is not None), default=None),
+        "",
+        "generated-token index of the first difference, if any",
+    )
     rep.ratio(f"kernel_speedup_vs_generate_batch{a.batch}", t_plain / t_ours, ">= 6")
     # bf16 kernels that differ in padding width and cache layout round differently, and a flipped
     # near-tie changes the rest of a row; in float32 both paths must agree token for token
@@ -85,10 +89,17 @@ def fixed(a, rep, eos):
     few = set_a[:16]
     plain32 = generate(model32, tok, few, 64, eos)
     ours32 = generate(model32, tok, few, 64, eos, (16, width))
-    rep.add("float32_identical_rows", f"{sum(x[0] == y[0] for x, y in zip(ours32, plain32))}/{len(few)}",
-            "", "16 prompts × 64 tokens, float32 weights")
-    rep.ratio("kernel_speedup_vs_generate_batch1", (new_tokens(ours_b) / t_ours) /
-              rep.figures["generate_batch1_tokens_per_s"], "(information)")
+    rep.add(
+        "float32_identical_rows",
+        f"{sum(x[0] == y[0] for x, y in zip(ours32, plain32))}/{len(few)}",
+        "",
+        "16 prompts × 64 tokens, float32 weights",
+    )
+    rep.ratio(
+        "kernel_speedup_vs_generate_batch1",
+        (new_tokens(ours_b) / t_ours) / rep.figures["generate_batch1_tokens_per_s"],
+        "(information)",
+    )
 
 
 class ForcedStops:
@@ -122,7 +133,9 @@ def windowed(model, fn, stops, width, steps):
     original = model.generate
     model.generate = lambda **kw: original(
         logits_processor=LogitsProcessorList([ForcedStops(torch.tensor(stops), width, EOS)]),
-        stopping_criteria=StoppingCriteriaList([StopAfter(steps, width)]), **kw)
+        stopping_criteria=StoppingCriteriaList([StopAfter(steps, width)]),
+        **kw,
+    )
     try:
         return timed(fn)
     finally:
@@ -132,7 +145,7 @@ def windowed(model, fn, stops, width, steps):
 def schedule(n, long, short, seed):
     g = torch.Generator().manual_seed(seed)
     stops = torch.randint(short[0], short[1] + 1, (n,), generator=g)
-    stops[torch.randperm(n, generator=g)[:round(0.1 * n)]] = long
+    stops[torch.randperm(n, generator=g)[: round(0.1 * n)]] = long
     return stops.tolist()
 
 
@@ -152,13 +165,19 @@ def baseline(rep, name, model, prompts, stops, batch, window, static):
     rows = [prompts[i] for i in first]
 
     def run(steps):
-        return windowed(model, lambda: generate(model, PadTokenizer(), rows, max(stops), [EOS], shape),
-                        [stops[i] for i in first], width if static else max(len(r) for r in rows), steps)
+        return windowed(
+            model,
+            lambda: generate(model, PadTokenizer(), rows, max(stops), [EOS], shape),
+            [stops[i] for i in first],
+            width if static else max(len(r) for r in rows),
+            steps,
+        )
+
     _, t_warm = run(8)  # compiles (static) and warms up
     rep.add(f"{name}_warmup_s", t_warm, "s", "8 steps, includes compiling for static")
     out, t = run(window)
     step_s = t / window
-    batches = [order[b:b + batch] for b in range(0, len(order), batch)]
+    batches = [order[b : b + batch] for b in range(0, len(order), batch)]
     projected_s = sum(max(stops[i] for i in b) * step_s for b in batches)
     rep.add(f"{name}_window_steps", window)
     rep.add(f"{name}_step_ms", 1000 * step_s, "ms", f"batch {batch}, mean over the window (prefill included)")
@@ -188,13 +207,13 @@ def mixed(a, rep):
     capacity = max(len(p) for p in prompts) + max(stops)
     try:
         engine = DecodeEngine(model, slots=a.batch, capacity=capacity, eos_ids=[EOS], flex=not a.dense)
-        _, t_warm = timed(engine.generate, prompts[:a.batch], 16)
+        _, t_warm = timed(engine.generate, prompts[: a.batch], 16)
     except Exception as e:  # noqa: BLE001 - reported; the dense-mask engine still measures something
         rep.add("engine_flex_error", f"{type(e).__name__}: {e}"[:800])
         engine = None
         free_memory()
         engine = DecodeEngine(model, slots=a.batch, capacity=capacity, eos_ids=[EOS], flex=False)
-        _, t_warm = timed(engine.generate, prompts[:a.batch], 16)
+        _, t_warm = timed(engine.generate, prompts[: a.batch], 16)
         rep.add("engine_attention", "dense (fallback)")
     rep.add("engine_warmup_s", t_warm, "s", "includes compiling and capturing the decoding step")
     engine.stats = {"steps": 0, "prefills": 0}
@@ -205,24 +224,38 @@ def mixed(a, rep):
         if now - last[0] > 15:  # a run cut short keeps its partial figure
             last[0] = now
             rep.add("engine_partial", {"rows": rows, "tokens": tokens, "s": round(now, 1)})
+
     out, t = timed(engine.generate, prompts, stops, on_progress=progress)
     out = [r[0] for r in out]
     rep.add("engine_s", t, "s")
     rep.add("engine_tokens", new_tokens(out))
-    rep.add("engine_rows_ended_before_schedule", sum(len(ids) < s for (ids, _), s in zip(out, stops)),
-            "", "a natural eos of the random model")
+    rep.add(
+        "engine_rows_ended_before_schedule",
+        sum(len(ids) < s for (ids, _), s in zip(out, stops)),
+        "",
+        "a natural eos of the random model",
+    )
     rep.add("engine_tokens_per_s", new_tokens(out) / t, "tok/s")
     rep.add("engine_decode_steps", engine.stats["steps"], "", f"chunks of {engine.chunk}")
     rep.add("engine_prefills", engine.stats["prefills"])
     rep.add("engine_ms_per_step", 1000 * t / engine.stats["steps"], "ms", "prefills and host work included")
     for name, window in windows.items():
-        rep.ratio(f"engine_vs_{name}", rep.figures["engine_tokens_per_s"] / rep.figures[f"{name}_tokens_per_s"],
-                  ">= 4" if name == "static" else "(information)")
+        rep.ratio(
+            f"engine_vs_{name}",
+            rep.figures["engine_tokens_per_s"] / rep.figures[f"{name}_tokens_per_s"],
+            ">= 4" if name == "static" else "(information)",
+        )
         # up to the window or the row's forced eos (the engine ends that row by its budget instead)
-        same = [sum(p == q for p, q in zip(ids[:stops[i] - 1], out[i][0])) / max(len(ids[:stops[i] - 1]), 1)
-                for i, ids in window.items()]
-        rep.add(f"engine_same_tokens_as_{name}", sum(same) / len(same), "",
-                "bf16: rounding differs between kernels, a flipped near-tie changes the rest of a row")
+        same = [
+            sum(p == q for p, q in zip(ids[: stops[i] - 1], out[i][0])) / max(len(ids[: stops[i] - 1]), 1)
+            for i, ids in window.items()
+        ]
+        rep.add(
+            f"engine_same_tokens_as_{name}",
+            sum(same) / len(same),
+            "",
+            "bf16: rounding differs between kernels, a flipped near-tie changes the rest of a row",
+        )
     rep.ratio("engine_tokens_per_s_vs_goal", rep.figures["engine_tokens_per_s"] / 30000, ">= 1 (30k tok/s)")
 
 
@@ -233,8 +266,12 @@ def f32(a, rep):
     plain = generate(model, PadTokenizer(), prompts, 64, [EOS])
     engine = DecodeEngine(model, slots=a.f32_slots, capacity=320, eos_ids=[EOS], flex=not a.dense)
     ours = [r[0] for r in engine.generate(prompts, 64)]
-    rep.add("float32_identical_rows", f"{sum(x[0] == y[0] for x, y in zip(ours, plain))}/{len(prompts)}",
-            "", f"16 prompts × 64 tokens, float32 weights, {a.f32_slots} slots (refills)")
+    rep.add(
+        "float32_identical_rows",
+        f"{sum(x[0] == y[0] for x, y in zip(ours, plain))}/{len(prompts)}",
+        "",
+        f"16 prompts × 64 tokens, float32 weights, {a.f32_slots} slots (refills)",
+    )
 
 
 def main():

@@ -19,10 +19,16 @@ import time
 
 import torch
 import torch.distributed as dist
-
-from common import DEVICE, GSM8K_LENGTHS, build_model, matmul_peak_tflops, synthetic_samples, sync, train_flops_per_token
+from common import (
+    DEVICE,
+    GSM8K_LENGTHS,
+    build_model,
+    matmul_peak_tflops,
+    sync,
+    synthetic_samples,
+    train_flops_per_token,
+)
 from sft_bench import examples_of
-
 from wmss_kernels import distributed, sharding
 from wmss_kernels.fused import FusedCausalLM, FusedLMLoss
 from wmss_kernels.train_batches import CausalLMLoss, step_indices
@@ -55,10 +61,19 @@ def main():
     world = distributed.setup(device)
     rank, n = world.rank, world.size
     peak_tflops = matmul_peak_tflops()
-    fig = {"size": a.size, "joint": a.joint, "strategy": a.strategy if n > 1 else "none", "ranks": n,
-           "activation_checkpointing": a.ac, "cpu_offload": a.offload, "compile": not a.no_compile,
-           "micro_batch": a.micro, "global_batch": a.global_batch, "matmul_peak_tflops_per_gpu": peak_tflops,
-           "gpu": torch.cuda.get_device_name(0) if cuda else "cpu"}
+    fig = {
+        "size": a.size,
+        "joint": a.joint,
+        "strategy": a.strategy if n > 1 else "none",
+        "ranks": n,
+        "activation_checkpointing": a.ac,
+        "cpu_offload": a.offload,
+        "compile": not a.no_compile,
+        "micro_batch": a.micro,
+        "global_batch": a.global_batch,
+        "matmul_peak_tflops_per_gpu": peak_tflops,
+        "gpu": torch.cuda.get_device_name(0) if cuda else "cpu",
+    }
 
     one = build_model(a.size, seed=0)
     model = FusedCausalLM(one, build_model(a.size, seed=1), 0.5) if a.joint else one
@@ -69,8 +84,12 @@ def main():
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     shards = n if a.strategy == "fsdp" else 1
     # bf16 weights, gradients and both AdamW moments (the kernel's precision), per GPU
-    fig["memory_table_gib_per_gpu"] = {"weights": gib(2 * n_params / shards), "gradients": gib(2 * n_params / shards),
-                                       "adamw_moments": gib(4 * n_params / shards), "params_b": round(n_params / 1e9, 2)}
+    fig["memory_table_gib_per_gpu"] = {
+        "weights": gib(2 * n_params / shards),
+        "gradients": gib(2 * n_params / shards),
+        "adamw_moments": gib(4 * n_params / shards),
+        "params_b": round(n_params / 1e9, 2),
+    }
     forward, ddp = loss_module, None
     if a.strategy == "fsdp" and n > 1:
         sharding.shard(loss_module, reshard_after_forward=True, cpu_offload=a.offload, device=device)
@@ -78,7 +97,9 @@ def main():
     if not a.no_compile:
         (sharding.compile_sharded_layers(loss_module) if a.strategy == "fsdp" and n > 1 else compile_layers(model))
     if a.strategy == "ddp" and n > 1:
-        forward = ddp = torch.nn.parallel.DistributedDataParallel(loss_module, device_ids=[world.local_rank] if cuda else None)
+        forward = ddp = torch.nn.parallel.DistributedDataParallel(
+            loss_module, device_ids=[world.local_rank] if cuda else None
+        )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
     model.train()
     examples = examples_of(synthetic_samples(4096, *GSM8K_LENGTHS))
@@ -90,7 +111,7 @@ def main():
         for step in range(a.steps):
             idx = step_indices(step, len(examples), a.global_batch, seed=0)
             n_tgt = max(1, sum(examples[i]["n_targets"] for i in idx))
-            mine = [examples[i] for i in idx[rank * per_rank:(rank + 1) * per_rank]]
+            mine = [examples[i] for i in idx[rank * per_rank : (rank + 1) * per_rank]]
             sync()
             t = time.perf_counter()
             loss, _ = optimizer_step(forward, ddp, mine, n_tgt, a.micro, n, device, autocast, params, 1.0, opt)
@@ -103,8 +124,14 @@ def main():
                 print(f"{a.name}: step {step + 1} {times[-1]:.3f} s loss {total:.4f}", flush=True)
         step_s = sum(times[WARMUP:]) / len(times[WARMUP:])
         tps = sum(tokens[WARMUP:]) / sum(times[WARMUP:])
-        fig.update(step_s=step_s, first_step_s=times[0], tokens_per_s=tps, losses=losses,
-                   mfu=tps * flops_per_token / (n * peak_tflops * 1e12), oom=False)
+        fig.update(
+            step_s=step_s,
+            first_step_s=times[0],
+            tokens_per_s=tps,
+            losses=losses,
+            mfu=tps * flops_per_token / (n * peak_tflops * 1e12),
+            oom=False,
+        )
     except torch.cuda.OutOfMemoryError as e:
         fig.update(oom=True, error=str(e)[:400])
     peaks = [0.0] * n

@@ -8,10 +8,8 @@ one model (sft), same data and global batch, in one run. Goal: ≤ 2.1× one mod
 import argparse
 
 import torch
-
 from common import GSM8K_LENGTHS, LONG_LENGTHS, Report, build_model, synthetic_samples
 from sft_bench import examples_of, kernel_steps
-
 from wmss_kernels.fused import FusedCausalLM, FusedLMLoss
 from wmss_kernels.train_batches import CausalLMLoss
 from wmss_kernels.train_step import compile_layers
@@ -22,12 +20,15 @@ def main():
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--size", default="0.6B")
     ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--compile-layers", action="store_true", help="torch.compile each decoder layer, as train() does on CUDA")
+    ap.add_argument(
+        "--compile-layers", action="store_true", help="torch.compile each decoder layer, as train() does on CUDA"
+    )
     a = ap.parse_args()
     rep = Report("joint", a.out)
     for label, samples, micro, global_batch in (
-            ("gsm8k", synthetic_samples(2048, *GSM8K_LENGTHS), 16, 128),
-            ("long", synthetic_samples(256, *LONG_LENGTHS, seed=1), 2, 16)):
+        ("gsm8k", synthetic_samples(2048, *GSM8K_LENGTHS), 16, 128),
+        ("long", synthetic_samples(256, *LONG_LENGTHS, seed=1), 2, 16),
+    ):
         examples = examples_of(samples)
         one = build_model(a.size)
         if a.compile_layers:

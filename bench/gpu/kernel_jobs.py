@@ -14,19 +14,37 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 GSM8K = os.path.join(REPO, "data", "gsm8k", "test.jsonl")
 
 # Qwen3-0.6B's published shape (config.json of Qwen/Qwen3-0.6B-Base), random weights.
-QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8,
-                 head_dim=128, intermediate_size=3072, max_position_embeddings=40960,
-                 tie_word_embeddings=True)
-CPU_SMOKE_SHAPE = dict(vocab_size=512, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                       head_dim=16, intermediate_size=128)
+QWEN3_06B = dict(
+    vocab_size=151936,
+    hidden_size=1024,
+    num_layers=28,
+    num_heads=16,
+    num_kv_heads=8,
+    head_dim=128,
+    intermediate_size=3072,
+    max_position_embeddings=40960,
+    tie_word_embeddings=True,
+)
+CPU_SMOKE_SHAPE = dict(
+    vocab_size=512, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16, intermediate_size=128
+)
 
 
 def kernel_command(verb, job_file, ranks=1):
     kernel = ["-m", "wmss_kernels", verb, "--job", job_file]
     if ranks <= 1:
         return [sys.executable, *kernel]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-            "--nproc-per-node", str(ranks), *kernel]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(ranks),
+        *kernel,
+    ]
 
 
 class Kernel:
@@ -41,11 +59,22 @@ class Kernel:
         path = os.path.join(work, "jobs", f"{name}.json")
         with open(path, "w") as f:
             json.dump(job, f, indent=2)
-        full_env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "kernels"), "PYTHONUNBUFFERED": "1",
-                    "WMSS_PID_DIR": self.pid_dir, **(env or {})}
+        full_env = {
+            **os.environ,
+            "PYTHONPATH": os.path.join(REPO, "kernels"),
+            "PYTHONUNBUFFERED": "1",
+            "WMSS_PID_DIR": self.pid_dir,
+            **(env or {}),
+        }
         self.start = time.time()
-        self.proc = subprocess.Popen(kernel_command(verb, path, ranks), env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            kernel_command(verb, path, ranks),
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.stderr = []
         threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
         self.on_event = on_event

@@ -14,10 +14,19 @@ import argparse
 import tempfile
 
 import torch
-
-from common import (DEVICE, GSM8K_LENGTHS, LONG_LENGTHS, Report, build_model, matmul_peak_tflops, peak_gib, peak_reset,
-                    synthetic_samples, sync, train_flops_per_token)
-
+from common import (
+    DEVICE,
+    GSM8K_LENGTHS,
+    LONG_LENGTHS,
+    Report,
+    build_model,
+    matmul_peak_tflops,
+    peak_gib,
+    peak_reset,
+    sync,
+    synthetic_samples,
+    train_flops_per_token,
+)
 from wmss_kernels.train_batches import CausalLMLoss, make_example, step_indices
 from wmss_kernels.train_step import compile_layers, make_optimizer, optimizer_step
 
@@ -51,7 +60,8 @@ def kernel_steps(model, loss_module, examples, micro, global_batch, steps, profi
         times.append(time.perf_counter() - t)
         first = first or float(loss) / n_tgt
     if profile:
-        from torch.profiler import ProfilerActivity, profile as torch_profile
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
 
         with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             optimizer_step(forward, None, mine, n_tgt, micro, 1, CUDA, autocast, params, 1.0, opt)
@@ -96,11 +106,24 @@ def trainer_steps(model, examples, micro, global_batch, steps):
             times.append(time.perf_counter() - self.t)
 
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=micro,
-                                 gradient_accumulation_steps=global_batch // micro, max_steps=steps,
-                                 learning_rate=1e-5, lr_scheduler_type="linear", max_grad_norm=1.0, bf16=DEVICE == "cuda",
-                                 optim="adamw_torch_fused" if DEVICE == "cuda" else "adamw_torch", save_strategy="no", report_to=[], logging_steps=1000,
-                                 disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0, seed=0)
+        args = TrainingArguments(
+            output_dir=tmp,
+            per_device_train_batch_size=micro,
+            gradient_accumulation_steps=global_batch // micro,
+            max_steps=steps,
+            learning_rate=1e-5,
+            lr_scheduler_type="linear",
+            max_grad_norm=1.0,
+            bf16=DEVICE == "cuda",
+            optim="adamw_torch_fused" if DEVICE == "cuda" else "adamw_torch",
+            save_strategy="no",
+            report_to=[],
+            logging_steps=1000,
+            disable_tqdm=True,
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+            seed=0,
+        )
         model.train()
         peak_reset()
         Trainer(model=model, args=args, train_dataset=Data(), data_collator=collate, callbacks=[Clock()]).train()
@@ -123,13 +146,15 @@ def compiled_vs_eager(compiled, eager):
     return worst
 
 
-def run_config(rep, label, model, samples, micro, trainer_micro, global_batch, steps, peak, profile, baseline,
-               plain_model=None):
+def run_config(
+    rep, label, model, samples, micro, trainer_micro, global_batch, steps, peak, profile, baseline, plain_model=None
+):
     examples = examples_of(samples)
     mean_len = sum(len(e["input_ids"]) for e in examples) / len(examples)
     tokens_per_step = global_batch * mean_len
-    flops = train_flops_per_token(model, sum(len(e["input_ids"]) ** 2 for e in examples) / sum(
-        len(e["input_ids"]) for e in examples))
+    flops = train_flops_per_token(
+        model, sum(len(e["input_ids"]) ** 2 for e in examples) / sum(len(e["input_ids"]) for e in examples)
+    )
     rep.add(f"{label}.flops_per_token", flops)
     s, mem, first_s, _ = kernel_steps(model, CausalLMLoss(model), examples, micro, global_batch, steps, profile)
     tps = tokens_per_step / s
@@ -155,7 +180,9 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--profile", action="store_true", help="print the kernel step's top CUDA ops")
     ap.add_argument("--configs", default="gsm8k,long")
-    ap.add_argument("--compile-layers", action="store_true", help="torch.compile each decoder layer (train_step.compile_layers)")
+    ap.add_argument(
+        "--compile-layers", action="store_true", help="torch.compile each decoder layer (train_step.compile_layers)"
+    )
     a = ap.parse_args()
     rep = Report("sft", a.out)
     peak = matmul_peak_tflops()
@@ -167,14 +194,42 @@ def main():
         if a.compile_layers:
             plain = build_model(size)  # the Trainer baseline runs the model as a user would: eager
             compile_layers(model)
-            rep.add(f"{size}.compiled_vs_eager_max_rel_loss_diff", compiled_vs_eager(model, plain), "",
-                    "summed CE of 4 micro-batches, bf16 autocast")
+            rep.add(
+                f"{size}.compiled_vs_eager_max_rel_loss_diff",
+                compiled_vs_eager(model, plain),
+                "",
+                "summed CE of 4 micro-batches, bf16 autocast",
+            )
         if "gsm8k" in a.configs:
-            run_config(rep, f"{size}.gsm8k", model, synthetic_samples(2048, *GSM8K_LENGTHS), 16, 16, 128,
-                       a.steps, peak, a.profile and k == 0, k == 0, plain)
+            run_config(
+                rep,
+                f"{size}.gsm8k",
+                model,
+                synthetic_samples(2048, *GSM8K_LENGTHS),
+                16,
+                16,
+                128,
+                a.steps,
+                peak,
+                a.profile and k == 0,
+                k == 0,
+                plain,
+            )
         if "long" in a.configs:
-            run_config(rep, f"{size}.long", model, synthetic_samples(256, *LONG_LENGTHS, seed=1), 2, 2, 16,
-                       a.steps, peak, a.profile and k == 0, k == 0, plain)
+            run_config(
+                rep,
+                f"{size}.long",
+                model,
+                synthetic_samples(256, *LONG_LENGTHS, seed=1),
+                2,
+                2,
+                16,
+                a.steps,
+                peak,
+                a.profile and k == 0,
+                k == 0,
+                plain,
+            )
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

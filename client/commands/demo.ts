@@ -40,7 +40,15 @@ export const DEMO_SUBSET = { rows: 4, maxNewTokens: 48 } as const;
  */
 export function demoConfig(dir: string, runName: string): RunConfigInput {
   const assets = path.join(dir, 'assets');
-  const training = { lr: 1e-3, warmupRatio: 0.05, microBatch: 32, gradAccum: 1, maxLength: 96, saveEvery: 200, gradientCheckpointing: false };
+  const training = {
+    lr: 1e-3,
+    warmupRatio: 0.05,
+    microBatch: 32,
+    gradAccum: 1,
+    maxLength: 96,
+    saveEvery: 200,
+    gradientCheckpointing: false,
+  };
   return {
     runName,
     runDir: path.join(dir, 'run'),
@@ -74,9 +82,17 @@ function progressReporter(log: (s: string) => void, started: number) {
       const before = seen.get(step.id);
       const beat = snap.heartbeats.find((h) => h.stepId === step.id);
       const changed = before?.state !== step.state;
-      if (step.state === 'pending' || (!changed && (step.state !== 'running' || Date.now() - before.at < 15_000))) continue;
-      const detail = step.state === 'running' ? describeProgress(beat?.details) : step.error ? step.error.message.split('\n')[0] : '';
-      log(`${clock} step ${step.number.padEnd(2)} ${step.title.padEnd(50)} ${step.state}${detail ? `  ${detail}` : ''}`);
+      if (step.state === 'pending' || (!changed && (step.state !== 'running' || Date.now() - before.at < 15_000)))
+        continue;
+      const detail =
+        step.state === 'running'
+          ? describeProgress(beat?.details)
+          : step.error
+            ? step.error.message.split('\n')[0]
+            : '';
+      log(
+        `${clock} step ${step.number.padEnd(2)} ${step.title.padEnd(50)} ${step.state}${detail ? `  ${detail}` : ''}`,
+      );
       seen.set(step.id, { state: step.state, at: Date.now() });
     }
   };
@@ -89,19 +105,31 @@ function progressReporter(log: (s: string) => void, started: number) {
  */
 function tinyAssetsSource(): string {
   const hash = createHash('sha256');
-  for (const file of [['kernels', 'wmss_kernels', 'tiny.py'], ['kernels', 'wmss_kernels', 'chat.py'], ['data', 'eval', 'paper-protocol.json']]) hash.update(readFileSync(path.join(REPO_ROOT, ...file)));
+  for (const file of [
+    ['kernels', 'wmss_kernels', 'tiny.py'],
+    ['kernels', 'wmss_kernels', 'chat.py'],
+    ['data', 'eval', 'paper-protocol.json'],
+  ])
+    hash.update(readFileSync(path.join(REPO_ROOT, ...file)));
   return hash.digest('hex');
 }
 
 export async function makeTinyAssets(assets: string, log: (s: string) => void): Promise<void> {
   const stamp = path.join(assets, 'make-tiny.source');
   const source = tinyAssetsSource();
-  const built = existsSync(path.join(assets, 'tiny-qwen3', 'config.json')) && existsSync(path.join(assets, 'data', 'test.jsonl'));
+  const built =
+    existsSync(path.join(assets, 'tiny-qwen3', 'config.json')) && existsSync(path.join(assets, 'data', 'test.jsonl'));
   if (built && existsSync(stamp) && readFileSync(stamp, 'utf8') === source) return;
   log(`${built ? 'rebuilding (made from older sources)' : 'building'} the tiny model and arithmetic data in ${assets}`);
   await runKernel(
     'make-tiny',
-    { log_file: path.join(assets, 'make-tiny.log'), output_dir: path.join(assets, 'tiny-qwen3'), data_dir: path.join(assets, 'data'), train_samples: 2048, test_samples: 200 },
+    {
+      log_file: path.join(assets, 'make-tiny.log'),
+      output_dir: path.join(assets, 'tiny-qwen3'),
+      data_dir: path.join(assets, 'data'),
+      train_samples: 2048,
+      test_samples: 200,
+    },
     { jobFile: path.join(assets, 'make-tiny.job.json'), stallMs: 300_000 },
   );
   writeFileSync(stamp, source);
@@ -116,7 +144,12 @@ export async function runDemo(opts: DemoOptions, log: (s: string) => void = cons
   let server: DevServer | undefined;
   if (!(await serverAnswers(target.address))) {
     log(`starting temporal server start-dev (SQLite ${path.join(dir, 'temporal.db')}, Web UI on port ${opts.uiPort})`);
-    server = await startDevServer({ dbFile: path.join(dir, 'temporal.db'), port: opts.port, uiPort: opts.uiPort, logFile: path.join(dir, 'temporal-server.log') });
+    server = await startDevServer({
+      dbFile: path.join(dir, 'temporal.db'),
+      port: opts.port,
+      uiPort: opts.uiPort,
+      logFile: path.join(dir, 'temporal-server.log'),
+    });
     // the embedded dev server speaks plain text, whatever the profile says
     Object.assign(target, { address: server.address, tls: undefined, apiKey: undefined, security: 'plain text' });
     process.env.TEMPORAL_ADDRESS = server.address;
@@ -128,7 +161,10 @@ export async function runDemo(opts: DemoOptions, log: (s: string) => void = cons
   const config = RunConfig.parse(demoConfig(dir, opts.runName));
 
   const connection = await connectWorker(target);
-  const workers = [await createControlWorker({ connection }), ...(await createGpuWorkers({ connection, devices: { kind: 'cpu' }, threads: 1 }))];
+  const workers = [
+    await createControlWorker({ connection }),
+    ...(await createGpuWorkers({ connection, devices: { kind: 'cpu' }, threads: 1 })),
+  ];
   const running = workers.map((w) => w.run());
   const client = await connectClient(target);
   const workflowId = workflowIdFor(config.runName);
@@ -138,16 +174,29 @@ export async function runDemo(opts: DemoOptions, log: (s: string) => void = cons
     const result = handle.result() as Promise<PipelineResult>;
     const reporter = progressReporter(log, started);
     for (;;) {
-      const done = await Promise.race([result.then(() => true, () => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
+      const done = await Promise.race([
+        result.then(
+          () => true,
+          () => true,
+        ),
+        new Promise((r) => setTimeout(() => r(false), 2000)),
+      ]);
       reporter(await snapshotRun(client, workflowId));
       if (done) break;
     }
     const outcome = await result;
-    log(`\naccuracy (pass@1, greedy, ${config.eval.protocol} protocol): arithmetic on all held-out sums; the seven math sets on a subset only`);
-    log(`(their first ${DEMO_SUBSET.rows} rows, at most ${DEMO_SUBSET.maxNewTokens} new tokens; the paper: every row, 4096 or 8192), so their figures show the mechanics, not the method:`);
+    log(
+      `\naccuracy (pass@1, greedy, ${config.eval.protocol} protocol): arithmetic on all held-out sums; the seven math sets on a subset only`,
+    );
+    log(
+      `(their first ${DEMO_SUBSET.rows} rows, at most ${DEMO_SUBSET.maxNewTokens} new tokens; the paper: every row, 4096 or 8192), so their figures show the mechanics, not the method:`,
+    );
     const sets = [...new Set(Object.values(outcome.accuracy).flatMap((a) => Object.keys(a)))];
     log(`  ${'model'.padEnd(6)} ${sets.map((d) => d.padStart(Math.max(d.length, 6))).join(' ')}`);
-    for (const [model, acc] of Object.entries(outcome.accuracy)) log(`  ${model.padEnd(6)} ${sets.map((d) => (acc[d] === undefined ? '–' : `${(100 * acc[d]).toFixed(1)}%`).padStart(Math.max(d.length, 6))).join(' ')}`);
+    for (const [model, acc] of Object.entries(outcome.accuracy))
+      log(
+        `  ${model.padEnd(6)} ${sets.map((d) => (acc[d] === undefined ? '–' : `${(100 * acc[d]).toFixed(1)}%`).padStart(Math.max(d.length, 6))).join(' ')}`,
+      );
     log(`\nartifacts: ${config.runDir}\nwall time: ${((Date.now() - started) / 1000).toFixed(1)} s`);
     return 0;
   } finally {
@@ -161,7 +210,9 @@ export async function runDemo(opts: DemoOptions, log: (s: string) => void = cons
     }
     if (server) {
       await server.stop();
-      log(`history kept in ${path.join(dir, 'temporal.db')}: \`wmss server --db ${path.join(dir, 'temporal.db')}\` shows it in the Web UI again`);
+      log(
+        `history kept in ${path.join(dir, 'temporal.db')}: \`wmss server --db ${path.join(dir, 'temporal.db')}\` shows it in the Web UI again`,
+      );
     }
   }
 }

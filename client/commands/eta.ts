@@ -14,7 +14,11 @@ import type { StepStatus } from '../../pipeline/workflowApi';
 export type ProgressSamples = { done: number; at: number }[];
 
 /** Items per ms from the samples (first to last), else from the step's start; undefined if unknown. */
-export function progressRate(p: StepProgress | undefined, samples: ProgressSamples = [], startedAt?: string): number | undefined {
+export function progressRate(
+  p: StepProgress | undefined,
+  samples: ProgressSamples = [],
+  startedAt?: string,
+): number | undefined {
   if (!p || !p.total) return undefined;
   if (samples.length >= 2) {
     const a = samples[0];
@@ -28,7 +32,11 @@ export function progressRate(p: StepProgress | undefined, samples: ProgressSampl
 }
 
 /** Remaining ms of a running step, counted from its latest heartbeat. */
-export function stepRemainingMs(p: StepProgress | undefined, rate: number | undefined, now: number): number | undefined {
+export function stepRemainingMs(
+  p: StepProgress | undefined,
+  rate: number | undefined,
+  now: number,
+): number | undefined {
   if (!p || !p.total || rate === undefined || rate <= 0) return undefined;
   const sinceBeat = Math.max(0, now - Date.parse(p.updatedAt));
   return Math.max(0, (p.total - p.done) / rate - sinceBeat);
@@ -56,7 +64,11 @@ export interface PipelineEta {
  * ETA of the whole run: for each step, when it should finish = max(finish of what it needs) +
  * its remaining duration; the pipeline ends with the last one. Undefined when the run is over.
  */
-export function pipelineEta(steps: StepStatus[], running: Partial<Record<StepId, number | undefined>>, now: number): PipelineEta | undefined {
+export function pipelineEta(
+  steps: StepStatus[],
+  running: Partial<Record<StepId, number | undefined>>,
+  now: number,
+): PipelineEta | undefined {
   const byId = new Map(steps.map((s) => [s.id, s]));
   if (steps.every((s) => finished(s))) return undefined;
   if (steps.some((s) => s.state === 'failed' || s.state === 'cancelled')) return undefined;

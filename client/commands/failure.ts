@@ -5,7 +5,14 @@
  * SDK wraps it (WorkflowFailedError → ApplicationFailure → ActivityFailure → ApplicationFailure);
  * users need the type, the message and the step, not "Workflow execution failed".
  */
-import { ActivityFailure, ApplicationFailure, CancelledFailure, TerminatedFailure, TimeoutFailure, type ProtoFailure } from '@temporalio/common';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancelledFailure,
+  TerminatedFailure,
+  TimeoutFailure,
+  type ProtoFailure,
+} from '@temporalio/common';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { STEPS } from '../../pipeline/steps';
 
@@ -32,7 +39,10 @@ export function unwrapFailure(err: unknown): RunFailure {
       const row = STEPS.find((s) => s.id === e.activityId);
       // other activities (the run dir lock) get SDK-numbered ids, which say nothing to a user
       step = row ? `step ${row.number} (${row.title})` : `activity ${e.activityType}`;
-    } else if (type === undefined && (e instanceof TimeoutFailure || e instanceof TerminatedFailure || e instanceof CancelledFailure)) {
+    } else if (
+      type === undefined &&
+      (e instanceof TimeoutFailure || e instanceof TerminatedFailure || e instanceof CancelledFailure)
+    ) {
       type = e instanceof TimeoutFailure ? 'Timeout' : e instanceof TerminatedFailure ? 'Terminated' : 'Cancelled';
       message = e.message;
     }
@@ -50,20 +60,38 @@ export function formatFailure(f: RunFailure): string {
 }
 
 /** The failure recorded in a closed workflow's history (failed, timed out or terminated), if any. */
-export async function failureFromHistory(client: Client, events: { workflowExecutionFailedEventAttributes?: { failure?: ProtoFailure | null } | null; workflowExecutionTimedOutEventAttributes?: unknown; workflowExecutionTerminatedEventAttributes?: { reason?: string | null } | null }[]): Promise<RunFailure | undefined> {
+export async function failureFromHistory(
+  client: Client,
+  events: {
+    workflowExecutionFailedEventAttributes?: { failure?: ProtoFailure | null } | null;
+    workflowExecutionTimedOutEventAttributes?: unknown;
+    workflowExecutionTerminatedEventAttributes?: { reason?: string | null } | null;
+  }[],
+): Promise<RunFailure | undefined> {
   for (let i = events.length - 1; i >= 0; i--) {
     const e = events[i];
     const failed = e.workflowExecutionFailedEventAttributes?.failure;
-    if (failed) return unwrapFailure(client.options.loadedDataConverter.failureConverter.failureToError(failed, client.options.loadedDataConverter.payloadConverter));
-    if (e.workflowExecutionTimedOutEventAttributes) return { type: 'Timeout', message: 'the workflow ran past its execution timeout' };
-    if (e.workflowExecutionTerminatedEventAttributes) return { type: 'Terminated', message: e.workflowExecutionTerminatedEventAttributes.reason || 'terminated' };
+    if (failed)
+      return unwrapFailure(
+        client.options.loadedDataConverter.failureConverter.failureToError(
+          failed,
+          client.options.loadedDataConverter.payloadConverter,
+        ),
+      );
+    if (e.workflowExecutionTimedOutEventAttributes)
+      return { type: 'Timeout', message: 'the workflow ran past its execution timeout' };
+    if (e.workflowExecutionTerminatedEventAttributes)
+      return { type: 'Terminated', message: e.workflowExecutionTerminatedEventAttributes.reason || 'terminated' };
   }
   return undefined;
 }
 
 /** A run that ended without a result: `wmss result` and friends exit non-zero with this. */
 export class RunFailedError extends Error {
-  constructor(public readonly workflowId: string, public readonly failure: RunFailure) {
+  constructor(
+    public readonly workflowId: string,
+    public readonly failure: RunFailure,
+  ) {
     super(`run ${workflowId} failed: ${formatFailure(failure)}`);
   }
 }

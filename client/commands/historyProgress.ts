@@ -19,12 +19,18 @@ export interface HistoryProgress extends PipelineProgress {
 
 const iso = (ts: Parameters<typeof tsToMs>[0]) => new Date(tsToMs(ts)).toISOString();
 
-export async function progressFromHistory(client: Client, workflowId: string, workflowStatus: string, memo?: Record<string, unknown>): Promise<HistoryProgress> {
+export async function progressFromHistory(
+  client: Client,
+  workflowId: string,
+  workflowStatus: string,
+  memo?: Record<string, unknown>,
+): Promise<HistoryProgress> {
   const handle = client.workflow.getHandle(workflowId);
   const history = await handle.fetchHistory();
   const convert = client.options.loadedDataConverter.payloadConverter;
   const steps = new Map<StepId, StepStatus>();
-  const addSteps = (rows: readonly (typeof STEPS)[number][]) => rows.forEach((r) => steps.set(r.id, { id: r.id, number: r.number, title: r.title, state: 'pending' }));
+  const addSteps = (rows: readonly (typeof STEPS)[number][]) =>
+    rows.forEach((r) => steps.set(r.id, { id: r.id, number: r.number, title: r.title, state: 'pending' }));
   const bySchedule = new Map<string, StepStatus>();
   let runName = '';
   let runDir = '';
@@ -35,12 +41,14 @@ export async function progressFromHistory(client: Client, workflowId: string, wo
       const payload = e.workflowExecutionStartedEventAttributes.input?.payloads?.[0];
       const input: unknown = payload ? convert.fromPayload(payload) : undefined;
       // Anyone can start the workflow type (temporal CLI, other SDKs) with any input, even null.
-      const fields = input !== null && typeof input === 'object' ? (input as { runName?: unknown; runDir?: unknown }) : {};
+      const fields =
+        input !== null && typeof input === 'object' ? (input as { runName?: unknown; runDir?: unknown }) : {};
       runName = typeof fields.runName === 'string' ? fields.runName : '';
       runDir = typeof fields.runDir === 'string' ? fields.runDir : '';
       // The steps this config runs (optional steps, e.g. ONNX exports, only when enabled).
       const parsed = RunConfig.safeParse(input);
-      if (!parsed.success) inputProblem = `the workflow's input is not a run config (${input === undefined ? 'no input' : input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input === 'object' ? 'an object that fails the schema' : typeof input})`;
+      if (!parsed.success)
+        inputProblem = `the workflow's input is not a run config (${input === undefined ? 'no input' : input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input === 'object' ? 'an object that fails the schema' : typeof input})`;
       addSteps(parsed.success ? activeSteps(parsed.data) : STEPS.filter((r) => !r.when));
     }
     const scheduled = e.activityTaskScheduledEventAttributes;
@@ -68,13 +76,24 @@ export async function progressFromHistory(client: Client, workflowId: string, wo
       if (step) {
         step.state = 'failed';
         step.finishedAt = iso(e.eventTime);
-        step.error = { type: failed.failure?.cause?.applicationFailureInfo?.type ?? failed.failure?.applicationFailureInfo?.type ?? undefined, message: failed.failure?.cause?.message ?? failed.failure?.message ?? 'failed' };
+        step.error = {
+          type:
+            failed.failure?.cause?.applicationFailureInfo?.type ??
+            failed.failure?.applicationFailureInfo?.type ??
+            undefined,
+          message: failed.failure?.cause?.message ?? failed.failure?.message ?? 'failed',
+        };
       }
     }
     const timedOut = e.activityTaskTimedOutEventAttributes;
     if (timedOut) {
       const step = bySchedule.get(String(timedOut.scheduledEventId));
-      if (step) Object.assign(step, { state: 'failed', finishedAt: iso(e.eventTime), error: { type: 'TimedOut', message: timedOut.failure?.message ?? 'timed out' } });
+      if (step)
+        Object.assign(step, {
+          state: 'failed',
+          finishedAt: iso(e.eventTime),
+          error: { type: 'TimedOut', message: timedOut.failure?.message ?? 'timed out' },
+        });
     }
     const cancelled = e.activityTaskCanceledEventAttributes;
     if (cancelled) {
@@ -84,9 +103,23 @@ export async function progressFromHistory(client: Client, workflowId: string, wo
   }
   // The memo holds the run dir after date templates were resolved (pipeline/runTemplates.ts).
   const memoConfig = (memo?.config ?? {}) as { runDir?: string; runName?: string };
-  const status = workflowStatus === 'COMPLETED' ? 'completed' : workflowStatus === 'CANCELLED' ? 'cancelled' : workflowStatus === 'RUNNING' ? 'running' : 'failed';
+  const status =
+    workflowStatus === 'COMPLETED'
+      ? 'completed'
+      : workflowStatus === 'CANCELLED'
+        ? 'cancelled'
+        : workflowStatus === 'RUNNING'
+          ? 'running'
+          : 'failed';
   const failure = status === 'failed' ? await failureFromHistory(client, history.events ?? []) : undefined;
-  return { runName: memoConfig.runName ?? runName, runDir: memoConfig.runDir ?? runDir, status, steps: [...steps.values()], ...(failure && { failure }), ...(inputProblem && { inputProblem }) };
+  return {
+    runName: memoConfig.runName ?? runName,
+    runDir: memoConfig.runDir ?? runDir,
+    status,
+    steps: [...steps.values()],
+    ...(failure && { failure }),
+    ...(inputProblem && { inputProblem }),
+  };
 }
 
 export interface StepSpan {
@@ -98,7 +131,9 @@ export interface StepSpan {
   attempts: number;
 }
 
-type HistoryEvent = NonNullable<Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>['events']>[number];
+type HistoryEvent = NonNullable<
+  Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>['events']
+>[number];
 
 /**
  * Wall time of each completed step across all its attempts. A step's manifest is written by the
@@ -112,13 +147,19 @@ export function stepSpansFromHistory(events: readonly HistoryEvent[]): Partial<R
   for (const e of events) {
     const id = String(e.eventId);
     const s = e.activityTaskScheduledEventAttributes;
-    if (s && STEPS.some((r) => r.id === s.activityId)) scheduled.set(id, { stepId: s.activityId as StepId, at: iso(e.eventTime) });
+    if (s && STEPS.some((r) => r.id === s.activityId))
+      scheduled.set(id, { stepId: s.activityId as StepId, at: iso(e.eventTime) });
     const started = e.activityTaskStartedEventAttributes;
     if (started) attempts.set(String(started.scheduledEventId), started.attempt ?? 1);
     const done = e.activityTaskCompletedEventAttributes;
     const first = done && scheduled.get(String(done.scheduledEventId));
     // keep the first scheduling of a step (a workflow does not schedule a finished step again)
-    if (first && !spans[first.stepId]) spans[first.stepId] = { startedAt: first.at, finishedAt: iso(e.eventTime), attempts: attempts.get(String(done.scheduledEventId)) ?? 1 };
+    if (first && !spans[first.stepId])
+      spans[first.stepId] = {
+        startedAt: first.at,
+        finishedAt: iso(e.eventTime),
+        attempts: attempts.get(String(done.scheduledEventId)) ?? 1,
+      };
   }
   return spans;
 }

@@ -25,10 +25,25 @@ async function memoryLine(config: RunConfig, id: 'sft' | 'joint'): Promise<strin
   const branches = id === 'joint' ? 2 : 1;
   const params = one * branches;
   const trainable = id === 'joint' && config.joint.freezeWeak ? one : params;
-  const at = (devices: number) => trainingMemory({ params, trainableParams: trainable, bytesPerParam: t.dtype === 'float32' ? 4 : 2, microBatch: t.microBatch, maxLength: t.maxLength, hiddenSize: cfg.hidden_size as number, layers: cfg.num_hidden_layers as number, branches, gradientCheckpointing: t.gradientCheckpointing, devices });
+  const at = (devices: number) =>
+    trainingMemory({
+      params,
+      trainableParams: trainable,
+      bytesPerParam: t.dtype === 'float32' ? 4 : 2,
+      microBatch: t.microBatch,
+      maxLength: t.maxLength,
+      hiddenSize: cfg.hidden_size as number,
+      layers: cfg.num_hidden_layers as number,
+      branches,
+      gradientCheckpointing: t.gradientCheckpointing,
+      devices,
+    });
   const e2 = at(2);
   const g = (x: number) => `${x.toFixed(2)} GiB`;
-  const auto = t.parallelism.strategy === 'auto' ? `auto: fsdp on GPUs under ${g(e2.ddpGiB / FIT_FRACTION)}, else ddp` : t.parallelism.strategy;
+  const auto =
+    t.parallelism.strategy === 'auto'
+      ? `auto: fsdp on GPUs under ${g(e2.ddpGiB / FIT_FRACTION)}, else ddp`
+      : t.parallelism.strategy;
   return `      memory per GPU (estimate, every sequence at maxLength): ddp ${g(e2.ddpGiB)} (weights ${g(e2.weightsGiB)}, gradients ${g(e2.gradientsGiB)}, AdamW ${g(e2.optimizerGiB)}, activations ${g(e2.activationsGiB)}); fsdp ${g(e2.fsdpGiB)} on 2 GPUs, ${g(at(8).fsdpGiB)} on 8; strategy ${auto}`;
 }
 
@@ -36,8 +51,12 @@ export async function renderPlan(config: RunConfig): Promise<string> {
   const lines = [`run ${config.runName} in ${config.runDir}`];
   for (const step of activeSteps(config)) {
     const done = existsSync(path.join(config.runDir, manifestPath(step.id)));
-    lines.push(`${step.number.padEnd(3)} ${step.title}  [${step.queue}]${done ? '  (outputs recorded: verified and reused if inputs are unchanged)' : ''}`);
-    lines.push(`      after: ${step.needs.length ? step.needs.map((id) => STEPS.find((s) => s.id === id)!.number).join(', ') : 'start'}`);
+    lines.push(
+      `${step.number.padEnd(3)} ${step.title}  [${step.queue}]${done ? '  (outputs recorded: verified and reused if inputs are unchanged)' : ''}`,
+    );
+    lines.push(
+      `      after: ${step.needs.length ? step.needs.map((id) => STEPS.find((s) => s.id === id)!.number).join(', ') : 'start'}`,
+    );
     lines.push(`      reads: ${step.inputs(config).join(', ')}`);
     lines.push(`      writes: ${step.outputs(config).join(', ')}`);
     if (step.id === 'sft' || step.id === 'joint') {

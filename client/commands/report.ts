@@ -12,7 +12,8 @@ import { resolveRunTemplates } from '../../pipeline/runTemplates';
 import { TemporalScheduledById, TemporalScheduledStartTime } from '../../pipeline/searchAttributes';
 import { collectReportData, type ReportData, type ReportExtra } from '../report/collect';
 import { stepSpansFromHistory } from './historyProgress';
-import { buildCharts, renderHtml, renderMarkdown } from '../report/render';
+import { buildCharts } from '../report/charts';
+import { renderHtml, renderMarkdown } from '../report/render';
 import { resolveWorkflowId } from './resolveRun';
 
 export interface ReportFiles {
@@ -37,7 +38,10 @@ export async function writeReport(runDir: string, extra: ReportExtra = {}): Prom
 }
 
 /** The run dir and config of a workflow: its input, with the same template resolution as the workflow. */
-export async function runOfWorkflow(client: Client, run: string): Promise<{ workflowId: string; runDir: string; config?: RunConfig; runName?: string; spans: ReportExtra['spans'] }> {
+export async function runOfWorkflow(
+  client: Client,
+  run: string,
+): Promise<{ workflowId: string; runDir: string; config?: RunConfig; runName?: string; spans: ReportExtra['spans'] }> {
   const workflowId = await resolveWorkflowId(client, run);
   const handle = client.workflow.getHandle(workflowId);
   const description = await handle.describe();
@@ -49,12 +53,23 @@ export async function runOfWorkflow(client: Client, run: string): Promise<{ work
     const parsed = RunConfig.safeParse(client.options.loadedDataConverter.payloadConverter.fromPayload(payload));
     if (parsed.success) {
       const sa = description.typedSearchAttributes;
-      config = resolveRunTemplates(parsed.data, { time: sa.get(TemporalScheduledStartTime) ?? description.startTime, workflowId, scheduled: Boolean(sa.get(TemporalScheduledById)) });
+      config = resolveRunTemplates(parsed.data, {
+        time: sa.get(TemporalScheduledStartTime) ?? description.startTime,
+        workflowId,
+        scheduled: Boolean(sa.get(TemporalScheduledById)),
+      });
     }
   }
   const runDir = memo.runDir ?? config?.runDir;
-  if (!runDir) throw new Error(`cannot tell the run dir of ${workflowId} (no memo, no valid input); pass the run dir instead`);
-  return { workflowId, runDir, config, runName: memo.runName ?? config?.runName, spans: stepSpansFromHistory(history.events ?? []) };
+  if (!runDir)
+    throw new Error(`cannot tell the run dir of ${workflowId} (no memo, no valid input); pass the run dir instead`);
+  return {
+    workflowId,
+    runDir,
+    config,
+    runName: memo.runName ?? config?.runName,
+    spans: stepSpansFromHistory(history.events ?? []),
+  };
 }
 
 /**
@@ -62,5 +77,10 @@ export async function runOfWorkflow(client: Client, run: string): Promise<{ work
  * written into it, so any other directory (a home, a checkout) must not pass as one.
  */
 export function isRunDir(arg: string): boolean {
-  return existsSync(arg) && statSync(arg).isDirectory() && existsSync(path.join(arg, '.wmss')) && statSync(path.join(arg, '.wmss')).isDirectory();
+  return (
+    existsSync(arg) &&
+    statSync(arg).isDirectory() &&
+    existsSync(path.join(arg, '.wmss')) &&
+    statSync(path.join(arg, '.wmss')).isDirectory()
+  );
 }

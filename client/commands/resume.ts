@@ -17,7 +17,8 @@ import { TemporalScheduledById, TemporalScheduledStartTime } from '../../pipelin
 export async function configToResume(client: Client, target: string): Promise<RunConfig> {
   if (existsSync(target) && statSync(target).isDirectory()) {
     const saved = path.join(target, RUN_CONFIG_FILE);
-    if (!existsSync(saved)) throw new Error(`${target} has no ${RUN_CONFIG_FILE}: pass the config file or the run name instead`);
+    if (!existsSync(saved))
+      throw new Error(`${target} has no ${RUN_CONFIG_FILE}: pass the config file or the run name instead`);
     return readRunConfig(saved);
   }
   if (existsSync(target)) return readRunConfig(target);

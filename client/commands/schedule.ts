@@ -9,13 +9,26 @@
  * on the same GPUs), pause on failure (a failed run pauses the schedule until `unpause`), and a
  * catch-up window of one day for actions missed while the server was down.
  */
-import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleDescription, type ScheduleHandle } from '@temporalio/client';
+import {
+  ScheduleNotFoundError,
+  ScheduleOverlapPolicy,
+  type Client,
+  type ScheduleDescription,
+  type ScheduleHandle,
+} from '@temporalio/client';
 import type { RunConfig } from '../../pipeline/config';
 import { WmssBaseModel, WmssRunName, WmssStatus, WmssStep } from '../../pipeline/searchAttributes';
 import { WORKFLOW_TYPE, workflowIdFor } from '../../pipeline/workflowApi';
 import { table } from './resolveRun';
 
-export const OVERLAP_POLICIES = ['SKIP', 'BUFFER_ONE', 'BUFFER_ALL', 'CANCEL_OTHER', 'TERMINATE_OTHER', 'ALLOW_ALL'] as const;
+export const OVERLAP_POLICIES = [
+  'SKIP',
+  'BUFFER_ONE',
+  'BUFFER_ALL',
+  'CANCEL_OTHER',
+  'TERMINATE_OTHER',
+  'ALLOW_ALL',
+] as const;
 export type OverlapPolicy = (typeof OVERLAP_POLICIES)[number];
 
 export interface CreateScheduleOptions {
@@ -33,7 +46,8 @@ export interface CreateScheduleOptions {
 
 export function parseOverlap(value: string | undefined): OverlapPolicy {
   const v = (value ?? 'SKIP').toUpperCase().replace(/-/g, '_') as OverlapPolicy;
-  if (!OVERLAP_POLICIES.includes(v)) throw new Error(`--overlap must be one of ${OVERLAP_POLICIES.join(', ')}, not "${value}"`);
+  if (!OVERLAP_POLICIES.includes(v))
+    throw new Error(`--overlap must be one of ${OVERLAP_POLICIES.join(', ')}, not "${value}"`);
   return v;
 }
 
@@ -62,9 +76,21 @@ export async function createSchedule(client: Client, o: CreateScheduleOptions): 
         { key: WmssStep, value: '' },
       ],
     },
-    policies: { overlap: ScheduleOverlapPolicy[o.overlap ?? 'SKIP'], pauseOnFailure: o.pauseOnFailure ?? true, catchupWindow: (o.catchupWindow ?? '1d') as `${number}d` },
-    state: { paused: o.paused ?? false, note: o.note ?? `wmss schedule create (${o.cron ? `cron ${o.cron}` : `every ${o.every}`})` },
-    memo: { spec: o.cron ? `cron ${o.cron}` : `every ${o.every}`, runName: o.config.runName, runDir: o.config.runDir, dataFile: o.config.dataFile },
+    policies: {
+      overlap: ScheduleOverlapPolicy[o.overlap ?? 'SKIP'],
+      pauseOnFailure: o.pauseOnFailure ?? true,
+      catchupWindow: (o.catchupWindow ?? '1d') as `${number}d`,
+    },
+    state: {
+      paused: o.paused ?? false,
+      note: o.note ?? `wmss schedule create (${o.cron ? `cron ${o.cron}` : `every ${o.every}`})`,
+    },
+    memo: {
+      spec: o.cron ? `cron ${o.cron}` : `every ${o.every}`,
+      runName: o.config.runName,
+      runDir: o.config.runDir,
+      dataFile: o.config.dataFile,
+    },
   });
 }
 
@@ -88,7 +114,8 @@ const when = (d: Date | undefined) => (d ? d.toISOString().replace('.000Z', 'Z')
 function specText(d: Pick<ScheduleDescription, 'spec' | 'memo'>): string {
   if (typeof d.memo?.spec === 'string') return d.memo.spec;
   const parts: string[] = [];
-  for (const i of d.spec.intervals ?? []) parts.push(`every ${i.every / 1000}s${i.offset ? ` offset ${i.offset / 1000}s` : ''}`);
+  for (const i of d.spec.intervals ?? [])
+    parts.push(`every ${i.every / 1000}s${i.offset ? ` offset ${i.offset / 1000}s` : ''}`);
   for (const c of d.spec.calendars ?? []) parts.push(`calendar ${JSON.stringify(c)}`);
   return parts.join('; ') || '(no times)';
 }
@@ -98,9 +125,16 @@ export async function listSchedules(client: Client): Promise<string> {
   for await (const s of client.schedule.list()) {
     if (s.action?.workflowType !== WORKFLOW_TYPE) continue;
     const last = s.info.recentActions[s.info.recentActions.length - 1];
-    rows.push([s.scheduleId, s.spec ? specText({ spec: s.spec, memo: s.memo }) : '', s.state.paused ? 'paused' : 'active', when(s.info.nextActionTimes[0]), last ? last.action.workflow.workflowId : '–']);
+    rows.push([
+      s.scheduleId,
+      s.spec ? specText({ spec: s.spec, memo: s.memo }) : '',
+      s.state.paused ? 'paused' : 'active',
+      when(s.info.nextActionTimes[0]),
+      last ? last.action.workflow.workflowId : '–',
+    ]);
   }
-  if (!rows.length) return 'no wmssPipeline schedules (create one with `wmss schedule create --every 1d --config run.json`)';
+  if (!rows.length)
+    return 'no wmssPipeline schedules (create one with `wmss schedule create --every 1d --config run.json`)';
   return table(['schedule', 'when', 'state', 'next run (UTC)', 'last run'], rows);
 }
 
@@ -117,7 +151,9 @@ export async function describeSchedule(handle: ScheduleHandle): Promise<string> 
     `  running       ${d.info.runningActions.map((a) => a.workflow.workflowId).join(', ') || '–'}`,
     `  next          ${d.info.nextActionTimes.slice(0, 3).map(when).join(', ') || '–'}`,
     '  recent:',
-    ...(d.info.recentActions.length ? d.info.recentActions.slice(-10).map((a) => `    ${when(a.scheduledAt)}  ${a.action.workflow.workflowId}`) : ['    –']),
+    ...(d.info.recentActions.length
+      ? d.info.recentActions.slice(-10).map((a) => `    ${when(a.scheduledAt)}  ${a.action.workflow.workflowId}`)
+      : ['    –']),
   ];
   return lines.join('\n');
 }

@@ -25,7 +25,9 @@ export async function startPipeline(client: Client, config: RunConfig, workflowI
     });
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
-      throw new Error(`run ${workflowId} is already running; follow it with \`wmss watch ${workflowId}\` or stop it with \`wmss cancel ${workflowId}\``);
+      throw new Error(
+        `run ${workflowId} is already running; follow it with \`wmss watch ${workflowId}\` or stop it with \`wmss cancel ${workflowId}\``,
+      );
     }
     throw err;
   }

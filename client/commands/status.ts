@@ -2,7 +2,14 @@
 import type { Client } from '@temporalio/client';
 import { progressQuery, type PipelineProgress, type StepStatus } from '../../pipeline/workflowApi';
 import type { StepId, StepProgress } from '../../pipeline/steps';
-import { formatDuration, pipelineEta, progressRate, stepRemainingMs, type PipelineEta, type ProgressSamples } from './eta';
+import {
+  formatDuration,
+  pipelineEta,
+  progressRate,
+  stepRemainingMs,
+  type PipelineEta,
+  type ProgressSamples,
+} from './eta';
 import { tsToMs } from '@temporalio/common/lib/time';
 import { progressFromHistory, type HistoryProgress } from './historyProgress';
 import { formatFailure, type RunFailure } from './failure';
@@ -44,21 +51,43 @@ export async function snapshotRun(client: Client, workflowId: string): Promise<R
   const handle = client.workflow.getHandle(workflowId);
   const description = await handle.describe();
   // A running workflow answers the query; an ended one is read from its history (no worker needed).
-  const full: HistoryProgress = description.status.name === 'RUNNING' ? await handle.query(progressQuery) : await progressFromHistory(client, workflowId, description.status.name, description.memo);
+  const full: HistoryProgress =
+    description.status.name === 'RUNNING'
+      ? await handle.query(progressQuery)
+      : await progressFromHistory(client, workflowId, description.status.name, description.memo);
   const { failure, inputProblem, ...progress } = full;
   const pending = description.raw.pendingActivities ?? [];
   const heartbeats = pending.map((a): ActivityBeat => {
     const payload = a.heartbeatDetails?.payloads?.[0];
-    const details = payload ? client.options.loadedDataConverter.payloadConverter.fromPayload<StepProgress>(payload) : undefined;
+    const details = payload
+      ? client.options.loadedDataConverter.payloadConverter.fromPayload<StepProgress>(payload)
+      : undefined;
     // PendingActivityState: 1 scheduled, 2 started
     const code = Number(a.state);
     const state = code === 1 ? 'scheduled' : code === 2 ? 'started' : 'other';
     return {
-      stepId: a.activityId ?? '', activityType: a.activityType?.name ?? '?', attempt: a.attempt ?? 1, details, lastFailure: a.lastFailure?.message ?? undefined, state,
-      lastHeartbeatAt: msOf(a.lastHeartbeatTime), lastStartedAt: msOf(a.lastStartedTime), scheduledAt: msOf(a.scheduledTime), nextAttemptAt: msOf(a.nextAttemptScheduleTime), worker: a.lastWorkerIdentity || undefined,
+      stepId: a.activityId ?? '',
+      activityType: a.activityType?.name ?? '?',
+      attempt: a.attempt ?? 1,
+      details,
+      lastFailure: a.lastFailure?.message ?? undefined,
+      state,
+      lastHeartbeatAt: msOf(a.lastHeartbeatTime),
+      lastStartedAt: msOf(a.lastStartedTime),
+      scheduledAt: msOf(a.scheduledTime),
+      nextAttemptAt: msOf(a.nextAttemptScheduleTime),
+      worker: a.lastWorkerIdentity || undefined,
     };
   });
-  return { workflowId, progress, heartbeats, workflowStatus: description.status.name, ...(failure && { failure }), ...(inputProblem && { inputProblem }), at: Date.now() };
+  return {
+    workflowId,
+    progress,
+    heartbeats,
+    workflowStatus: description.status.name,
+    ...(failure && { failure }),
+    ...(inputProblem && { inputProblem }),
+    at: Date.now(),
+  };
 }
 
 /** A step's worker has not reported for this long: worth saying (heartbeats come every few seconds). */
@@ -75,13 +104,15 @@ export function liveness(beat: ActivityBeat | undefined, now: number): string {
   const ago = (t: number) => formatDuration(Math.max(0, now - t));
   const after = beat.lastFailure ? ` after: ${beat.lastFailure.split('\n')[0]}` : '';
   if (beat.state === 'scheduled') {
-    if (beat.nextAttemptAt && beat.nextAttemptAt > now) return `attempt ${beat.attempt} in ${formatDuration(beat.nextAttemptAt - now)}${after}`;
+    if (beat.nextAttemptAt && beat.nextAttemptAt > now)
+      return `attempt ${beat.attempt} in ${formatDuration(beat.nextAttemptAt - now)}${after}`;
     const since = beat.nextAttemptAt ?? beat.scheduledAt;
     return `waiting for a worker${since ? ` for ${ago(since)}` : ''} (attempt ${beat.attempt})${after}`;
   }
   if (beat.state === 'started') {
     const last = beat.lastHeartbeatAt ?? beat.lastStartedAt;
-    if (last !== undefined && now - last > QUIET_MS) return `last heartbeat ${ago(last)} ago${beat.worker ? ` from ${beat.worker}` : ''}: the worker may be gone; the step is retried once its heartbeat timeout passes (attempt ${beat.attempt})`;
+    if (last !== undefined && now - last > QUIET_MS)
+      return `last heartbeat ${ago(last)} ago${beat.worker ? ` from ${beat.worker}` : ''}: the worker may be gone; the step is retried once its heartbeat timeout passes (attempt ${beat.attempt})`;
   }
   return '';
 }
@@ -99,7 +130,10 @@ export function describeProgress(p?: StepProgress): string {
 }
 
 /** Remaining ms per running step and for the pipeline, from a snapshot and the samples watch has seen. */
-export function estimates(s: RunSnapshot, samples: Partial<Record<string, ProgressSamples>> = {}): { steps: Partial<Record<StepId, number | undefined>>; pipeline?: PipelineEta } {
+export function estimates(
+  s: RunSnapshot,
+  samples: Partial<Record<string, ProgressSamples>> = {},
+): { steps: Partial<Record<StepId, number | undefined>>; pipeline?: PipelineEta } {
   const steps: Partial<Record<StepId, number | undefined>> = {};
   for (const step of s.progress.steps) {
     if (step.state !== 'running') continue;
@@ -130,7 +164,16 @@ export function renderSnapshot(s: RunSnapshot, samples: Partial<Record<string, P
     if (step.state === 'running') {
       const left = est.steps[step.id];
       const waiting = liveness(beat, s.at);
-      detail = [describeProgress(beat?.details), left !== undefined ? `ETA ${formatDuration(left)}` : '', waiting || (beat && beat.attempt > 1 ? `attempt ${beat.attempt}${beat.lastFailure ? ` after: ${beat.lastFailure.split('\n')[0]}` : ''}` : '')].filter(Boolean).join(' · ');
+      detail = [
+        describeProgress(beat?.details),
+        left !== undefined ? `ETA ${formatDuration(left)}` : '',
+        waiting ||
+          (beat && beat.attempt > 1
+            ? `attempt ${beat.attempt}${beat.lastFailure ? ` after: ${beat.lastFailure.split('\n')[0]}` : ''}`
+            : ''),
+      ]
+        .filter(Boolean)
+        .join(' · ');
     } else if (step.error) {
       detail = `${step.error.type ?? 'error'}: ${step.error.message.split('\n')[0]}`;
     } else if (step.result?.cached) {

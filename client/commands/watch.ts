@@ -11,7 +11,15 @@ import type { Client } from '@temporalio/client';
 import { STEPS } from '../../pipeline/steps';
 import type { StepStatus } from '../../pipeline/workflowApi';
 import { formatDuration, type ProgressSamples } from './eta';
-import { describeProgress, estimates, formatPipelineEta, liveness, renderSnapshot, snapshotRun, type RunSnapshot } from './status';
+import {
+  describeProgress,
+  estimates,
+  formatPipelineEta,
+  liveness,
+  renderSnapshot,
+  snapshotRun,
+  type RunSnapshot,
+} from './status';
 
 export interface WatchOptions {
   everyMs: number;
@@ -77,22 +85,50 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
       const clock = new Date(snap.at).toISOString().slice(11, 19);
       const log = (line: string) => (multi ? multi.log(`${line}\n`) : write(line));
       if (!plain && !multi) {
-        multi = new MultiBar({ stream: out, clearOnComplete: false, hideCursor: true, autopadding: true, barsize: 24, format: STEP_FORMAT, fps: 5 }, Presets.shades_classic);
-        pipelineBar = multi.create(snap.progress.steps.length, 0, { run: snap.progress.runName || '?', state: snap.progress.status, eta: '?' }, { format: PIPELINE_FORMAT });
+        multi = new MultiBar(
+          {
+            stream: out,
+            clearOnComplete: false,
+            hideCursor: true,
+            autopadding: true,
+            barsize: 24,
+            format: STEP_FORMAT,
+            fps: 5,
+          },
+          Presets.shades_classic,
+        );
+        pipelineBar = multi.create(
+          snap.progress.steps.length,
+          0,
+          { run: snap.progress.runName || '?', state: snap.progress.status, eta: '?' },
+          { format: PIPELINE_FORMAT },
+        );
       }
-      if (n === 1) log(`watching ${workflowId} (run ${snap.progress.runName || '?'}, dir ${snap.progress.runDir || '?'})`);
+      if (n === 1)
+        log(`watching ${workflowId} (run ${snap.progress.runName || '?'}, dir ${snap.progress.runDir || '?'})`);
 
       for (const step of snap.progress.steps) {
         const before = seenState.get(step.id);
         if (before !== step.state) {
           seenState.set(step.id, step.state);
           if (step.state !== 'pending' && !(n === 1 && step.state !== 'running')) {
-            const took = step.startedAt && step.finishedAt ? ` in ${formatDuration(Date.parse(step.finishedAt) - Date.parse(step.startedAt))}` : '';
+            const took =
+              step.startedAt && step.finishedAt
+                ? ` in ${formatDuration(Date.parse(step.finishedAt) - Date.parse(step.startedAt))}`
+                : '';
             const why = step.error ? `: ${step.error.type ?? 'error'}: ${step.error.message.split('\n')[0]}` : '';
-            log(`[${clock}] step ${step.number} ${step.title}: ${step.state}${step.state === 'running' ? '' : took}${why}`);
+            log(
+              `[${clock}] step ${step.number} ${step.title}: ${step.state}${step.state === 'running' ? '' : took}${why}`,
+            );
           }
         }
-        const waiting = step.state === 'running' ? liveness(snap.heartbeats.find((h) => h.stepId === step.id), snap.at) : '';
+        const waiting =
+          step.state === 'running'
+            ? liveness(
+                snap.heartbeats.find((h) => h.stepId === step.id),
+                snap.at,
+              )
+            : '';
         if (waiting) {
           // Say it when it starts or changes, then every 15 s: the seconds in it tick each refresh.
           const kind = waiting.split(' ').slice(0, 2).join(' ');
@@ -106,7 +142,12 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
         if (step.state === 'running' && beat && beat.total > 0) {
           const details = stepDetails(snap, step, est.steps[step.id]);
           if (multi) {
-            const payload = { num: step.number.padEnd(2), title: step.title.padEnd(titleWidth), unit: beat.unit, details };
+            const payload = {
+              num: step.number.padEnd(2),
+              title: step.title.padEnd(titleWidth),
+              unit: beat.unit,
+              details,
+            };
             const bar = bars.get(step.id) ?? multi.create(beat.total, beat.done, payload);
             bars.set(step.id, bar);
             bar.setTotal(beat.total);
@@ -114,7 +155,8 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
           } else {
             // A line when the progress moves (not for each tick of the ETA).
             const key = describeProgress(beat);
-            if (lastLine.get(step.id) !== key) write(`[${clock}] step ${step.number} ${key} · ETA ${formatDuration(est.steps[step.id])}`);
+            if (lastLine.get(step.id) !== key)
+              write(`[${clock}] step ${step.number} ${key} · ETA ${formatDuration(est.steps[step.id])}`);
             lastLine.set(step.id, key);
           }
         } else if (bars.has(step.id)) {
@@ -123,10 +165,16 @@ export async function watchRun(client: Client, workflowId: string, opts: WatchOp
         }
       }
       const eta = formatPipelineEta(est.pipeline) || '-';
-      if (pipelineBar) pipelineBar.update(doneCount(snap.progress.steps), { run: snap.progress.runName || '?', state: snap.progress.status, eta });
+      if (pipelineBar)
+        pipelineBar.update(doneCount(snap.progress.steps), {
+          run: snap.progress.runName || '?',
+          state: snap.progress.status,
+          eta,
+        });
       else {
         const key = `${doneCount(snap.progress.steps)}/${snap.progress.steps.length}`;
-        if (lastLine.get('') !== key) write(`[${clock}] run ${snap.progress.runName || '?'}: ${key} steps done, ETA ${eta}`);
+        if (lastLine.get('') !== key)
+          write(`[${clock}] run ${snap.progress.runName || '?'}: ${key} steps done, ETA ${eta}`);
         lastLine.set('', key);
       }
 

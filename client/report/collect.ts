@@ -84,16 +84,29 @@ function newestCheckpoint(dir: string): string | undefined {
   return steps.length ? path.join(dir, `checkpoint-${Math.max(...steps)}`) : undefined;
 }
 
-function lossOf(runDir: string, manifest: StepManifest | undefined, fallbackDir: string | undefined, missing: string[], what: string) {
+function lossOf(
+  runDir: string,
+  manifest: StepManifest | undefined,
+  fallbackDir: string | undefined,
+  missing: string[],
+  what: string,
+) {
   const rel = manifest?.result.outputs.checkpoint;
-  const checkpoint = rel ? path.join(runDir, rel) : fallbackDir ? newestCheckpoint(path.join(runDir, fallbackDir)) : undefined;
+  const checkpoint = rel
+    ? path.join(runDir, rel)
+    : fallbackDir
+      ? newestCheckpoint(path.join(runDir, fallbackDir))
+      : undefined;
   const file = checkpoint && path.join(checkpoint, 'trainer_state.json');
   if (!file || !existsSync(file)) {
     missing.push(`${what}: no trainer_state.json of a final checkpoint`);
     return undefined;
   }
   const state = readJson(file) as { loss_history?: LossPoint[] };
-  return { checkpoint: path.relative(runDir, checkpoint), points: (state.loss_history ?? []).filter((p) => Number.isFinite(p.loss)) };
+  return {
+    checkpoint: path.relative(runDir, checkpoint),
+    points: (state.loss_history ?? []).filter((p) => Number.isFinite(p.loss)),
+  };
 }
 
 export interface ReportExtra {
@@ -113,7 +126,8 @@ export async function collectReportData(runDir: string, extra: ReportExtra = {})
   for (const row of STEPS) {
     const m = await readManifest(runDir, row.id);
     if (m) manifests.set(row.id, m);
-    else if (expected.includes(row)) missing.push(`step ${row.number} (${row.title}): no manifest, the step has not finished`);
+    else if (expected.includes(row))
+      missing.push(`step ${row.number} (${row.title}): no manifest, the step has not finished`);
   }
   const rows = STEPS.filter((row) => expected.includes(row) || manifests.has(row.id));
   const steps: StepTiming[] = rows.map((row) => {
@@ -124,19 +138,44 @@ export async function collectReportData(runDir: string, extra: ReportExtra = {})
     const startedAt = span?.startedAt ?? m.timings.startedAt;
     const finishedAt = span?.finishedAt ?? m.timings.finishedAt;
     const ms = Date.parse(finishedAt) - Date.parse(startedAt);
-    return { id: row.id, number: row.number, title: row.title, startedAt, finishedAt, ms, cacheKey: m.cacheKey, host: m.host, metrics: m.result.metrics, ...(span && { attempts: span.attempts }) };
+    return {
+      id: row.id,
+      number: row.number,
+      title: row.title,
+      startedAt,
+      finishedAt,
+      ms,
+      cacheKey: m.cacheKey,
+      host: m.host,
+      metrics: m.result.metrics,
+      ...(span && { attempts: span.attempts }),
+    };
   });
   const recordedConfig: Record<string, unknown> = {};
   for (const [id, m] of manifests) recordedConfig[id] = m.keyMaterial;
 
   const config = extra.config as { joint?: { freezeWeak?: boolean } } | undefined;
-  const stage3Fallback = config?.joint ? A.stage3Dir(config as Parameters<typeof A.stage3Dir>[0]) : readdirSync(runDir).find((d) => /^stage3_.*_wmss$/.test(d));
+  const stage3Fallback = config?.joint
+    ? A.stage3Dir(config as Parameters<typeof A.stage3Dir>[0])
+    : readdirSync(runDir).find((d) => /^stage3_.*_wmss$/.test(d));
   const loss = {
     stage1: lossOf(runDir, manifests.get('sft'), A.STAGE1_DIR, missing, 'Stage-1 loss'),
     stage3: lossOf(runDir, manifests.get('joint'), stage3Fallback, missing, 'Stage-3 loss'),
   };
 
-  const data: ReportData = { runDir, runName: extra.runName, workflowId: extra.workflowId, config: extra.config, recordedConfig, steps, loss, accuracy: {}, evalProtocol: {}, missing, generatedAt: new Date().toISOString() };
+  const data: ReportData = {
+    runDir,
+    runName: extra.runName,
+    workflowId: extra.workflowId,
+    config: extra.config,
+    recordedConfig,
+    steps,
+    loss,
+    accuracy: {},
+    evalProtocol: {},
+    missing,
+    generatedAt: new Date().toISOString(),
+  };
 
   const merged = path.join(runDir, A.ENTROPY_MERGED);
   if (existsSync(merged)) {

@@ -10,11 +10,21 @@ import { z } from 'zod';
 import { REPO_ROOT } from '../../activities/repoPaths';
 import { BENCHMARK_NAMES } from '../../pipeline/stepDefinitions/evaluate';
 
-const PublishedRow = z.object({ base: z.string(), method: z.string(), math: z.array(z.number()).length(8), code: z.array(z.number()).length(5) });
+const PublishedRow = z.object({
+  base: z.string(),
+  method: z.string(),
+  math: z.array(z.number()).length(8),
+  code: z.array(z.number()).length(5),
+});
 const PaperTable = z.object({
   source: z.string(),
   // the seven sets in the config's order, then the paper's average
-  mathColumns: z.array(z.string()).refine((c) => c.join() === [...BENCHMARK_NAMES, 'average'].join(), 'expected the seven sets in eval.benchmarks order, then average'),
+  mathColumns: z
+    .array(z.string())
+    .refine(
+      (c) => c.join() === [...BENCHMARK_NAMES, 'average'].join(),
+      'expected the seven sets in eval.benchmarks order, then average',
+    ),
   codeColumns: z.array(z.string()).length(5),
   rows: z.array(PublishedRow).min(1),
 });

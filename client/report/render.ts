@@ -4,36 +4,17 @@
  *   report/report.md   with the charts as SVG files beside it
  */
 import type { ReportData } from './collect';
+import type { Chart } from './charts';
+import { datasets, LABEL_NAMES, orderedLabels } from './labels';
 import { BENCHMARK_NAMES } from '../../pipeline/stepDefinitions/evaluate';
 import { paperProtocol } from '../../activities/evalDatasets';
 import { CODE_COLUMNS, MATH_COLUMNS, PUBLISHED_SOURCE, PUBLISHED_TABLE1 } from './published';
-import { escapeXml as esc, fmt, gantt, groupedBars, histogram, histogramChart, lineChart } from './svg';
-
-export interface Chart {
-  /** File name next to report.md. */
-  file: string;
-  title: string;
-  svg: string;
-}
-
-const LABEL_ORDER = ['base', 'm1', 'wmss'];
-const LABEL_NAMES: Record<string, string> = { base: 'base model', m1: 'm1 (Stage-1 SFT)', wmss: 'WMSS (extracted)' };
+import { escapeXml as esc, fmt } from './svg';
 
 export const DAG_TEXT = `            ┌── 0 entropy(base) ─────────────────────────────┐
   config ───┼── 1 SFT(base) → m1 ── 2 entropy(m1) ───────────┴── 3 merge + weights + resample ──┐
             └── 4 snapshot base → m0 ───────────────────────────────────────────────────────────┴── 5a fuse(m0, m1)
                                                          → 5b joint training → 6 extract sub-model → 7 evaluate`;
-
-export function orderedLabels(data: ReportData): string[] {
-  const labels = Object.keys(data.accuracy);
-  return [...LABEL_ORDER.filter((l) => labels.includes(l)), ...labels.filter((l) => !LABEL_ORDER.includes(l)).sort()];
-}
-
-/** The sets of the run: the paper's seven in its column order, then any others by name. */
-function datasets(data: ReportData): string[] {
-  const all = new Set(Object.values(data.accuracy).flatMap((d) => Object.keys(d)));
-  return [...BENCHMARK_NAMES.filter((n) => all.has(n)), ...[...all].filter((n) => !(BENCHMARK_NAMES as readonly string[]).includes(n)).sort()];
-}
 
 /** The unweighted mean pass@1 over the seven sets (the paper's Avg), when a model has all seven. */
 export function sevenSetAverage(sets: Record<string, { pass_at_1: number }> | undefined): number | undefined {
@@ -47,9 +28,12 @@ export function sevenSetAverage(sets: Record<string, { pass_at_1: number }> | un
  */
 export function comparability(data: ReportData): string | undefined {
   const reasons: string[] = [];
-  for (const [label, protocol] of Object.entries(data.evalProtocol)) if (protocol !== 'paper') reasons.push(`${label} evaluated with the ${protocol} protocol, not the paper's`);
+  for (const [label, protocol] of Object.entries(data.evalProtocol))
+    if (protocol !== 'paper') reasons.push(`${label} evaluated with the ${protocol} protocol, not the paper's`);
   const rows = paperProtocol().sets;
-  const partial = BENCHMARK_NAMES.filter((n) => Object.values(data.accuracy).some((a) => a[n] && a[n].n < rows[n].rows));
+  const partial = BENCHMARK_NAMES.filter((n) =>
+    Object.values(data.accuracy).some((a) => a[n] && a[n].n < rows[n].rows),
+  );
   if (partial.length) reasons.push(`${partial.join(', ')} evaluated on a subset of rows`);
   const missing = BENCHMARK_NAMES.filter((n) => !Object.values(data.accuracy).some((a) => a[n]));
   if (missing.length && missing.length < BENCHMARK_NAMES.length) reasons.push(`${missing.join(', ')} not evaluated`);
@@ -57,66 +41,93 @@ export function comparability(data: ReportData): string | undefined {
   return reasons.length ? reasons.join('; ') : undefined;
 }
 
-export function buildCharts(data: ReportData): Chart[] {
-  const charts: Chart[] = [];
-  const timed = data.steps.filter((s) => s.startedAt && s.finishedAt);
-  charts.push({ file: 'dag-timings.svg', title: 'Step timings', svg: gantt('Step timings (from the step manifests)', timed.map((s) => ({ label: `${s.number} ${s.title}`.slice(0, 48), start: Date.parse(s.startedAt!), end: Date.parse(s.finishedAt!) }))) });
-  const loss = (title: string, l: ReportData['loss']['stage1']) => lineChart(title, l ? [{ name: 'training loss', points: l.points.map((p) => ({ x: p.step, y: p.loss })) }] : [], 'optimizer step', 'loss');
-  charts.push({ file: 'loss-stage1.svg', title: 'Stage-1 SFT loss', svg: loss('Stage-1 SFT loss (step 1, base → m1)', data.loss.stage1) });
-  charts.push({ file: 'loss-stage3.svg', title: 'Stage-3 joint-training loss', svg: loss('Stage-3 joint-training loss (step 5b)', data.loss.stage3) });
-  const e = data.entropy;
-  charts.push({ file: 'entropy-h0.svg', title: 'H0: entropy of the base model', svg: histogramChart('H0: mean token entropy of the base model', histogram(e?.h0 ?? []), 'entropy (nats)') });
-  charts.push({ file: 'entropy-h1.svg', title: 'H1: entropy of m1', svg: histogramChart('H1: mean token entropy of m1', histogram(e?.h1 ?? []), 'entropy (nats)', { color: '#d62728' }) });
-  charts.push({ file: 'entropy-delta.svg', title: 'ΔH = H1 − H0', svg: histogramChart('ΔH = H1 − H0 (negative: m1 consolidated the sample)', histogram(e?.dh ?? []), 'ΔH (nats)', { color: '#9467bd', marker: 0 }) });
-  charts.push({ file: 'sample-weights.svg', title: 'Sample weights', svg: histogramChart('Sample-weight distribution (step 3)', histogram(data.weights ?? []), 'weight (probability of a draw)', { color: '#2ca02c' }) });
-  if (data.multiplicity) {
-    const maxK = Math.max(...data.multiplicity);
-    const h = { edges: Array.from({ length: maxK + 1 }, (_, i) => i + 0.5), counts: Array.from({ length: maxK }, (_, i) => data.multiplicity!.filter((k) => k === i + 1).length) };
-    charts.push({ file: 'resample-multiplicity.svg', title: 'Draws per sample', svg: histogramChart('Resampled set: how often each drawn sample occurs', h, 'times drawn', { color: '#ff7f0e', yLabel: 'distinct samples' }) });
-  }
-  const labels = orderedLabels(data);
-  const sets = datasets(data);
-  charts.push({ file: 'accuracy.svg', title: 'Accuracy per eval set', svg: groupedBars('pass@1 per eval set', sets, labels.map((l) => ({ name: LABEL_NAMES[l] ?? l, values: sets.map((d) => data.accuracy[l][d]?.pass_at_1) })), 'pass@1 (%)') });
-  return charts;
-}
-
 const pct = (v: number | undefined) => (v === undefined ? '–' : `${(100 * v).toFixed(1)}`);
 const tokens = (v: number | undefined) => (v === undefined ? '–' : v.toFixed(0));
-const secs = (ms: number | undefined) => (ms === undefined ? '–' : ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
+const secs = (ms: number | undefined) =>
+  ms === undefined ? '–' : ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
 
 /** Rows of the tables both documents show, as plain cells. */
 export function tables(data: ReportData) {
-  const steps = data.steps.map((s) => [s.number, s.title, s.startedAt ? s.startedAt.replace('T', ' ').slice(0, 19) : 'not finished', secs(s.ms) + (s.attempts && s.attempts > 1 ? ` (${s.attempts} attempts)` : ''), s.host ?? '', s.cacheKey ? s.cacheKey.slice(0, 12) : '']);
+  const steps = data.steps.map((s) => [
+    s.number,
+    s.title,
+    s.startedAt ? s.startedAt.replace('T', ' ').slice(0, 19) : 'not finished',
+    secs(s.ms) + (s.attempts && s.attempts > 1 ? ` (${s.attempts} attempts)` : ''),
+    s.host ?? '',
+    s.cacheKey ? s.cacheKey.slice(0, 12) : '',
+  ]);
   const labels = orderedLabels(data);
-  const delta = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? `${(100 * (a - b)).toFixed(1)}` : '–');
+  const delta = (a: number | undefined, b: number | undefined) =>
+    a !== undefined && b !== undefined ? `${(100 * (a - b)).toFixed(1)}` : '–';
   const accuracy = datasets(data).map((d) => {
     const s = (l: string) => data.accuracy[l]?.[d];
     const n = labels.map((l) => s(l)?.n).find((x) => x !== undefined);
-    return [d, String(n ?? ''), ...labels.flatMap((l) => [pct(s(l)?.pass_at_1), pct(s(l)?.truncation_rate), tokens(s(l)?.mean_output_tokens)]), delta(s('wmss')?.pass_at_1, s('m1')?.pass_at_1)];
+    return [
+      d,
+      String(n ?? ''),
+      ...labels.flatMap((l) => [pct(s(l)?.pass_at_1), pct(s(l)?.truncation_rate), tokens(s(l)?.mean_output_tokens)]),
+      delta(s('wmss')?.pass_at_1, s('m1')?.pass_at_1),
+    ];
   });
   const avg = (l: string) => sevenSetAverage(data.accuracy[l]);
-  if (labels.some((l) => avg(l) !== undefined)) accuracy.push(['average of the seven', '', ...labels.flatMap((l) => [pct(avg(l)), '', '']), delta(avg('wmss'), avg('m1'))]);
+  if (labels.some((l) => avg(l) !== undefined))
+    accuracy.push([
+      'average of the seven',
+      '',
+      ...labels.flatMap((l) => [pct(avg(l)), '', '']),
+      delta(avg('wmss'), avg('m1')),
+    ]);
   const beside = [
-    ...labels.map((l) => [`this run: ${LABEL_NAMES[l] ?? l}`, ...BENCHMARK_NAMES.map((n) => pct(data.accuracy[l]?.[n]?.pass_at_1)), pct(avg(l))]),
+    ...labels.map((l) => [
+      `this run: ${LABEL_NAMES[l] ?? l}`,
+      ...BENCHMARK_NAMES.map((n) => pct(data.accuracy[l]?.[n]?.pass_at_1)),
+      pct(avg(l)),
+    ]),
     ...PUBLISHED_TABLE1.map((r) => [`paper: ${r.base} ${r.method}`, ...r.math.map((v) => v.toFixed(1))]),
   ];
   const stats = Object.entries(data.resampleStats ?? {})
     .filter(([, v]) => typeof v !== 'object' || v === null || Array.isArray(v))
-    .map(([k, v]) => [k, typeof v === 'number' ? fmt(v) : Array.isArray(v) ? (v.length ? v.join('; ') : '–') : String(v)]);
+    .map(([k, v]) => [
+      k,
+      typeof v === 'number' ? fmt(v) : Array.isArray(v) ? (v.length ? v.join('; ') : '–') : String(v),
+    ]);
   for (const [k, v] of Object.entries(data.resampleStats ?? {})) {
-    if (v && typeof v === 'object' && !Array.isArray(v)) stats.push([k, Object.entries(v as Record<string, unknown>).map(([a, b]) => `${a} ${typeof b === 'number' ? fmt(b) : String(b)}`).join(', ')]);
+    if (v && typeof v === 'object' && !Array.isArray(v))
+      stats.push([
+        k,
+        Object.entries(v as Record<string, unknown>)
+          .map(([a, b]) => `${a} ${typeof b === 'number' ? fmt(b) : String(b)}`)
+          .join(', '),
+      ]);
   }
-  const published = PUBLISHED_TABLE1.map((r) => [r.base, r.method, ...r.math.map((v) => v.toFixed(1)), ...r.code.map((v) => v.toFixed(1))]);
+  const published = PUBLISHED_TABLE1.map((r) => [
+    r.base,
+    r.method,
+    ...r.math.map((v) => v.toFixed(1)),
+    ...r.code.map((v) => v.toFixed(1)),
+  ]);
   return {
     steps: { head: ['step', 'what', 'started (UTC)', 'took', 'host', 'cache key'], rows: steps },
-    accuracy: { head: ['eval set', 'n', ...labels.flatMap((l) => [`${LABEL_NAMES[l] ?? l} pass@1 %`, `${l} truncated %`, `${l} new tokens (mean)`]), 'WMSS − m1 pass@1 (pts)'], rows: accuracy },
+    accuracy: {
+      head: [
+        'eval set',
+        'n',
+        ...labels.flatMap((l) => [`${LABEL_NAMES[l] ?? l} pass@1 %`, `${l} truncated %`, `${l} new tokens (mean)`]),
+        'WMSS − m1 pass@1 (pts)',
+      ],
+      rows: accuracy,
+    },
     beside: { head: ['pass@1 %', ...MATH_COLUMNS], rows: beside },
     stats: { head: ['statistic', 'value'], rows: stats },
-    published: { head: ['base', 'method', ...MATH_COLUMNS.map((c) => `math ${c}`), ...CODE_COLUMNS.map((c) => `code ${c}`)], rows: published },
+    published: {
+      head: ['base', 'method', ...MATH_COLUMNS.map((c) => `math ${c}`), ...CODE_COLUMNS.map((c) => `code ${c}`)],
+      rows: published,
+    },
   };
 }
 
-const ACCURACY_NOTE = 'Per set: pass@1 (greedy; when sampling, the unbiased estimate from the n generations per prompt), the share of generations cut off at the token budget, and the mean number of generated tokens, from results/<model>/<set>/eval_summary.json (step 7). The last row is the unweighted mean pass@1 over the seven sets, the paper\'s Avg.';
+const ACCURACY_NOTE =
+  "Per set: pass@1 (greedy; when sampling, the unbiased estimate from the n generations per prompt), the share of generations cut off at the token budget, and the mean number of generated tokens, from results/<model>/<set>/eval_summary.json (step 7). The last row is the unweighted mean pass@1 over the seven sets, the paper's Avg.";
 
 function besideNote(data: ReportData): string {
   const why = comparability(data);
@@ -125,10 +136,17 @@ function besideNote(data: ReportData): string {
 
 function configJson(data: ReportData): { title: string; json: string } {
   if (data.config) return { title: 'Run config (the workflow input)', json: JSON.stringify(data.config, null, 2) };
-  return { title: 'Config slices recorded in the step manifests (the workflow input was not available: report made from a run dir)', json: JSON.stringify(data.recordedConfig, null, 2) };
+  return {
+    title:
+      'Config slices recorded in the step manifests (the workflow input was not available: report made from a run dir)',
+    json: JSON.stringify(data.recordedConfig, null, 2),
+  };
 }
 
-const lossNote = (l: ReportData['loss']['stage1']) => (l ? `${l.points.length} logged optimizer steps, from \`${l.checkpoint}/trainer_state.json\`${l.points.length ? `; first ${fmt(l.points[0].loss)}, last ${fmt(l.points[l.points.length - 1].loss)}` : ''}.` : 'not available.');
+const lossNote = (l: ReportData['loss']['stage1']) =>
+  l
+    ? `${l.points.length} logged optimizer steps, from \`${l.checkpoint}/trainer_state.json\`${l.points.length ? `; first ${fmt(l.points[0].loss)}, last ${fmt(l.points[l.points.length - 1].loss)}` : ''}.`
+    : 'not available.';
 
 function htmlTable(t: { head: string[]; rows: string[][] }, cls = ''): string {
   return `<table${cls ? ` class="${cls}"` : ''}><thead><tr>${t.head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${t.rows.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('')}</tbody></table>`;
@@ -136,7 +154,11 @@ function htmlTable(t: { head: string[]; rows: string[][] }, cls = ''): string {
 
 function mdTable(t: { head: string[]; rows: string[][] }): string {
   const cell = (c: string) => c.replace(/\|/g, '\\|').replace(/\n/g, ' ');
-  return [`| ${t.head.map(cell).join(' | ')} |`, `|${t.head.map(() => '---').join('|')}|`, ...t.rows.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
+  return [
+    `| ${t.head.map(cell).join(' | ')} |`,
+    `|${t.head.map(() => '---').join('|')}|`,
+    ...t.rows.map((r) => `| ${r.map(cell).join(' | ')} |`),
+  ].join('\n');
 }
 
 function title(data: ReportData): string {
@@ -147,7 +169,8 @@ export function renderHtml(data: ReportData, charts: Chart[]): string {
   const t = tables(data);
   const c = (file: string) => charts.find((x) => x.file === file)?.svg ?? '';
   const cfg = configJson(data);
-  const figure = (file: string, caption: string) => `<figure>${c(file)}<figcaption>${esc(caption)}</figcaption></figure>`;
+  const figure = (file: string, caption: string) =>
+    `<figure>${c(file)}<figcaption>${esc(caption)}</figcaption></figure>`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title(data))}</title>
 <style>

@@ -44,9 +44,14 @@ def _fork_socket(always=False):
         return None
     if _fork_server is None:
         sock = os.path.join(tempfile.mkdtemp(prefix="wmss-fork-"), "kernels.sock")
-        proc = subprocess.Popen([sys.executable, "-m", "wmss_kernels.forkserver", "--socket", sock],
-                                env=kernel_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wmss_kernels.forkserver", "--socket", sock],
+            env=kernel_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert proc.stdout.readline().strip() == "listening"
         _fork_server = (proc, sock)
     return _fork_server[1]
@@ -72,7 +77,15 @@ def kernel_command(verb, job_file):
     sock = _fork_socket()
     if sock is None:
         return [sys.executable, *kernel]
-    return [sys.executable, "-I", "-S", str(KERNELS_DIR / "wmss_kernels" / "forkclient.py"), sock, sys.executable, *kernel]
+    return [
+        sys.executable,
+        "-I",
+        "-S",
+        str(KERNELS_DIR / "wmss_kernels" / "forkclient.py"),
+        sock,
+        sys.executable,
+        *kernel,
+    ]
 
 
 def run_kernel(verb, job: dict, tmp_path):
@@ -84,8 +97,9 @@ def run_kernel(verb, job: dict, tmp_path):
     job = {"log_file": str(tmp_path / f"{verb}.log"), **job}
     job_file = tmp_path / f"{verb}-job.json"
     job_file.write_text(json.dumps(job))
-    proc = subprocess.run(kernel_command(verb, job_file), cwd=tmp_path, env=kernel_env(), capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        kernel_command(verb, job_file), cwd=tmp_path, env=kernel_env(), capture_output=True, text=True, timeout=600
+    )
     events = []
     for line in proc.stdout.splitlines():
         try:

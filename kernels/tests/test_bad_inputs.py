@@ -5,12 +5,10 @@ a non-retryable InvalidInput activity failure) naming the same file, line and fi
 TypeScript readers do for the same bytes (test/unit/badInputs.test.ts)."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
-
-import os
-
 from wmss_kernels.data import MAX_LINE_BYTES, MAX_TEXT_FILE_BYTES, read_records
 from wmss_kernels.evaluate import load_rows
 from wmss_kernels.protocol import InvalidInput
@@ -75,8 +73,13 @@ def test_training_data(case, tmp_path):
 @pytest.mark.parametrize("case", by_kind("eval"))
 def test_eval_set(case, tmp_path):
     path = input_path(case, tmp_path)
-    ds = {"name": "bad", "path": str(path), "format": case["dataset"]["format"],
-          "expected_rows": case["dataset"].get("expectedRows"), "limit": None}
+    ds = {
+        "name": "bad",
+        "path": str(path),
+        "format": case["dataset"]["format"],
+        "expected_rows": case["dataset"].get("expectedRows"),
+        "limit": None,
+    }
     with pytest.raises(InvalidInput) as e:
         load_rows(ds)
     check(e.value, case, path)
@@ -88,7 +91,10 @@ def test_a_byte_order_mark_at_the_start_is_not_part_of_line_1(tmp_path):
     assert [r.line for r in read_records(str(path), "messages")] == [1, 2, 3, 4]
     data = tmp_path / "bom.json"
     data.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"question": "q", "answer": "1"}]).encode())
-    assert load_rows({"name": "b", "path": str(data), "format": "json", "expected_rows": None, "limit": None})[0]["gold"] == "1"
+    assert (
+        load_rows({"name": "b", "path": str(data), "format": "json", "expected_rows": None, "limit": None})[0]["gold"]
+        == "1"
+    )
 
 
 def test_an_integral_float_idx_is_the_integer(tmp_path):
@@ -135,6 +141,7 @@ def test_the_limits_come_from_the_workers_environment(tmp_path, monkeypatch):
 def test_an_over_long_line_is_refused_after_reading_only_the_limit(tmp_path, monkeypatch):
     """The 50 MB line that cost 16 GB: the reader holds at most limit + 4 bytes of it."""
     import tracemalloc
+
     path = tmp_path / "long.jsonl"
     with open(path, "wb") as f:
         f.write(_rows(1))
@@ -150,7 +157,6 @@ def test_an_over_long_line_is_refused_after_reading_only_the_limit(tmp_path, mon
 
 def _load_model_dir(path):
     import torch
-
     from wmss_kernels.modeling import check_model_dir, load_model, load_tokenizer
 
     check_model_dir(path)

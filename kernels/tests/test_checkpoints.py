@@ -1,8 +1,8 @@
 """Checkpoint directory helpers: atomic save, newest complete, stale partials, tensor round-trip."""
 
 import os
-import torch
 
+import torch
 from wmss_kernels import checkpoints
 
 

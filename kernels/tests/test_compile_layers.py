@@ -3,7 +3,6 @@ eager model computes them. Runs torch.compile's CPU backend, with gradient check
 in the pipeline's default configuration."""
 
 import torch
-
 from wmss_kernels.modeling import load_model
 from wmss_kernels.train_batches import CausalLMLoss, collate, make_example
 from wmss_kernels.train_step import compile_layers

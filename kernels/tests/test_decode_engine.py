@@ -19,8 +19,9 @@ def tiny(tiny_model):
 
 def random_prompts(n, seed, lo=3, hi=40):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randint(5, 400, (int(torch.randint(lo, hi, (1,), generator=g)),), generator=g).tolist()
-            for _ in range(n)]
+    return [
+        torch.randint(5, 400, (int(torch.randint(lo, hi, (1,), generator=g)),), generator=g).tolist() for _ in range(n)
+    ]
 
 
 def test_greedy_equals_generate_in_float32(tiny):
@@ -53,9 +54,9 @@ def test_slot_refill_equals_one_prompt_at_a_time(tiny):
     for ids, budget in zip(alone, budgets):
         ids = ids[:budget]
         stop = ids.index(eos) if eos in ids else None
-        expected.append((ids, True) if stop is None else (ids[:stop + 1], False))
+        expected.append((ids, True) if stop is None else (ids[: stop + 1], False))
     assert sum(not truncated for _, truncated in expected) >= 2  # some rows end early on the eos
-    assert sum(truncated for _, truncated in expected) >= 2      # and others run to their budget
+    assert sum(truncated for _, truncated in expected) >= 2  # and others run to their budget
 
     engine = DecodeEngine(model, slots=3, capacity=64, eos_ids=[eos], refill_at=1)
     got = [samples[0] for samples in engine.generate(prompts, budgets)]

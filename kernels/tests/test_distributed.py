@@ -13,9 +13,8 @@ import types
 from pathlib import Path
 
 import pytest
-from test_sft import max_diff, of_type, one_thread, run_inproc, sft_job, weights  # noqa: F401 (fixture)
-
 import wmss_kernels
+from test_sft import max_diff, of_type, one_thread, run_inproc, sft_job, weights  # noqa: F401 (fixture)
 from wmss_kernels import sft
 from wmss_kernels.protocol import InvalidInput, Terminated
 from wmss_kernels.train_plan import accum_per_rank
@@ -29,9 +28,28 @@ def torchrun(job, tmp_path, nproc=2):
     job_file = tmp_path / f"job-{Path(job['output_dir']).name}.json"
     job_file.write_text(json.dumps(job))
     env = {**os.environ, "PYTHONPATH": str(KERNELS), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-                           "--nproc-per-node", str(nproc), "-m", "wmss_kernels", "sft", "--job", str(job_file)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nnodes",
+            "1",
+            "--nproc-per-node",
+            str(nproc),
+            "-m",
+            "wmss_kernels",
+            "sft",
+            "--job",
+            str(job_file),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     # only rank 0 speaks the protocol: every stdout line is one JSON event, none from rank 1
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     if proc.returncode != 0:
@@ -52,7 +70,12 @@ def test_two_ranks_follow_the_single_process_curve_and_resume_across_world_sizes
     result = of_type(events, "result")
     assert len(result) == 1 and len(of_type(events, "checkpoint")) == 2  # rank 0 only: steps 4 and 8
     metrics = result[0]["metrics"]
-    assert (metrics["world_size"], metrics["micro_batch"], metrics["grad_accum_per_rank"], metrics["global_batch"]) == (2, 4, 1, 8)
+    assert (metrics["world_size"], metrics["micro_batch"], metrics["grad_accum_per_rank"], metrics["global_batch"]) == (
+        2,
+        4,
+        1,
+        8,
+    )
     ddp = result[0]["outputs"]["checkpoint"]
     assert losses(ddp) == pytest.approx(losses(single["outputs"]["checkpoint"]), rel=1e-4)
     assert max_diff(weights(ddp), weights(single["outputs"]["checkpoint"])) < 1e-4

@@ -2,13 +2,12 @@ import json
 
 import pytest
 import torch
-
+from conftest import run_kernel
 from wmss_kernels import entropy
 from wmss_kernels.chat import entropy_texts, tokenize_pair
 from wmss_kernels.data import read_records
 from wmss_kernels.jobs import job_schema, load_job
 from wmss_kernels.modeling import load_model, load_tokenizer
-from conftest import run_kernel
 
 LIMIT = 24
 
@@ -30,9 +29,16 @@ def sharp(tiny_model, tmp_path_factory):
 def run_entropy(tiny, tmp_path, name, **overrides):
     """entropy.run in-process (the CLI path is covered once below); returns {idx: entropy}."""
     out = tmp_path / f"{name}.jsonl"
-    job = {"log_file": str(tmp_path / "log"), "model_path": tiny.model_dir, "data_file": tiny.train_file,
-           "data_format": "messages", "output_path": str(out), "field": "entropy_0", "limit": LIMIT,
-           **overrides}
+    job = {
+        "log_file": str(tmp_path / "log"),
+        "model_path": tiny.model_dir,
+        "data_file": tiny.train_file,
+        "data_format": "messages",
+        "output_path": str(out),
+        "field": "entropy_0",
+        "limit": LIMIT,
+        **overrides,
+    }
     (tmp_path / f"{name}.json").write_text(json.dumps(job))
     entropy.run(load_job(str(tmp_path / f"{name}.json"), job_schema("entropy")))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -98,9 +104,19 @@ def test_shards_merge_to_the_whole(sharp, tmp_path):
 
 def test_cli_end_to_end(tiny_model, tmp_path):
     out = tmp_path / "e.jsonl"
-    rc, events = run_kernel("entropy", {
-        "model_path": tiny_model.model_dir, "data_file": tiny_model.test_file, "data_format": "gsm8k",
-        "output_path": str(out), "field": "entropy_1", "definition": "repo", "limit": 5}, tmp_path)
+    rc, events = run_kernel(
+        "entropy",
+        {
+            "model_path": tiny_model.model_dir,
+            "data_file": tiny_model.test_file,
+            "data_format": "gsm8k",
+            "output_path": str(out),
+            "field": "entropy_1",
+            "definition": "repo",
+            "limit": 5,
+        },
+        tmp_path,
+    )
     assert rc == 0, events
     assert events[0]["type"] == "progress" and events[0]["done"] == 0 and events[0]["unit"] == "samples"
     result = events[-1]

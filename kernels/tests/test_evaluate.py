@@ -14,16 +14,57 @@ PROTOCOL = json.loads((REPO / "data" / "eval" / "paper-protocol.json").read_text
 
 # The keys of the original's eval_summary.json (docs/evaluation.md, "Outputs").
 ORIGINAL_SUMMARY_KEYS = {
-    "n_prompts", "n_generations", "n_samples", "correct_generations", "first_sample_correct",
-    "first_sample_accuracy", "passed_prompts", "mean_accuracy", "mean_at_1", "pass_at_1",
-    "observed_pass_at_k", "acc", "correct", "total", "repeat", "pass_at_k", "pass_success",
-    "orig_total", "truncated_generations", "truncation_rate", "grader_errors", "dataset_path",
-    "dataset_sha256", "expected_dataset_sha256", "dataset_name", "expected_rows", "model_path",
-    "protocol", "prompt", "decoding", "runtime", "scorer", "timestamp_utc", "csv_file", "seed",
+    "n_prompts",
+    "n_generations",
+    "n_samples",
+    "correct_generations",
+    "first_sample_correct",
+    "first_sample_accuracy",
+    "passed_prompts",
+    "mean_accuracy",
+    "mean_at_1",
+    "pass_at_1",
+    "observed_pass_at_k",
+    "acc",
+    "correct",
+    "total",
+    "repeat",
+    "pass_at_k",
+    "pass_success",
+    "orig_total",
+    "truncated_generations",
+    "truncation_rate",
+    "grader_errors",
+    "dataset_path",
+    "dataset_sha256",
+    "expected_dataset_sha256",
+    "dataset_name",
+    "expected_rows",
+    "model_path",
+    "protocol",
+    "prompt",
+    "decoding",
+    "runtime",
+    "scorer",
+    "timestamp_utc",
+    "csv_file",
+    "seed",
 }
-ORIGINAL_DECODING_KEYS = {"mode", "temperature", "top_p", "n_samples", "seed", "max_input_tokens",
-                          "max_new_tokens", "max_model_len", "stop_token_ids", "top_k",
-                          "repetition_penalty", "skip_special_tokens", "trust_remote_code"}
+ORIGINAL_DECODING_KEYS = {
+    "mode",
+    "temperature",
+    "top_p",
+    "n_samples",
+    "seed",
+    "max_input_tokens",
+    "max_new_tokens",
+    "max_model_len",
+    "stop_token_ids",
+    "top_k",
+    "repetition_penalty",
+    "skip_special_tokens",
+    "trust_remote_code",
+}
 
 
 def dataset(path, fmt, **extra):
@@ -40,8 +81,11 @@ def test_every_bundled_set_loads_with_its_count(name):
     s = PROTOCOL["sets"][name]
     assert hashlib.sha256((REPO / "data" / "eval" / s["file"]).read_bytes()).hexdigest() == s["sha256"]
     rows = load_rows(bundled(name))
-    assert len(rows) == s["rows"] == {"aime2025": 30, "math500": 500, "amc23": 40, "aqua": 254,
-                                      "gsm8k": 1319, "mawps": 238, "svamp": 1000}[name]
+    assert (
+        len(rows)
+        == s["rows"]
+        == {"aime2025": 30, "math500": 500, "amc23": 40, "aqua": 254, "gsm8k": 1319, "mawps": 238, "svamp": 1000}[name]
+    )
     assert all(r["question"] and r["gold"] for r in rows)
     assert [r["position"] for r in rows] == list(range(len(rows)))
     if name == "aqua":
@@ -56,23 +100,38 @@ def test_seven_sets_in_table_order():
 
 def test_field_lookup_order_and_gold(tmp_path):
     p = tmp_path / "d.json"
-    p.write_text(json.dumps([
-        {"instruction": "I?", "problem": "P?", "target": 5, "solution": "no"},
-        {"question": "Q?", "answer": "x\n#### 1,000"},
-        {"question": "  ", "instruction": "blank question skipped", "answer": "", "ans": 0},
-        {"prompt": [{"role": "user", "content": "2+2?"}], "reward_model": {"ground_truth": "4"}, "answer": "no"},
-    ]))
+    p.write_text(
+        json.dumps(
+            [
+                {"instruction": "I?", "problem": "P?", "target": 5, "solution": "no"},
+                {"question": "Q?", "answer": "x\n#### 1,000"},
+                {"question": "  ", "instruction": "blank question skipped", "answer": "", "ans": 0},
+                {
+                    "prompt": [{"role": "user", "content": "2+2?"}],
+                    "reward_model": {"ground_truth": "4"},
+                    "answer": "no",
+                },
+            ]
+        )
+    )
     rows = load_rows(dataset(p, "json"))
     assert [(r["question"], r["gold"]) for r in rows] == [
-        ("I?", "5"), ("Q?", "1000"), ("blank question skipped", "0"), ("2+2?", "4")]
+        ("I?", "5"),
+        ("Q?", "1000"),
+        ("blank question skipped", "0"),
+        ("2+2?", "4"),
+    ]
 
 
-@pytest.mark.parametrize("fmt, text, line, field, what", [
-    ("jsonl", '{"question": "a", "answer": "1"}\n\n{"question": "b"}\n', 3, "answer", "no answer"),
-    ("json", '[{"question": "a", "answer": "1"}, {"answer": "2"}]', 2, "question", "row 2 of the JSON list"),
-    ("json", '[{"question": "a", "answer": "   "}]', 1, "answer", "no answer"),
-    ("json", '[{"question": "a", "answer": "1"}, 7]', 2, None, "expected an object"),
-])
+@pytest.mark.parametrize(
+    "fmt, text, line, field, what",
+    [
+        ("jsonl", '{"question": "a", "answer": "1"}\n\n{"question": "b"}\n', 3, "answer", "no answer"),
+        ("json", '[{"question": "a", "answer": "1"}, {"answer": "2"}]', 2, "question", "row 2 of the JSON list"),
+        ("json", '[{"question": "a", "answer": "   "}]', 1, "answer", "no answer"),
+        ("json", '[{"question": "a", "answer": "1"}, 7]', 2, None, "expected an object"),
+    ],
+)
 def test_row_missing_a_field_is_an_error_naming_file_row_and_field(tmp_path, fmt, text, line, field, what):
     p = tmp_path / f"d.{fmt}"
     p.write_text(text)
@@ -118,12 +177,32 @@ def test_dataset_entries_are_validated():
 
 
 def _job(tiny_model, out, **extra):
-    return {"model_path": tiny_model.model_dir, "label": "tiny", "output_dir": str(out), "batch_size": 2,
-            "datasets": [{"name": "arith", "path": tiny_model.test_file, "format": "gsm8k",
-                          "max_input_tokens": 256, "max_new_tokens": 8, "limit": 3},
-                         {"name": "aqua", "path": str(REPO / "data/eval/aqua/test.json"), "format": "json",
-                          "expected_rows": 254, "sha256": PROTOCOL["sets"]["aqua"]["sha256"],
-                          "max_new_tokens": 6, "limit": 2}], **extra}
+    return {
+        "model_path": tiny_model.model_dir,
+        "label": "tiny",
+        "output_dir": str(out),
+        "batch_size": 2,
+        "datasets": [
+            {
+                "name": "arith",
+                "path": tiny_model.test_file,
+                "format": "gsm8k",
+                "max_input_tokens": 256,
+                "max_new_tokens": 8,
+                "limit": 3,
+            },
+            {
+                "name": "aqua",
+                "path": str(REPO / "data/eval/aqua/test.json"),
+                "format": "json",
+                "expected_rows": 254,
+                "sha256": PROTOCOL["sets"]["aqua"]["sha256"],
+                "max_new_tokens": 6,
+                "limit": 2,
+            },
+        ],
+        **extra,
+    }
 
 
 def _detail(path):
@@ -155,7 +234,10 @@ def test_paper_protocol_writes_the_original_outputs(tiny_model, tmp_path, engine
         assert summary["decoding"]["mode"] == "greedy" and summary["seed"] == 42
         assert summary["n_prompts"] == n and summary["truncation_rate"] == summary["truncated_generations"] / n
         assert result["metrics"][f"pass_at_1/{name}"] == summary["pass_at_1"]
-    assert json.loads((out / "aqua" / "eval_summary.json").read_text())["dataset_sha256"] == PROTOCOL["sets"]["aqua"]["sha256"]
+    assert (
+        json.loads((out / "aqua" / "eval_summary.json").read_text())["dataset_sha256"]
+        == PROTOCOL["sets"]["aqua"]["sha256"]
+    )
     overview = json.loads((out / "summary.json").read_text())
     assert overview["protocol"] == "paper" and overview["datasets"]["aqua"]["n"] == 2
 
@@ -173,10 +255,14 @@ def test_shards_merged_equal_one_run(tiny_model, tmp_path):
     assert run_kernel("evaluate", _job(tiny_model, one, protocol="lenient"), tmp_path)[0] == 0
     shards = [tmp_path / f"shard{i}" for i in range(2)]
     for i, d in enumerate(shards):
-        rc, events = run_kernel("evaluate", _job(tiny_model, d, protocol="lenient", shard={"index": i, "count": 2}), tmp_path)
+        rc, events = run_kernel(
+            "evaluate", _job(tiny_model, d, protocol="lenient", shard={"index": i, "count": 2}), tmp_path
+        )
         assert rc == 0, events
     merged = tmp_path / "merged"
-    rc, events = run_kernel("evaluate", _job(tiny_model, merged, protocol="lenient", merge_shards=[str(d) for d in shards]), tmp_path)
+    rc, events = run_kernel(
+        "evaluate", _job(tiny_model, merged, protocol="lenient", merge_shards=[str(d) for d in shards]), tmp_path
+    )
     assert rc == 0, events
 
     def strip(rows):
@@ -185,8 +271,9 @@ def test_shards_merged_equal_one_run(tiny_model, tmp_path):
     for name in ("arith", "aqua"):
         assert strip(_detail(merged / name / "eval_detail.csv")[1]) == strip(_detail(one / name / "eval_detail.csv")[1])
         a, b = (json.loads((d / name / "eval_summary.json").read_text()) for d in (one, merged))
-        assert {k: a[k] for k in ORIGINAL_SUMMARY_KEYS if k not in ("timestamp_utc", "csv_file", "runtime")} == \
-               {k: b[k] for k in ORIGINAL_SUMMARY_KEYS if k not in ("timestamp_utc", "csv_file", "runtime")}
+        assert {k: a[k] for k in ORIGINAL_SUMMARY_KEYS if k not in ("timestamp_utc", "csv_file", "runtime")} == {
+            k: b[k] for k in ORIGINAL_SUMMARY_KEYS if k not in ("timestamp_utc", "csv_file", "runtime")
+        }
         assert b["runtime"]["shards"] == 2
 
 
@@ -211,16 +298,20 @@ def test_sampling_writes_n_generations_per_prompt(tiny_model, tmp_path, engine):
             assert rc == 0, events
         mine = [r["token_ids"] for r in rows if r["position"] == "1"]
         assert [r["token_ids"] for r in _detail(tmp_path / "shard" / "arith" / "eval_detail.csv")[1]] == mine
-        assert [r["token_ids"] for r in _detail(tmp_path / "seed" / "arith" / "eval_detail.csv")[1]] != \
-               [r["token_ids"] for r in rows]
+        assert [r["token_ids"] for r in _detail(tmp_path / "seed" / "arith" / "eval_detail.csv")[1]] != [
+            r["token_ids"] for r in rows
+        ]
 
 
-@pytest.mark.parametrize("extra, field", [
-    ({"temperature": 0.0, "n_samples": 4}, "n_samples"),
-    ({"protocol": "paper", "system_prompt": "mine"}, "system_prompt"),
-    ({"protocol": "paper", "enable_thinking": False}, "enable_thinking"),
-    ({"top_p": 0.0, "temperature": 1.0}, "top_p"),
-])
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        ({"temperature": 0.0, "n_samples": 4}, "n_samples"),
+        ({"protocol": "paper", "system_prompt": "mine"}, "system_prompt"),
+        ({"protocol": "paper", "enable_thinking": False}, "enable_thinking"),
+        ({"top_p": 0.0, "temperature": 1.0}, "top_p"),
+    ],
+)
 def test_bad_decoding_settings_are_refused(tiny_model, tmp_path, extra, field):
     rc, events = run_kernel("evaluate", _job(tiny_model, tmp_path / "r", **extra), tmp_path)
     assert rc == 2 and events[-1]["field"] == field

@@ -12,20 +12,31 @@ import pytest
 import torch
 from conftest import run_kernel
 from safetensors.torch import load_file
-
 from wmss_kernels import sft
 from wmss_kernels.modeling import check_model_dir, load_tokenizer
 from wmss_kernels.protocol import InvalidInput
 
 # no recomputation, checkpoints only at the end: the tiny model needs neither (the job schema's
 # defaults are the run config's: on, every 50 steps)
-FAST = {"micro_batch": 4, "grad_accum": 2, "max_length": 128, "threads": 1, "device": "cpu",
-        "gradient_checkpointing": False, "save_every": 0}
+FAST = {
+    "micro_batch": 4,
+    "grad_accum": 2,
+    "max_length": 128,
+    "threads": 1,
+    "device": "cpu",
+    "gradient_checkpointing": False,
+    "save_every": 0,
+}
 
 
 def sft_job(tiny, out_dir, **over):
-    return {"model_path": str(tiny.model_dir), "data_file": str(tiny.train_file),
-            "output_dir": str(out_dir), **FAST, **over}
+    return {
+        "model_path": str(tiny.model_dir),
+        "data_file": str(tiny.train_file),
+        "output_dir": str(out_dir),
+        **FAST,
+        **over,
+    }
 
 
 def errors(events):
@@ -47,9 +58,18 @@ def break_json_at_line(file: Path, line: int):
 
 def test_a_bad_tokenizer_json_is_invalid_input_naming_file_and_line(tiny_model, tmp_path):
     model = broken_copy(tiny_model, tmp_path, "tokenizer.json", lambda f: break_json_at_line(f, 40))
-    job = {"model_path": str(model), "data_file": str(tiny_model.train_file), "data_format": "messages",
-           "output_path": str(tmp_path / "e.jsonl"), "field": "entropy_0", "definition": "shifted",
-           "max_length": 128, "threads": 1, "device": "cpu", "limit": 4}
+    job = {
+        "model_path": str(model),
+        "data_file": str(tiny_model.train_file),
+        "data_format": "messages",
+        "output_path": str(tmp_path / "e.jsonl"),
+        "field": "entropy_0",
+        "definition": "shifted",
+        "max_length": 128,
+        "threads": 1,
+        "device": "cpu",
+        "limit": 4,
+    }
     rc, events = run_kernel("entropy", job, tmp_path)
     assert rc == 2
     [err] = errors(events)
@@ -59,13 +79,19 @@ def test_a_bad_tokenizer_json_is_invalid_input_naming_file_and_line(tiny_model, 
     assert "column" in err["message"]
 
 
-@pytest.mark.parametrize("name, edit, message", [
-    ("config.json", lambda f: break_json_at_line(f, 3), "invalid JSON"),
-    ("tokenizer_config.json", lambda f: f.write_bytes(b"\xff\xfe{}"), "not UTF-8"),
-    ("model.safetensors", lambda f: f.write_bytes(f.read_bytes()[:1000]), "not a valid safetensors file"),
-    ("model.safetensors", lambda f: f.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      "),
-     "not a valid safetensors file"),
-])
+@pytest.mark.parametrize(
+    "name, edit, message",
+    [
+        ("config.json", lambda f: break_json_at_line(f, 3), "invalid JSON"),
+        ("tokenizer_config.json", lambda f: f.write_bytes(b"\xff\xfe{}"), "not UTF-8"),
+        ("model.safetensors", lambda f: f.write_bytes(f.read_bytes()[:1000]), "not a valid safetensors file"),
+        (
+            "model.safetensors",
+            lambda f: f.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      "),
+            "not a valid safetensors file",
+        ),
+    ],
+)
 def test_model_dir_load_failures_name_the_file(tiny_model, tmp_path, name, edit, message):
     model = broken_copy(tiny_model, tmp_path, name, edit)
     with pytest.raises(InvalidInput) as e:
@@ -99,6 +125,7 @@ def test_nan_loss_is_training_diverged_without_a_nan_checkpoint_and_a_lower_lr_t
     job_file = tmp_path / "good.json"
     job_file.write_text(json.dumps(good))
     from wmss_kernels.jobs import job_schema, load_job
+
     result = sft.run(load_job(str(job_file), job_schema("sft")))
     assert result["metrics"]["steps"] == 4 and result["metrics"]["resumed_from_step"] == 0
     assert math.isfinite(result["metrics"]["final_loss"])

@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+import wmss_kernels
 from test_joint import joint_job, pair  # noqa: F401 (fixture)
 from test_joint import run_inproc as run_joint_inproc
 from test_sft import max_diff, of_type, one_thread, run_inproc, sft_job, weights  # noqa: F401 (fixture)
-
-import wmss_kernels
 from wmss_kernels import sft
 
 KERNELS = Path(wmss_kernels.__file__).resolve().parents[1]
@@ -31,11 +30,35 @@ def launch(verb, job, tmp_path, nproc=2, env=None):
     name = Path(job["output_dir"]).name
     job_file = tmp_path / f"job-{name}.json"
     job_file.write_text(json.dumps(job))
-    env = {**os.environ, "PYTHONPATH": str(KERNELS), "OMP_NUM_THREADS": "1",
-           "WMSS_PID_DIR": str(tmp_path / f"{name}.pids"), **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-                             "--nproc-per-node", str(nproc), "-m", "wmss_kernels", verb, "--job", str(job_file)],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(KERNELS),
+        "OMP_NUM_THREADS": "1",
+        "WMSS_PID_DIR": str(tmp_path / f"{name}.pids"),
+        **(env or {}),
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nnodes",
+            "1",
+            "--nproc-per-node",
+            str(nproc),
+            "-m",
+            "wmss_kernels",
+            verb,
+            "--job",
+            str(job_file),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def torchrun(verb, job, tmp_path, nproc=2):
@@ -94,10 +117,20 @@ def test_joint_fsdp_with_frozen_weak_equals_one_process(tiny_model, pair, tmp_pa
     assert max_diff(a, b) < 1e-5
     # the frozen weak branch came out exactly as it went in, the strong one trained
     before = weights(pair[2])
-    assert max_diff({k: a[k] for k in a if k.startswith("sub_models.0.")},
-                    {k: before[k] for k in a if k.startswith("sub_models.0.")}) == 0
-    assert max_diff({k: a[k] for k in a if k.startswith("sub_models.1.")},
-                    {k: before[k] for k in a if k.startswith("sub_models.1.")}) > 0
+    assert (
+        max_diff(
+            {k: a[k] for k in a if k.startswith("sub_models.0.")},
+            {k: before[k] for k in a if k.startswith("sub_models.0.")},
+        )
+        == 0
+    )
+    assert (
+        max_diff(
+            {k: a[k] for k in a if k.startswith("sub_models.1.")},
+            {k: before[k] for k in a if k.startswith("sub_models.1.")},
+        )
+        > 0
+    )
 
 
 def test_fsdp_on_one_process_is_refused_with_the_reason(tiny_model, tmp_path):

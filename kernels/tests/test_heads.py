@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from test_joint import pair  # noqa: F401  (fixture)
-
 from wmss_kernels.fused import FusedLMLoss, load_fused
 from wmss_kernels.heads import LinearCrossEntropy, linear_cross_entropy_sum, row_entropies
 from wmss_kernels.modeling import load_model
@@ -43,8 +42,11 @@ def test_linear_cross_entropy_loss_and_gradients(chunk):
 
 def padded_batch():
     # right padding, a prompt mask on the first example, a long and a short sequence
-    ex = [make_example(list(range(3, 40)), 6), make_example(list(range(9, 21)), 0),
-          make_example(list(range(5, 30)), 10)]
+    ex = [
+        make_example(list(range(3, 40)), 6),
+        make_example(list(range(9, 21)), 0),
+        make_example(list(range(5, 30)), 10),
+    ]
     return collate(ex, CPU, multiple=16)
 
 
@@ -98,6 +100,7 @@ def test_linear_cross_entropy_ignores_masked_targets():
     hidden = torch.randn(2, 5, 8, dtype=torch.float64)
     weight = torch.randn(11, 8, dtype=torch.float64)
     labels = torch.tensor([[1, 2, -100, 4, 5], [-100, -100, -100, 3, -100]])
-    want = F.cross_entropy((hidden @ weight.T)[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
-                           ignore_index=-100, reduction="sum")
+    want = F.cross_entropy(
+        (hidden @ weight.T)[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100, reduction="sum"
+    )
     assert torch.allclose(linear_cross_entropy_sum(hidden, weight, labels, chunk=2).double(), want)

@@ -44,8 +44,9 @@ def write(tmp_path, job, name="job.json"):
 
 
 def test_absent_training_fields_take_the_run_configs_defaults(tmp_path):
-    job = load_job(write(tmp_path, {"log_file": "l", "data_file": "d", "output_dir": "o", "model_path": "m"}),
-                   job_schema("sft"))
+    job = load_job(
+        write(tmp_path, {"log_file": "l", "data_file": "d", "output_dir": "o", "model_path": "m"}), job_schema("sft")
+    )
     # the pipeline always sends these; a job written by hand now runs like one it wrote
     assert (job.grad_accum, job.save_every, job.gradient_checkpointing, job.parallelism) == (256, 50, True, "auto")
     assert job.system_prompt == DEFAULT_SFT_SYSTEM_PROMPT  # tiny.py trains its tokenizer on chat.py's copy
@@ -61,8 +62,10 @@ def test_ranges_and_nested_fields_name_the_key(tmp_path):
     assert e.value.field == "micro_batch"
     ds = {"name": "a", "path": "p", "format": "csv"}
     with pytest.raises(InvalidInput, match="expected one of") as e:
-        load_job(write(tmp_path, {"log_file": "l", "model_path": "m", "label": "x", "output_dir": "o",
-                                  "datasets": [ds]}), job_schema("evaluate"))
+        load_job(
+            write(tmp_path, {"log_file": "l", "model_path": "m", "label": "x", "output_dir": "o", "datasets": [ds]}),
+            job_schema("evaluate"),
+        )
     assert e.value.field == "datasets[0].format"
 
 
@@ -85,8 +88,10 @@ def test_lambda_comes_from_the_fused_dir_or_the_job_never_both(tmp_path):
     assert joint.fusion_lambda(joint_job(tmp_path, weak_path="w", strong_path="s", fusion_lambda=1)) == 1.0
 
 
-@pytest.mark.parametrize("config, words", [({"fusion_lambda": 1.5}, "must be <= 1"), ({}, "missing"),
-                                           ({"fusion_lambda": "0.5"}, "expected number")])
+@pytest.mark.parametrize(
+    "config, words",
+    [({"fusion_lambda": 1.5}, "must be <= 1"), ({}, "missing"), ({"fusion_lambda": "0.5"}, "expected number")],
+)
 def test_a_fused_configs_lambda_is_checked_against_the_same_range(tmp_path, config, words):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(InvalidInput, match=words) as e:

@@ -8,7 +8,6 @@ import torch
 from conftest import run_kernel
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-
 from wmss_kernels import joint
 from wmss_kernels.fused import load_fused
 from wmss_kernels.jobs import job_schema, load_job
@@ -17,8 +16,17 @@ from wmss_kernels.protocol import InvalidInput, Terminated
 from wmss_kernels.train_batches import collate, lm_loss_sum, make_example
 
 CPU = torch.device("cpu")
-BASE = {"lr": 3e-3, "micro_batch": 2, "grad_accum": 2, "max_steps": 8, "max_length": 128,
-        "threads": 1, "device": "cpu", "gradient_checkpointing": False, "save_every": 0}
+BASE = {
+    "lr": 3e-3,
+    "micro_batch": 2,
+    "grad_accum": 2,
+    "max_steps": 8,
+    "max_length": 128,
+    "threads": 1,
+    "device": "cpu",
+    "gradient_checkpointing": False,
+    "save_every": 0,
+}
 
 
 def write_fused_dir(weak_dir, strong_dir, out_dir, lam, drop_lm_head=False):
@@ -33,8 +41,14 @@ def write_fused_dir(weak_dir, strong_dir, out_dir, lam, drop_lm_head=False):
                     tensors[f"sub_models.{i}.{k}"] = f.get_tensor(k)
         cfgs.append(json.loads((Path(d) / "config.json").read_text()))
     save_file(tensors, str(out / "model.safetensors"))
-    cfg = {**cfgs[0], "num_sub_models": 2, "architectures": ["QwenBoostForCausalLM"],
-           "is_llmboost": False, "sub_model_cfgs": cfgs, "fusion_lambda": lam}
+    cfg = {
+        **cfgs[0],
+        "num_sub_models": 2,
+        "architectures": ["QwenBoostForCausalLM"],
+        "is_llmboost": False,
+        "sub_model_cfgs": cfgs,
+        "fusion_lambda": lam,
+    }
     (out / "config.json").write_text(json.dumps(cfg))
     for f in Path(weak_dir).glob("tokenizer*"):
         (out / f.name).write_bytes(f.read_bytes())
@@ -116,9 +130,14 @@ def test_tied_embeddings_and_architecture_check(pair, tmp_path):
 
 
 def joint_job(tiny, tmp_path, name, **over):
-    return {"data_file": str(tiny.train_file), "output_dir": str(tmp_path / name),
-            "log_file": str(tmp_path / f"{name}.log"), "indices_file": str(tmp_path / "indices.txt"),
-            **BASE, **over}
+    return {
+        "data_file": str(tiny.train_file),
+        "output_dir": str(tmp_path / name),
+        "log_file": str(tmp_path / f"{name}.log"),
+        "indices_file": str(tmp_path / "indices.txt"),
+        **BASE,
+        **over,
+    }
 
 
 def of_type(events, t):
@@ -149,8 +168,16 @@ def test_joint_frozen_layout_and_resume(tiny_model, pair, tmp_path, one_thread):
     (tmp_path / "indices.txt").write_text("\n".join(["0", "3", "3", "5", "1", "1", "2", "7"] * 3) + "\n")
 
     # frozen weak branch, built from the two model dirs (no fused dir)
-    job = joint_job(tiny_model, tmp_path, "frozen", freeze_weak=True,
-                    weak_path=str(weak), strong_path=str(strong_dir), fusion_lambda=0.5, max_steps=4)
+    job = joint_job(
+        tiny_model,
+        tmp_path,
+        "frozen",
+        freeze_weak=True,
+        weak_path=str(weak),
+        strong_path=str(strong_dir),
+        fusion_lambda=0.5,
+        max_steps=4,
+    )
     ckpt = Path(run_inproc(job, tmp_path)["outputs"]["checkpoint"])
     saved, init = tensors(ckpt), tensors(fused_dir)
     assert {k.split(".")[1] for k in saved} == {"0", "1"}
@@ -164,8 +191,11 @@ def test_joint_frozen_layout_and_resume(tiny_model, pair, tmp_path, one_thread):
     load_fused(ckpt, CPU, torch.float32)  # our own output reads back
 
     # both trainable: straight vs stopped-and-resumed give the same weights
-    straight = Path(run_inproc(joint_job(tiny_model, tmp_path, "straight", fused_dir=str(fused_dir)),
-                               tmp_path)["outputs"]["checkpoint"])
+    straight = Path(
+        run_inproc(joint_job(tiny_model, tmp_path, "straight", fused_dir=str(fused_dir)), tmp_path)["outputs"][
+            "checkpoint"
+        ]
+    )
     assert not torch.equal(tensors(straight)["sub_models.0.lm_head.weight"], init["sub_models.0.lm_head.weight"])
     with pytest.raises(Terminated):
         run_inproc(joint_job(tiny_model, tmp_path, "split", fused_dir=str(fused_dir), stop_after_steps=3), tmp_path)

@@ -5,16 +5,21 @@ import subprocess
 import sys
 
 import pytest
-
+from conftest import KERNELS_DIR, run_kernel
 from wmss_kernels.__main__ import main
 from wmss_kernels.data import line_positions, read_records
 from wmss_kernels.jobs import job_schema, load_job
 from wmss_kernels.modeling import check_model_dir, load_tokenizer
 from wmss_kernels.protocol import InvalidInput, OutOfMemory, Progress, Terminated, emit
-from conftest import KERNELS_DIR, run_kernel
 
-GOOD_JOB = {"log_file": "k.log", "model_path": "m", "data_file": "d.jsonl", "data_format": "messages",
-            "output_path": "o.jsonl", "field": "entropy_0"}
+GOOD_JOB = {
+    "log_file": "k.log",
+    "model_path": "m",
+    "data_file": "d.jsonl",
+    "data_format": "messages",
+    "output_path": "o.jsonl",
+    "field": "entropy_0",
+}
 
 
 def error_lines(capsys):
@@ -23,16 +28,19 @@ def error_lines(capsys):
     return lines[0]
 
 
-@pytest.mark.parametrize("change, field, words", [
-    ({"oops": 1}, "oops", "unknown key"),
-    ({"batch_tokens": True}, "batch_tokens", "expected integer"),   # bool is not an int
-    ({"batch_tokens": "8"}, "batch_tokens", "expected integer"),
-    ({"limit": 1.5}, "limit", "expected integer or null"),
-    ({"definition": "other"}, "definition", "expected one of"),
-    ({"model_path": None}, "model_path", "expected string"),
-    ({"seed": 1.0}, "seed", "expected integer"),
-    ({"device": "tpu"}, "device", "expected one of"),
-])
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        ({"oops": 1}, "oops", "unknown key"),
+        ({"batch_tokens": True}, "batch_tokens", "expected integer"),  # bool is not an int
+        ({"batch_tokens": "8"}, "batch_tokens", "expected integer"),
+        ({"limit": 1.5}, "limit", "expected integer or null"),
+        ({"definition": "other"}, "definition", "expected one of"),
+        ({"model_path": None}, "model_path", "expected string"),
+        ({"seed": 1.0}, "seed", "expected integer"),
+        ({"device": "tpu"}, "device", "expected one of"),
+    ],
+)
 def test_invalid_job(tmp_path, capsys, change, field, words):
     path = tmp_path / "job.json"
     path.write_text(json.dumps({**GOOD_JOB, **change}))
@@ -62,13 +70,19 @@ def test_unreadable_or_bad_job_file(tmp_path, capsys):
 def test_job_defaults_and_types(tmp_path):
     path = tmp_path / "job.json"
     path.write_text(json.dumps({"log_file": "x", "lr": 1, "extra": {"a": 1}, "n": None}))
-    schema = {"type": "object", "additionalProperties": False, "required": ["log_file", "lr"],
-              "properties": {"log_file": {"type": "string"}, "lr": {"type": "number"},
-                             "extra": {"anyOf": [{"type": "object", "properties": {"a": {"type": "integer"}}},
-                                                 {"type": "null"}]},
-                             "n": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
-                             "k": {"type": "array", "items": {"type": "integer"}, "default": []},
-                             "device": {"type": "string", "enum": ["auto", "cpu"], "default": "auto"}}}
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["log_file", "lr"],
+        "properties": {
+            "log_file": {"type": "string"},
+            "lr": {"type": "number"},
+            "extra": {"anyOf": [{"type": "object", "properties": {"a": {"type": "integer"}}}, {"type": "null"}]},
+            "n": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+            "k": {"type": "array", "items": {"type": "integer"}, "default": []},
+            "device": {"type": "string", "enum": ["auto", "cpu"], "default": "auto"},
+        },
+    }
     job = load_job(str(path), schema)
     assert job.lr == 1.0 and isinstance(job.lr, float) and job.extra == {"a": 1} and job.n is None
     assert job.k == [] and job.device == "auto"
@@ -89,18 +103,21 @@ def rec(idx, user="q", assistant="a"):
     return {"idx": idx, "messages": msgs}
 
 
-@pytest.mark.parametrize("bad, field", [
-    ("{not json", None),
-    ("[1, 2]", None),
-    ({"idx": 5}, "messages"),
-    ({"idx": 5, "messages": "hi"}, "messages"),
-    ({"messages": rec(0)["messages"]}, "idx"),
-    ({"idx": "5", "messages": rec(0)["messages"]}, "idx"),
-    (rec(0), "idx"),                                  # duplicate of line 1
-    (rec(5, assistant=None), "messages"),            # no assistant turn
-    (rec(5, user=None), "messages"),                 # no user turn
-    ({"idx": 5, "messages": [{"role": "user", "content": ["x"]}]}, "messages[0].content"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ("{not json", None),
+        ("[1, 2]", None),
+        ({"idx": 5}, "messages"),
+        ({"idx": 5, "messages": "hi"}, "messages"),
+        ({"messages": rec(0)["messages"]}, "idx"),
+        ({"idx": "5", "messages": rec(0)["messages"]}, "idx"),
+        (rec(0), "idx"),  # duplicate of line 1
+        (rec(5, assistant=None), "messages"),  # no assistant turn
+        (rec(5, user=None), "messages"),  # no user turn
+        ({"idx": 5, "messages": [{"role": "user", "content": ["x"]}]}, "messages[0].content"),
+    ],
+)
 def test_invalid_messages_file(tmp_path, bad, field):
     # the bad record sits on line 3, after an empty line 2 (empty lines still count)
     path = write_lines(tmp_path, [rec(0), "", bad, rec(9)])
@@ -138,8 +155,13 @@ def test_progress_throttles(capsys):
     for done in range(11):
         p.update(done, loss=0.5)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [e["done"] for e in lines] == [0, 10] and lines[0] == {"type": "progress", "done": 0, "total": 10,
-                                                                   "unit": "steps", "loss": 0.5}
+    assert [e["done"] for e in lines] == [0, 10] and lines[0] == {
+        "type": "progress",
+        "done": 0,
+        "total": 10,
+        "unit": "steps",
+        "loss": 0.5,
+    }
     emit("progress", done=1, total=2, unit="steps", loss=float("nan"))
     assert json.loads(capsys.readouterr().out)["loss"] is None  # NaN is not JSON
 
@@ -147,8 +169,13 @@ def test_progress_throttles(capsys):
 def test_cli_usage_errors(tmp_path):
     env_cmd = [sys.executable, "-m", "wmss_kernels"]
     for args in (["frobnicate", "--job", "x.json"], ["entropy"], []):
-        proc = subprocess.run(env_cmd + args, cwd=tmp_path, capture_output=True, text=True,
-                              env={"PYTHONPATH": str(KERNELS_DIR), "PATH": "/usr/bin:/bin"})
+        proc = subprocess.run(
+            env_cmd + args,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={"PYTHONPATH": str(KERNELS_DIR), "PATH": "/usr/bin:/bin"},
+        )
         assert proc.returncode == 2
         (line,) = proc.stdout.splitlines()
         assert json.loads(line)["error_type"] == "InvalidInput"
@@ -185,16 +212,21 @@ def test_model_dir_checks(tmp_path):
 
 def fake_schema(properties, required=()):
     """A verb's schema for a test verb: the fields every verb has, plus `properties`."""
-    common = {k: v for k, v in job_schema("entropy")["properties"].items() if k in ("log_file", "device", "seed", "threads")}
+    common = {
+        k: v for k, v in job_schema("entropy")["properties"].items() if k in ("log_file", "device", "seed", "threads")
+    }
     return {"type": "object", "properties": {**common, **properties}, "required": ["log_file", *required]}
 
 
-@pytest.mark.parametrize("exc, code, error_type", [
-    (RuntimeError("boom"), 1, "KernelCrashed"),
-    (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), 3, "KernelOutOfMemory"),
-    (Terminated(), 4, "KernelTerminated"),
-    (OutOfMemory("simulated"), 3, "KernelOutOfMemory"),
-])
+@pytest.mark.parametrize(
+    "exc, code, error_type",
+    [
+        (RuntimeError("boom"), 1, "KernelCrashed"),
+        (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), 3, "KernelOutOfMemory"),
+        (Terminated(), 4, "KernelTerminated"),
+        (OutOfMemory("simulated"), 3, "KernelOutOfMemory"),
+    ],
+)
 def test_exceptions_map_to_exit_codes(tmp_path, capsys, monkeypatch, exc, code, error_type):
     import types
 

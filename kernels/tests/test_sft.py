@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import wmss_kernels
 from conftest import run_kernel
 from safetensors.torch import load_file
-
-import wmss_kernels
 from wmss_kernels import sft
 from wmss_kernels.jobs import job_schema, load_job
 from wmss_kernels.protocol import InvalidInput, Terminated
@@ -22,13 +21,29 @@ KERNELS = Path(wmss_kernels.__file__).resolve().parents[1]
 # Small and fast: 30 optimizer steps of 8 samples on one CPU thread.
 # no recomputation, checkpoints only at the end unless a test asks: the tiny model needs neither
 # (the job schema's defaults are the run config's: on, every 50 steps)
-BASE = {"lr": 3e-3, "micro_batch": 4, "grad_accum": 2, "max_steps": 30, "warmup_ratio": 0.1,
-        "max_length": 128, "threads": 1, "device": "cpu", "gradient_checkpointing": False, "save_every": 0}
+BASE = {
+    "lr": 3e-3,
+    "micro_batch": 4,
+    "grad_accum": 2,
+    "max_steps": 30,
+    "warmup_ratio": 0.1,
+    "max_length": 128,
+    "threads": 1,
+    "device": "cpu",
+    "gradient_checkpointing": False,
+    "save_every": 0,
+}
 
 
 def sft_job(tiny, tmp_path, name, **over):
-    return {"model_path": str(tiny.model_dir), "data_file": str(tiny.train_file),
-            "output_dir": str(tmp_path / name), "log_file": str(tmp_path / f"{name}.log"), **BASE, **over}
+    return {
+        "model_path": str(tiny.model_dir),
+        "data_file": str(tiny.train_file),
+        "output_dir": str(tmp_path / name),
+        "log_file": str(tmp_path / f"{name}.log"),
+        **BASE,
+        **over,
+    }
 
 
 def of_type(events, t):
@@ -101,9 +116,14 @@ def test_sigterm_saves_checkpoint(tiny_model, tmp_path):
     job = tmp_path / "job.json"
     job.write_text(json.dumps(sft_job(tiny_model, tmp_path, "term", max_steps=100000)))
     env = {**os.environ, "PYTHONPATH": str(KERNELS)}
-    proc = subprocess.Popen([sys.executable, "-m", "wmss_kernels", "sft", "--job", str(job)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-                            cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wmss_kernels", "sft", "--job", str(job)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     events = []
     for line in proc.stdout:
         events.append(json.loads(line))

@@ -1,7 +1,6 @@
 import json
 
 import torch
-
 from wmss_kernels import tiny
 from wmss_kernels.chat import DEFAULT_SFT_SYSTEM_PROMPT, eval_prompt, sft_texts
 from wmss_kernels.data import read_records
@@ -26,8 +25,9 @@ def test_tiny_model_files_and_data(tiny_model):
     r = train[0]
     assert r.completion.startswith("<think>") and r.completion.endswith("}</answer>")
     assert all(t["answer"].split("#### ")[1] in t["answer"].split("\n")[0] for t in test)
-    longest = max(len(tok(t, add_special_tokens=False)["input_ids"])
-                  for rec in train for t in [rec.prompt + rec.completion])
+    longest = max(
+        len(tok(t, add_special_tokens=False)["input_ids"]) for rec in train for t in [rec.prompt + rec.completion]
+    )
     assert longest < 64
     prompt, completion = sft_texts(tok, train[0], DEFAULT_SFT_SYSTEM_PROMPT)
     assert len(tok(prompt + completion)["input_ids"]) < 128

@@ -34,7 +34,7 @@ def _parse_args(argv):
     if len(rest) == 2 and rest[0] == "--job":
         return verb, rest[1]
     if len(rest) == 1 and rest[0].startswith("--job="):
-        return verb, rest[0][len("--job="):]
+        return verb, rest[0][len("--job=") :]
     raise InvalidInput(f"expected --job <file>; {usage}")
 
 
@@ -61,16 +61,19 @@ def _setup_logging(log_file):
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         handle = open(log_file, "a", buffering=1, encoding="utf-8")
     except OSError as e:
-        raise disk_error(e, log_file) or InvalidInput(f"cannot open the log file: {e.strerror or e}",
-                                                      file=log_file, field="log_file")
+        raise disk_error(e, log_file) or InvalidInput(
+            f"cannot open the log file: {e.strerror or e}", file=log_file, field="log_file"
+        )
     protocol.take_stdout(handle)  # from here on, stray prints land in the log
     rank = f" rank {os.environ['RANK']}" if "RANK" in os.environ else ""  # ranks share one log
-    logging.basicConfig(stream=handle, level=logging.INFO, force=True,
-                        format=f"%(asctime)s{rank} %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=handle, level=logging.INFO, force=True, format=f"%(asctime)s{rank} %(levelname)s %(name)s: %(message)s"
+    )
     logging.captureWarnings(True)
     warnings.simplefilter("default")
     try:  # transformers keeps its own stderr handler; send its messages to the log instead
         from transformers.utils import logging as hf_logging
+
         hf_logging.disable_default_handler()
         hf_logging.enable_propagation()
         hf_logging.disable_progress_bar()  # tqdm bars are noise in a log file
@@ -106,6 +109,7 @@ def main(argv) -> int:
         result = module.run(job)
         if "torch.distributed" in sys.modules:
             from . import distributed
+
             if distributed.active():
                 # every rank past its last collective before any tears its process group down: a
                 # peer that leaves early can abort gloo's threads in a rank still finishing (SIGABRT)
@@ -149,6 +153,7 @@ def _stop_watching(ended):
         _watchdog.disarm()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from . import distributed
+
         distributed.record_exit(ended)
 
 
@@ -158,14 +163,21 @@ def _on_rank_lost(rank, pid, ended):
     from . import distributed
 
     if ended:
-        fields = {"error_type": ended.get("error_type", "KernelCrashed"),
-                  "message": f"rank {rank} failed: {ended.get('message', '')}"[:2000], "rank": rank}
+        fields = {
+            "error_type": ended.get("error_type", "KernelCrashed"),
+            "message": f"rank {rank} failed: {ended.get('message', '')}"[:2000],
+            "rank": rank,
+        }
         code = int(ended.get("exit_code", 1))
     else:
-        fields = {"error_type": "RankLost", "rank": rank, "pid": pid,
-                  "message": f"rank {rank} (pid {pid}) of {distributed.from_env().size} died without an error line "
-                             "(killed by a signal: SIGKILL, the OOM killer, a crash in native code); the other "
-                             "ranks stopped, and a retry resumes from the last complete checkpoint"}
+        fields = {
+            "error_type": "RankLost",
+            "rank": rank,
+            "pid": pid,
+            "message": f"rank {rank} (pid {pid}) of {distributed.from_env().size} died without an error line "
+            "(killed by a signal: SIGKILL, the OOM killer, a crash in native code); the other "
+            "ranks stopped, and a retry resumes from the last complete checkpoint",
+        }
         code = distributed.EXIT_RANK_LOST
     log.error("%s: %s", fields["error_type"], fields["message"])
     emit("error", **fields)
@@ -209,18 +221,25 @@ def _join_process_group(job):
         global _watchdog
         world = distributed.setup(pick_device(job))
         _watchdog = distributed.watch_peers(_on_rank_lost)
-        log.info("rank %d of %d (local rank %d)%s", world.rank, world.size, world.local_rank,
-                 ", watching the other ranks" if _watchdog else "")
+        log.info(
+            "rank %d of %d (local rank %d)%s",
+            world.rank,
+            world.size,
+            world.local_rank,
+            ", watching the other ranks" if _watchdog else "",
+        )
 
 
 def _leave_process_group():
     if "torch.distributed" in sys.modules:
         from . import distributed
+
         distributed.shutdown()
 
 
 def _version():
     from . import __version__
+
     return __version__
 
 

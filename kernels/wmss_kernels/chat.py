@@ -38,8 +38,7 @@ DEFAULT_EVAL_SYSTEM_PROMPT = (
 
 
 def _render(tok, messages, add_generation_prompt, **kwargs) -> str:
-    return tok.apply_chat_template(messages, tokenize=False,
-                                   add_generation_prompt=add_generation_prompt, **kwargs)
+    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs)
 
 
 def entropy_texts(tok, rec):

@@ -128,8 +128,9 @@ def raise_as_disk_failure(e, output_dir, step, tmp):
         typed = disk_error(OSError(errno.ENOSPC, f"No space left on device ({type(e).__name__}: {e})"), str(tmp))
     if typed is None:
         return
-    typed.message = typed.reason = (f"checkpoint {checkpoint_dir(output_dir, step)}: {typed.message}; "
-                                    f"the partial checkpoint {tmp} was removed")
+    typed.message = typed.reason = (
+        f"checkpoint {checkpoint_dir(output_dir, step)}: {typed.message}; the partial checkpoint {tmp} was removed"
+    )
     raise typed from e
 
 
@@ -179,8 +180,7 @@ def save_tensors(state_dict, out_dir, metadata=None):
         for k, t in shard.items():
             weight_map[k] = name
             total += t.numel() * t.element_size()
-    write_json(out_dir / "model.safetensors.index.json",
-               {"metadata": {"total_size": total}, "weight_map": weight_map})
+    write_json(out_dir / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
 def load_tensors(model_dir, device="cpu"):
@@ -207,8 +207,9 @@ def load_weights(model, model_dir, device="cpu"):
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not _is_tied(model, k)]
     if missing or unexpected:
-        raise ValueError(f"weights in {model_dir} do not fit the model: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"weights in {model_dir} do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
 
 
 def _is_tied(model, key):
@@ -254,8 +255,12 @@ def load_rng(path):
         state = torch.load(path, weights_only=True)
     except pickle.UnpicklingError as e:
         # an RNG file of an older version (pickled NumPy objects) or a hostile one: not unpickled
-        logging.getLogger(__name__).warning("not restoring the RNG state of %s: it is not in format %s (%s)",
-                                            path, RNG_FORMAT, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        logging.getLogger(__name__).warning(
+            "not restoring the RNG state of %s: it is not in format %s (%s)",
+            path,
+            RNG_FORMAT,
+            str(e).splitlines()[0] if str(e) else type(e).__name__,
+        )
         return
     if not isinstance(state, dict) or state.get("format") != RNG_FORMAT:
         logging.getLogger(__name__).warning("not restoring the RNG state of %s: not in format %s", path, RNG_FORMAT)
@@ -267,7 +272,7 @@ def load_rng(path):
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         # saved by a process that saw more (or fewer) GPUs than this one: the common ones
-        for i, s in enumerate(state["cuda"][:torch.cuda.device_count()]):
+        for i, s in enumerate(state["cuda"][: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(s, i)
 
 

@@ -67,9 +67,13 @@ def limit(kind: str) -> tuple[int, str]:
 
 
 def _kind_of(mode: int) -> str:
-    for test, words in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
-                        (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                        (stat.S_ISSOCK, "a socket")):
+    for test, words in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return words
     return "not a regular file"
@@ -106,7 +110,7 @@ def _read_bytes(path: str, what: str) -> bytes:
     with open_input(path, what, "json") as f:
         data = f.read()
     # a UTF-8 byte-order mark at the start of the file is not part of line 1
-    return data[len(_UTF8_BOM):] if data.startswith(_UTF8_BOM) else data
+    return data[len(_UTF8_BOM) :] if data.startswith(_UTF8_BOM) else data
 
 
 def raw_lines(path: str, what: str = "data file"):
@@ -122,7 +126,7 @@ def raw_lines(path: str, what: str = "data file"):
             # +4: room for the newline and a byte-order mark, so a short read without a newline is the end
             raw = f.readline(max_line + 4)
             if n == 1 and raw.startswith(_UTF8_BOM):
-                raw = raw[len(_UTF8_BOM):]
+                raw = raw[len(_UTF8_BOM) :]
             ended = raw.endswith(b"\n")
             if ended:
                 raw = raw[:-1]
@@ -213,8 +217,7 @@ def _read_messages(path):
         seen[idx] = n
         messages = obj.get("messages")
         if not isinstance(messages, list):
-            raise InvalidInput("expected a list" if "messages" in obj else "missing",
-                               field="messages", **where)
+            raise InvalidInput("expected a list" if "messages" in obj else "missing", field="messages", **where)
         turns = {}
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):

@@ -87,8 +87,13 @@ class Decode:
         used = ((lengths + BLOCK - 1) // BLOCK).to(torch.int32).view(slots, 1, 1)
         order = torch.arange(blocks, device=lengths.device, dtype=torch.int32).expand(slots, 1, 1, blocks).contiguous()
         self.block_mask = BlockMask.from_kv_blocks(
-            used, order, BLOCK_SIZE=BLOCK, mask_mod=lambda b, h, q, kv: kv < lengths[b],
-            seq_lengths=(1, capacity), compute_q_blocks=False)
+            used,
+            order,
+            BLOCK_SIZE=BLOCK,
+            mask_mod=lambda b, h, q, kv: kv < lengths[b],
+            seq_lengths=(1, capacity),
+            compute_q_blocks=False,
+        )
 
 
 def slot_attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
@@ -108,6 +113,7 @@ def slot_attention(module, query, key, value, attention_mask, scaling=None, **kw
 
 def _register():
     from transformers import AttentionInterface
+
     AttentionInterface.register(ATTENTION, slot_attention)
 
 
@@ -135,7 +141,7 @@ def pick_tokens(logits, keys, steps, temperature, top_p, seed):
         logits = logits.scatter(-1, idx, sorted_logits.masked_fill(outside, -math.inf))
     row = _mix(_mix(keys * 0x3C6EF372 + seed) ^ steps)
     noise = _mix(row[:, None] ^ torch.arange(logits.shape[-1], device=logits.device)[None])
-    u = ((noise >> 8).float() + 0.5) / 2 ** 24
+    u = ((noise >> 8).float() + 0.5) / 2**24
     return (logits - torch.log(-torch.log(u))).argmax(-1)
 
 
@@ -147,8 +153,21 @@ class DecodeEngine:
     `refill_at` of them are free (default slots/16): each prefill is an eager forward pass, and
     refilling one slot at a time would spend more time in prefills than the idle slots cost."""
 
-    def __init__(self, model, *, slots, capacity, eos_ids, temperature=0.0, top_p=1.0, seed=0,
-                 compile=None, flex=None, chunk=8, refill_at=None):
+    def __init__(
+        self,
+        model,
+        *,
+        slots,
+        capacity,
+        eos_ids,
+        temperature=0.0,
+        top_p=1.0,
+        seed=0,
+        compile=None,
+        flex=None,
+        chunk=8,
+        refill_at=None,
+    ):
         self.model, self.slots, self.chunk = model, slots, chunk
         self.refill_at = refill_at or max(1, slots // 16)
         self.capacity = -(-capacity // BLOCK) * BLOCK
@@ -161,10 +180,10 @@ class DecodeEngine:
         self.cache = SlotCache(model.config, slots, self.capacity, self.device, dtype)
         as_long = dict(dtype=torch.long, device=self.device)
         self.eos = torch.tensor(sorted(set(eos_ids)) or [-1], **as_long)
-        self.tokens = torch.zeros(slots, **as_long)   # the last token of each row, not yet in the cache
-        self.keys = torch.zeros(slots, **as_long)     # the request a row belongs to (sampling noise)
-        self.count = torch.zeros(slots, **as_long)    # tokens generated so far
-        self.budget = torch.ones(slots, **as_long)    # tokens the row may generate
+        self.tokens = torch.zeros(slots, **as_long)  # the last token of each row, not yet in the cache
+        self.keys = torch.zeros(slots, **as_long)  # the request a row belongs to (sampling noise)
+        self.count = torch.zeros(slots, **as_long)  # tokens generated so far
+        self.budget = torch.ones(slots, **as_long)  # tokens the row may generate
         self.done = torch.ones(slots, dtype=torch.bool, device=self.device)
         self.out = torch.zeros(slots, self.capacity, **as_long)  # generated tokens per row
         self.eos_set = set(eos_ids)
@@ -178,8 +197,14 @@ class DecodeEngine:
         # a finished or free slot attends to one position only: its old keys would otherwise be read
         # every step until the slot is refilled (most of the time at the end of a set)
         mask = Decode(torch.where(self.done, 1, pos + 1), self.capacity, flex=self.flex)
-        logits = self.model(input_ids=self.tokens[:, None], position_ids=pos[:, None], past_key_values=self.cache,
-                            attention_mask={"full_attention": mask}, use_cache=True, logits_to_keep=1).logits[:, -1]
+        logits = self.model(
+            input_ids=self.tokens[:, None],
+            position_ids=pos[:, None],
+            past_key_values=self.cache,
+            attention_mask={"full_attention": mask},
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
         nxt = pick_tokens(logits, self.keys, self.count, self.temperature, self.top_p, self.seed)
         live = ~self.done
         nxt = torch.where(live, nxt, self.tokens)
@@ -224,15 +249,18 @@ class DecodeEngine:
         width = max(len(r[1]) for r in requests)
         ids = torch.zeros(len(requests), width, dtype=torch.long)
         for i, (_, prompt, _, _) in enumerate(requests):
-            ids[i, :len(prompt)] = torch.tensor(prompt)
+            ids[i, : len(prompt)] = torch.tensor(prompt)
         rows = torch.tensor(slots, device=self.device)
         lengths = torch.tensor([len(r[1]) for r in requests], device=self.device)
         self.cache.fill_slots = rows
         try:
-            hidden = self.model.base_model(input_ids=ids.to(self.device), past_key_values=self.cache,
-                                           position_ids=torch.arange(width, device=self.device)[None],
-                                           attention_mask={"full_attention": Prefill()}, use_cache=True
-                                           ).last_hidden_state
+            hidden = self.model.base_model(
+                input_ids=ids.to(self.device),
+                past_key_values=self.cache,
+                position_ids=torch.arange(width, device=self.device)[None],
+                attention_mask={"full_attention": Prefill()},
+                use_cache=True,
+            ).last_hidden_state
         finally:
             self.cache.fill_slots = None
         last = hidden[torch.arange(len(requests), device=self.device), lengths - 1]
@@ -262,8 +290,9 @@ class DecodeEngine:
             if not prompt or budgets[i] < 1:
                 raise ValueError(f"prompt {i}: needs at least one token and a positive max_new_tokens")
             if len(prompt) + budgets[i] > self.capacity:
-                raise ValueError(f"prompt {i}: {len(prompt)} tokens + {budgets[i]} new exceed the capacity "
-                                 f"{self.capacity}")
+                raise ValueError(
+                    f"prompt {i}: {len(prompt)} tokens + {budgets[i]} new exceed the capacity {self.capacity}"
+                )
             requests += [(i * samples + j, prompt, budgets[i], keys[i] * samples + j) for j in range(samples)]
         waiting = deque(sorted(requests, key=lambda r: -len(r[1])))
         owner = [None] * self.slots
@@ -274,7 +303,7 @@ class DecodeEngine:
                 free = [s for s in range(self.slots) if owner[s] is None]
                 if waiting and free and (len(free) >= min(self.refill_at, len(waiting)) or len(free) == self.slots):
                     batch = [waiting.popleft() for _ in range(min(len(free), len(waiting)))]
-                    self._prefill(free[:len(batch)], batch)
+                    self._prefill(free[: len(batch)], batch)
                     for s, r in zip(free, batch):
                         owner[s] = r
                 self._decode(self.chunk)
@@ -282,7 +311,7 @@ class DecodeEngine:
                 for s, r in enumerate(owner):
                     if r is None or not done[s]:
                         continue
-                    ids = self.out[s, :count[s]].tolist()
+                    ids = self.out[s, : count[s]].tolist()
                     results[r[0]] = (ids, ids[-1] not in self.eos_set)
                     tokens += len(ids)
                     owner[s] = None
@@ -290,7 +319,7 @@ class DecodeEngine:
                     prompts_done += left[r[0] // samples] == 0
                 if on_progress is not None:
                     on_progress(prompts_done, tokens)
-        return [results[i * samples:(i + 1) * samples] for i in range(len(prompts))]
+        return [results[i * samples : (i + 1) * samples] for i in range(len(prompts))]
 
 
 def fitting_slots(model, wanted, capacity, share=0.85):
@@ -301,8 +330,15 @@ def fitting_slots(model, wanted, capacity, share=0.85):
         return wanted
     cfg = model.config
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    per_slot = (2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * -(-capacity // BLOCK) * BLOCK
-                * next(model.parameters()).element_size())
+    per_slot = (
+        2
+        * cfg.num_hidden_layers
+        * cfg.num_key_value_heads
+        * head_dim
+        * -(-capacity // BLOCK)
+        * BLOCK
+        * next(model.parameters()).element_size()
+    )
     free, _ = torch.cuda.mem_get_info(device)
     return max(1, min(wanted, int(free * share) // per_slot))
 

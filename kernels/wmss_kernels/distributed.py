@@ -73,6 +73,7 @@ def setup(device: torch.device) -> World:
 # (rank 0 as a protocol error line, RankLost, naming the peer) and leaves at once with os._exit:
 # unwinding would block in that collective, and torchrun's SIGTERM only sets the stop flag.
 
+
 def _rank_file(pid_dir, rank):
     return os.path.join(pid_dir, f"rank-{rank}")
 

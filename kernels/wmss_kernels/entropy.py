@@ -57,7 +57,7 @@ def batch_entropies(model, seqs, n_prompts, definition, vocab_chunk, pad_id):
     ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
     rows_b, rows_t = [], []
     for b, (s, n) in enumerate(zip(seqs, n_prompts)):
-        ids[b, :len(s)] = torch.tensor(s)
+        ids[b, : len(s)] = torch.tensor(s)
         rows = scored_rows(len(s), n, definition)
         rows_b += [b] * len(rows)
         rows_t += list(rows)
@@ -72,8 +72,7 @@ def batch_entropies(model, seqs, n_prompts, definition, vocab_chunk, pad_id):
     rows_t = torch.tensor(rows_t, dtype=torch.long, device=device)
     ent = row_entropies(hidden[rows_b, rows_t], head.weight, vocab_chunk).double()
     sums = torch.zeros(len(seqs), dtype=torch.float64, device=device).index_add_(0, rows_b, ent)
-    counts = torch.zeros(len(seqs), dtype=torch.float64, device=device).index_add_(
-        0, rows_b, torch.ones_like(ent))
+    counts = torch.zeros(len(seqs), dtype=torch.float64, device=device).index_add_(0, rows_b, torch.ones_like(ent))
     means = torch.where(counts > 0, sums / counts.clamp(min=1), torch.zeros_like(sums))
     return means.tolist(), int(counts.sum().item())
 
@@ -81,12 +80,12 @@ def batch_entropies(model, seqs, n_prompts, definition, vocab_chunk, pad_id):
 def check_shard(shard, job_path):
     """A job's `shard` {"index": i, "count": n}: this process handles the items whose number mod n is i."""
     index, count = shard.get("index"), shard.get("count")
-    if set(shard) != {"index", "count"} or not all(isinstance(v, int) and not isinstance(v, bool)
-                                                      for v in (index, count)):
+    if set(shard) != {"index", "count"} or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in (index, count)
+    ):
         raise InvalidInput('expected {"index": int, "count": int}', file=job_path, field="shard")
     if count < 1 or not 0 <= index < count:
-        raise InvalidInput(f"need 0 <= index < count, got index {index}, count {count}",
-                           file=job_path, field="shard")
+        raise InvalidInput(f"need 0 <= index < count, got index {index}, count {count}", file=job_path, field="shard")
 
 
 def select_positions(n_records: int, limit, shard, job_path) -> list[int]:
@@ -138,8 +137,14 @@ def run(job):
         ids, n_prompt = tokenize_pair(tok, *entropy_texts(tok, records[p]), job.max_length)
         seqs.append(ids)
         n_prompts.append(n_prompt)
-    log.info("entropy (%s) of %s on %d of %d records from %s", job.definition, job.model_path,
-             len(positions), len(records), job.data_file)
+    log.info(
+        "entropy (%s) of %s on %d of %d records from %s",
+        job.definition,
+        job.model_path,
+        len(positions),
+        len(records),
+        job.data_file,
+    )
 
     progress = Progress(len(positions), "samples")
     progress.update(0)
@@ -147,8 +152,14 @@ def run(job):
     for batch in make_batches([len(s) for s in seqs], job.batch_tokens):
         if stop_requested():
             raise Terminated(f"stopped by SIGTERM after {done} of {len(positions)} samples")
-        means, n_scored = batch_entropies(model, [seqs[i] for i in batch], [n_prompts[i] for i in batch],
-                                          job.definition, job.vocab_chunk, tok.pad_token_id)
+        means, n_scored = batch_entropies(
+            model,
+            [seqs[i] for i in batch],
+            [n_prompts[i] for i in batch],
+            job.definition,
+            job.vocab_chunk,
+            tok.pad_token_id,
+        )
         for i, value in zip(batch, means):
             results[records[positions[i]].idx] = value
         done += len(batch)
@@ -162,7 +173,11 @@ def run(job):
     values = list(results.values())
     return {
         "outputs": {"entropy": os.path.abspath(job.output_path)},
-        "metrics": {"samples": len(values), "tokens": tokens, "scored_tokens": scored,
-                    "tokens_per_s": round(tokens / elapsed, 1),
-                    "mean_entropy": sum(values) / len(values) if values else 0.0},
+        "metrics": {
+            "samples": len(values),
+            "tokens": tokens,
+            "scored_tokens": scored,
+            "tokens_per_s": round(tokens / elapsed, 1),
+            "mean_entropy": sum(values) / len(values) if values else 0.0,
+        },
     }

@@ -17,6 +17,7 @@ from .protocol import InvalidInput
 QUESTION_KEYS = ("question", "instruction", "problem", "input", "original_text", "prompt")
 ANSWER_KEYS = ("answer", "target", "label", "solution", "output", "ans")
 
+
 def check_datasets(raw, job_path):
     """The `datasets` entries checked against the job schema's (field names like datasets[1].path),
     then what a schema cannot say: plain, unique set names."""
@@ -64,8 +65,11 @@ def _user_turn(prompt, where):
     """A chat-style prompt (list of {role, content}): its one user turn."""
     users = [m.get("content") for m in prompt if isinstance(m, dict) and m.get("role", "user") == "user"]
     if len(users) != 1 or not isinstance(users[0], str):
-        raise InvalidInput(f"no question: the chat prompt needs exactly one user turn with text, has {len(users)}",
-                           field="prompt", **where)
+        raise InvalidInput(
+            f"no question: the chat prompt needs exactly one user turn with text, has {len(users)}",
+            field="prompt",
+            **where,
+        )
     return users[0]
 
 
@@ -73,8 +77,9 @@ def _question_and_answer(row, fmt, where):
     if fmt == "gsm8k":  # GSM8K's own JSONL: question, and the answer after "####"
         for key in ("question", "answer"):
             if not isinstance(row.get(key), str):
-                raise InvalidInput(f"no {key} (looked for {key}{', not a string' if key in row else ''})",
-                                   field=key, **where)
+                raise InvalidInput(
+                    f"no {key} (looked for {key}{', not a string' if key in row else ''})", field=key, **where
+                )
         if "####" not in row["answer"]:
             raise InvalidInput("expected a final '#### <answer>' line", field="answer", **where)
         return row["question"], gsm8k_final(row["answer"])
@@ -125,8 +130,11 @@ def load_rows(ds) -> list[dict]:
     if ds.get("sha256"):
         actual = file_sha256(path)
         if actual != ds["sha256"]:
-            raise InvalidInput(f"dataset '{ds['name']}' has SHA-256 {actual}, the bundled set is "
-                               f"{ds['sha256']}: the file was changed", file=path, field="sha256")
+            raise InvalidInput(
+                f"dataset '{ds['name']}' has SHA-256 {actual}, the bundled set is {ds['sha256']}: the file was changed",
+                file=path,
+                field="sha256",
+            )
     if fmt == "json":  # rows numbered from 1, reported as "line"
         raw = read_json_list(path)
         entries = [(i + 1, row) for i, row in enumerate(raw)]
@@ -147,6 +155,9 @@ def load_rows(ds) -> list[dict]:
     if not rows:
         raise InvalidInput(f"dataset '{ds['name']}' has no rows", file=path)
     if ds["expected_rows"] is not None and len(rows) != ds["expected_rows"]:
-        raise InvalidInput(f"dataset '{ds['name']}' has {len(rows)} rows, expected {ds['expected_rows']}",
-                           file=path, field="expected_rows")
-    return rows if ds["limit"] is None else rows[:ds["limit"]]
+        raise InvalidInput(
+            f"dataset '{ds['name']}' has {len(rows)} rows, expected {ds['expected_rows']}",
+            file=path,
+            field="expected_rows",
+        )
+    return rows if ds["limit"] is None else rows[: ds["limit"]]

@@ -36,27 +36,39 @@ def generate(model, tok, prompt_ids, max_new_tokens, eos_ids, static_shape=None,
     ids = torch.full((rows, width), tok.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for b, p in enumerate(prompts):  # left padding: every prompt ends where generation starts
-        ids[b, width - len(p):] = torch.tensor(p)
-        mask[b, width - len(p):] = 1
+        ids[b, width - len(p) :] = torch.tensor(p)
+        mask[b, width - len(p) :] = 1
     extra = {"cache_implementation": "static"} if static_shape else {}
     samples = 1
     if sampling and sampling["temperature"] > 0:
         samples = sampling["n"]
         # explicit values, so a model's generation_config (top_k 20, ...) does not change them
-        extra.update(do_sample=True, temperature=sampling["temperature"], top_p=sampling["top_p"],
-                     top_k=0, num_return_sequences=samples)
+        extra.update(
+            do_sample=True,
+            temperature=sampling["temperature"],
+            top_p=sampling["top_p"],
+            top_k=0,
+            num_return_sequences=samples,
+        )
     else:
         extra.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                         max_new_tokens=max_new_tokens, eos_token_id=eos_ids,
-                         pad_token_id=tok.pad_token_id, use_cache=True, repetition_penalty=1.0, **extra)
+    out = model.generate(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        max_new_tokens=max_new_tokens,
+        eos_token_id=eos_ids,
+        pad_token_id=tok.pad_token_id,
+        use_cache=True,
+        repetition_penalty=1.0,
+        **extra,
+    )
     results = []
-    for row in out[:n * samples, width:].tolist():
+    for row in out[: n * samples, width:].tolist():
         stop = next((i for i, t in enumerate(row) if t in eos_ids), None)
         if stop is None:
             results.append((row, True))  # ran into max_new_tokens without an eos
         else:
-            results.append((row[:stop + 1], False))
+            results.append((row[: stop + 1], False))
     return results
 
 
@@ -88,10 +100,21 @@ def continuous_engine(job, model, work, eos_ids):
     wanted = min(job.batch_size, max((len(rows) for _, rows in work), default=1) * job.n_samples) or 1
     slots = fitting_slots(model, wanted, capacity)
     if slots < wanted:
-        log.warning("evaluate: %d slots instead of %d: the KV cache of %d tokens a slot must fit in the "
-                    "device's free memory", slots, wanted, capacity)
-    return DecodeEngine(model, slots=slots, capacity=capacity, eos_ids=eos_ids,
-                        temperature=job.temperature, top_p=job.top_p, seed=job.seed)
+        log.warning(
+            "evaluate: %d slots instead of %d: the KV cache of %d tokens a slot must fit in the device's free memory",
+            slots,
+            wanted,
+            capacity,
+        )
+    return DecodeEngine(
+        model,
+        slots=slots,
+        capacity=capacity,
+        eos_ids=eos_ids,
+        temperature=job.temperature,
+        top_p=job.top_p,
+        seed=job.seed,
+    )
 
 
 def _completion(ids, truncated, latency):
@@ -105,8 +128,13 @@ def generate_completions(model, tok, job, device, engine, rows, max_new_tokens, 
     prompt_ids = [r["prompt_ids"] for r in rows]
     if engine is not None:
         started = time.monotonic()
-        out = engine.generate(prompt_ids, max_new_tokens, samples=job.n_samples,
-                              keys=[r["position"] for r in rows], on_progress=on_progress)
+        out = engine.generate(
+            prompt_ids,
+            max_new_tokens,
+            samples=job.n_samples,
+            keys=[r["position"] for r in rows],
+            on_progress=on_progress,
+        )
         # rows share the slots for the whole set: the set's time over its prompts, as vLLM reports it
         latency = (time.monotonic() - started) / max(len(rows), 1)
         return [[_completion(ids, truncated, latency) for ids, truncated in samples] for samples in out]
@@ -119,13 +147,13 @@ def generate_completions(model, tok, job, device, engine, rows, max_new_tokens, 
     results, done, tokens = [None] * len(prompt_ids), 0, 0
     for b in range(0, len(order), job.batch_size):
         on_progress(done, tokens)
-        batch = order[b:b + job.batch_size]
+        batch = order[b : b + job.batch_size]
         started = time.monotonic()
         generated = generate(model, tok, [prompt_ids[i] for i in batch], max_new_tokens, eos_ids, shape, sampling)
         latency = (time.monotonic() - started) / len(batch)
         n = len(generated) // len(batch)
         for j, i in enumerate(batch):
-            results[i] = [_completion(ids, truncated, latency) for ids, truncated in generated[j * n:(j + 1) * n]]
+            results[i] = [_completion(ids, truncated, latency) for ids, truncated in generated[j * n : (j + 1) * n]]
         done += len(batch)
         tokens += sum(len(ids) for ids, _ in generated)
     on_progress(done, tokens)

@@ -17,9 +17,24 @@ import os
 from .protocol import InvalidInput
 
 DETAIL_COLUMNS = (
-    "id", "orig_id", "position", "sample_index", "question", "ground_truth", "response",
-    "token_ids", "output_tokens", "finish_reason", "stop_reason", "normal_stop", "truncated",
-    "verified", "correct", "grader_error", "prompt_tokens", "latency_s_per_prompt",
+    "id",
+    "orig_id",
+    "position",
+    "sample_index",
+    "question",
+    "ground_truth",
+    "response",
+    "token_ids",
+    "output_tokens",
+    "finish_reason",
+    "stop_reason",
+    "normal_stop",
+    "truncated",
+    "verified",
+    "correct",
+    "grader_error",
+    "prompt_tokens",
+    "latency_s_per_prompt",
 )
 RESULT_FILES = ("eval_detail.csv", "eval_summary.json")
 
@@ -65,24 +80,37 @@ def metrics_of(rows, n_samples: int) -> dict:
     truncated = sum(bool(r["truncated"]) for r in rows)
     mean = correct / n_gen
     out = {
-        "n_prompts": n_prompts, "n_generations": n_gen, "n_samples": n_samples,
-        "correct_generations": correct, "first_sample_correct": first,
-        "first_sample_accuracy": first / n_prompts, "passed_prompts": passed,
-        "mean_accuracy": mean, f"mean_at_{n_samples}": mean,
+        "n_prompts": n_prompts,
+        "n_generations": n_gen,
+        "n_samples": n_samples,
+        "correct_generations": correct,
+        "first_sample_correct": first,
+        "first_sample_accuracy": first / n_prompts,
+        "passed_prompts": passed,
+        "mean_accuracy": mean,
+        f"mean_at_{n_samples}": mean,
         # pass@1 is only meaningful from an n = 1 run; with n > 1 see unbiased_pass_at_k
         "pass_at_1": first / n_prompts if n_samples == 1 else None,
-        f"pass_at_{n_samples}": passed / n_prompts, "observed_pass_at_k": passed / n_prompts,
+        f"pass_at_{n_samples}": passed / n_prompts,
+        "observed_pass_at_k": passed / n_prompts,
         # the names of the original's earlier script, kept by it for compatibility
-        "acc": mean, "correct": correct, "total": n_gen, "repeat": n_samples,
-        "pass_at_k": passed / n_prompts, "pass_success": passed, "orig_total": n_prompts,
-        "truncated_generations": truncated, "truncation_rate": truncated / n_gen,
+        "acc": mean,
+        "correct": correct,
+        "total": n_gen,
+        "repeat": n_samples,
+        "pass_at_k": passed / n_prompts,
+        "pass_success": passed,
+        "orig_total": n_prompts,
+        "truncated_generations": truncated,
+        "truncation_rate": truncated / n_gen,
         "grader_errors": sum(r["grader_error"] not in (None, "") for r in rows),
     }
     # ours: the unbiased estimator for every reported k, and the generation lengths
     out["unbiased_pass_at_k"] = {
-        str(k): sum(unbiased_pass_at_k(n_samples, sum(int(r["correct"]) for r in g), k)
-                    for g in prompts.values()) / n_prompts
-        for k in reported_ks(n_samples)}
+        str(k): sum(unbiased_pass_at_k(n_samples, sum(int(r["correct"]) for r in g), k) for g in prompts.values())
+        / n_prompts
+        for k in reported_ks(n_samples)
+    }
     out["mean_output_tokens"] = sum(int(r["output_tokens"]) for r in rows) / n_gen
     return out
 
@@ -106,9 +134,11 @@ def check_writable(output_dir: str, names, overwrite: bool):
     for name in names:
         existing = [f for f in RESULT_FILES if os.path.exists(os.path.join(output_dir, name, f))]
         if existing and not overwrite:
-            raise InvalidInput(f"evaluation results already exist ({', '.join(existing)}); "
-                               "move them away or set overwrite", file=os.path.join(output_dir, name),
-                               field="overwrite")
+            raise InvalidInput(
+                f"evaluation results already exist ({', '.join(existing)}); move them away or set overwrite",
+                file=os.path.join(output_dir, name),
+                field="overwrite",
+            )
 
 
 def _csv_value(column, value):
@@ -131,28 +161,43 @@ def write_set(output_dir: str, name: str, rows, meta: dict) -> dict:
             writer.writerow({c: _csv_value(c, row[c]) for c in DETAIL_COLUMNS})
 
     _write_atomic(csv_path, detail)
-    summary = {**metrics_of(rows, meta["decoding"]["n_samples"]), **meta,
-               "timestamp_utc": dt.datetime.now(dt.UTC).isoformat(),
-               # beside this file: the kernel writes into a staging dir that is renamed when published
-               "csv_file": "eval_detail.csv", "seed": meta["decoding"]["seed"]}
-    _write_atomic(os.path.join(set_dir, "eval_summary.json"),
-                  lambda f: json.dump(summary, f, indent=2, ensure_ascii=False))
+    summary = {
+        **metrics_of(rows, meta["decoding"]["n_samples"]),
+        **meta,
+        "timestamp_utc": dt.datetime.now(dt.UTC).isoformat(),
+        # beside this file: the kernel writes into a staging dir that is renamed when published
+        "csv_file": "eval_detail.csv",
+        "seed": meta["decoding"]["seed"],
+    }
+    _write_atomic(
+        os.path.join(set_dir, "eval_summary.json"), lambda f: json.dump(summary, f, indent=2, ensure_ascii=False)
+    )
     return summary
 
 
 def headline(summary: dict) -> dict:
     """The figures of one set that summary.json, the report and the workflow show."""
     n = summary["n_samples"]
-    return {"n": summary["n_prompts"], "correct": summary["first_sample_correct"],
-            "pass_at_1": summary["unbiased_pass_at_k"]["1"], f"mean_at_{n}": summary[f"mean_at_{n}"],
-            "truncated": summary["truncated_generations"], "truncation_rate": summary["truncation_rate"],
-            "mean_output_tokens": summary["mean_output_tokens"], "grader_errors": summary["grader_errors"]}
+    return {
+        "n": summary["n_prompts"],
+        "correct": summary["first_sample_correct"],
+        "pass_at_1": summary["unbiased_pass_at_k"]["1"],
+        f"mean_at_{n}": summary[f"mean_at_{n}"],
+        "truncated": summary["truncated_generations"],
+        "truncation_rate": summary["truncation_rate"],
+        "mean_output_tokens": summary["mean_output_tokens"],
+        "grader_errors": summary["grader_errors"],
+    }
 
 
 def write_overview(output_dir: str, model_path: str, label: str, protocol: str, summaries: dict):
     path = os.path.join(output_dir, "summary.json")
-    overview = {"model_path": model_path, "label": label, "protocol": protocol,
-                "datasets": {name: headline(s) for name, s in summaries.items()}}
+    overview = {
+        "model_path": model_path,
+        "label": label,
+        "protocol": protocol,
+        "datasets": {name: headline(s) for name, s in summaries.items()},
+    }
     _write_atomic(path, lambda f: json.dump(overview, f, indent=2))
     return os.path.abspath(path)
 

@@ -30,11 +30,17 @@ def _check_job(job):
     each other."""
     datasets = check_datasets(job.datasets, job._path)
     if job.temperature == 0 and job.n_samples != 1:
-        raise InvalidInput("greedy decoding (temperature 0) gives n identical samples: use n_samples 1",
-                           file=job._path, field="n_samples")
+        raise InvalidInput(
+            "greedy decoding (temperature 0) gives n identical samples: use n_samples 1",
+            file=job._path,
+            field="n_samples",
+        )
     if job.protocol == "paper" and (job.system_prompt is not None or not job.enable_thinking):
-        raise InvalidInput("the paper protocol uses the original's system prompt with thinking on",
-                           file=job._path, field="system_prompt" if job.system_prompt is not None else "enable_thinking")
+        raise InvalidInput(
+            "the paper protocol uses the original's system prompt with thinking on",
+            file=job._path,
+            field="system_prompt" if job.system_prompt is not None else "enable_thinking",
+        )
     if job.shard is not None:
         check_shard(job.shard, job._path)
     return datasets
@@ -43,23 +49,47 @@ def _check_job(job):
 def _meta(job, ds, system_prompt, device, dtype, engine):
     """The eval_summary.json keys that describe the run rather than its results."""
     return {
-        "dataset_path": os.path.abspath(ds["path"]), "dataset_sha256": file_sha256(ds["path"]),
-        "expected_dataset_sha256": ds["sha256"], "dataset_name": ds["name"],
-        "expected_rows": ds["expected_rows"], "limit": ds["limit"],
-        "model_path": job.model_path, "label": job.label, "protocol": job.protocol,
+        "dataset_path": os.path.abspath(ds["path"]),
+        "dataset_sha256": file_sha256(ds["path"]),
+        "expected_dataset_sha256": ds["sha256"],
+        "dataset_name": ds["name"],
+        "expected_rows": ds["expected_rows"],
+        "limit": ds["limit"],
+        "model_path": job.model_path,
+        "label": job.label,
+        "protocol": job.protocol,
         "prompt": {"thinking": job.enable_thinking, "system_prompt": system_prompt},
-        "decoding": {"mode": decoding_mode(job.temperature, job.n_samples), "temperature": job.temperature,
-                     "top_p": job.top_p, "n_samples": job.n_samples, "seed": job.seed,
-                     "max_input_tokens": ds["max_input_tokens"], "max_new_tokens": ds["max_new_tokens"],
-                     "max_model_len": ds["max_input_tokens"] + ds["max_new_tokens"],
-                     "stop_token_ids": None, "top_k": -1, "repetition_penalty": 1.0,
-                     "skip_special_tokens": True, "trust_remote_code": False},
-        "runtime": {"engine": "transformers generate, static batches" if engine is None else
-                    f"continuous batching (decode_engine), {engine.slots} slots", "tensor_parallel_size": 1,
-                    "dtype": str(dtype).replace("torch.", ""), "device": device.type,
-                    "batch_size": job.batch_size, "shard": job.shard},
-        "scorer": {"name": "verify_with_latex" if job.protocol == "paper" else "lenient",
-                   "path": None, "sha256": None, "expected_sha256": None},
+        "decoding": {
+            "mode": decoding_mode(job.temperature, job.n_samples),
+            "temperature": job.temperature,
+            "top_p": job.top_p,
+            "n_samples": job.n_samples,
+            "seed": job.seed,
+            "max_input_tokens": ds["max_input_tokens"],
+            "max_new_tokens": ds["max_new_tokens"],
+            "max_model_len": ds["max_input_tokens"] + ds["max_new_tokens"],
+            "stop_token_ids": None,
+            "top_k": -1,
+            "repetition_penalty": 1.0,
+            "skip_special_tokens": True,
+            "trust_remote_code": False,
+        },
+        "runtime": {
+            "engine": "transformers generate, static batches"
+            if engine is None
+            else f"continuous batching (decode_engine), {engine.slots} slots",
+            "tensor_parallel_size": 1,
+            "dtype": str(dtype).replace("torch.", ""),
+            "device": device.type,
+            "batch_size": job.batch_size,
+            "shard": job.shard,
+        },
+        "scorer": {
+            "name": "verify_with_latex" if job.protocol == "paper" else "lenient",
+            "path": None,
+            "sha256": None,
+            "expected_sha256": None,
+        },
     }
 
 
@@ -72,18 +102,29 @@ def _detail_rows(tok, row, prompt_tokens, completions, max_new_tokens, protocol)
         else:
             verified, error = bool(grade(text, row["gold"], row["question"])[0]), None
         stopped_on = c["token_ids"][-1] if c["finish_reason"] == "stop" else None
-        out.append({
-            "id": row["id"], "orig_id": row["id"], "position": row["position"], "sample_index": k,
-            "question": row["question"], "ground_truth": row["gold"], "response": text.strip(),
-            "token_ids": c["token_ids"], "output_tokens": len(c["token_ids"]),
-            "finish_reason": c["finish_reason"],
-            # as vLLM reports it: None for the tokenizer's own eos, else the stop token's id
-            "stop_reason": None if stopped_on in (None, tok.eos_token_id) else stopped_on,
-            "normal_stop": c["finish_reason"] == "stop",
-            "truncated": c["finish_reason"] == "length" or len(c["token_ids"]) >= max_new_tokens,
-            "verified": verified, "correct": int(verified is True), "grader_error": error,
-            "prompt_tokens": prompt_tokens, "latency_s_per_prompt": round(c["latency_s_per_prompt"], 6),
-        })
+        out.append(
+            {
+                "id": row["id"],
+                "orig_id": row["id"],
+                "position": row["position"],
+                "sample_index": k,
+                "question": row["question"],
+                "ground_truth": row["gold"],
+                "response": text.strip(),
+                "token_ids": c["token_ids"],
+                "output_tokens": len(c["token_ids"]),
+                "finish_reason": c["finish_reason"],
+                # as vLLM reports it: None for the tokenizer's own eos, else the stop token's id
+                "stop_reason": None if stopped_on in (None, tok.eos_token_id) else stopped_on,
+                "normal_stop": c["finish_reason"] == "stop",
+                "truncated": c["finish_reason"] == "length" or len(c["token_ids"]) >= max_new_tokens,
+                "verified": verified,
+                "correct": int(verified is True),
+                "grader_error": error,
+                "prompt_tokens": prompt_tokens,
+                "latency_s_per_prompt": round(c["latency_s_per_prompt"], 6),
+            }
+        )
     return out
 
 
@@ -100,9 +141,24 @@ def _merge(job, datasets):
             if meta is None:
                 with open(os.path.join(shard_dir, ds["name"], "eval_summary.json"), encoding="utf-8") as f:
                     first = json.load(f)
-                meta = {k: first[k] for k in ("dataset_path", "dataset_sha256", "expected_dataset_sha256",
-                        "dataset_name", "expected_rows", "limit", "model_path", "label", "protocol",
-                        "prompt", "decoding", "runtime", "scorer")}
+                meta = {
+                    k: first[k]
+                    for k in (
+                        "dataset_path",
+                        "dataset_sha256",
+                        "expected_dataset_sha256",
+                        "dataset_name",
+                        "expected_rows",
+                        "limit",
+                        "model_path",
+                        "label",
+                        "protocol",
+                        "prompt",
+                        "decoding",
+                        "runtime",
+                        "scorer",
+                    )
+                }
         meta["runtime"] = {**meta["runtime"], "shard": None, "shards": len(job.merge_shards)}
         summaries[ds["name"]] = write_set(job.output_dir, ds["name"], rows, meta)
     return summaries
@@ -137,10 +193,14 @@ def run(job):
             text = eval_prompt(tok, row["question"], system_prompt, job.enable_thinking, paper=job.protocol == "paper")
             row["prompt_ids"] = tok(text, add_special_tokens=False)["input_ids"]
             if len(row["prompt_ids"]) > ds["max_input_tokens"]:
-                raise InvalidInput(f"prompt of dataset '{ds['name']}' row {row['position'] + 1} has "
-                                   f"{len(row['prompt_ids'])} tokens, more than max_input_tokens "
-                                   f"{ds['max_input_tokens']}", file=ds["path"], line=row["line"],
-                                   field="question")
+                raise InvalidInput(
+                    f"prompt of dataset '{ds['name']}' row {row['position'] + 1} has "
+                    f"{len(row['prompt_ids'])} tokens, more than max_input_tokens "
+                    f"{ds['max_input_tokens']}",
+                    file=ds["path"],
+                    line=row["line"],
+                    field="question",
+                )
         work.append((ds, rows))
 
     progress = Progress(sum(len(rows) for _, rows in work), "samples")
@@ -155,19 +215,29 @@ def run(job):
             if stop_requested():
                 raise Terminated(f"stopped by SIGTERM after {state['done'] + prompts_done} samples")
             now = time.monotonic()
-            progress.update(state["done"] + prompts_done,
-                            tokens_per_s=round((state["tokens"] + tokens) / max(now - state["start"], 1e-9), 1),
-                            detail=set_progress(ds["name"], prompts_done, len(rows), tokens, now - set_start))
-        completions = generate_completions(model, tok, job, device, engine, rows, ds["max_new_tokens"],
-                                           eos_ids, report) if rows else []
+            progress.update(
+                state["done"] + prompts_done,
+                tokens_per_s=round((state["tokens"] + tokens) / max(now - state["start"], 1e-9), 1),
+                detail=set_progress(ds["name"], prompts_done, len(rows), tokens, now - set_start),
+            )
+
+        completions = (
+            generate_completions(model, tok, job, device, engine, rows, ds["max_new_tokens"], eos_ids, report)
+            if rows
+            else []
+        )
         state["done"] += len(rows)
         state["tokens"] += sum(len(c["token_ids"]) for per_row in completions for c in per_row)
-        detail = [d for row, c in zip(rows, completions)
-                  for d in _detail_rows(tok, row, len(row["prompt_ids"]), c, ds["max_new_tokens"], job.protocol)]
+        detail = [
+            d
+            for row, c in zip(rows, completions)
+            for d in _detail_rows(tok, row, len(row["prompt_ids"]), c, ds["max_new_tokens"], job.protocol)
+        ]
         if not detail:  # a shard with no prompt of this set: nothing to write for it
             continue
-        summaries[ds["name"]] = write_set(job.output_dir, ds["name"], detail,
-                                          _meta(job, ds, system_prompt, device, dtype, engine))
+        summaries[ds["name"]] = write_set(
+            job.output_dir, ds["name"], detail, _meta(job, ds, system_prompt, device, dtype, engine)
+        )
         log.info("%s: %d/%d correct", ds["name"], summaries[ds["name"]]["correct_generations"], len(detail))
     return _result(job, summaries, round(state["tokens"] / max(time.monotonic() - state["start"], 1e-9), 1))
 

@@ -33,8 +33,14 @@ from .protocol import InvalidInput, KernelError, Progress
 FORMAT = "wmss-onnx/1"
 NO_CACHE_FILE = "model.onnx"
 WITH_PAST_FILE = "model_with_past.onnx"
-COPIED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                "generation_config.json", "chat_template.jinja", "config.json")
+COPIED_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "chat_template.jinja",
+    "config.json",
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +94,9 @@ class NoCacheGraph(torch.nn.Module):
         seq = input_ids.shape[1]
         position_ids = torch.arange(seq, device=input_ids.device).unsqueeze(0).expand_as(input_ids)
         mask = additive_mask(attention_mask, seq, torch.float32)
-        out = self.model(input_ids=input_ids, attention_mask={"full_attention": mask},
-                         position_ids=position_ids, use_cache=False)
+        out = self.model(
+            input_ids=input_ids, attention_mask={"full_attention": mask}, position_ids=position_ids, use_cache=False
+        )
         return out.logits
 
 
@@ -103,14 +110,19 @@ class WithPastGraph(torch.nn.Module):
         from transformers import DynamicCache
 
         cache = DynamicCache(config=self.model.config)
-        for i, layer in enumerate(cache.layers[:self.num_layers]):
+        for i, layer in enumerate(cache.layers[: self.num_layers]):
             # set the past directly: update() would concatenate it to an empty 1-D constant,
             # which the traced graph keeps and ONNX's Concat rejects (ranks differ)
             layer.dtype, layer.device, layer.is_initialized = past[2 * i].dtype, past[2 * i].device, True
             layer.keys, layer.values = past[2 * i], past[2 * i + 1]
         mask = additive_mask(attention_mask, input_ids.shape[1], torch.float32)
-        out = self.model(input_ids=input_ids, attention_mask={"full_attention": mask},
-                         position_ids=position_ids, past_key_values=cache, use_cache=True)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask={"full_attention": mask},
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+        )
         presents = []
         for layer in out.past_key_values.layers:
             presents += [layer.keys, layer.values]
@@ -126,12 +138,16 @@ def export(model_path, output_dir, opset, tolerance, progress=None) -> dict:
 
     check_model_dir(model_path)
     tok = load_tokenizer(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, local_files_only=True,
-                                                 attn_implementation="eager").eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch.float32, local_files_only=True, attn_implementation="eager"
+    ).eval()
     cfg = model.config.get_text_config(decoder=True)
     if any(t != "full_attention" for t in (getattr(cfg, "layer_types", None) or ["full_attention"])):
-        raise InvalidInput("sliding-window attention layers are not supported by the onnx export",
-                           file=os.path.join(model_path, "config.json"), field="layer_types")
+        raise InvalidInput(
+            "sliding-window attention layers are not supported by the onnx export",
+            file=os.path.join(model_path, "config.json"),
+            field="layer_types",
+        )
     n_layers = cfg.num_hidden_layers
     kv_heads = cfg.num_key_value_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -150,10 +166,20 @@ def export(model_path, output_dir, opset, tolerance, progress=None) -> dict:
 
         no_cache_in = ["input_ids", "attention_mask"]
         with torch.no_grad():
-            torch.onnx.export(NoCacheGraph(model), (ids, mask), os.path.join(tmp, NO_CACHE_FILE), dynamo=False,
-                              input_names=no_cache_in, output_names=["logits"], opset_version=opset,
-                              dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                                            "logits": {0: "batch", 1: "seq"}})
+            torch.onnx.export(
+                NoCacheGraph(model),
+                (ids, mask),
+                os.path.join(tmp, NO_CACHE_FILE),
+                dynamo=False,
+                input_names=no_cache_in,
+                output_names=["logits"],
+                opset_version=opset,
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "seq"},
+                    "attention_mask": {0: "batch", 1: "seq"},
+                    "logits": {0: "batch", 1: "seq"},
+                },
+            )
         if progress:
             progress.update(1)
 
@@ -165,15 +191,25 @@ def export(model_path, output_dir, opset, tolerance, progress=None) -> dict:
         step_ids = ids[:, :q_len]
         step_mask = torch.ones(2, past_len + q_len, dtype=torch.long)
         step_pos = torch.arange(past_len, past_len + q_len).unsqueeze(0).expand(2, -1)
-        axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "total"},
-                "position_ids": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}
+        axes = {
+            "input_ids": {0: "batch", 1: "seq"},
+            "attention_mask": {0: "batch", 1: "total"},
+            "position_ids": {0: "batch", 1: "seq"},
+            "logits": {0: "batch", 1: "seq"},
+        }
         axes.update({n: {0: "batch", 2: "past"} for n in past_names})
         axes.update({n: {0: "batch", 2: "total"} for n in present_names})
         with torch.no_grad():
-            torch.onnx.export(WithPastGraph(model, n_layers), (step_ids, step_mask, step_pos, *past),
-                              os.path.join(tmp, WITH_PAST_FILE), dynamo=False,
-                              input_names=["input_ids", "attention_mask", "position_ids", *past_names],
-                              output_names=["logits", *present_names], opset_version=opset, dynamic_axes=axes)
+            torch.onnx.export(
+                WithPastGraph(model, n_layers),
+                (step_ids, step_mask, step_pos, *past),
+                os.path.join(tmp, WITH_PAST_FILE),
+                dynamo=False,
+                input_names=["input_ids", "attention_mask", "position_ids", *past_names],
+                output_names=["logits", *present_names],
+                opset_version=opset,
+                dynamic_axes=axes,
+            )
         if progress:
             progress.update(2)
 
@@ -194,12 +230,18 @@ def export(model_path, output_dir, opset, tolerance, progress=None) -> dict:
             },
             "with_past": {
                 "file": WITH_PAST_FILE,
-                "inputs": _io(["input_ids", "attention_mask", "position_ids"], ["int64"] * 3,
-                              [["batch", "seq"], ["batch", "past+seq"], ["batch", "seq"]])
+                "inputs": _io(
+                    ["input_ids", "attention_mask", "position_ids"],
+                    ["int64"] * 3,
+                    [["batch", "seq"], ["batch", "past+seq"], ["batch", "seq"]],
+                )
                 + _io(past_names, ["float32"] * len(past_names), [kv_shape] * len(past_names)),
                 "outputs": _io(["logits"], ["float32"], [["batch", "seq", vocab]])
-                + _io(present_names, ["float32"] * len(present_names),
-                      [["batch", kv_heads, "past+seq", head_dim]] * len(present_names)),
+                + _io(
+                    present_names,
+                    ["float32"] * len(present_names),
+                    [["batch", kv_heads, "past+seq", head_dim]] * len(present_names),
+                ),
             },
         }
         for g in graphs.values():
@@ -209,8 +251,11 @@ def export(model_path, output_dir, opset, tolerance, progress=None) -> dict:
             "format": FORMAT,
             "opset": opset,
             "dtype": "float32",
-            "source": {"model_path": os.path.abspath(model_path), "sha256": model_digest(model_path),
-                       "architecture": (model.config.architectures or [type(model).__name__])[0]},
+            "source": {
+                "model_path": os.path.abspath(model_path),
+                "sha256": model_digest(model_path),
+                "architecture": (model.config.architectures or [type(model).__name__])[0],
+            },
             "model": {"num_layers": n_layers, "num_kv_heads": kv_heads, "head_dim": head_dim, "vocab_size": vocab},
             "graphs": graphs,
             "validation": validation,
@@ -264,8 +309,8 @@ def validate(model, out_dir, n_layers, kv_heads, head_dim, pad, tolerance) -> di
     left = torch.full_like(ids, pad)
     left_mask = torch.zeros_like(ids)
     for b, n in enumerate(lengths):
-        left[b, longest - n:] = ids[b, :n]
-        left_mask[b, longest - n:] = 1
+        left[b, longest - n :] = ids[b, :n]
+        left_mask[b, longest - n :] = 1
     steps = 4
     past_names = [f"past.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
     feed_ids, feed_mask = left.numpy(), left_mask.numpy()
@@ -274,8 +319,9 @@ def validate(model, out_dir, n_layers, kv_heads, head_dim, pad, tolerance) -> di
     past = {n: np.zeros((len(lengths), kv_heads, 0, head_dim), dtype=np.float32) for n in past_names}
     tokens_onnx = []
     for _ in range(steps):
-        outs = sessions[WITH_PAST_FILE].run(None, {"input_ids": feed_ids, "attention_mask": feed_mask,
-                                                    "position_ids": pos, **past})
+        outs = sessions[WITH_PAST_FILE].run(
+            None, {"input_ids": feed_ids, "attention_mask": feed_mask, "position_ids": pos, **past}
+        )
         nxt = outs[0][:, -1, :].argmax(-1)
         tokens_onnx.append(nxt)
         past = {n: outs[1 + i] for i, n in enumerate(past_names)}
@@ -283,19 +329,40 @@ def validate(model, out_dir, n_layers, kv_heads, head_dim, pad, tolerance) -> di
         pos = pos[:, -1:] + 1
         feed_mask = np.concatenate([feed_mask, np.ones((len(lengths), 1), dtype=np.int64)], axis=1)
     with torch.no_grad():
-        ref_gen = model.generate(input_ids=left, attention_mask=left_mask, do_sample=False, max_new_tokens=steps,
-                                 min_new_tokens=steps, pad_token_id=pad, eos_token_id=None,
-                                 temperature=None, top_p=None, top_k=None)[:, longest:].numpy()
+        ref_gen = model.generate(
+            input_ids=left,
+            attention_mask=left_mask,
+            do_sample=False,
+            max_new_tokens=steps,
+            min_new_tokens=steps,
+            pad_token_id=pad,
+            eos_token_id=None,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )[:, longest:].numpy()
         # logits of the last step from a full forward over prompt + generated tokens, as reference
         full_ids = torch.cat([left, torch.from_numpy(np.stack(tokens_onnx, 1))], 1)
         full_mask = torch.cat([left_mask, torch.ones(len(lengths), steps, dtype=torch.long)], 1)
         full_pos = (full_mask.cumsum(-1) - 1).clamp(min=0).masked_fill(full_mask == 0, 1)
-        ref_last = model(input_ids=full_ids[:, :-1], attention_mask=full_mask[:, :-1], position_ids=full_pos[:, :-1],
-                         use_cache=False).logits[:, -1].numpy()
+        ref_last = (
+            model(
+                input_ids=full_ids[:, :-1],
+                attention_mask=full_mask[:, :-1],
+                position_ids=full_pos[:, :-1],
+                use_cache=False,
+            )
+            .logits[:, -1]
+            .numpy()
+        )
     with_past_diff = float(np.abs(outs[0][:, -1, :] - ref_last).max()) / max(1.0, float(np.abs(ref_last).max()))
     same_tokens = bool((np.stack(tokens_onnx, 1) == ref_gen).all())
-    result = {"no_cache_max_rel_diff": no_cache_diff, "with_past_max_rel_diff": with_past_diff,
-              "greedy_tokens_match": same_tokens, "tolerance": tolerance}
+    result = {
+        "no_cache_max_rel_diff": no_cache_diff,
+        "with_past_max_rel_diff": with_past_diff,
+        "greedy_tokens_match": same_tokens,
+        "tolerance": tolerance,
+    }
     log.info("validation: %s", result)
     if no_cache_diff > tolerance or with_past_diff > tolerance or not same_tokens:
         raise ExportValidationFailed(f"exported graphs disagree with PyTorch: {result}")
@@ -310,8 +377,10 @@ def run(job):
     v = manifest["validation"]
     return {
         "outputs": {"onnx_dir": os.path.abspath(job.output_dir)},
-        "metrics": {"seconds": round(time.monotonic() - start, 2),
-                    "no_cache_max_rel_diff": v["no_cache_max_rel_diff"],
-                    "with_past_max_rel_diff": v["with_past_max_rel_diff"],
-                    "bytes": sum(g["size"] for g in manifest["graphs"].values())},
+        "metrics": {
+            "seconds": round(time.monotonic() - start, 2),
+            "no_cache_max_rel_diff": v["no_cache_max_rel_diff"],
+            "with_past_max_rel_diff": v["with_past_max_rel_diff"],
+            "bytes": sum(g["size"] for g in manifest["graphs"].values()),
+        },
     }

@@ -32,7 +32,9 @@ def trace_progress(done, total, unit):
     """protocol.Progress calls this on every update."""
     if _trace:
         verb = sys.argv[1] if len(sys.argv) > 1 else "?"
-        line = json.dumps({"t": time.time(), "pid": os.getpid(), "verb": verb, "done": int(done), "total": int(total), "unit": unit})
+        line = json.dumps(
+            {"t": time.time(), "pid": os.getpid(), "verb": verb, "done": int(done), "total": int(total), "unit": unit}
+        )
         with open(_trace, "a", encoding="utf-8") as f:
             f.write(line + "\n")
 

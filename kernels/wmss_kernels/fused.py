@@ -84,7 +84,9 @@ class FusedLMLoss(nn.Module):
         for sub in subs:
             with _grad_unless_frozen(sub):
                 # right padding under causal attention: no mask needed (see train_loop.collate)
-                hidden.append(getattr(sub, sub.base_model_prefix)(input_ids=input_ids, use_cache=False).last_hidden_state)
+                hidden.append(
+                    getattr(sub, sub.base_model_prefix)(input_ids=input_ids, use_cache=False).last_hidden_state
+                )
         mixed = torch.cat([(1.0 - lam) * hidden[0], lam * hidden[1]], dim=-1)
         weight = torch.cat([sub.get_output_embeddings().weight for sub in subs], dim=1)
         return linear_cross_entropy_sum(mixed, weight, labels)
@@ -98,8 +100,15 @@ def fused_config(model, dtype):
         c["dtype"] = name
         c.pop("torch_dtype", None)
     cfg = copy.deepcopy(subs[0])
-    cfg.update({"num_sub_models": 2, "architectures": ["QwenBoostForCausalLM"], "is_llmboost": False,
-                "sub_model_cfgs": subs, "fusion_lambda": model.fusion_lambda})
+    cfg.update(
+        {
+            "num_sub_models": 2,
+            "architectures": ["QwenBoostForCausalLM"],
+            "is_llmboost": False,
+            "sub_model_cfgs": subs,
+            "fusion_lambda": model.fusion_lambda,
+        }
+    )
     return cfg
 
 
@@ -143,17 +152,23 @@ def load_fused_weights(model, path, device="cpu"):
                         raise InvalidInput(f"unexpected tensor {k!r} in {name}", file=path)
                     t = f.get_tensor(k)
                     if t.shape != params[k].shape:
-                        raise InvalidInput(f"tensor {k!r} has shape {tuple(t.shape)}, the config says "
-                                           f"{tuple(params[k].shape)}", file=path)
+                        raise InvalidInput(
+                            f"tensor {k!r} has shape {tuple(t.shape)}, the config says {tuple(params[k].shape)}",
+                            file=path,
+                        )
                     params[k].copy_(t)
                     loaded.add(k)
     # A name may be missing when its tensor is shared with a loaded one (tied lm_head).
     loaded_ids = {id(params[k]) for k in loaded}
-    missing = [k for k, p in model.named_parameters(remove_duplicate=False)
-               if k not in loaded and id(p) not in loaded_ids]
+    missing = [
+        k for k, p in model.named_parameters(remove_duplicate=False) if k not in loaded and id(p) not in loaded_ids
+    ]
     if missing:
-        raise InvalidInput(f"missing tensors: {', '.join(missing[:5])}"
-                           + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""), file=path)
+        raise InvalidInput(
+            f"missing tensors: {', '.join(missing[:5])}"
+            + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""),
+            file=path,
+        )
 
 
 def _build_sub(cfg, device, dtype):
@@ -197,8 +212,9 @@ def load_fused(path, device, dtype):
     cfg = _read_config(path)
     subs = cfg.get("sub_model_cfgs")
     if not (isinstance(subs, list) and len(subs) == 2 and all(isinstance(c, dict) for c in subs)):
-        raise InvalidInput("expected a list of 2 sub-model configs (weak, strong)",
-                           file=path / "config.json", field="sub_model_cfgs")
+        raise InvalidInput(
+            "expected a list of 2 sub-model configs (weak, strong)", file=path / "config.json", field="sub_model_cfgs"
+        )
     check_same_architecture(subs[0], subs[1], where=path / "config.json")
     lam = read_fusion_lambda(path)
     weak, strong = (_build_sub(c, device, dtype) for c in subs)

@@ -35,7 +35,7 @@ def last_boxed(text: str):
             elif text[j] == "}":
                 depth -= 1
                 if depth == 0:
-                    return text[i + 1:j].strip()
+                    return text[i + 1 : j].strip()
         # unbalanced (e.g. cut off by max_new_tokens): try an earlier one
         start = text.rfind("\\boxed{", 0, start)
     return None
@@ -86,11 +86,14 @@ def _math_verify():
     if _mv is None:
         try:
             from math_verify import ExprExtractionConfig, LatexExtractionConfig, LatexNormalizationConfig, parse, verify
+
             latex = LatexExtractionConfig(
-                boxed_match_priority=0, try_extract_without_anchor=False,
+                boxed_match_priority=0,
+                try_extract_without_anchor=False,
                 normalization_config=LatexNormalizationConfig(
-                    basic_latex=True, units=True, malformed_operators=False, nits=False,
-                    boxed="all"))
+                    basic_latex=True, units=True, malformed_operators=False, nits=False, boxed="all"
+                ),
+            )
             _mv = (parse, verify, [latex, ExprExtractionConfig()])
         except ImportError:
             log.warning("math-verify is not installed: grading by numeric comparison only")
@@ -170,11 +173,14 @@ def _paper_math_verify():
     if _paper_mv is None:
         logging.getLogger("latex2sympy2_extended.math_normalization").addFilter(_DropDeprecationNotice())
         from math_verify import LatexExtractionConfig, LatexNormalizationConfig, parse, verify
+
         latex = LatexExtractionConfig(
             normalization_config=LatexNormalizationConfig(
-                basic_latex=True, units=True, malformed_operators=False, nits=False,
-                boxed="all", equations=True),
-            boxed_match_priority=0, try_extract_without_anchor=False)
+                basic_latex=True, units=True, malformed_operators=False, nits=False, boxed="all", equations=True
+            ),
+            boxed_match_priority=0,
+            try_extract_without_anchor=False,
+        )
         _paper_mv = (parse, verify, [latex])
     return _paper_mv
 

@@ -47,7 +47,7 @@ def row_entropies(hidden, weight, chunk):
     """Entropy in nats (temperature 1) of softmax(hidden @ weightᵀ) for each row of hidden, float32."""
     out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
     for s in range(0, hidden.shape[0], chunk):
-        out[s:s + chunk] = entropy_of_logits(logits_fp32(hidden[s:s + chunk], weight))
+        out[s : s + chunk] = entropy_of_logits(logits_fp32(hidden[s : s + chunk], weight))
     return out
 
 
@@ -60,11 +60,12 @@ class LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk):
         grad_h = torch.empty_like(hidden)
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) \
-            if ctx.needs_input_grad[1] else None
+        grad_w = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if ctx.needs_input_grad[1] else None
+        )
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for s in range(0, hidden.shape[0], chunk):
-            h, t = hidden[s:s + chunk], targets[s:s + chunk]
+            h, t = hidden[s : s + chunk], targets[s : s + chunk]
             z = logits_fp32(h, weight)
             lse = torch.logsumexp(z, dim=-1)
             loss += (lse - z.gather(1, t[:, None]).squeeze(1)).sum()
@@ -72,7 +73,7 @@ class LinearCrossEntropy(torch.autograd.Function):
             g = z.sub_(lse[:, None]).exp_()
             g[torch.arange(t.shape[0], device=t.device), t] -= 1.0
             g = g.to(hidden.dtype)
-            grad_h[s:s + chunk] = g @ weight
+            grad_h[s : s + chunk] = g @ weight
             if grad_w is not None:
                 grad_w += mm_fp32(g.t(), h)
         ctx.save_for_backward(grad_h, grad_w if grad_w is not None else torch.empty(0))

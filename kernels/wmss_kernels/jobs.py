@@ -21,11 +21,32 @@ from .protocol import InvalidInput
 
 CONTRACT_FILE = Path(__file__).with_name("job_schema.json")
 
-KEYWORDS = {"$schema", "type", "properties", "required", "additionalProperties", "items", "anyOf", "enum",
-            "default", "description", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+KEYWORDS = {
+    "$schema",
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "anyOf",
+    "enum",
+    "default",
+    "description",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+}
 
-_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object",
-               list: "array", type(None): "null"}
+_TYPE_NAMES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    dict: "object",
+    list: "array",
+    type(None): "null",
+}
 
 
 @functools.cache
@@ -97,9 +118,12 @@ def check(value, schema, field=None):
 
 
 def _check_range(value, schema, field):
-    for key, ok, words in (("minimum", lambda b: value >= b, ">="), ("maximum", lambda b: value <= b, "<="),
-                           ("exclusiveMinimum", lambda b: value > b, ">"),
-                           ("exclusiveMaximum", lambda b: value < b, "<")):
+    for key, ok, words in (
+        ("minimum", lambda b: value >= b, ">="),
+        ("maximum", lambda b: value <= b, "<="),
+        ("exclusiveMinimum", lambda b: value > b, ">"),
+        ("exclusiveMaximum", lambda b: value < b, "<"),
+    ):
         if key in schema and not ok(schema[key]):
             raise Mismatch(f"must be {words} {schema[key]}, got {json.dumps(value)}", field)
 

@@ -37,8 +37,12 @@ def read_indices(path, n_records):
         except ValueError:
             raise InvalidInput(f"expected an integer record position, got {line.strip()[:40]!r}", file=path, line=n)
         if not 0 <= pos < n_records:
-            raise InvalidInput(f"record position {pos} is out of range: the data file has {n_records} records "
-                               f"(positions 0..{n_records - 1})", file=path, line=n)
+            raise InvalidInput(
+                f"record position {pos} is out of range: the data file has {n_records} records "
+                f"(positions 0..{n_records - 1})",
+                file=path,
+                line=n,
+            )
         out.append(pos)
     if not out:
         raise InvalidInput("indices file lists no record positions", file=path)
@@ -59,12 +63,18 @@ def fusion_lambda(job):
     or from the job when this kernel fuses weak_path + strong_path itself; never from both."""
     if job.fused_dir is not None:
         if job.fusion_lambda is not None:
-            raise InvalidInput("a job with fused_dir takes λ from the fused directory's config.json; "
-                               "leave fusion_lambda out", file=job._path, field="fusion_lambda")
+            raise InvalidInput(
+                "a job with fused_dir takes λ from the fused directory's config.json; leave fusion_lambda out",
+                file=job._path,
+                field="fusion_lambda",
+            )
         return read_fusion_lambda(job.fused_dir)
     if job.fusion_lambda is None:
-        raise InvalidInput("required with weak_path + strong_path: λ of the fusion this kernel builds",
-                           file=job._path, field="fusion_lambda")
+        raise InvalidInput(
+            "required with weak_path + strong_path: λ of the fusion this kernel builds",
+            file=job._path,
+            field="fusion_lambda",
+        )
     return job.fusion_lambda
 
 
@@ -72,8 +82,11 @@ def run(job):
     check_train_job(job)
     pair = (job.weak_path, job.strong_path)
     if (pair != (None, None)) if job.fused_dir is not None else (None in pair):
-        raise InvalidInput("give either fused_dir, or both weak_path and strong_path (not both ways)",
-                           file=job._path, field="fused_dir")
+        raise InvalidInput(
+            "give either fused_dir, or both weak_path and strong_path (not both ways)",
+            file=job._path,
+            field="fused_dir",
+        )
     lam = fusion_lambda(job)
     device = pick_device(job)
     dtype = pick_dtype(job.dtype, device)
@@ -85,12 +98,22 @@ def run(job):
     positions = read_indices(job.indices_file, len(records))
     examples = build_examples(tok, records, positions, job.max_length, job.loss_on)
     if sum(e["n_targets"] for e in examples) == 0:
-        raise InvalidInput(f"max_length {job.max_length} leaves no tokens to train on", field="max_length",
-                           file=job._path)
+        raise InvalidInput(
+            f"max_length {job.max_length} leaves no tokens to train on", field="max_length", file=job._path
+        )
     digest = hashlib.sha256(" ".join(map(str, positions)).encode()).hexdigest()[:16]
-    hp = plan(job, len(examples), {"verb": "joint", "fusion_lambda": lam,
-                                   "freeze_weak": job.freeze_weak, "loss_on": job.loss_on,
-                                   "data_format": job.data_format, "indices_sha256": digest})
+    hp = plan(
+        job,
+        len(examples),
+        {
+            "verb": "joint",
+            "fusion_lambda": lam,
+            "freeze_weak": job.freeze_weak,
+            "loss_on": job.loss_on,
+            "data_format": job.data_format,
+            "indices_sha256": digest,
+        },
+    )
     done = finished(job, hp)
     if done is not None:
         log.info("final checkpoint already complete: %s", done["outputs"]["checkpoint"])
@@ -104,9 +127,24 @@ def run(job):
         # requires_grad False also keeps the branch out of the optimizer (train() takes only
         # trainable parameters) and lets forward skip its autograd graph
         model.sub_models[0].requires_grad_(False)
-    log.info("joint: %d samples (%d distinct), %d steps, λ=%s, freeze_weak=%s, %s %s", len(examples),
-             len(set(positions)), hp["max_steps"], model.fusion_lambda, job.freeze_weak, device, dtype)
+    log.info(
+        "joint: %d samples (%d distinct), %d steps, λ=%s, freeze_weak=%s, %s %s",
+        len(examples),
+        len(set(positions)),
+        hp["max_steps"],
+        model.fusion_lambda,
+        job.freeze_weak,
+        device,
+        dtype,
+    )
 
-    return train(job, model, examples, hp, save_model=lambda m, path, state=None: save_fused(m, path, tok, state),
-                 load_weights=lambda m, path: load_fused_weights(m, path, device),
-                 loss_module=FusedLMLoss(model), device=device)
+    return train(
+        job,
+        model,
+        examples,
+        hp,
+        save_model=lambda m, path, state=None: save_fused(m, path, tok, state),
+        load_weights=lambda m, path: load_fused_weights(m, path, device),
+        loss_module=FusedLMLoss(model),
+        device=device,
+    )

@@ -13,15 +13,17 @@ import torch
 
 from .protocol import InvalidInput
 
-_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-            "pytorch_model.bin.index.json")
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 def pick_device(job) -> torch.device:
     if job.device == "cuda" or (job.device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise InvalidInput("device 'cuda' requested but no CUDA device is visible",
-                               file=getattr(job, "_path", None), field="device")
+            raise InvalidInput(
+                "device 'cuda' requested but no CUDA device is visible",
+                file=getattr(job, "_path", None),
+                field="device",
+            )
         return torch.device("cuda")
     return torch.device("cpu")
 

@@ -16,7 +16,7 @@ import time
 from . import faults
 
 _stream = None  # the real stdout once take_stdout() ran; sys.stdout before that (in-process use)
-_stop = False   # set by the SIGTERM handler; verbs check it between batches/steps
+_stop = False  # set by the SIGTERM handler; verbs check it between batches/steps
 _reader_gone = False  # stdout's reader (the worker) went away: protocol lines go to the log only
 # Under torchrun every rank shares the launcher's stdout; only rank 0 speaks the protocol there.
 _rank = int(os.environ.get("RANK", "0"))
@@ -28,7 +28,7 @@ def take_stdout(redirect_to):
     sys.stdout.flush()
     _stream = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(redirect_to.fileno(), 1)  # C-level writes to fd 1 (native libraries)
-    sys.stdout = redirect_to          # Python-level print()
+    sys.stdout = redirect_to  # Python-level print()
 
 
 def emit(type: str, **fields):
@@ -82,8 +82,9 @@ def _plain(value):
 class KernelError(Exception):
     """An error with a protocol type and exit code; the message names file/line/field when known."""
 
-    def __init__(self, error_type: str, message: str, *, file=None, line=None, field=None,
-                 exit_code: int = 1, details=None):
+    def __init__(
+        self, error_type: str, message: str, *, file=None, line=None, field=None, exit_code: int = 1, details=None
+    ):
         prefix = ""
         if file is not None:
             prefix += str(file)
@@ -177,9 +178,11 @@ def disk_error(exc, path=None):
 def install_sigterm_handler():
     """On SIGTERM only set a flag: the verb finishes its batch (or saves a checkpoint) and then
     raises Terminated itself, so no half-written output is left behind."""
+
     def handler(signum, frame):
         global _stop
         _stop = True
+
     signal.signal(signal.SIGTERM, handler)
 
 

@@ -17,6 +17,7 @@ from .train_plan import check_train_job, finished, plan
 
 log = logging.getLogger("wmss_kernels.sft")
 
+
 def build_examples(tok, records, system_prompt, max_length):
     out = []
     for rec in records:
@@ -40,15 +41,17 @@ def run(job):
     if sum(e["n_targets"] for e in examples) == 0:
         # every prompt (system prompt + chat template + question) fills max_length on its own:
         # say how far to raise it, measured, so the first correction is the right one
-        prompts = [len(tok(sft_texts(tok, r, job.system_prompt)[0], add_special_tokens=False)["input_ids"])
-                   for r in records]
+        prompts = [
+            len(tok(sft_texts(tok, r, job.system_prompt)[0], add_special_tokens=False)["input_ids"]) for r in records
+        ]
         raise InvalidInput(
             f"{job.max_length} tokens leave no completion tokens to train on: every prompt (system prompt, "
             f"chat template and question) is at least {min(prompts)} tokens long, the longest {max(prompts)}; "
             f"raise it to at least {min(prompts) + 1} (above {max(prompts)} to train on every sample)",
-            field="max_length", file=job._path)
-    hp = plan(job, len(examples), {"verb": "sft", "system_prompt": job.system_prompt,
-                                   "data_format": job.data_format})
+            field="max_length",
+            file=job._path,
+        )
+    hp = plan(job, len(examples), {"verb": "sft", "system_prompt": job.system_prompt, "data_format": job.data_format})
     done = finished(job, hp)
     if done is not None:
         log.info("final checkpoint already complete: %s", done["outputs"]["checkpoint"])
@@ -62,5 +65,12 @@ def run(job):
         m.save_pretrained(path, state_dict=state_dict)
         tok.save_pretrained(path)
 
-    return train(job, model, examples, hp, save_model=save_model, device=device,
-                 load_weights=lambda m, path: checkpoints.load_weights(m, path, device))
+    return train(
+        job,
+        model,
+        examples,
+        hp,
+        save_model=save_model,
+        device=device,
+        load_weights=lambda m, path: checkpoints.load_weights(m, path, device),
+    )

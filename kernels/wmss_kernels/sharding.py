@@ -38,7 +38,9 @@ def choose(strategy, world, device, estimate_gib):
         return "ddp"
     total = torch.cuda.get_device_properties(device).total_memory / 2**30
     pick = "fsdp" if estimate_gib > FIT_FRACTION * total else "ddp"
-    log.info("parallelism auto: estimate %.1f GiB per device under DDP, device %.1f GiB → %s", estimate_gib, total, pick)
+    log.info(
+        "parallelism auto: estimate %.1f GiB per device under DDP, device %.1f GiB → %s", estimate_gib, total, pick
+    )
     return pick
 
 
@@ -77,6 +79,7 @@ def compile_sharded_layers(loss_module):
 
 def _options(**kw):
     from torch.distributed.checkpoint.state_dict import StateDictOptions
+
     return StateDictOptions(**kw)
 
 
@@ -111,7 +114,7 @@ def full_state_dict(loss_module, prefix):
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
     sd = get_model_state_dict(loss_module, options=_options(full_state_dict=True, cpu_offload=True))
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
 def rank():

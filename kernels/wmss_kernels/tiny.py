@@ -39,7 +39,7 @@ _QUESTIONS = {
 def make_problems(n_train, n_test, max_digits, seed):
     """Distinct (question, a, op, b, result) tuples; the test set shares no question with train."""
     rng = random.Random(seed)
-    top = 10 ** max_digits - 1
+    top = 10**max_digits - 1
     n_possible = 2 * (top + 1) * (top + 2) // 2 * 3  # ops × unordered-ish pairs × phrasings, roughly
     if n_train + n_test > n_possible:
         raise ValueError(f"only about {n_possible} distinct problems with {max_digits} digits")
@@ -69,31 +69,56 @@ def train_tokenizer(corpus, vocab_size, model_max_length=512):
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        # every digit on its own, words with their leading space, runs of punctuation, spaces
-        pre_tokenizers.Split(Regex(r"\p{N}| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"), "isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            # every digit on its own, words with their leading space, runs of punctuation, spaces
+            pre_tokenizers.Split(Regex(r"\p{N}| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"), "isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     n_added = len(SPECIAL) + len(THINK)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(THINK), special_tokens=SPECIAL,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(THINK),
+        special_tokens=SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(corpus, trainer)
     # <think> tags are ordinary added tokens (not special), so decoding with
     # skip_special_tokens keeps them, as with the Qwen3 tokenizer
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK])
     assert tok.get_vocab_size() <= vocab_size + n_added
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token=EOS, pad_token=EOS,
-        additional_special_tokens=SPECIAL[1:], chat_template=CHAT_TEMPLATE,
-        model_max_length=model_max_length, padding_side="right", clean_up_tokenization_spaces=False,
+        tokenizer_object=tok,
+        eos_token=EOS,
+        pad_token=EOS,
+        additional_special_tokens=SPECIAL[1:],
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=model_max_length,
+        padding_side="right",
+        clean_up_tokenization_spaces=False,
     )
 
 
-def make_tiny(output_dir, data_dir, train_samples, test_samples, *, seed=42, vocab_size=512,
-              hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256,
-              max_digits=2, head_dim=None, max_position_embeddings=512, tie_word_embeddings=False) -> dict:
+def make_tiny(
+    output_dir,
+    data_dir,
+    train_samples,
+    test_samples,
+    *,
+    seed=42,
+    vocab_size=512,
+    hidden_size=64,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    intermediate_size=256,
+    max_digits=2,
+    head_dim=None,
+    max_position_embeddings=512,
+    tie_word_embeddings=False,
+) -> dict:
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
     train, test = make_problems(train_samples, test_samples, max_digits, seed)
@@ -102,8 +127,7 @@ def make_tiny(output_dir, data_dir, train_samples, test_samples, *, seed=42, voc
     test_file = os.path.join(data_dir, "test.jsonl")
     with open(train_file, "w", encoding="utf-8") as f:
         for idx, (q, a, op, b, r) in enumerate(train):
-            messages = [{"role": "user", "content": q},
-                        {"role": "assistant", "content": completion(a, op, b, r)}]
+            messages = [{"role": "user", "content": q}, {"role": "assistant", "content": completion(a, op, b, r)}]
             f.write(json.dumps({"idx": idx, "messages": messages}) + "\n")
     with open(test_file, "w", encoding="utf-8") as f:
         for q, a, op, b, r in test:
@@ -119,35 +143,61 @@ def make_tiny(output_dir, data_dir, train_samples, test_samples, *, seed=42, voc
     im_end_id = tok.convert_tokens_to_ids("<|im_end|>")
     config = Qwen3Config(
         # like Qwen, the embedding may be larger than the tokenizer (rows never produced by it)
-        vocab_size=max(vocab_size, len(tok)), hidden_size=hidden_size, num_hidden_layers=num_layers,
-        num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
-        intermediate_size=intermediate_size, head_dim=head_dim or hidden_size // num_heads,
-        max_position_embeddings=max_position_embeddings, tie_word_embeddings=tie_word_embeddings,
-        bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,
+        vocab_size=max(vocab_size, len(tok)),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        intermediate_size=intermediate_size,
+        head_dim=head_dim or hidden_size // num_heads,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=tie_word_embeddings,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
     )
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config)
     model.generation_config = GenerationConfig(
-        bos_token_id=eos_id, eos_token_id=[eos_id, im_end_id], pad_token_id=eos_id, do_sample=False)
+        bos_token_id=eos_id, eos_token_id=[eos_id, im_end_id], pad_token_id=eos_id, do_sample=False
+    )
     os.makedirs(output_dir, exist_ok=True)
     model.save_pretrained(output_dir)
     tok.save_pretrained(output_dir, save_jinja_files=False)  # template inside tokenizer_config.json
 
     lengths = [len(tok(q + completion(a, op, b, r))["input_ids"]) for q, a, op, b, r in train[:200]]
     return {
-        "outputs": {"model_dir": os.path.abspath(output_dir), "train_file": os.path.abspath(train_file),
-                    "test_file": os.path.abspath(test_file)},
-        "metrics": {"vocab_size": config.vocab_size, "tokenizer_size": len(tok), "parameters": sum(p.numel() for p in model.parameters()),
-                    "train_samples": len(train), "test_samples": len(test),
-                    "max_sample_tokens": max(lengths, default=0)},
+        "outputs": {
+            "model_dir": os.path.abspath(output_dir),
+            "train_file": os.path.abspath(train_file),
+            "test_file": os.path.abspath(test_file),
+        },
+        "metrics": {
+            "vocab_size": config.vocab_size,
+            "tokenizer_size": len(tok),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "train_samples": len(train),
+            "test_samples": len(test),
+            "max_sample_tokens": max(lengths, default=0),
+        },
     }
 
 
 def run(job):
-    return make_tiny(job.output_dir, job.data_dir, job.train_samples, job.test_samples,
-                     seed=job.seed, vocab_size=job.vocab_size, hidden_size=job.hidden_size,
-                     num_layers=job.num_layers, num_heads=job.num_heads,
-                     num_kv_heads=job.num_kv_heads, intermediate_size=job.intermediate_size,
-                     max_digits=job.max_digits, head_dim=job.head_dim,
-                     max_position_embeddings=job.max_position_embeddings,
-                     tie_word_embeddings=job.tie_word_embeddings)
+    return make_tiny(
+        job.output_dir,
+        job.data_dir,
+        job.train_samples,
+        job.test_samples,
+        seed=job.seed,
+        vocab_size=job.vocab_size,
+        hidden_size=job.hidden_size,
+        num_layers=job.num_layers,
+        num_heads=job.num_heads,
+        num_kv_heads=job.num_kv_heads,
+        intermediate_size=job.intermediate_size,
+        max_digits=job.max_digits,
+        head_dim=job.head_dim,
+        max_position_embeddings=job.max_position_embeddings,
+        tie_word_embeddings=job.tie_word_embeddings,
+    )

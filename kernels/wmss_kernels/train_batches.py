@@ -15,6 +15,7 @@ from .heads import linear_cross_entropy_sum
 # Sequence lengths are padded to a multiple of this: tensor-core friendly shapes.
 PAD_MULTIPLE = 16
 
+
 def make_example(input_ids, n_masked):
     """Labels copy the ids with the first n_masked positions set to -100 (no loss there)."""
     ids = list(input_ids)

@@ -82,10 +82,16 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     offload = strategy == "fsdp" and job.cpu_offload
     if strategy == "fsdp":
-        n_groups = sharding.shard(loss_module, reshard_after_forward=job.reshard_after_forward,
-                                  cpu_offload=offload, device=device)
-        log.info("fsdp: %d decoder layers + root sharded over %d ranks (reshard_after_forward=%s, cpu_offload=%s)",
-                 n_groups, world, job.reshard_after_forward, offload)
+        n_groups = sharding.shard(
+            loss_module, reshard_after_forward=job.reshard_after_forward, cpu_offload=offload, device=device
+        )
+        log.info(
+            "fsdp: %d decoder layers + root sharded over %d ranks (reshard_after_forward=%s, cpu_offload=%s)",
+            n_groups,
+            world,
+            job.reshard_after_forward,
+            offload,
+        )
     # offloaded parameters live on the host, where the fused (CUDA) AdamW cannot run
     opt, params = make_optimizer(loss_module, job.lr, job.weight_decay, device, fused=False if offload else None)
     warmup = math.ceil(job.warmup_ratio * max_steps)
@@ -108,9 +114,11 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
             # written by FSDP on any number of ranks; readable under every strategy
             sharding.load(loss_module, opt, ckpt)
         elif strategy == "fsdp":
-            raise InvalidInput(f"{ckpt} was written without sharding (ddp or one device) and fsdp cannot resume "
-                               "its optimizer state: resume with parallelism ddp, or use a new output_dir",
-                               field="parallelism")
+            raise InvalidInput(
+                f"{ckpt} was written without sharding (ddp or one device) and fsdp cannot resume "
+                "its optimizer state: resume with parallelism ddp, or use a new output_dir",
+                field="parallelism",
+            )
         else:
             load_weights(model, ckpt)
             opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
@@ -130,11 +138,15 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     # parameters (freeze_weak) are skipped by DDP as they are by the optimizer.
     forward, ddp = loss_module, None
     if strategy == "ddp":
-        forward = ddp = DistributedDataParallel(loss_module, device_ids=[
-            device.index if device.index is not None else torch.cuda.current_device()]
-            if device.type == "cuda" else None)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16,
-                              enabled=device.type == "cuda" and any(p.dtype == torch.bfloat16 for p in params))
+        forward = ddp = DistributedDataParallel(
+            loss_module,
+            device_ids=[device.index if device.index is not None else torch.cuda.current_device()]
+            if device.type == "cuda"
+            else None,
+        )
+    autocast = torch.autocast(
+        "cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and any(p.dtype == torch.bfloat16 for p in params)
+    )
 
     progress = Progress(max_steps, "steps")
     if rank == 0:
@@ -159,9 +171,17 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     def save(step, loss):
         """Collective under FSDP (every rank writes its shards or joins the gather); rank 0 alone
         otherwise. Rank 0 publishes the checkpoint (COMPLETE, rename) once every part is written."""
-        state = {"step": step, "max_steps": max_steps, "consumed_samples": step * global_batch,
-                 "epoch": step * global_batch / n, "loss_history": history, "hparams": hp,
-                 "layout": layout, "tokens_per_s": tokens_per_s(), "kernel_version": __version__}
+        state = {
+            "step": step,
+            "max_steps": max_steps,
+            "consumed_samples": step * global_batch,
+            "epoch": step * global_batch / n,
+            "loss_history": history,
+            "hparams": hp,
+            "layout": layout,
+            "tokens_per_s": tokens_per_s(),
+            "kernel_version": __version__,
+        }
         full = None
         if strategy == "fsdp" and step == max_steps:
             # the steps after training read a plain Hugging Face model: gather it, tensor by tensor
@@ -188,8 +208,16 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
             checkpoints.raise_as_disk_failure(e, out_dir, step, tmp)
             raise
         emit("checkpoint", path=str(path), step=step)
-        emit("progress", done=step, total=max_steps, unit="steps", loss=loss, lr=sched.get_last_lr()[0],
-             tokens_per_s=tokens_per_s(), epoch=step * global_batch / n)
+        emit(
+            "progress",
+            done=step,
+            total=max_steps,
+            unit="steps",
+            loss=loss,
+            lr=sched.get_last_lr()[0],
+            tokens_per_s=tokens_per_s(),
+            epoch=step * global_batch / n,
+        )
         return path
 
     while step < max_steps:
@@ -204,30 +232,39 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         # known to every rank, so each one counts it locally instead of an all-reduce.
         all_idx = step_indices(step, n, global_batch, job.seed)
         n_tgt = max(1, sum(examples[i]["n_targets"] for i in all_idx))
-        mine = [examples[i] for i in all_idx[rank * per_rank:(rank + 1) * per_rank]]
+        mine = [examples[i] for i in all_idx[rank * per_rank : (rank + 1) * per_rank]]
         lr = sched.get_last_lr()[0]
         t_step = time.monotonic()
-        loss_sum, tokens, grad_norm = optimizer_step(forward, ddp, mine, n_tgt, job.micro_batch, world, device,
-                                                     autocast, params, job.max_grad_norm, opt)
+        loss_sum, tokens, grad_norm = optimizer_step(
+            forward, ddp, mine, n_tgt, job.micro_batch, world, device, autocast, params, job.max_grad_norm, opt
+        )
         sched.step()
         step += 1
 
         # One all-reduce per step: the logged loss and token count cover every rank, and a SIGTERM
         # seen by any rank stops all of them at the same step.
         summed_loss, summed_tokens, stops, norms = distributed.sum_across(
-            [loss_sum.item(), tokens, float(stop_requested()), grad_norm.item()], device)
+            [loss_sum.item(), tokens, float(stop_requested()), grad_norm.item()], device
+        )
         loss = faults.poison_loss(step, summed_loss / n_tgt)
         if not (math.isfinite(loss) and math.isfinite(norms)):
             # every rank sees the same sums, so all stop here; nothing of this step is saved
-            raise diverged(job, out_dir, rank, step, max_steps, history, lr,
-                            "loss" if not math.isfinite(loss) else "gradient norm",
-                            loss if not math.isfinite(loss) else norms)
+            raise diverged(
+                job,
+                out_dir,
+                rank,
+                step,
+                max_steps,
+                history,
+                lr,
+                "loss" if not math.isfinite(loss) else "gradient norm",
+                loss if not math.isfinite(loss) else norms,
+            )
         clock["times"].append(time.monotonic() - t_step)  # .item() above waited for the device
         clock["tokens"].append(int(summed_tokens))
         history.append({"step": step, "loss": loss, "lr": lr})
         if rank == 0:
-            progress.update(step, loss=loss, lr=lr, tokens_per_s=tokens_per_s(),
-                            epoch=step * global_batch / n)
+            progress.update(step, loss=loss, lr=lr, tokens_per_s=tokens_per_s(), epoch=step * global_batch / n)
 
         stop = stops > 0 or step == job.stop_after_steps
         if step == max_steps or stop or (job.save_every and step % job.save_every == 0):
@@ -249,6 +286,5 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     state = checkpoints.read_json(final / "trainer_state.json")
     assert last_saved == max_steps
     seconds, _, n_timed = timed()
-    timing = {"step_s": seconds / max(1, n_timed),
-              "checkpoint_s_max": max(clock["save_s"], default=0.0)}
+    timing = {"step_s": seconds / max(1, n_timed), "checkpoint_s_max": max(clock["save_s"], default=0.0)}
     return train_result(final, state, start, tokens_per_s(), {**layout, **timing})

@@ -14,10 +14,13 @@ def make_optimizer(model, lr, weight_decay, device, fused=None):
     """AdamW over the trainable parameters (fused kernel on CUDA); returns (optimizer, params)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]  # norms, biases
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.999), eps=1e-8,
-                            fused=device.type == "cuda" if fused is None else fused)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        fused=device.type == "cuda" if fused is None else fused,
+    )
     return opt, decay + no_decay
 
 
@@ -27,6 +30,7 @@ def lr_lambda(warmup, total):
         if step < warmup:
             return step / max(1, warmup)
         return max(0.0, (total - step) / max(1, total - warmup))
+
     return f
 
 
@@ -54,7 +58,7 @@ def optimizer_step(forward, ddp, mine, n_tgt, micro_batch, world, device, autoca
     loss_sum, tokens = torch.zeros((), device=device), 0
     starts = list(range(0, len(mine), micro_batch))
     for k in starts:
-        chunk = mine[k:k + micro_batch]
+        chunk = mine[k : k + micro_batch]
         batch = collate(chunk, device, PAD_MULTIPLE)
         # gradients are all-reduced once per optimizer step, in the last micro-batch's backward
         sync = k == starts[-1] or ddp is None
@@ -90,17 +94,25 @@ def diverged(job, out_dir, rank, step, max_steps, history, lr, what, value):
     same settings diverges again, and with other settings (a lower lr) is refused, so left in place
     they would only block the corrected run in this output_dir."""
     last = history[-1] if history else None
-    details = {"step": step, "max_steps": max_steps, "what": what, "value": value, "lr": lr,
-               "last_finite_loss": last["loss"] if last else None,
-               "last_finite_step": last["step"] if last else None, "output_dir": str(out_dir)}
+    details = {
+        "step": step,
+        "max_steps": max_steps,
+        "what": what,
+        "value": value,
+        "lr": lr,
+        "last_finite_loss": last["loss"] if last else None,
+        "last_finite_step": last["step"] if last else None,
+        "output_dir": str(out_dir),
+    }
     moved = checkpoints.set_aside_diverged(out_dir, details) if rank == 0 else None
-    lastly = (f"last finite loss {last['loss']:.4g} at step {last['step']}" if last
-              else "no finite loss before it")
+    lastly = f"last finite loss {last['loss']:.4g} at step {last['step']}" if last else "no finite loss before it"
     aside = f"; its checkpoints were moved to {moved} (not resumable)" if moved else ""
     return TrainingDiverged(
         f"training diverged at optimizer step {step} of {max_steps}: the {what} is {value} "
         f"(lr {lr:.3g}; {lastly}). Lower the learning rate (or raise warmup, lower max_grad_norm) and run again; "
-        f"no checkpoint with non-finite weights was saved{aside}", details=details)
+        f"no checkpoint with non-finite weights was saved{aside}",
+        details=details,
+    )
 
 
 def any_rank(flag, device):

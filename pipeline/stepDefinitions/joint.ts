@@ -21,9 +21,19 @@ export const FusionLambda = unitFraction();
 export const JointConfig = z
   .object({
     ...trainingFields,
-    fusionLambda: FusionLambda.default(0.5).describe('λ in z_mix = (1−λ)·z_weak + λ·z_strong (original: 0.5; the paper\'s sweep plateaus at 0.42–0.50).'),
-    freezeWeak: z.boolean().default(false).describe('Freeze the weak branch (sub_models.0). The original trains both (freeze=false).'),
-    lossOn: z.enum(['all', 'completion']).default('all').describe('Tokens that carry the joint loss: all (as the original, prompt included) or completion only (as the paper implies).'),
+    fusionLambda: FusionLambda.default(0.5).describe(
+      "λ in z_mix = (1−λ)·z_weak + λ·z_strong (original: 0.5; the paper's sweep plateaus at 0.42–0.50).",
+    ),
+    freezeWeak: z
+      .boolean()
+      .default(false)
+      .describe('Freeze the weak branch (sub_models.0). The original trains both (freeze=false).'),
+    lossOn: z
+      .enum(['all', 'completion'])
+      .default('all')
+      .describe(
+        'Tokens that carry the joint loss: all (as the original, prompt included) or completion only (as the paper implies).',
+      ),
   })
   .strict();
 
@@ -37,31 +47,76 @@ export const JOINT_MAPPING: JobMapping = {
 
 const jointJobShape = {
   ...trainingJobShape,
-  fused_dir: z.string().nullable().optional().describe('The fused checkpoint of step 5a (its config.json holds λ); or else weak_path + strong_path.'),
-  weak_path: z.string().nullable().optional().describe('Without fused_dir: the weak model directory; the kernel fuses the two itself (benches).'),
+  fused_dir: z
+    .string()
+    .nullable()
+    .optional()
+    .describe('The fused checkpoint of step 5a (its config.json holds λ); or else weak_path + strong_path.'),
+  weak_path: z
+    .string()
+    .nullable()
+    .optional()
+    .describe('Without fused_dir: the weak model directory; the kernel fuses the two itself (benches).'),
   strong_path: z.string().nullable().optional().describe('Without fused_dir: the strong model directory.'),
-  fusion_lambda: FusionLambda.nullable().optional().describe('λ of the fusion the kernel builds from weak_path + strong_path, and only then (required there); with fused_dir, λ is the fused config.json\'s.'),
-  indices_file: z.string().describe('The resampled training set of step 3: one 0-based record position of data_file per line.'),
+  fusion_lambda: FusionLambda.nullable()
+    .optional()
+    .describe(
+      "λ of the fusion the kernel builds from weak_path + strong_path, and only then (required there); with fused_dir, λ is the fused config.json's.",
+    ),
+  indices_file: z
+    .string()
+    .describe('The resampled training set of step 3: one 0-based record position of data_file per line.'),
   freeze_weak: z.boolean(),
   loss_on: z.enum(['all', 'completion']),
 };
 export const JointJob = z.object(withConfigDefaults(jointJobShape, JOINT_MAPPING, RUN_MAPPING)).strict();
 
 /** Job field → config key, so a kernel error names what the user wrote. */
-export const JOINT_CONFIG_KEYS: Record<string, string> = { ...configKeys(JOINT_MAPPING), ...configKeys(RUN_MAPPING), data_file: 'dataFile' };
+export const JOINT_CONFIG_KEYS: Record<string, string> = {
+  ...configKeys(JOINT_MAPPING),
+  ...configKeys(RUN_MAPPING),
+  data_file: 'dataFile',
+};
 
 /** The joint job of a run (`joint`: the config's section, with the out-of-memory back-off's batch layout). */
-export function jointJob(config: RunConfig, joint: RunConfig['joint'], at: { fusedDir: string; indicesFile: string; dataFile: string; outputDir: string }) {
-  const job = { ...jobFields(JOINT_MAPPING, joint), ...jobFields(RUN_MAPPING, config), fused_dir: at.fusedDir, indices_file: at.indicesFile, data_file: at.dataFile, output_dir: at.outputDir };
+export function jointJob(
+  config: RunConfig,
+  joint: RunConfig['joint'],
+  at: { fusedDir: string; indicesFile: string; dataFile: string; outputDir: string },
+) {
+  const job = {
+    ...jobFields(JOINT_MAPPING, joint),
+    ...jobFields(RUN_MAPPING, config),
+    fused_dir: at.fusedDir,
+    indices_file: at.indicesFile,
+    data_file: at.dataFile,
+    output_dir: at.outputDir,
+  };
   return job as Omit<z.input<typeof JointJob>, 'log_file'>;
 }
 
 export const joint: StepRow = {
-  id: 'joint', number: '5b', title: 'joint training on the resampled data', activity: 'trainJoint', queue: 'gpu', needs: ['fuse', 'merge'],
-  inputs: (c) => [A.FUSED_INIT_DIR, A.RESAMPLED_POSITIONS, c.dataFile], outputs: (c) => [`${A.stage3Dir(c)}/checkpoint-N`],
-  timeouts: TRAINING_TIMEOUTS, retry: GPU_RETRY,
+  id: 'joint',
+  number: '5b',
+  title: 'joint training on the resampled data',
+  activity: 'trainJoint',
+  queue: 'gpu',
+  needs: ['fuse', 'merge'],
+  inputs: (c) => [A.FUSED_INIT_DIR, A.RESAMPLED_POSITIONS, c.dataFile],
+  outputs: (c) => [`${A.stage3Dir(c)}/checkpoint-N`],
+  timeouts: TRAINING_TIMEOUTS,
+  retry: GPU_RETRY,
   code: {
-    ts: ['pipeline/stepDefinitions/joint.ts', 'activities/stepActivities/jointActivity.ts', 'activities/stepActivities/trainingRuntime.ts'],
-    kernel: ['kernels/wmss_kernels/joint.py', 'kernels/wmss_kernels/fused.py', 'kernels/wmss_kernels/train_loop.py', 'kernels/wmss_kernels/sharding.py'],
+    ts: [
+      'pipeline/stepDefinitions/joint.ts',
+      'activities/stepActivities/jointActivity.ts',
+      'activities/stepActivities/trainingRuntime.ts',
+    ],
+    kernel: [
+      'kernels/wmss_kernels/joint.py',
+      'kernels/wmss_kernels/fused.py',
+      'kernels/wmss_kernels/train_loop.py',
+      'kernels/wmss_kernels/sharding.py',
+    ],
   },
 };

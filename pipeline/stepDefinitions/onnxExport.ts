@@ -17,7 +17,11 @@ export const ExportOnnxJob = z
     model_path: z.string().describe('A Hugging Face causal LM directory.'),
     output_dir: z.string().describe('Written through a temporary sibling and a rename.'),
     opset: z.number().int().min(14).default(17),
-    tolerance: z.number().positive().default(1e-4).describe('Largest |Δlogit| allowed against PyTorch, relative to max(1, max |logit|).'),
+    tolerance: z
+      .number()
+      .positive()
+      .default(1e-4)
+      .describe('Largest |Δlogit| allowed against PyTorch, relative to max(1, max |logit|).'),
   })
   .strict();
 
@@ -27,22 +31,56 @@ function onnxExport(c: RunConfig, model: 'base' | 'm1' | 'wmss'): boolean {
   return model === 'wmss' ? evalOnnx : c.entropy.backend === 'onnx' || (evalOnnx && c.eval.baselines);
 }
 
-const code = { ts: ['pipeline/stepDefinitions/onnxExport.ts', 'activities/stepActivities/onnxExportActivity.ts', 'activities/onnx/exportStep.ts'], kernel: ['kernels/wmss_kernels/export_onnx.py'] };
+const code = {
+  ts: [
+    'pipeline/stepDefinitions/onnxExport.ts',
+    'activities/stepActivities/onnxExportActivity.ts',
+    'activities/onnx/exportStep.ts',
+  ],
+  kernel: ['kernels/wmss_kernels/export_onnx.py'],
+};
 
 export const onnxBase: StepRow = {
-  id: 'onnxBase', number: '0x', title: 'export the base model to ONNX', activity: 'exportOnnx', queue: 'gpu', needs: [],
-  inputs: (c) => [c.baseModel], outputs: () => [A.ONNX_BASE],
-  timeouts: FILE_TIMEOUTS, retry: GPU_RETRY, when: (c) => onnxExport(c, 'base'), code,
+  id: 'onnxBase',
+  number: '0x',
+  title: 'export the base model to ONNX',
+  activity: 'exportOnnx',
+  queue: 'gpu',
+  needs: [],
+  inputs: (c) => [c.baseModel],
+  outputs: () => [A.ONNX_BASE],
+  timeouts: FILE_TIMEOUTS,
+  retry: GPU_RETRY,
+  when: (c) => onnxExport(c, 'base'),
+  code,
 };
 
 export const onnxM1: StepRow = {
-  id: 'onnxM1', number: '2x', title: 'export m1 to ONNX', activity: 'exportOnnx', queue: 'gpu', needs: ['sft'],
-  inputs: () => [`${A.STAGE1_DIR}/checkpoint-N`], outputs: () => [A.ONNX_M1],
-  timeouts: FILE_TIMEOUTS, retry: GPU_RETRY, when: (c) => onnxExport(c, 'm1'), code,
+  id: 'onnxM1',
+  number: '2x',
+  title: 'export m1 to ONNX',
+  activity: 'exportOnnx',
+  queue: 'gpu',
+  needs: ['sft'],
+  inputs: () => [`${A.STAGE1_DIR}/checkpoint-N`],
+  outputs: () => [A.ONNX_M1],
+  timeouts: FILE_TIMEOUTS,
+  retry: GPU_RETRY,
+  when: (c) => onnxExport(c, 'm1'),
+  code,
 };
 
 export const onnxWmss: StepRow = {
-  id: 'onnxWmss', number: '7x', title: 'export the extracted model to ONNX', activity: 'exportOnnx', queue: 'gpu', needs: ['extract'],
-  inputs: (c) => [A.extractedDir(c)], outputs: () => [A.ONNX_WMSS],
-  timeouts: FILE_TIMEOUTS, retry: GPU_RETRY, when: (c) => onnxExport(c, 'wmss'), code,
+  id: 'onnxWmss',
+  number: '7x',
+  title: 'export the extracted model to ONNX',
+  activity: 'exportOnnx',
+  queue: 'gpu',
+  needs: ['extract'],
+  inputs: (c) => [A.extractedDir(c)],
+  outputs: () => [A.ONNX_WMSS],
+  timeouts: FILE_TIMEOUTS,
+  retry: GPU_RETRY,
+  when: (c) => onnxExport(c, 'wmss'),
+  code,
 };

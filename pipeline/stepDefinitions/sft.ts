@@ -14,11 +14,21 @@ import { trainingFields, trainingJobShape, TRAINING_RENAME, TRAINING_SKIP } from
 export const SftConfig = z
   .object({
     ...trainingFields,
-    systemPrompt: z.string().optional().describe('System prompt of the Stage-1 prompt; default the original\'s think/answer prompt (docs/method.md#prompt-formats).'),
+    systemPrompt: z
+      .string()
+      .optional()
+      .describe(
+        "System prompt of the Stage-1 prompt; default the original's think/answer prompt (docs/method.md#prompt-formats).",
+      ),
   })
   .strict();
 
-export const SFT_MAPPING: JobMapping = { section: 'sft', schema: SftConfig, skip: TRAINING_SKIP, rename: TRAINING_RENAME };
+export const SFT_MAPPING: JobMapping = {
+  section: 'sft',
+  schema: SftConfig,
+  skip: TRAINING_SKIP,
+  rename: TRAINING_RENAME,
+};
 
 /**
  * The Stage-1 system prompt when sft.systemPrompt is unset: the original's, character for
@@ -43,20 +53,46 @@ const sftJobShape = {
 export const SftJob = z.object(withConfigDefaults(sftJobShape, SFT_MAPPING, RUN_MAPPING)).strict();
 
 /** Job field → config key, so a kernel error names what the user wrote. */
-export const SFT_CONFIG_KEYS: Record<string, string> = { ...configKeys(SFT_MAPPING), ...configKeys(RUN_MAPPING), data_file: 'dataFile', model_path: 'baseModel' };
+export const SFT_CONFIG_KEYS: Record<string, string> = {
+  ...configKeys(SFT_MAPPING),
+  ...configKeys(RUN_MAPPING),
+  data_file: 'dataFile',
+  model_path: 'baseModel',
+};
 
 /** The sft job of a run (`sft`: the config's section, with the out-of-memory back-off's batch layout). */
-export function sftJob(config: RunConfig, sft: RunConfig['sft'], at: { modelPath: string; dataFile: string; outputDir: string }) {
-  const job = { ...jobFields(SFT_MAPPING, sft), ...jobFields(RUN_MAPPING, config), model_path: at.modelPath, data_file: at.dataFile, output_dir: at.outputDir };
+export function sftJob(
+  config: RunConfig,
+  sft: RunConfig['sft'],
+  at: { modelPath: string; dataFile: string; outputDir: string },
+) {
+  const job = {
+    ...jobFields(SFT_MAPPING, sft),
+    ...jobFields(RUN_MAPPING, config),
+    model_path: at.modelPath,
+    data_file: at.dataFile,
+    output_dir: at.outputDir,
+  };
   return job as Omit<z.input<typeof SftJob>, 'log_file'>;
 }
 
 export const sft: StepRow = {
-  id: 'sft', number: '1', title: 'Stage-1 SFT of the base → m1', activity: 'trainSft', queue: 'gpu', needs: [],
-  inputs: (c) => [c.baseModel, c.dataFile], outputs: () => [`${A.STAGE1_DIR}/checkpoint-N`],
-  timeouts: TRAINING_TIMEOUTS, retry: GPU_RETRY,
+  id: 'sft',
+  number: '1',
+  title: 'Stage-1 SFT of the base → m1',
+  activity: 'trainSft',
+  queue: 'gpu',
+  needs: [],
+  inputs: (c) => [c.baseModel, c.dataFile],
+  outputs: () => [`${A.STAGE1_DIR}/checkpoint-N`],
+  timeouts: TRAINING_TIMEOUTS,
+  retry: GPU_RETRY,
   code: {
-    ts: ['pipeline/stepDefinitions/sft.ts', 'activities/stepActivities/sftActivity.ts', 'activities/stepActivities/trainingRuntime.ts'],
+    ts: [
+      'pipeline/stepDefinitions/sft.ts',
+      'activities/stepActivities/sftActivity.ts',
+      'activities/stepActivities/trainingRuntime.ts',
+    ],
     kernel: ['kernels/wmss_kernels/sft.py', 'kernels/wmss_kernels/train_loop.py'],
   },
 };

@@ -40,7 +40,11 @@ export function microRunConfig(assets: string, runDir: string, runName: string, 
     dataFile,
     sft: { ...base.sft, ...training },
     joint: { ...base.joint, ...training },
-    eval: { ...base.eval, baselines: false, benchmarks: base.eval.benchmarks.map((b) => ({ ...b, limit: 4, maxNewTokens: 16 })) },
+    eval: {
+      ...base.eval,
+      baselines: false,
+      benchmarks: base.eval.benchmarks.map((b) => ({ ...b, limit: 4, maxNewTokens: 16 })),
+    },
   };
 }
 
@@ -52,7 +56,9 @@ beforeAll(async () => {
   const more = await createGpuWorkers({ connection: second, devices: { kind: 'cpu' }, threads: 1 });
   h.workers.push(...more);
   h.running.push(...more.map((w) => w.run()));
-  const lines = readFileSync(path.join(h.assets, 'data', 'train.jsonl'), 'utf8').split('\n').filter(Boolean);
+  const lines = readFileSync(path.join(h.assets, 'data', 'train.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean);
   writeFileSync(microData(), `${lines.slice(0, MICRO_ROWS).join('\n')}\n`);
 }, 300_000);
 
@@ -72,18 +78,24 @@ afterAll(async () => {
 
 /** Every regular file under `dir`. */
 function walk(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : e.isFile() ? [path.join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? walk(path.join(dir, e.name)) : e.isFile() ? [path.join(dir, e.name)] : [],
+  );
 }
 
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 test(`${RUNS} pipelines on one server with distinct run dirs all complete, with no cross-talk`, async () => {
-  const configs = Array.from({ length: RUNS }, (_, i) => microRunConfig(h.assets, path.join(h.dir, `run-${i}`), `it-concurrent-${i}`, microData()));
+  const configs = Array.from({ length: RUNS }, (_, i) =>
+    microRunConfig(h.assets, path.join(h.dir, `run-${i}`), `it-concurrent-${i}`, microData()),
+  );
   const started = Date.now();
   const cpuAtStart = cpuSeconds();
   const handles = await Promise.all(configs.map((c) => startPipeline(h.client, c)));
   const finishedAt: number[] = [];
-  const results = await Promise.all(handles.map((hd, i) => hd.result().then((r) => ((finishedAt[i] = Date.now()), r as PipelineResult))));
+  const results = await Promise.all(
+    handles.map((hd, i) => hd.result().then((r) => ((finishedAt[i] = Date.now()), r as PipelineResult))),
+  );
   const wallSeconds = (Date.now() - started) / 1000;
   const cpu = cpuSeconds() - cpuAtStart;
 
@@ -105,15 +117,20 @@ test(`${RUNS} pipelines on one server with distinct run dirs all complete, with 
       }
     }
     // one log per kernel step, in this run's logs/
-    for (const step of ['entropy0', 'sft', 'entropy1', 'joint', 'evaluate']) expect(statSync(path.join(config.runDir, A.LOGS_DIR, `${step}.log`)).isFile()).toBe(true);
+    for (const step of ['entropy0', 'sft', 'entropy1', 'joint', 'evaluate'])
+      expect(statSync(path.join(config.runDir, A.LOGS_DIR, `${step}.log`)).isFile()).toBe(true);
     // no text file of this run (logs, kernel jobs, manifests, configs, results) names another run's dir
-    const texts = walk(config.runDir).filter((f) => /\.(log|json|jsonl|txt|md)$/.test(f) && statSync(f).size < 5_000_000);
+    const texts = walk(config.runDir).filter(
+      (f) => /\.(log|json|jsonl|txt|md)$/.test(f) && statSync(f).size < 5_000_000,
+    );
     expect(texts.length).toBeGreaterThan(20);
     const jobs = texts.filter((f) => f.includes(`${path.sep}.wmss${path.sep}jobs${path.sep}`));
     expect(jobs.length).toBeGreaterThanOrEqual(5);
     for (const f of texts) {
       const text = readFileSync(f, 'utf8');
-      for (const other of others) if (text.includes(`${other}/`) || text.includes(`"${other}"`)) throw new Error(`${f} mentions another run's dir ${other}`);
+      for (const other of others)
+        if (text.includes(`${other}/`) || text.includes(`"${other}"`))
+          throw new Error(`${f} mentions another run's dir ${other}`);
     }
     for (const f of jobs) expect(readFileSync(f, 'utf8')).toContain(config.runDir);
     // the lock was taken and released
@@ -126,7 +143,10 @@ test(`${RUNS} pipelines on one server with distinct run dirs all complete, with 
     expect(scheduled.length).toBeGreaterThanOrEqual(activeSteps(config).length + 2); // steps + lock + release
     for (const e of scheduled) {
       const payload = e.activityTaskScheduledEventAttributes!.input!.payloads![0];
-      const input = JSON.parse(Buffer.from(payload.data!).toString()) as { config?: { runDir: string }; runDir?: string };
+      const input = JSON.parse(Buffer.from(payload.data!).toString()) as {
+        config?: { runDir: string };
+        runDir?: string;
+      };
       expect(input.config?.runDir ?? input.runDir).toBe(config.runDir);
     }
   }
@@ -136,7 +156,8 @@ test(`${RUNS} pipelines on one server with distinct run dirs all complete, with 
   const digests = (file: string) => new Set(configs.map((c) => sha256(path.join(c.runDir, file))));
   expect(digests(A.ENTROPY_0).size).toBe(1);
   expect(digests(A.ENTROPY_MERGED).size).toBe(1);
-  const extracted = (c: RunConfig) => JSON.parse(readFileSync(path.join(c.runDir, A.manifestPath('extract')), 'utf8')).outputs.model.sha256 as string;
+  const extracted = (c: RunConfig) =>
+    JSON.parse(readFileSync(path.join(c.runDir, A.manifestPath('extract')), 'utf8')).outputs.model.sha256 as string;
   expect(new Set(configs.map(extracted)).size).toBe(1);
   expect(new Set(results.map((r) => JSON.stringify(r.accuracy))).size).toBe(1);
 
@@ -156,5 +177,7 @@ test(`${RUNS} pipelines on one server with distinct run dirs all complete, with 
   const dir = path.join(REPO_ROOT, '.wmss', 'test-reports');
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'concurrent-runs.json'), `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`${RUNS} concurrent pipelines: ${wallSeconds.toFixed(1)} s wall, ${cpu.toFixed(0)} CPU s (${os.cpus().length} CPUs, 2 CPU "GPU" workers)`);
+  console.log(
+    `${RUNS} concurrent pipelines: ${wallSeconds.toFixed(1)} s wall, ${cpu.toFixed(0)} CPU s (${os.cpus().length} CPUs, 2 CPU "GPU" workers)`,
+  );
 });

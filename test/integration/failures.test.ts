@@ -35,11 +35,15 @@ afterAll(async () => {
 
 /** Attempts of a step: one job file per attempt. */
 const attempts = (runDir: string, step: StepId) =>
-  readdirSync(path.join(runDir, A.JOBS_DIR)).filter((f) => new RegExp(`^${step}\\.attempt-\\d+\\.json$`).test(f)).length;
+  readdirSync(path.join(runDir, A.JOBS_DIR)).filter((f) => new RegExp(`^${step}\\.attempt-\\d+\\.json$`).test(f))
+    .length;
 
 async function failureOfRun(config: ReturnType<typeof tinyRunConfig>): Promise<ApplicationFailure> {
   const handle = await startPipeline(h.client, config);
-  const err = await handle.result().then(() => undefined, (e: unknown) => e);
+  const err = await handle.result().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(WorkflowFailedError);
   const cause = (err as WorkflowFailedError).cause;
   expect(cause).toBeInstanceOf(ApplicationFailure);
@@ -90,7 +94,9 @@ test('NaN loss fails SFT after one attempt with TrainingDiverged; the corrected 
 
   // The corrected config in the same run dir: step 1's activity as the SFT worker runs it (the
   // whole pipeline after it would add minutes and prove nothing more about this defect).
-  const sft = withResolvedPaths(kernelSteps({ devices: { kind: 'cpu' }, exclusive: (fn) => fn(), threads: 1 })).trainSft;
+  const sft = withResolvedPaths(
+    kernelSteps({ devices: { kind: 'cpu' }, exclusive: (fn) => fn(), threads: 1 }),
+  ).trainSft;
   const result = await sft({ stepId: 'sft', config: base, deps: {} });
   expect(result.outputs.checkpoint).toBe(`${A.STAGE1_DIR}/checkpoint-6`);
   expect(result.metrics.resumed_from_step).toBe(0);

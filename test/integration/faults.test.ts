@@ -79,7 +79,11 @@ interface Run {
 const DATA_ROWS = 256;
 let dataFile: string;
 
-function runConfig(name: string, train = TRAIN, timeouts: RunConfig['timeouts'] = { heartbeatSeconds: HEARTBEAT_S, stallSeconds: STALL_S }): RunConfig {
+function runConfig(
+  name: string,
+  train = TRAIN,
+  timeouts: RunConfig['timeouts'] = { heartbeatSeconds: HEARTBEAT_S, stallSeconds: STALL_S },
+): RunConfig {
   const base = tinyRunConfig(h.assets, path.join(h.dir, name), name);
   return RunConfig.parse({
     ...base,
@@ -93,8 +97,18 @@ function runConfig(name: string, train = TRAIN, timeouts: RunConfig['timeouts'] 
   });
 }
 
-function newRun(name: string, env: Record<string, string> = {}, config = runConfig(name), address = () => h.server.address): Run {
-  const opts = { address, queues: { control: config.placement.controlQueue, gpu: config.placement.gpuQueue }, logDir: path.join(h.dir, 'workers'), env };
+function newRun(
+  name: string,
+  env: Record<string, string> = {},
+  config = runConfig(name),
+  address = () => h.server.address,
+): Run {
+  const opts = {
+    address,
+    queues: { control: config.placement.controlQueue, gpu: config.placement.gpuQueue },
+    logDir: path.join(h.dir, 'workers'),
+    env,
+  };
   const gpu = new WorkerProcess('gpu', opts);
   const control = new WorkerProcess('control', opts);
   workers.push(gpu, control);
@@ -112,7 +126,8 @@ async function start(run: Run): Promise<void> {
 const inRun = (run: Run, rel: string) => path.join(run.config.runDir, rel);
 const marker = (run: Run, step: StepId, what: string) => existsSync(faultMarker(run.config.runDir, step, what));
 const manifestOf = (run: Run, step: StepId) => existsSync(inRun(run, A.manifestPath(step)));
-const stagedOf = (run: Run, rel: string) => readdirSync(path.dirname(inRun(run, rel))).filter((n) => n.startsWith(`${path.basename(rel)}.partial-`));
+const stagedOf = (run: Run, rel: string) =>
+  readdirSync(path.dirname(inRun(run, rel))).filter((n) => n.startsWith(`${path.basename(rel)}.partial-`));
 const stage1 = (run: Run) => inRun(run, A.STAGE1_DIR);
 const stage3 = (run: Run) => inRun(run, A.stage3Dir(run.config));
 
@@ -138,9 +153,14 @@ let serverScenario: Promise<unknown>;
 beforeAll(async () => {
   h = await startHarness({ workers: false });
   dataFile = path.join(h.dir, 'train.jsonl');
-  const rows = readFileSync(path.join(h.assets, 'data', 'train.jsonl'), 'utf8').split('\n').filter(Boolean);
+  const rows = readFileSync(path.join(h.assets, 'data', 'train.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean);
   writeFileSync(dataFile, `${rows.slice(0, DATA_ROWS).join('\n')}\n`);
-  serverScenario = runServerScenario().then(() => undefined, (err: unknown) => err);
+  serverScenario = runServerScenario().then(
+    () => undefined,
+    (err: unknown) => err,
+  );
 }, 300_000);
 
 afterAll(async () => {
@@ -166,7 +186,9 @@ function chaosFaults(): Fault[] {
     // --- run A
     {
       // Step 1's kernel alone, SIGKILL mid-training: the worker lives and reports KernelCrashed.
-      run: a, name: 'sft-kernel', when: async () => (await newestCheckpoint(stage1(a))) >= TRAIN.saveEvery,
+      run: a,
+      name: 'sft-kernel',
+      when: async () => (await newestCheckpoint(stage1(a))) >= TRAIN.saveEvery,
       act: async () => {
         const pids = kernelPids(a.config.runDir, 'sft', 1);
         expect(pids.length).toBeGreaterThan(0);
@@ -179,7 +201,9 @@ function chaosFaults(): Fault[] {
     {
       // Step 0 paused in its publish window (entropy staged, not renamed) and step 4 with its
       // outputs in place but no manifest: both workers killed at once.
-      run: a, name: 'entropy0+snapshot', when: () => marker(a, 'entropy0', 'publish') && marker(a, 'snapshot', 'manifest'),
+      run: a,
+      name: 'entropy0+snapshot',
+      when: () => marker(a, 'entropy0', 'publish') && marker(a, 'snapshot', 'manifest'),
       act: async () => {
         a.seen['entropy0:staged'] = stagedOf(a, A.ENTROPY_0).length;
         a.seen['entropy0:final'] = existsSync(inRun(a, A.ENTROPY_0));
@@ -190,7 +214,9 @@ function chaosFaults(): Fault[] {
       },
     },
     {
-      run: a, name: 'entropy1+fuse', when: () => marker(a, 'entropy1', 'manifest') && marker(a, 'fuse', 'publish'),
+      run: a,
+      name: 'entropy1+fuse',
+      when: () => marker(a, 'entropy1', 'manifest') && marker(a, 'fuse', 'publish'),
       act: async () => {
         a.seen['entropy1:final'] = existsSync(inRun(a, A.ENTROPY_1));
         a.seen['entropy1:manifest'] = manifestOf(a, 'entropy1');
@@ -202,28 +228,38 @@ function chaosFaults(): Fault[] {
     {
       // Step 5b: the GPU worker alone; its kernel is told by Linux (PR_SET_PDEATHSIG), saves a
       // checkpoint on the spot and exits by itself.
-      run: a, name: 'joint-worker', when: async () => (await newestCheckpoint(stage3(a))) >= TRAIN.saveEvery,
+      run: a,
+      name: 'joint-worker',
+      when: async () => (await newestCheckpoint(stage3(a))) >= TRAIN.saveEvery,
       act: async () => {
         const pids = kernelPids(a.config.runDir, 'joint', 1);
         expect(pids.length).toBeGreaterThan(0);
         a.seen['joint:checkpointAtKill'] = await newestCheckpoint(stage3(a));
         await killAndRestart(a, 'joint-worker', ['gpu']);
         const t = Date.now();
-        await waitUntil('the orphaned joint kernel to save and exit', () => pids.every((p) => !processAlive(p)), 30_000);
+        await waitUntil(
+          'the orphaned joint kernel to save and exit',
+          () => pids.every((p) => !processAlive(p)),
+          30_000,
+        );
         a.seen['joint:kernelExitMs'] = Date.now() - t;
         a.seen['joint:checkpointAfterExit'] = await newestCheckpoint(stage3(a));
       },
     },
     {
       // Step 7's kernel hangs (alive, silent): noted here, detected by the stall limit.
-      run: a, name: 'evaluate-hang', when: () => marker(a, 'evaluate', 'hang'),
+      run: a,
+      name: 'evaluate-hang',
+      when: () => marker(a, 'evaluate', 'hang'),
       act: async () => {
         a.seen['evaluate-hang:at'] = Date.now();
         a.seen['evaluate-hang:pids'] = kernelPids(a.config.runDir, 'evaluate', 1);
       },
     },
     {
-      run: a, name: 'evaluate-hang-alive', when: () => Date.now() - ((a.seen['evaluate-hang:at'] as number | undefined) ?? Infinity) > 10_000,
+      run: a,
+      name: 'evaluate-hang-alive',
+      when: () => Date.now() - ((a.seen['evaluate-hang:at'] as number | undefined) ?? Infinity) > 10_000,
       act: async () => {
         a.seen['evaluate-hang:aliveAfter10s'] = (a.seen['evaluate-hang:pids'] as number[]).every(processAlive);
       },
@@ -231,7 +267,9 @@ function chaosFaults(): Fault[] {
     // --- run B
     {
       // Step 1: the GPU worker and its kernel at the same instant, as a lost machine.
-      run: b, name: 'sft-machine', when: async () => (await newestCheckpoint(stage1(b))) >= TRAIN.saveEvery,
+      run: b,
+      name: 'sft-machine',
+      when: async () => (await newestCheckpoint(stage1(b))) >= TRAIN.saveEvery,
       act: async () => {
         const pids = kernelPids(b.config.runDir, 'sft', 1);
         expect(pids.length).toBeGreaterThan(0);
@@ -243,17 +281,23 @@ function chaosFaults(): Fault[] {
     },
     {
       // Step 3 killed in the middle of its renames: the merged file is in place, without a manifest.
-      run: b, name: 'merge', when: () => marker(b, 'merge', 'rename'),
+      run: b,
+      name: 'merge',
+      when: () => marker(b, 'merge', 'rename'),
       act: async () => {
         b.seen['merge:finalMerged'] = existsSync(inRun(b, A.ENTROPY_MERGED));
-        b.seen['merge:stagedOthers'] = [A.SAMPLE_WEIGHTS, A.RESAMPLED_POSITIONS, A.RESAMPLE_STATS].filter((f) => stagedOf(b, f).length === 1).length;
+        b.seen['merge:stagedOthers'] = [A.SAMPLE_WEIGHTS, A.RESAMPLED_POSITIONS, A.RESAMPLE_STATS].filter(
+          (f) => stagedOf(b, f).length === 1,
+        ).length;
         b.seen['merge:manifest'] = manifestOf(b, 'merge');
         await killAndRestart(b, 'merge', ['control']);
       },
     },
     {
       // Step 5b's kernel dies while writing its second checkpoint: files written, no COMPLETE.
-      run: b, name: 'joint-checkpoint', when: () => marker(b, 'joint', 'die-before-complete'),
+      run: b,
+      name: 'joint-checkpoint',
+      when: () => marker(b, 'joint', 'die-before-complete'),
       act: async () => {
         const partial = path.join(stage3(b), `checkpoint-${2 * TRAIN.saveEvery}.partial`);
         b.seen['joint:partialFiles'] = existsSync(partial) ? readdirSync(partial).sort() : [];
@@ -262,7 +306,9 @@ function chaosFaults(): Fault[] {
       },
     },
     {
-      run: b, name: 'extract', when: () => marker(b, 'extract', 'publish'),
+      run: b,
+      name: 'extract',
+      when: () => marker(b, 'extract', 'publish'),
       act: async () => {
         b.seen['extract:staged'] = stagedOf(b, A.extractedDir(b.config)).length;
         await killAndRestart(b, 'extract', ['control']);
@@ -270,7 +316,9 @@ function chaosFaults(): Fault[] {
     },
     {
       // Step 7: worker and kernel together as soon as the kernel has started.
-      run: b, name: 'evaluate', when: () => kernelPids(b.config.runDir, 'evaluate', 1).length > 0,
+      run: b,
+      name: 'evaluate',
+      when: () => kernelPids(b.config.runDir, 'evaluate', 1).length > 0,
       act: async () => {
         const pids = kernelPids(b.config.runDir, 'evaluate', 1);
         for (const pid of pids) killPids([-pid]);
@@ -284,9 +332,16 @@ function chaosFaults(): Fault[] {
 describe('crashes during steps 0–7', () => {
   beforeAll(async () => {
     R = newRun('ref');
-    CA = newRun('chaos-a', { WMSS_FAULT_PAUSE: 'entropy0:publish,snapshot:manifest,entropy1:manifest,fuse:publish', WMSS_FAULT_KERNEL: 'evaluate:hang' });
+    CA = newRun('chaos-a', {
+      WMSS_FAULT_PAUSE: 'entropy0:publish,snapshot:manifest,entropy1:manifest,fuse:publish',
+      WMSS_FAULT_KERNEL: 'evaluate:hang',
+    });
     // B's kernels trace every progress update: how many training steps were redone after the kill
-    CB = newRun('chaos-b', { WMSS_FAULT_PAUSE: 'merge:rename,extract:publish', WMSS_FAULT_KERNEL: 'joint:die-before-complete', WMSS_PROGRESS_TRACE: path.join(h.dir, 'chaos-b.trace.jsonl') });
+    CB = newRun('chaos-b', {
+      WMSS_FAULT_PAUSE: 'merge:rename,extract:publish',
+      WMSS_FAULT_KERNEL: 'joint:die-before-complete',
+      WMSS_PROGRESS_TRACE: path.join(h.dir, 'chaos-b.trace.jsonl'),
+    });
     const t0 = Date.now();
     for (const run of [R, CA, CB]) await start(run);
     const faults = chaosFaults();
@@ -301,7 +356,12 @@ describe('crashes during steps 0–7', () => {
         if (f.fired || busy.has(f.run) || f.run.result || f.run.error || !(await f.when())) continue;
         f.fired = true;
         busy.add(f.run);
-        acts.push(f.act().then(() => void busy.delete(f.run), (err: unknown) => void (actError ??= err)));
+        acts.push(
+          f.act().then(
+            () => void busy.delete(f.run),
+            (err: unknown) => void (actError ??= err),
+          ),
+        );
       }
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -322,14 +382,40 @@ describe('crashes during steps 0–7', () => {
 
   test('a worker killed during each of steps 0–7: a new worker takes the retry, outputs byte-identical to an uninterrupted run', () => {
     // The reference ran every step once.
-    for (const step of STEPS) expect([step, records.ref[step].attempt, records.ref[step].completed]).toEqual([step, 1, 1]);
+    for (const step of STEPS)
+      expect([step, records.ref[step].attempt, records.ref[step].completed]).toEqual([step, 1, 1]);
 
-    const killedIn: Record<string, Run> = { entropy0: CA, snapshot: CA, entropy1: CA, fuse: CA, joint: CA, sft: CB, merge: CB, extract: CB, evaluate: CB };
-    const faultOf: Record<string, string> = { entropy0: 'entropy0+snapshot', snapshot: 'entropy0+snapshot', entropy1: 'entropy1+fuse', fuse: 'entropy1+fuse', joint: 'joint-worker', sft: 'sft-machine', merge: 'merge', extract: 'extract', evaluate: 'evaluate' };
+    const killedIn: Record<string, Run> = {
+      entropy0: CA,
+      snapshot: CA,
+      entropy1: CA,
+      fuse: CA,
+      joint: CA,
+      sft: CB,
+      merge: CB,
+      extract: CB,
+      evaluate: CB,
+    };
+    const faultOf: Record<string, string> = {
+      entropy0: 'entropy0+snapshot',
+      snapshot: 'entropy0+snapshot',
+      entropy1: 'entropy1+fuse',
+      fuse: 'entropy1+fuse',
+      joint: 'joint-worker',
+      sft: 'sft-machine',
+      merge: 'merge',
+      extract: 'extract',
+      evaluate: 'evaluate',
+    };
     for (const [step, run] of Object.entries(killedIn)) {
       const r = records[run.name][step];
       // attempt 2 after the heartbeat timeout, completed once, by a worker started after the kill
-      expect({ step, attempt: r.attempt, lastFailure: r.lastFailure, completed: r.completed }).toEqual({ step, attempt: 2, lastFailure: 'timeout HEARTBEAT', completed: 1 });
+      expect({ step, attempt: r.attempt, lastFailure: r.lastFailure, completed: r.completed }).toEqual({
+        step,
+        attempt: 2,
+        lastFailure: 'timeout HEARTBEAT',
+        completed: 1,
+      });
       const killed = run.seen[`${faultOf[step]}:killed`] as number[];
       const by = identityPid(r.startedBy);
       expect(killed).not.toContain(by);
@@ -367,7 +453,11 @@ describe('crashes during steps 0–7', () => {
 
   test('a kernel killed alone: the attempt fails KernelCrashed, the retry resumes from the last complete checkpoint', () => {
     const r = records['chaos-a'].sft;
-    expect({ attempt: r.attempt, lastFailure: r.lastFailure, completed: r.completed }).toEqual({ attempt: 2, lastFailure: 'KernelCrashed', completed: 1 });
+    expect({ attempt: r.attempt, lastFailure: r.lastFailure, completed: r.completed }).toEqual({
+      attempt: 2,
+      lastFailure: 'KernelCrashed',
+      completed: 1,
+    });
     const metrics = CA.result!.steps.sft.metrics;
     expect(metrics.resumed_from_step).toBe(CA.seen['sft-kernel:checkpoint']);
     expect(metrics.resumed_from_step as number).toBeGreaterThanOrEqual(TRAIN.saveEvery);
@@ -375,7 +465,11 @@ describe('crashes during steps 0–7', () => {
 
   test('a hung kernel (alive, no progress) is killed at the stall limit and the retry completes', () => {
     const r = records['chaos-a'].evaluate;
-    expect({ attempt: r.attempt, lastFailure: r.lastFailure, completed: r.completed }).toEqual({ attempt: 2, lastFailure: 'KernelStalled', completed: 1 });
+    expect({ attempt: r.attempt, lastFailure: r.lastFailure, completed: r.completed }).toEqual({
+      attempt: 2,
+      lastFailure: 'KernelStalled',
+      completed: 1,
+    });
     const hungPids = CA.seen['evaluate-hang:pids'] as number[];
     expect(hungPids.length).toBeGreaterThan(0);
     expect(CA.seen['evaluate-hang:aliveAfter10s']).toBe(true); // hung, not dead
@@ -389,22 +483,33 @@ describe('crashes during steps 0–7', () => {
 
   test('half-written artifacts are never used: staged or unmanifested outputs and checkpoints without COMPLETE are redone', () => {
     // entropy0 killed in its publish window: staged, nothing in place, no manifest.
-    expect([CA.seen['entropy0:staged'], CA.seen['entropy0:final'], CA.seen['entropy0:manifest']]).toEqual([1, false, false]);
+    expect([CA.seen['entropy0:staged'], CA.seen['entropy0:final'], CA.seen['entropy0:manifest']]).toEqual([
+      1,
+      false,
+      false,
+    ]);
     // snapshot and entropy1 killed with outputs in place but before the manifest: the retry ran
     // them again (cached false, checked above) instead of taking the outputs as done.
     expect([CA.seen['snapshot:outputs'], CA.seen['snapshot:manifest']]).toEqual([true, false]);
     expect([CA.seen['entropy1:final'], CA.seen['entropy1:manifest']]).toEqual([true, false]);
     expect([CA.seen['fuse:staged'], CA.seen['fuse:final']]).toEqual([1, false]);
     // merge killed between renames: one output in place, three staged, no manifest.
-    expect([CB.seen['merge:finalMerged'], CB.seen['merge:stagedOthers'], CB.seen['merge:manifest']]).toEqual([true, 3, false]);
+    expect([CB.seen['merge:finalMerged'], CB.seen['merge:stagedOthers'], CB.seen['merge:manifest']]).toEqual([
+      true,
+      3,
+      false,
+    ]);
     expect(CB.seen['extract:staged']).toBe(1);
     // No staging leftovers in the finished runs.
     for (const run of [CA, CB]) {
-      for (const dir of [A.ENTROPY_DIR, '.']) expect(readdirSync(inRun(run, dir)).filter((n) => /\.(partial|old)-/.test(n))).toEqual([]);
+      for (const dir of [A.ENTROPY_DIR, '.'])
+        expect(readdirSync(inRun(run, dir)).filter((n) => /\.(partial|old)-/.test(n))).toEqual([]);
     }
     // joint died after writing checkpoint-20's files, before COMPLETE: the retry ignored it and
     // resumed from checkpoint-10, the newest complete one.
-    expect(CB.seen['joint:partialFiles']).toEqual(expect.arrayContaining(['model.safetensors', 'optimizer.pt', 'trainer_state.json']));
+    expect(CB.seen['joint:partialFiles']).toEqual(
+      expect.arrayContaining(['model.safetensors', 'optimizer.pt', 'trainer_state.json']),
+    );
     expect(CB.seen['joint:partialFiles']).not.toContain('COMPLETE');
     expect(CB.seen['joint:finalDir']).toBe(false);
     expect(CB.seen['joint:newestComplete']).toBe(TRAIN.saveEvery);
@@ -425,18 +530,29 @@ const LONG_TRAIN = { maxSteps: 120, saveEvery: 10 };
 
 async function runServerScenario(): Promise<void> {
   const dir = path.join(h.dir, 'server-kill');
-  const serverOpts = { dbFile: path.join(dir, 'temporal.db'), port: await freePort(), logFile: path.join(dir, 'temporal.log') };
+  const serverOpts = {
+    dbFile: path.join(dir, 'temporal.db'),
+    port: await freePort(),
+    logFile: path.join(dir, 'temporal.log'),
+  };
   let server = await startDevServer(serverOpts);
   // The default 60 s heartbeat timeout: the server is away for a few seconds, which must not look like a dead worker.
   const config = runConfig('srv', LONG_TRAIN, { stallSeconds: STALL_S });
   // Out of memory at the start of joint training (WMSS_FAULT_OOM): attempt 2 runs with half the micro-batch.
-  S = Object.assign(newRun('srv', { WMSS_FAULT_OOM: 'joint' }, config, () => server.address), { server });
+  S = Object.assign(
+    newRun('srv', { WMSS_FAULT_OOM: 'joint' }, config, () => server.address),
+    { server },
+  );
   S.client = new Client({ connection: await Connection.connect({ address: server.address }) });
   S.handle = await startPipeline(S.client, config);
   const seen = S.seen;
 
   // 1. SIGKILL the server mid-Stage-1 and start it again on the same SQLite file and port.
-  await waitUntil('a checkpoint of step 1', async () => (await newestCheckpoint(stage1(S))) >= LONG_TRAIN.saveEvery, 240_000);
+  await waitUntil(
+    'a checkpoint of step 1',
+    async () => (await newestCheckpoint(stage1(S))) >= LONG_TRAIN.saveEvery,
+    240_000,
+  );
   const sftPids = kernelPids(config.runDir, 'sft', 1);
   await S.server!.stop('SIGKILL');
   seen['server:killedAtStep'] = await newestCheckpoint(stage1(S));
@@ -446,13 +562,24 @@ async function runServerScenario(): Promise<void> {
   seen['server:downMs'] = Date.now() - down;
 
   // 2. `wmss cancel` in the middle of joint training.
-  await waitUntil('a checkpoint of step 5b', async () => (await newestCheckpoint(stage3(S))) >= LONG_TRAIN.saveEvery, 300_000);
+  await waitUntil(
+    'a checkpoint of step 5b',
+    async () => (await newestCheckpoint(stage3(S))) >= LONG_TRAIN.saveEvery,
+    300_000,
+  );
   const jointPids = kernelPids(config.runDir, 'joint', 2); // attempt 1 ran out of memory
   seen['cancel:jointPids'] = jointPids;
   seen['cancel:at'] = Date.now();
-  const cli = await promisify(execFile)(process.execPath, [path.join(REPO_ROOT, 'dist', 'client', 'cli.js'), 'cancel', S.handle.workflowId], { env: { ...process.env, TEMPORAL_ADDRESS: S.server.address } });
+  const cli = await promisify(execFile)(
+    process.execPath,
+    [path.join(REPO_ROOT, 'dist', 'client', 'cli.js'), 'cancel', S.handle.workflowId],
+    { env: { ...process.env, TEMPORAL_ADDRESS: S.server.address } },
+  );
   seen['cancel:stdout'] = cli.stdout;
-  seen['cancel:error'] = await S.handle.result().then(() => undefined, (e: unknown) => e);
+  seen['cancel:error'] = await S.handle.result().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   seen['cancel:doneMs'] = Date.now() - (seen['cancel:at'] as number);
   seen['cancel:status'] = (await S.handle.describe()).status.name;
   seen['cancel:progress'] = (await snapshotRun(S.client, S.handle.workflowId)).progress.status;
@@ -465,7 +592,11 @@ async function runServerScenario(): Promise<void> {
   seen['first:sftLog'] = readFileSync(inRun(S, `${A.LOGS_DIR}/sft.log`), 'utf8');
 
   // 3. `wmss resume <run dir>` (the config saved there): finished steps are cache hits, joint resumes.
-  const resumed = await promisify(execFile)(process.execPath, [path.join(REPO_ROOT, 'dist', 'client', 'cli.js'), 'resume', config.runDir], { env: { ...process.env, TEMPORAL_ADDRESS: S.server.address } });
+  const resumed = await promisify(execFile)(
+    process.execPath,
+    [path.join(REPO_ROOT, 'dist', 'client', 'cli.js'), 'resume', config.runDir],
+    { env: { ...process.env, TEMPORAL_ADDRESS: S.server.address } },
+  );
   seen['resume:stdout'] = resumed.stdout;
   S.handle = S.client.workflow.getHandle(S.handle.workflowId);
   S.result = (await S.handle.result()) as PipelineResult;
@@ -483,7 +614,13 @@ describe('server killed, then cancel and restart', () => {
     // Every step before the cancel ran once, in its first attempt, and completed once.
     const first = seen['first:records'] as Record<string, ActivityRecord>;
     for (const step of ['entropy0', 'sft', 'snapshot', 'entropy1', 'merge', 'fuse'] as const) {
-      expect([step, first[step].attempt, first[step].completed, first[step].failed, first[step].timedOut]).toEqual([step, 1, 1, 0, 0]);
+      expect([step, first[step].attempt, first[step].completed, first[step].failed, first[step].timedOut]).toEqual([
+        step,
+        1,
+        1,
+        0,
+        0,
+      ]);
     }
     // Training was not restarted: one kernel start, from step 0, to the end.
     const sft = (seen['first:sftManifest'] as { result: { metrics: Record<string, number> } }).result.metrics;
@@ -522,8 +659,10 @@ describe('server killed, then cancel and restart', () => {
     // `wmss resume <run dir>`: everything before joint is a verified cache hit, joint resumes from the cancel's checkpoint.
     expect(seen['resume:stdout']).toMatch(/resumed srv as wmss-srv/);
     const result = S.result!;
-    for (const step of ['entropy0', 'sft', 'snapshot', 'entropy1', 'merge', 'fuse'] as const) expect([step, result.steps[step].cached]).toEqual([step, true]);
-    for (const step of ['joint', 'extract', 'evaluate'] as const) expect([step, result.steps[step].cached]).toEqual([step, false]);
+    for (const step of ['entropy0', 'sft', 'snapshot', 'entropy1', 'merge', 'fuse'] as const)
+      expect([step, result.steps[step].cached]).toEqual([step, true]);
+    for (const step of ['joint', 'extract', 'evaluate'] as const)
+      expect([step, result.steps[step].cached]).toEqual([step, false]);
     expect(result.steps.joint.metrics).toMatchObject({ resumed_from_step: at, steps: LONG_TRAIN.maxSteps });
   });
 
@@ -532,10 +671,15 @@ describe('server killed, then cancel and restart', () => {
     if (err) throw err as Error;
     const configured = S.config.joint;
     expect(S.result!.steps.joint.metrics).toMatchObject({
-      oom_halvings: 1, micro_batch: configured.microBatch / 2, grad_accum_per_rank: configured.gradAccum * 2, global_batch: configured.microBatch * configured.gradAccum,
+      oom_halvings: 1,
+      micro_batch: configured.microBatch / 2,
+      grad_accum_per_rank: configured.gradAccum * 2,
+      global_batch: configured.microBatch * configured.gradAccum,
     });
-    const manifest = JSON.parse(readFileSync(inRun(S, A.manifestPath('joint')), 'utf8')) as { result: { metrics: Record<string, number> } };
+    const manifest = JSON.parse(readFileSync(inRun(S, A.manifestPath('joint')), 'utf8')) as {
+      result: { metrics: Record<string, number> };
+    };
     expect(manifest.result.metrics).toMatchObject({ oom_halvings: 1, micro_batch: configured.microBatch / 2 });
-    expect((S.seen['cancel:log'] as string)).toMatch(/simulated out of memory/);
+    expect(S.seen['cancel:log'] as string).toMatch(/simulated out of memory/);
   });
 });

@@ -45,7 +45,8 @@ function config(name: string, dataFile: string, gpuQueue = GPU): RunConfig {
 /** The ApplicationFailure deepest in the chain: the step's own, with its details. */
 function rootFailure(err: unknown): ApplicationFailure | undefined {
   let found: ApplicationFailure | undefined;
-  for (let e = err as Error | undefined; e; e = (e as { cause?: Error }).cause) if (e instanceof ApplicationFailure) found = e;
+  for (let e = err as Error | undefined; e; e = (e as { cause?: Error }).cause)
+    if (e instanceof ApplicationFailure) found = e;
   return found;
 }
 
@@ -61,7 +62,9 @@ async function failureOfRun(handle: WorkflowHandle): Promise<{ wf: ApplicationFa
 /** Attempts of the run's activities so far, from its history (a non-retryable failure has one). */
 async function attempts(handle: WorkflowHandle): Promise<number[]> {
   const history = await handle.fetchHistory();
-  return (history.events ?? []).flatMap((e) => (e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes.attempt ?? 1] : []));
+  return (history.events ?? []).flatMap((e) =>
+    e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes.attempt ?? 1] : [],
+  );
 }
 
 async function runningStep(handle: WorkflowHandle): Promise<boolean> {
@@ -71,7 +74,12 @@ async function runningStep(handle: WorkflowHandle): Promise<boolean> {
 
 beforeAll(async () => {
   h = await startHarness({ workers: false });
-  const opts = (gpu: string, env: Record<string, string> = {}) => ({ address: () => h.server.address, queues: { control: CONTROL, gpu }, logDir: path.join(h.dir, 'workers'), env: { WMSS_WORKER_SHUTDOWN_SECONDS: String(SHUTDOWN_S), ...env } });
+  const opts = (gpu: string, env: Record<string, string> = {}) => ({
+    address: () => h.server.address,
+    queues: { control: CONTROL, gpu },
+    logDir: path.join(h.dir, 'workers'),
+    env: { WMSS_WORKER_SHUTDOWN_SECONDS: String(SHUTDOWN_S), ...env },
+  });
   workers.push(new WorkerProcess('control', opts(GPU)), new WorkerProcess('gpu', opts(GPU)));
   bigGpu = new WorkerProcess('gpu', opts(GPU_BIG, { WMSS_MAX_TEXT_FILE_BYTES: String(2 ** 41) }));
   workers.push(bigGpu);
@@ -111,16 +119,29 @@ test('(b) a file over the size limit and a line over the length limit fail fast,
   writeFileSync(longLine, `${first}\n${'x'.repeat(DEFAULT_INPUT_LIMITS.maxLineBytes + 1)}\n${first}\n`);
 
   const started = Date.now();
-  const [big, long] = await Promise.all([startPipeline(h.client, config('too-big', sparse)), startPipeline(h.client, config('too-long', longLine))]);
+  const [big, long] = await Promise.all([
+    startPipeline(h.client, config('too-big', sparse)),
+    startPipeline(h.client, config('too-long', longLine)),
+  ]);
   const tooBig = await failureOfRun(big);
-  expect({ type: tooBig.wf.type, nonRetryable: tooBig.wf.nonRetryable }).toEqual({ type: 'InvalidInput', nonRetryable: true });
-  expect(tooBig.step.message).toContain(`${sparse} (dataFile): is ${DEFAULT_INPUT_LIMITS.maxTextFileBytes + 1} bytes, over the limit of ${DEFAULT_INPUT_LIMITS.maxTextFileBytes} bytes (WMSS_MAX_TEXT_FILE_BYTES)`);
+  expect({ type: tooBig.wf.type, nonRetryable: tooBig.wf.nonRetryable }).toEqual({
+    type: 'InvalidInput',
+    nonRetryable: true,
+  });
+  expect(tooBig.step.message).toContain(
+    `${sparse} (dataFile): is ${DEFAULT_INPUT_LIMITS.maxTextFileBytes + 1} bytes, over the limit of ${DEFAULT_INPUT_LIMITS.maxTextFileBytes} bytes (WMSS_MAX_TEXT_FILE_BYTES)`,
+  );
   expect(Math.max(...(await attempts(big)))).toBe(1);
 
   // read by the kernels (the digest accepts the file: it is small): their reader names the line
   const tooLong = await failureOfRun(long);
-  expect({ type: tooLong.wf.type, nonRetryable: tooLong.wf.nonRetryable }).toEqual({ type: 'InvalidInput', nonRetryable: true });
-  expect(tooLong.step.message).toContain(`${longLine} line 2: line longer than ${DEFAULT_INPUT_LIMITS.maxLineBytes} bytes (WMSS_MAX_LINE_BYTES)`);
+  expect({ type: tooLong.wf.type, nonRetryable: tooLong.wf.nonRetryable }).toEqual({
+    type: 'InvalidInput',
+    nonRetryable: true,
+  });
+  expect(tooLong.step.message).toContain(
+    `${longLine} line 2: line longer than ${DEFAULT_INPUT_LIMITS.maxLineBytes} bytes (WMSS_MAX_LINE_BYTES)`,
+  );
   expect(tooLong.step.details?.[0]).toMatchObject({ file: longLine, line: 2 });
   expect(Math.max(...(await attempts(long)))).toBe(1);
   expect(Date.now() - started).toBeLessThan(120_000);
@@ -158,7 +179,9 @@ async function sigterm(worker: WorkerProcess): Promise<number> {
   const signalled = Date.now();
   process.kill(worker.pid, 'SIGTERM');
   let timer: NodeJS.Timeout | undefined;
-  const gaveUp = new Promise<number>((r) => (timer = setTimeout(() => r(Number.POSITIVE_INFINITY), (SHUTDOWN_S + 30) * 1000)));
+  const gaveUp = new Promise<number>(
+    (r) => (timer = setTimeout(() => r(Number.POSITIVE_INFINITY), (SHUTDOWN_S + 30) * 1000)),
+  );
   const tookMs = (await Promise.race([exited, gaveUp])) - signalled;
   clearTimeout(timer);
   return tookMs;

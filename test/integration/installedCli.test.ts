@@ -23,7 +23,11 @@ let bin: string;
 let pkgDir: string;
 
 /** runCommand with this suite's defaults: the harness's directory and server, no Web UI link. */
-function run(cmd: string, args: string[], opts: { timeoutMs?: number; cwd?: string; env?: Record<string, string> } = {}): Promise<Ran> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { timeoutMs?: number; cwd?: string; env?: Record<string, string> } = {},
+): Promise<Ran> {
   const env = { ...process.env, ...(h && { TEMPORAL_ADDRESS: h.server.address }), WMSS_UI_URL: '', ...opts.env };
   return runCommand(cmd, args, { cwd: opts.cwd ?? h?.dir ?? ROOT, env, timeoutMs: opts.timeoutMs });
 }
@@ -33,7 +37,11 @@ const wmss = (...args: string[]) => run(bin, args);
 /** Starts a long-running command, waits until its output matches, then stops it with SIGINT (as Ctrl-C). */
 function runUntil(args: string[], ready: RegExp, timeoutMs = 120_000): Promise<Ran> {
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { cwd: h.dir, env: { ...process.env, TEMPORAL_ADDRESS: h.server.address }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(bin, args, {
+      cwd: h.dir,
+      env: { ...process.env, TEMPORAL_ADDRESS: h.server.address },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     let stopping = false;
@@ -67,10 +75,11 @@ async function until<T>(what: string, fn: () => Promise<T | undefined | false>, 
   }
 }
 
-const closed = (id: string) => until(`${id} to close`, async () => {
-  const s = (await h.client.workflow.getHandle(id).describe()).status.name;
-  return s !== 'RUNNING' && s;
-});
+const closed = (id: string) =>
+  until(`${id} to close`, async () => {
+    const s = (await h.client.workflow.getHandle(id).describe()).status.name;
+    return s !== 'RUNNING' && s;
+  });
 
 beforeAll(async () => {
   h = await startHarness();
@@ -80,15 +89,38 @@ beforeAll(async () => {
   mkdirSync(packDir);
   const packed = await run('npm', ['pack', '--json', '--pack-destination', packDir], { cwd: ROOT, timeoutMs: 120_000 });
   expect(packed.code).toBe(0);
-  const info = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as { filename: string; files: { path: string }[] }[];
+  const info = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as {
+    filename: string;
+    files: { path: string }[];
+  }[];
   const files = info[0].files.map((f) => f.path);
-  for (const f of ['bin/wmss', 'dist/client/cli.js', 'dist/workflows/index.js', 'kernels/wmss_kernels/__init__.py', 'examples/cpu-small.json']) expect(files).toContain(f);
+  for (const f of [
+    'bin/wmss',
+    'dist/client/cli.js',
+    'dist/workflows/index.js',
+    'kernels/wmss_kernels/__init__.py',
+    'examples/cpu-small.json',
+  ])
+    expect(files).toContain(f);
   expect(files.some((f) => f.startsWith('dist/test/') || f.startsWith('test/'))).toBe(false);
 
   const prefix = path.join(h.dir, 'prefix');
   // The repo's .npmrc skips onnxruntime-node's download of CUDA binaries (from outside the npm
   // registry); an install elsewhere does not read it, so the same setting goes in by environment.
-  const installed = await run('npm', ['install', '-g', '--prefix', prefix, path.join(packDir, info[0].filename), '--prefer-offline', '--no-audit', '--no-fund'], { cwd: h.dir, timeoutMs: 240_000, env: { npm_config_onnxruntime_node_install: 'skip' } });
+  const installed = await run(
+    'npm',
+    [
+      'install',
+      '-g',
+      '--prefix',
+      prefix,
+      path.join(packDir, info[0].filename),
+      '--prefer-offline',
+      '--no-audit',
+      '--no-fund',
+    ],
+    { cwd: h.dir, timeoutMs: 240_000, env: { npm_config_onnxruntime_node_install: 'skip' } },
+  );
   expect(installed.stderr).not.toMatch(/npm error/);
   expect(installed.code).toBe(0);
   bin = path.join(prefix, 'bin', 'wmss');
@@ -119,12 +151,18 @@ test('--help, a typo, and `plan` of the CPU example', async () => {
 });
 
 test('workers are quiet by default (no bundler report, no expected warnings), chatty with --verbose; --gpus checks the host', async () => {
-  const quiet = await runUntil(['worker', 'control', '--control-queue', 'it-quiet'], /wmss control worker .* serving it-quiet/);
+  const quiet = await runUntil(
+    ['worker', 'control', '--control-queue', 'it-quiet'],
+    /wmss control worker .* serving it-quiet/,
+  );
   const printed = (quiet.stdout + quiet.stderr).trim().split('\n');
   expect(printed[0]).toMatch(/^wmss control worker @ \S+ serving it-quiet, it-quiet@\S+ at /);
   expect(quiet.stdout + quiet.stderr).not.toMatch(/webpack|modules by path|No workflows registered/);
 
-  const verbose = await runUntil(['worker', 'control', '--control-queue', 'it-verbose', '--verbose'], /wmss control worker .* serving it-verbose/);
+  const verbose = await runUntil(
+    ['worker', 'control', '--control-queue', 'it-verbose', '--verbose'],
+    /wmss control worker .* serving it-verbose/,
+  );
   expect(verbose.stderr).toMatch(/\[INFO\] Workflow bundle created/);
 
   const { countHostGpus } = await import('../../workers/hostChecks');
@@ -150,7 +188,9 @@ describe('against a real dev server', () => {
     expect(started.stderr).toBe('');
     expect(started.code).toBe(0);
     const port = Number(h.server.address.split(':')[1]);
-    expect(started.stdout).toContain(`started ${stuckId}\nWeb UI: http://127.0.0.1:${port + 1000}/namespaces/default/workflows/${stuckId}`);
+    expect(started.stdout).toContain(
+      `started ${stuckId}\nWeb UI: http://127.0.0.1:${port + 1000}/namespaces/default/workflows/${stuckId}`,
+    );
 
     const status = await until('step 0 to wait for a worker', async () => {
       const s = await wmss('status', stuck);
@@ -160,7 +200,11 @@ describe('against a real dev server', () => {
   });
 
   test('`watch … | head -1` ends quietly when head closes the pipe', async () => {
-    const piped = await run('bash', ['-c', `"${bin}" watch ${stuck} --plain --every 0.5 | head -1; echo "wmss exit \${PIPESTATUS[0]}" >&2`], { timeoutMs: 60_000 });
+    const piped = await run(
+      'bash',
+      ['-c', `"${bin}" watch ${stuck} --plain --every 0.5 | head -1; echo "wmss exit \${PIPESTATUS[0]}" >&2`],
+      { timeoutMs: 60_000 },
+    );
     expect(piped.stdout).toBe(`watching ${stuckId} (run ${stuck}, dir ${runDir})\n`);
     expect(piped.stderr).not.toMatch(/EPIPE|Error|    at /);
     expect(piped.stderr).toMatch(/wmss exit 0/);
@@ -193,9 +237,25 @@ describe('against a real dev server', () => {
   });
 
   test('a workflow started with `null` as its input: status and watch say so instead of crashing', async () => {
-    execFileSync(temporalCli(), ['workflow', 'start', '--type', 'wmssPipeline', '--task-queue', 'wmss', '--workflow-id', 'it-null-input', '--input', 'null', '--address', h.server.address]);
+    execFileSync(temporalCli(), [
+      'workflow',
+      'start',
+      '--type',
+      'wmssPipeline',
+      '--task-queue',
+      'wmss',
+      '--workflow-id',
+      'it-null-input',
+      '--input',
+      'null',
+      '--address',
+      h.server.address,
+    ]);
     expect(await closed('it-null-input')).toBe('FAILED');
-    for (const args of [['status', 'it-null-input'], ['watch', 'it-null-input', '--plain']]) {
+    for (const args of [
+      ['status', 'it-null-input'],
+      ['watch', 'it-null-input', '--plain'],
+    ]) {
       const r = await wmss(...args);
       expect(r.stderr).not.toMatch(/Cannot read properties/);
       expect(r.code).toBe(1);

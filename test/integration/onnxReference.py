@@ -14,6 +14,7 @@ def main():
     out = {}
     if "grade" in req:
         from wmss_kernels.grading import grade
+
         out["grade"] = [list(grade(r, g, q)) for r, g, q in req["grade"]]
     if "model_dir" in req:
         import torch
@@ -36,6 +37,7 @@ def main():
         out["chat"] = chat
         if "generate" in req:
             from wmss_kernels.evaluate import eos_token_ids, generate
+
             g = req["generate"]
             model = load_model(req["model_dir"], torch.device("cpu"), torch.float32)
             eos = eos_token_ids(model, tok)
@@ -44,8 +46,12 @@ def main():
             def run_all(eos_ids):
                 results = []
                 for b in range(0, len(prompts), g["batch_size"]):
-                    for ids, truncated in generate(model, tok, prompts[b:b + g["batch_size"]], g["max_new_tokens"], eos_ids):
-                        results.append({"ids": ids, "truncated": truncated, "text": tok.decode(ids, skip_special_tokens=True)})
+                    for ids, truncated in generate(
+                        model, tok, prompts[b : b + g["batch_size"]], g["max_new_tokens"], eos_ids
+                    ):
+                        results.append(
+                            {"ids": ids, "truncated": truncated, "text": tok.decode(ids, skip_special_tokens=True)}
+                        )
                 return results
 
             out["generate"] = run_all(eos)

@@ -24,7 +24,10 @@ test('an out-of-memory attempt is retried with half the micro-batch and the same
   const steps = kernelSteps({ devices: { kind: 'cpu' }, exclusive: createExclusive(), threads: 1 });
   process.env.WMSS_FAULT_OOM = 'sft';
   try {
-    const first = await steps.trainSft({ stepId: 'sft', config, deps: {} }).then(() => undefined, (e: unknown) => e);
+    const first = await steps.trainSft({ stepId: 'sft', config, deps: {} }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(first).toBeInstanceOf(ApplicationFailure);
     expect((first as ApplicationFailure).type).toBe(ErrorTypes.KernelOutOfMemory);
     expect((first as ApplicationFailure).nonRetryable).toBeFalsy();
@@ -32,7 +35,13 @@ test('an out-of-memory attempt is retried with half the micro-batch and the same
     expect(existsSync(path.join(runDir, manifestPath('sft')))).toBe(false);
 
     const second = await steps.trainSft({ stepId: 'sft', config, deps: {} });
-    expect(second.metrics).toMatchObject({ micro_batch: 8, grad_accum_per_rank: 4, global_batch: 32, oom_halvings: 1, steps: 6 });
+    expect(second.metrics).toMatchObject({
+      micro_batch: 8,
+      grad_accum_per_rank: 4,
+      global_batch: 32,
+      oom_halvings: 1,
+      steps: 6,
+    });
     const manifest = JSON.parse(readFileSync(path.join(runDir, manifestPath('sft')), 'utf8'));
     expect(JSON.stringify(manifest)).toMatch(/"oom_halvings":1/);
     expect(JSON.parse(readFileSync(oomFile(runDir, 'sft'), 'utf8')).halvings).toBe(1);

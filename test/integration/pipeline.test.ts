@@ -27,14 +27,24 @@ beforeAll(async () => {
   h = await startHarness();
   const tiny = tinyRunConfig(h.assets, path.join(h.dir, 'run'), 'it-full');
   // the paper protocol end to end: the seven bundled sets too, two rows each with a short budget
-  config = { ...tiny, eval: { ...tiny.eval, benchmarks: [...tiny.eval.benchmarks, ...BENCHMARK_NAMES.map((name) => ({ name, limit: 2, maxNewTokens: 8 }))] } };
+  config = {
+    ...tiny,
+    eval: {
+      ...tiny.eval,
+      benchmarks: [...tiny.eval.benchmarks, ...BENCHMARK_NAMES.map((name) => ({ name, limit: 2, maxNewTokens: 8 }))],
+    },
+  };
 }, 300_000);
 
 afterAll(async () => {
   await h?.stop();
 });
 
-const jsonl = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+const jsonl = (file: string) =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 const lines = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean);
 
 test('steps 0–7 complete and every artifact has the format of the spec', async () => {
@@ -43,7 +53,10 @@ test('steps 0–7 complete and every artifact has the format of the spec', async
   const run = (rel: string) => path.join(config.runDir, rel);
   const n = lines(config.dataFile).length;
 
-  for (const [file, field] of [[A.ENTROPY_0, 'entropy_0'], [A.ENTROPY_1, 'entropy_1']] as const) {
+  for (const [file, field] of [
+    [A.ENTROPY_0, 'entropy_0'],
+    [A.ENTROPY_1, 'entropy_1'],
+  ] as const) {
     const rows = jsonl(run(file));
     expect(rows).toHaveLength(n);
     rows.forEach((row, i) => {
@@ -82,16 +95,29 @@ test('steps 0–7 complete and every artifact has the format of the spec', async
   const extracted = run(A.extractedDir(config));
   const extractedTensors = await readModelTensors(extracted);
   const trained = (await readModelTensors(run(jointCheckpoint))).filter((t) => t.name.startsWith('sub_models.1.'));
-  expect(extractedTensors.map((t) => t.name).sort()).toEqual(trained.map((t) => t.name.slice('sub_models.1.'.length)).sort());
-  expect(JSON.parse(readFileSync(path.join(extracted, 'config.json'), 'utf8')).architectures).toEqual(['Qwen3ForCausalLM']);
+  expect(extractedTensors.map((t) => t.name).sort()).toEqual(
+    trained.map((t) => t.name.slice('sub_models.1.'.length)).sort(),
+  );
+  expect(JSON.parse(readFileSync(path.join(extracted, 'config.json'), 'utf8')).architectures).toEqual([
+    'Qwen3ForCausalLM',
+  ]);
   // The extracted model is a plain HF model: transformers loads it and its weights are the strong branch's.
-  const check = execFileSync(path.join(VENV_BIN, 'python'), ['-c', [
-    'import sys, torch; from transformers import AutoModelForCausalLM; from safetensors.torch import load_file',
-    'm = AutoModelForCausalLM.from_pretrained(sys.argv[1])',
-    'fused = load_file(sys.argv[2] + "/model.safetensors")',
-    'w = fused["sub_models.1.model.layers.0.mlp.up_proj.weight"]',
-    'print(torch.equal(m.model.layers[0].mlp.up_proj.weight.to(w.dtype), w))',
-  ].join('\n'), extracted, run(jointCheckpoint)], { encoding: 'utf8' });
+  const check = execFileSync(
+    path.join(VENV_BIN, 'python'),
+    [
+      '-c',
+      [
+        'import sys, torch; from transformers import AutoModelForCausalLM; from safetensors.torch import load_file',
+        'm = AutoModelForCausalLM.from_pretrained(sys.argv[1])',
+        'fused = load_file(sys.argv[2] + "/model.safetensors")',
+        'w = fused["sub_models.1.model.layers.0.mlp.up_proj.weight"]',
+        'print(torch.equal(m.model.layers[0].mlp.up_proj.weight.to(w.dtype), w))',
+      ].join('\n'),
+      extracted,
+      run(jointCheckpoint),
+    ],
+    { encoding: 'utf8' },
+  );
   expect(check.trim().split('\n').pop()).toBe('True');
 
   for (const label of ['wmss', 'base', 'm1']) {
@@ -101,9 +127,17 @@ test('steps 0–7 complete and every artifact has the format of the spec', async
     expect(first.accuracy[label].arithmetic).toBeGreaterThanOrEqual(0);
     for (const name of ['arithmetic', ...BENCHMARK_NAMES]) {
       const set = JSON.parse(readFileSync(run(`${A.RESULTS_DIR}/${label}/${name}/eval_summary.json`), 'utf8'));
-      expect(set).toMatchObject({ protocol: 'paper', n_prompts: name === 'arithmetic' ? 24 : 2, n_samples: 1, seed: 42, prompt: { thinking: true } });
+      expect(set).toMatchObject({
+        protocol: 'paper',
+        n_prompts: name === 'arithmetic' ? 24 : 2,
+        n_samples: 1,
+        seed: 42,
+        prompt: { thinking: true },
+      });
       expect(set.truncation_rate).toBeGreaterThanOrEqual(0);
-      expect(readFileSync(run(`${A.RESULTS_DIR}/${label}/${name}/eval_detail.csv`), 'utf8').split(/\r?\n/)[0]).toBe('id,orig_id,position,sample_index,question,ground_truth,response,token_ids,output_tokens,finish_reason,stop_reason,normal_stop,truncated,verified,correct,grader_error,prompt_tokens,latency_s_per_prompt');
+      expect(readFileSync(run(`${A.RESULTS_DIR}/${label}/${name}/eval_detail.csv`), 'utf8').split(/\r?\n/)[0]).toBe(
+        'id,orig_id,position,sample_index,question,ground_truth,response,token_ids,output_tokens,finish_reason,stop_reason,normal_stop,truncated,verified,correct,grader_error,prompt_tokens,latency_s_per_prompt',
+      );
       expect(first.accuracy[label][name]).toBe(set.pass_at_1);
     }
   }
@@ -117,7 +151,24 @@ test('the same JSON started with `temporal workflow start` completes from cache'
   expect(first).toBeDefined();
   const file = path.join(h.dir, 'run.json');
   writeFileSync(file, JSON.stringify(config));
-  execFileSync(temporalCli(), ['workflow', 'start', '--type', 'wmssPipeline', '--task-queue', 'wmss', '--workflow-id', 'it-cli', '--input-file', file, '--address', h.server.address], { encoding: 'utf8' });
+  execFileSync(
+    temporalCli(),
+    [
+      'workflow',
+      'start',
+      '--type',
+      'wmssPipeline',
+      '--task-queue',
+      'wmss',
+      '--workflow-id',
+      'it-cli',
+      '--input-file',
+      file,
+      '--address',
+      h.server.address,
+    ],
+    { encoding: 'utf8' },
+  );
   const result = (await h.client.workflow.getHandle('it-cli').result()) as PipelineResult;
   for (const step of activeSteps(config)) {
     expect(result.steps[step.id].cached).toBe(true);
@@ -126,7 +177,7 @@ test('the same JSON started with `temporal workflow start` completes from cache'
   expect(result.accuracy).toEqual(first.accuracy);
 });
 
-test('`wmss resume` recovers the config from the run dir and from the run\'s history', async () => {
+test("`wmss resume` recovers the config from the run dir and from the run's history", async () => {
   expect(first).toBeDefined();
   await expect(configToResume(h.client, config.runDir)).resolves.toEqual(config);
   await expect(configToResume(h.client, config.runName)).resolves.toEqual(config);

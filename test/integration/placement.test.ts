@@ -49,11 +49,32 @@ afterAll(async () => {
 
 // Small on purpose: placement is under test here, the kernels are covered elsewhere.
 const small = (runDir: string, runName: string, placement: Record<string, unknown>) => {
-  const training = { lr: 3e-3, microBatch: 16, gradAccum: 2, maxLength: 96, maxSteps: 2, saveEvery: 0, gradientCheckpointing: false };
+  const training = {
+    lr: 3e-3,
+    microBatch: 16,
+    gradAccum: 2,
+    maxLength: 96,
+    maxSteps: 2,
+    saveEvery: 0,
+    gradientCheckpointing: false,
+  };
   return tinyRunConfig(h.assets, runDir, runName, {
     sft: training,
     joint: training,
-    eval: { baselines: false, batchSize: 32, benchmarks: [{ name: 'arithmetic', path: path.join(h.assets, 'data', 'test.jsonl'), format: 'gsm8k', maxInputTokens: 256, maxNewTokens: 16, limit: 8 }] },
+    eval: {
+      baselines: false,
+      batchSize: 32,
+      benchmarks: [
+        {
+          name: 'arithmetic',
+          path: path.join(h.assets, 'data', 'test.jsonl'),
+          format: 'gsm8k',
+          maxInputTokens: 256,
+          maxNewTokens: 16,
+          limit: 8,
+        },
+      ],
+    },
     placement: { storage: 'local', ...placement } as never,
   });
 };
@@ -68,7 +89,8 @@ test('with local storage, every step runs on the host that produced its inputs',
   expect(HOSTS).toContain(home);
   for (const id of ran) {
     // StepResult.host: the host of each step is the host of the steps it read
-    for (const need of STEPS.find((s) => s.id === id)!.needs.filter((n) => result.steps[n])) expect(`${id} on ${result.steps[id].host}`).toBe(`${id} on ${result.steps[need].host}`);
+    for (const need of STEPS.find((s) => s.id === id)!.needs.filter((n) => result.steps[n]))
+      expect(`${id} on ${result.steps[id].host}`).toBe(`${id} on ${result.steps[need].host}`);
     expect(result.steps[id].host).toBe(home);
   }
 
@@ -78,7 +100,12 @@ test('with local storage, every step runs on the host that produced its inputs',
   const started: { activityId: string; queue: string; type: string; identity: string }[] = [];
   for (const event of history.events ?? []) {
     const s = event.activityTaskScheduledEventAttributes;
-    if (s) scheduled.set(Number(event.eventId), { activityId: s.activityId!, queue: s.taskQueue!.name!, type: s.activityType!.name! });
+    if (s)
+      scheduled.set(Number(event.eventId), {
+        activityId: s.activityId!,
+        queue: s.taskQueue!.name!,
+        type: s.activityType!.name!,
+      });
     const t = event.activityTaskStartedEventAttributes;
     if (t) started.push({ ...scheduled.get(Number(t.scheduledEventId))!, identity: t.identity! });
   }
@@ -102,7 +129,10 @@ test('a step pinned to a host whose workers are gone fails with HostUnavailable 
   workers.delete('host-b');
   const config = small(path.join(h.dir, 'gone'), 'it-gone', { host: 'host-b', hostTimeout: '3s' });
   const handle = await startPipeline(h.client, config);
-  const err = await handle.result().then(() => undefined, (e: unknown) => e);
+  const err = await handle.result().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(WorkflowFailedError);
   const cause = (err as WorkflowFailedError).cause as { type?: string; message: string };
   expect(cause.type).toBe('HostUnavailable');

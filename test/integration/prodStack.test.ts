@@ -34,7 +34,13 @@ let stack: Record<string, string>;
 let workers: ChildProcess[] = [];
 let configFile: string;
 
-const readStackEnv = () => Object.fromEntries(readFileSync(path.join(state, 'stack.env'), 'utf8').trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+const readStackEnv = () =>
+  Object.fromEntries(
+    readFileSync(path.join(state, 'stack.env'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
@@ -43,21 +49,42 @@ const alive = (pid: number) => {
     return false;
   }
 };
-const cliEnv = () => ({ ...process.env, TEMPORAL_ADDRESS: stack.TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE: stack.TEMPORAL_NAMESPACE, WMSS_UI_URL: '' });
+const cliEnv = () => ({
+  ...process.env,
+  TEMPORAL_ADDRESS: stack.TEMPORAL_ADDRESS,
+  TEMPORAL_NAMESPACE: stack.TEMPORAL_NAMESPACE,
+  WMSS_UI_URL: '',
+});
 const wmss = (args: string[], timeoutMs = 60_000) => runCommand(WMSS, args, { cwd: dir, env: cliEnv(), timeoutMs });
 const stackCmd = (cmd: string) => runCommand('bash', [STACK, cmd, state], { timeoutMs: 240_000 });
 /** psql against the stack's cluster: rows as arrays of fields. */
 async function psql(db: string, sql: string): Promise<string[][]> {
-  const r = await runCommand('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-tA', '-F', '\t', '-d', db, '-c', sql], { env: { ...process.env, PGHOST: stack.PGHOST, PGPORT: stack.PGPORT, PGUSER: stack.PGUSER, PGPASSWORD: stack.PGPASSWORD } });
+  const r = await runCommand('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-tA', '-F', '\t', '-d', db, '-c', sql], {
+    env: {
+      ...process.env,
+      PGHOST: stack.PGHOST,
+      PGPORT: stack.PGPORT,
+      PGUSER: stack.PGUSER,
+      PGPASSWORD: stack.PGPASSWORD,
+    },
+  });
   if (r.code !== 0) throw new Error(`psql ${db}: ${r.stderr}`);
-  return r.stdout.trim().split('\n').filter(Boolean).map((l) => l.split('\t'));
+  return r.stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split('\t'));
 }
 
 /** One worker service of compose: its command (entrypoint + command) and environment, pointed at the stack. */
 function startWorker(name: string): ChildProcess {
   const w = spec.workers[name];
   const log = openSync(path.join(dir, `${name}.log`), 'a');
-  return spawn(w.argv[0], w.argv.slice(1), { cwd: REPO_ROOT, env: { ...process.env, ...w.env, TEMPORAL_ADDRESS: stack.TEMPORAL_ADDRESS }, stdio: ['ignore', log, log] });
+  return spawn(w.argv[0], w.argv.slice(1), {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...w.env, TEMPORAL_ADDRESS: stack.TEMPORAL_ADDRESS },
+    stdio: ['ignore', log, log],
+  });
 }
 
 beforeAll(async () => {
@@ -69,7 +96,11 @@ beforeAll(async () => {
   stack = readStackEnv();
   workers = ['wmss-control', 'wmss-gpu'].map(startWorker);
   for (const name of ['wmss-control', 'wmss-gpu']) {
-    await until(`${name} to serve`, async () => / worker .*serving /.test(readFileSync(path.join(dir, `${name}.log`), 'utf8')), 120_000);
+    await until(
+      `${name} to serve`,
+      async () => / worker .*serving /.test(readFileSync(path.join(dir, `${name}.log`), 'utf8')),
+      120_000,
+    );
   }
   configFile = path.join(dir, 'run.json');
   writeFileSync(configFile, JSON.stringify(tinyRunConfig(assets, path.join(dir, 'run'), RUN), null, 2));
@@ -77,7 +108,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const w of workers) w.kill('SIGINT');
-  await Promise.all(workers.map((w) => (w.exitCode !== null ? Promise.resolve() : new Promise((r) => w.once('exit', r)))));
+  await Promise.all(
+    workers.map((w) => (w.exitCode !== null ? Promise.resolve() : new Promise((r) => w.once('exit', r)))),
+  );
   if (state) await stackCmd('stop');
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -90,9 +123,20 @@ test('the stack runs the versions compose pins, with its namespace and search at
     await connection.close();
   }
   expect((await psql('postgres', 'show server_version'))[0][0]).toMatch(new RegExp(`^${spec.postgresMajor}\\.`));
-  expect((await psql(spec.databases.history, 'select name from namespaces order by name')).flat()).toContain(spec.namespace);
-  const attrs = await runCommand(temporalCli(), ['operator', 'search-attribute', 'list', '--namespace', spec.namespace, '--address', stack.TEMPORAL_ADDRESS]);
-  for (const a of spec.searchAttributes) expect(attrs.stdout).toMatch(new RegExp(`^\\s*${a.name}\\s+${a.type}\\s*$`, 'm'));
+  expect((await psql(spec.databases.history, 'select name from namespaces order by name')).flat()).toContain(
+    spec.namespace,
+  );
+  const attrs = await runCommand(temporalCli(), [
+    'operator',
+    'search-attribute',
+    'list',
+    '--namespace',
+    spec.namespace,
+    '--address',
+    stack.TEMPORAL_ADDRESS,
+  ]);
+  for (const a of spec.searchAttributes)
+    expect(attrs.stdout).toMatch(new RegExp(`^\\s*${a.name}\\s+${a.type}\\s*$`, 'm'));
   // compose's health check of the workers, as the container would run it
   const [cmd, ...args] = spec.workers['wmss-control'].health;
   const health = await runCommand(cmd, args, { env: cliEnv() });
@@ -143,16 +187,25 @@ test('a second run of the same config is all cache hits', async () => {
   expect(result.accuracy).toEqual(first.accuracy);
 });
 
-test('both runs\' histories and visibility records are in PostgreSQL', async () => {
+test("both runs' histories and visibility records are in PostgreSQL", async () => {
   expect(first).toBeDefined();
   const id = `'${WORKFLOW_ID}'`;
   // visibility: two closed runs (status 2 = completed) with the workflow's search attributes; SQL
   // visibility stores custom attributes under column aliases (Keyword01…), so their values are checked
-  const vis = await psql(spec.databases.visibility, `select status, history_length, search_attributes::text, trim(run_id) from executions_visibility where workflow_id = ${id} order by start_time`);
+  const vis = await psql(
+    spec.databases.visibility,
+    `select status, history_length, search_attributes::text, trim(run_id) from executions_visibility where workflow_id = ${id} order by start_time`,
+  );
   expect(vis.map((r) => r[0])).toEqual(['2', '2']);
-  for (const r of vis) expect(Object.values(JSON.parse(r[2]))).toEqual(expect.arrayContaining([RUN, 'completed', path.join(ASSETS_DIR, 'tiny-qwen3')]));
+  for (const r of vis)
+    expect(Object.values(JSON.parse(r[2]))).toEqual(
+      expect.arrayContaining([RUN, 'completed', path.join(ASSETS_DIR, 'tiny-qwen3')]),
+    );
   // history: each run's event batches, keyed by its run id; the last batch starts at or before the last event
-  const hist = await psql(spec.databases.history, `select encode(e.run_id, 'hex'), count(h.node_id), max(h.node_id), sum(length(h.data)) from executions e join history_node h on h.shard_id = e.shard_id and h.tree_id = e.run_id where e.workflow_id = ${id} group by e.run_id`);
+  const hist = await psql(
+    spec.databases.history,
+    `select encode(e.run_id, 'hex'), count(h.node_id), max(h.node_id), sum(length(h.data)) from executions e join history_node h on h.shard_id = e.shard_id and h.tree_id = e.run_id where e.workflow_id = ${id} group by e.run_id`,
+  );
   expect(hist).toHaveLength(2);
   for (const [runIdHex, batches, lastNode, bytes] of hist) {
     const v = vis.find((r) => r[3].replace(/-/g, '') === runIdHex);

@@ -21,7 +21,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { connectClient, connectWorker, temporalTarget, type ConnectionFlags, type TemporalTarget } from '../../temporal/connection';
+import {
+  connectClient,
+  connectWorker,
+  temporalTarget,
+  type ConnectionFlags,
+  type TemporalTarget,
+} from '../../temporal/connection';
 import type { DevServer } from '../../client/devServer';
 import { freePort, startDevServerOnFreePort } from '../../testkit/harness';
 
@@ -47,13 +53,45 @@ function openssl(...args: string[]): void {
 function certificate(name: string, subject: string, ca: string | undefined, extensions: string[]): void {
   openssl('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`);
   if (!ca) {
-    openssl('req', '-x509', '-new', '-key', `${name}.key`, '-subj', subject, '-days', '2', '-out', `${name}.crt`, '-config', '/dev/null', ...extensions.flatMap((e) => ['-addext', e]));
+    openssl(
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      `${name}.key`,
+      '-subj',
+      subject,
+      '-days',
+      '2',
+      '-out',
+      `${name}.crt`,
+      '-config',
+      '/dev/null',
+      ...extensions.flatMap((e) => ['-addext', e]),
+    );
     return;
   }
   const ext = f(`${name}.ext`);
   writeFileSync(ext, `${[...extensions, 'authorityKeyIdentifier=keyid', 'subjectKeyIdentifier=hash'].join('\n')}\n`);
   openssl('req', '-new', '-key', `${name}.key`, '-subj', subject, '-out', `${name}.csr`, '-config', '/dev/null');
-  openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', '2', '-out', `${name}.crt`, '-extfile', ext);
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    `${ca}.crt`,
+    '-CAkey',
+    `${ca}.key`,
+    '-set_serial',
+    `0x${randomBytes(8).toString('hex')}`,
+    '-days',
+    '2',
+    '-out',
+    `${name}.crt`,
+    '-extfile',
+    ext,
+  );
 }
 
 async function portOpen(port: number): Promise<boolean> {
@@ -64,27 +102,49 @@ async function portOpen(port: number): Promise<boolean> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(NGINX)) throw new Error(`${NGINX} is missing: run scripts/setup-nginx.sh (installs Debian's nginx) or set WMSS_NGINX`);
+  if (!existsSync(NGINX))
+    throw new Error(`${NGINX} is missing: run scripts/setup-nginx.sh (installs Debian's nginx) or set WMSS_NGINX`);
   Runtime.install({ logger: new DefaultLogger('WARN') });
   dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-tls-'));
   home = mkdtempSync(path.join(os.tmpdir(), 'wmss-tls-home-'));
 
   // the test CA, the proxy's server certificate, a client certificate; and a second, rogue CA with its own client
-  const caExt = ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign', 'subjectKeyIdentifier=hash'];
+  const caExt = [
+    'basicConstraints=critical,CA:TRUE',
+    'keyUsage=critical,keyCertSign,cRLSign',
+    'subjectKeyIdentifier=hash',
+  ];
   certificate('ca', '/CN=wmss test CA', undefined, caExt);
-  certificate('server', '/CN=localhost', 'ca', ['basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth', 'subjectAltName=DNS:localhost,IP:127.0.0.1']);
-  certificate('client', '/CN=wmss worker', 'ca', ['basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=clientAuth']);
+  certificate('server', '/CN=localhost', 'ca', [
+    'basicConstraints=CA:FALSE',
+    'keyUsage=critical,digitalSignature',
+    'extendedKeyUsage=serverAuth',
+    'subjectAltName=DNS:localhost,IP:127.0.0.1',
+  ]);
+  certificate('client', '/CN=wmss worker', 'ca', [
+    'basicConstraints=CA:FALSE',
+    'keyUsage=critical,digitalSignature',
+    'extendedKeyUsage=clientAuth',
+  ]);
   certificate('rogue-ca', '/CN=rogue CA', undefined, caExt);
-  certificate('rogue', '/CN=wmss worker', 'rogue-ca', ['basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=clientAuth']);
+  certificate('rogue', '/CN=wmss worker', 'rogue-ca', [
+    'basicConstraints=CA:FALSE',
+    'keyUsage=critical,digitalSignature',
+    'extendedKeyUsage=clientAuth',
+  ]);
 
-  server = await startDevServerOnFreePort({ dbFile: f('temporal.db'), logFile: f('temporal.log') }).catch((err: unknown) => {
-    throw new Error(`${String(err)}\n${readFileSync(f('temporal.log'), 'utf8').slice(-2000)}`);
-  });
+  server = await startDevServerOnFreePort({ dbFile: f('temporal.db'), logFile: f('temporal.log') }).catch(
+    (err: unknown) => {
+      throw new Error(`${String(err)}\n${readFileSync(f('temporal.log'), 'utf8').slice(-2000)}`);
+    },
+  );
   const [mtlsPort, keyPort] = [await freePort(), await freePort()];
   mtlsAddress = `127.0.0.1:${mtlsPort}`;
   keyAddress = `127.0.0.1:${keyPort}`;
   const upstream = `grpc_pass grpc://${server.address};\n      grpc_read_timeout 300s;\n      grpc_send_timeout 300s;`;
-  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${f(`${t}_temp`)};`).join('\n');
+  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
+    .map((t) => `  ${t}_temp_path ${f(`${t}_temp`)};`)
+    .join('\n');
   writeFileSync(
     f('nginx.conf'),
     `pid ${f('nginx.pid')};
@@ -116,12 +176,19 @@ ${temp}
 }
 `,
   );
-  nginx = spawn(NGINX, ['-p', dir, '-c', f('nginx.conf'), '-e', f('nginx-error.log'), '-g', 'daemon off; master_process off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  nginx = spawn(
+    NGINX,
+    ['-p', dir, '-c', f('nginx.conf'), '-e', f('nginx-error.log'), '-g', 'daemon off; master_process off;'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let stderr = '';
   nginx.stderr!.on('data', (d) => (stderr += d));
   const deadline = Date.now() + 20_000;
   while (!((await portOpen(mtlsPort)) && (await portOpen(keyPort)))) {
-    if (nginx.exitCode !== null || Date.now() > deadline) throw new Error(`nginx did not start: ${stderr}${existsSync(f('nginx-error.log')) ? readFileSync(f('nginx-error.log'), 'utf8') : ''}`);
+    if (nginx.exitCode !== null || Date.now() > deadline)
+      throw new Error(
+        `nginx did not start: ${stderr}${existsSync(f('nginx-error.log')) ? readFileSync(f('nginx-error.log'), 'utf8') : ''}`,
+      );
     await new Promise((r) => setTimeout(r, 100));
   }
 }, 120_000);
@@ -137,7 +204,13 @@ afterAll(async () => {
   if (home) rmSync(home, { recursive: true, force: true });
 });
 
-const mtlsFlags = (): ConnectionFlags => ({ address: mtlsAddress, tlsCaPath: f('ca.crt'), tlsCertPath: f('client.crt'), tlsKeyPath: f('client.key'), tlsServerName: 'localhost' });
+const mtlsFlags = (): ConnectionFlags => ({
+  address: mtlsAddress,
+  tlsCaPath: f('ca.crt'),
+  tlsCertPath: f('client.crt'),
+  tlsKeyPath: f('client.key'),
+  tlsServerName: 'localhost',
+});
 
 /** Connect as a client and ask the server something that needs a working connection. */
 async function describeNamespace(target: TemporalTarget): Promise<string> {
@@ -176,12 +249,25 @@ function strings(value: unknown): string[] {
  * in a payload shows too.
  */
 async function echoThrough(client: Client, workerConnection: NativeConnection, taskQueue: string) {
-  const worker = await Worker.create({ connection: workerConnection, taskQueue, workflowsPath: require.resolve('./tlsWorkflows'), activities: { greet: async (name: string) => `hello ${name}` } });
+  const worker = await Worker.create({
+    connection: workerConnection,
+    taskQueue,
+    workflowsPath: require.resolve('./tlsWorkflows'),
+    activities: { greet: async (name: string) => `hello ${name}` },
+  });
   return worker.runUntil(async () => {
-    const handle = await client.workflow.start('tlsEcho', { taskQueue, workflowId: `tls-${taskQueue}-${Date.now()}`, args: ['wmss'] });
+    const handle = await client.workflow.start('tlsEcho', {
+      taskQueue,
+      workflowId: `tls-${taskQueue}-${Date.now()}`,
+      args: ['wmss'],
+    });
     const result = await handle.result();
     const history = await handle.fetchHistory();
-    return { result, history: [JSON.stringify(history), ...strings(history)].join('\n'), description: await handle.describe() };
+    return {
+      result,
+      history: [JSON.stringify(history), ...strings(history)].join('\n'),
+      description: await handle.describe(),
+    };
   });
 }
 
@@ -250,12 +336,18 @@ test('mTLS from TEMPORAL_* variables and from a TOML profile (--config-file, --p
 });
 
 test('mTLS proxy refuses clients and workers without a certificate of its CA, and clients that do not trust it', async () => {
-  const noCert = temporalTarget({ address: mtlsAddress, tlsCaPath: f('ca.crt'), tlsServerName: 'localhost' }, { HOME: home });
+  const noCert = temporalTarget(
+    { address: mtlsAddress, tlsCaPath: f('ca.crt'), tlsServerName: 'localhost' },
+    { HOME: home },
+  );
   expect(noCert.security).toBe('TLS');
   expect(await refused(() => describeNamespace(noCert))).toMatch(/HTTP status code 400/);
   expect(await refused(() => connectWorker(noCert).then((c) => c.close()))).toMatch(/400 Bad Request/);
 
-  const rogue = temporalTarget({ ...mtlsFlags(), tlsCertPath: f('rogue.crt'), tlsKeyPath: f('rogue.key') }, { HOME: home });
+  const rogue = temporalTarget(
+    { ...mtlsFlags(), tlsCertPath: f('rogue.crt'), tlsKeyPath: f('rogue.key') },
+    { HOME: home },
+  );
   expect(rogue.security).toBe('mTLS');
   expect(await refused(() => describeNamespace(rogue))).toMatch(/HTTP status code 400/);
   expect(await refused(() => connectWorker(rogue).then((c) => c.close()))).toMatch(/400 Bad Request/);
@@ -274,7 +366,10 @@ test('mTLS proxy refuses clients and workers without a certificate of its CA, an
 });
 
 test('TLS with an API key: the right key connects and runs a workflow, a wrong or missing key is refused, and the key is not in the history', async () => {
-  const target = temporalTarget({ address: keyAddress, tlsCaPath: f('ca.crt'), tlsServerName: 'localhost' }, { HOME: home, TEMPORAL_API_KEY: API_KEY });
+  const target = temporalTarget(
+    { address: keyAddress, tlsCaPath: f('ca.crt'), tlsServerName: 'localhost' },
+    { HOME: home, TEMPORAL_API_KEY: API_KEY },
+  );
   expect(target.security).toBe('TLS, API key');
   expect(await describeNamespace(target)).toBe('default');
 
@@ -289,8 +384,17 @@ test('TLS with an API key: the right key connects and runs a workflow, a wrong o
     await client.connection.close();
   }
 
-  const wrongKey = temporalTarget({ address: keyAddress, tlsCaPath: f('ca.crt'), tlsServerName: 'localhost', apiKey: 'not-the-key' }, { HOME: home });
+  const wrongKey = temporalTarget(
+    { address: keyAddress, tlsCaPath: f('ca.crt'), tlsServerName: 'localhost', apiKey: 'not-the-key' },
+    { HOME: home },
+  );
   expect(await refused(() => describeNamespace(wrongKey))).toMatch(/UNAUTHENTICATED/);
   expect(await refused(() => connectWorker(wrongKey).then((c) => c.close()))).toMatch(/401/);
-  expect(await refused(() => describeNamespace(temporalTarget({ address: keyAddress, tlsCaPath: f('ca.crt'), tlsServerName: 'localhost' }, { HOME: home })))).toMatch(/UNAUTHENTICATED/);
+  expect(
+    await refused(() =>
+      describeNamespace(
+        temporalTarget({ address: keyAddress, tlsCaPath: f('ca.crt'), tlsServerName: 'localhost' }, { HOME: home }),
+      ),
+    ),
+  ).toMatch(/UNAUTHENTICATED/);
 });

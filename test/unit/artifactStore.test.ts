@@ -28,12 +28,21 @@ describe('runStep', () => {
   it('publishes atomically and writes a manifest with sizes and digests', async () => {
     const runDir = tmpDir();
     const result = await runStep(stepInput('merge', runDir), spec());
-    expect(result).toMatchObject({ stepId: 'merge', cached: false, outputs: { out: 'entropy/out.txt', dir: 'model' }, metrics: { rows: 3 } });
+    expect(result).toMatchObject({
+      stepId: 'merge',
+      cached: false,
+      outputs: { out: 'entropy/out.txt', dir: 'model' },
+      metrics: { rows: 3 },
+    });
     expect(readFileSync(path.join(runDir, 'entropy/out.txt'), 'utf8')).toBe('hello\n');
     expect(readdirSync(path.join(runDir, 'entropy'))).toEqual(['out.txt']);
     const manifest = await readManifest(runDir, 'merge');
     expect(manifest?.cacheKey).toBe(result.cacheKey);
-    expect(manifest?.outputs.out).toMatchObject({ kind: 'file', size: 6, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(manifest?.outputs.out).toMatchObject({
+      kind: 'file',
+      size: 6,
+      sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
     expect(manifest?.outputs.dir.files?.map((f) => f.path)).toEqual(['a.bin', 'sub/b.json']);
     expect(manifest?.wmssFlowVersion).toMatch(/^\d+\.\d+\.\d+/);
   });
@@ -61,7 +70,9 @@ describe('runStep', () => {
     // same size, other bytes: only 'full' verification notices
     await fsp.writeFile(path.join(runDir, 'entropy/out.txt'), 'HELLO\n');
     expect((await runStep(stepInput('merge', runDir), spec({ calls, cacheKey: { v: 2 } }))).cached).toBe(true);
-    expect((await runStep(stepInput('merge', runDir), spec({ calls, cacheKey: { v: 2 }, verify: 'full' }))).cached).toBe(false);
+    expect(
+      (await runStep(stepInput('merge', runDir), spec({ calls, cacheKey: { v: 2 }, verify: 'full' }))).cached,
+    ).toBe(false);
     expect(readFileSync(path.join(runDir, 'entropy/out.txt'), 'utf8')).toBe('hello\n');
   });
 
@@ -70,14 +81,17 @@ describe('runStep', () => {
     const dep = await runStep(stepInput('entropy0', runDir), spec({ outputs: { out: 'entropy/e0.txt', dir: 'm' } }));
     const a = await runStep(stepInput('merge', runDir, {}, { entropy0: dep }), spec());
     await fsp.rm(path.join(runDir, 'entropy/e0.txt'));
-    const dep2 = await runStep(stepInput('entropy0', runDir), spec({
-      outputs: { out: 'entropy/e0.txt', dir: 'm' },
-      produce: async ({ paths }) => {
-        await fsp.writeFile(paths.out, 'other');
-        await fsp.mkdir(paths.dir);
-        return {};
-      },
-    }));
+    const dep2 = await runStep(
+      stepInput('entropy0', runDir),
+      spec({
+        outputs: { out: 'entropy/e0.txt', dir: 'm' },
+        produce: async ({ paths }) => {
+          await fsp.writeFile(paths.out, 'other');
+          await fsp.mkdir(paths.dir);
+          return {};
+        },
+      }),
+    );
     expect(dep2.cacheKey).toBe(dep.cacheKey);
     const b = await runStep(stepInput('merge', runDir, {}, { entropy0: dep2 }), spec());
     expect(b.cached).toBe(false);
@@ -86,13 +100,18 @@ describe('runStep', () => {
 
   it('a crash in produce leaves no visible output, no staging and no manifest', async () => {
     const runDir = tmpDir();
-    const err = await failureOf(runStep(stepInput('merge', runDir), spec({
-      produce: async ({ paths }) => {
-        await fsp.writeFile(paths.out, 'half');
-        await fsp.mkdir(paths.dir);
-        throw new Error('boom');
-      },
-    })));
+    const err = await failureOf(
+      runStep(
+        stepInput('merge', runDir),
+        spec({
+          produce: async ({ paths }) => {
+            await fsp.writeFile(paths.out, 'half');
+            await fsp.mkdir(paths.dir);
+            throw new Error('boom');
+          },
+        }),
+      ),
+    );
     expect(err.message).toBe('boom');
     expect(readdirSync(path.join(runDir, 'entropy'))).toEqual([]);
     expect(existsSync(path.join(runDir, 'model'))).toBe(false);
@@ -103,7 +122,17 @@ describe('runStep', () => {
     const runDir = tmpDir();
     await runStep(stepInput('merge', runDir), spec());
     await fsp.writeFile(path.join(runDir, 'entropy/out.txt.partial-deadbeef'), 'stale');
-    await failureOf(runStep(stepInput('merge', runDir), spec({ cacheKey: { v: 9 }, produce: async () => { throw new Error('boom'); } })));
+    await failureOf(
+      runStep(
+        stepInput('merge', runDir),
+        spec({
+          cacheKey: { v: 9 },
+          produce: async () => {
+            throw new Error('boom');
+          },
+        }),
+      ),
+    );
     expect(readFileSync(path.join(runDir, 'entropy/out.txt'), 'utf8')).toBe('hello\n');
     expect(readdirSync(path.join(runDir, 'entropy'))).toEqual(['out.txt']);
     expect(await readManifest(runDir, 'merge')).toBeUndefined();
@@ -112,16 +141,19 @@ describe('runStep', () => {
   it('replaces an existing output directory only through staging', async () => {
     const runDir = tmpDir();
     await runStep(stepInput('merge', runDir), spec());
-    await runStep(stepInput('merge', runDir), spec({
-      cacheKey: { v: 2 },
-      produce: async ({ paths }) => {
-        expect(existsSync(path.join(runDir, 'model/a.bin'))).toBe(true); // the old output stays visible while producing
-        await fsp.writeFile(paths.out, 'new\n');
-        await fsp.mkdir(paths.dir);
-        await fsp.writeFile(path.join(paths.dir, 'c.bin'), 'c');
-        return {};
-      },
-    }));
+    await runStep(
+      stepInput('merge', runDir),
+      spec({
+        cacheKey: { v: 2 },
+        produce: async ({ paths }) => {
+          expect(existsSync(path.join(runDir, 'model/a.bin'))).toBe(true); // the old output stays visible while producing
+          await fsp.writeFile(paths.out, 'new\n');
+          await fsp.mkdir(paths.dir);
+          await fsp.writeFile(path.join(paths.dir, 'c.bin'), 'c');
+          return {};
+        },
+      }),
+    );
     expect(readdirSync(path.join(runDir, 'model'))).toEqual(['c.bin']);
     expect(readdirSync(runDir).sort()).toEqual(['.wmss', 'entropy', 'model']);
   });
@@ -132,13 +164,18 @@ describe('runStep', () => {
       const f = await failureOf(runStep(stepInput('merge', runDir), spec({ outputs: { out: bad } })));
       expect(f).toMatchObject({ type: ErrorTypes.ArtifactConflict, nonRetryable: true });
     }
-    const returned = await failureOf(runStep(stepInput('merge', runDir), spec({
-      produce: async ({ paths }) => {
-        await fsp.writeFile(paths.out, 'x');
-        await fsp.mkdir(paths.dir);
-        return { outputs: { extra: '/tmp' } };
-      },
-    })));
+    const returned = await failureOf(
+      runStep(
+        stepInput('merge', runDir),
+        spec({
+          produce: async ({ paths }) => {
+            await fsp.writeFile(paths.out, 'x');
+            await fsp.mkdir(paths.dir);
+            return { outputs: { extra: '/tmp' } };
+          },
+        }),
+      ),
+    );
     expect(returned.type).toBe(ErrorTypes.ArtifactConflict);
     const rel = await failureOf(runStep(stepInput('merge', 'relative/run'), spec()));
     expect(rel.type).toBe(ErrorTypes.ArtifactConflict);

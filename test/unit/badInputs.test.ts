@@ -6,7 +6,17 @@
  * The kernel side of the same data and eval cases: kernels/tests/test_bad_inputs.py.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { extractSubmodel } from '../../activities/stepActivities/extractActivity';
 import { fuseModels } from '../../activities/stepActivities/fuseActivity';
@@ -78,7 +88,10 @@ function prepare(c: Case): { runDir: string; input: string } {
   if (c.generate?.kind === 'huge-line') {
     // line 1 a valid record, then one line longer than the limit
     const valid = readFileSync(path.join(ROOT, 'shared', 'data.jsonl'), 'utf8').split('\n')[0];
-    writeFileSync(input, Buffer.concat([Buffer.from(`${valid}\n`), Buffer.alloc(c.generate.bytes, 'x'), Buffer.from('\n')]));
+    writeFileSync(
+      input,
+      Buffer.concat([Buffer.from(`${valid}\n`), Buffer.alloc(c.generate.bytes, 'x'), Buffer.from('\n')]),
+    );
   } else if (c.generate?.kind === 'dev-zero') {
     symlinkSync('/dev/zero', input);
   } else if (c.generate?.kind === 'fifo') {
@@ -128,7 +141,8 @@ function walk(dir: string, rel = ''): string[] {
 function expectNothingPublished(runDir: string, step: StepId, outputs: string[]): void {
   expect(existsSync(manifestFile(runDir, step))).toBe(false);
   expect(walk(path.join(runDir, A.MANIFESTS_DIR))).toEqual([]);
-  for (const out of outputs) expect({ out, exists: existsSync(path.join(runDir, out)) }).toEqual({ out, exists: false });
+  for (const out of outputs)
+    expect({ out, exists: existsSync(path.join(runDir, out)) }).toEqual({ out, exists: false });
   expect(walk(runDir).filter((p) => /\.(partial|old)-/.test(p))).toEqual([]);
 }
 
@@ -137,7 +151,8 @@ describe('the corpus', () => {
     expect(corpus.format).toBe('wmss-bad-inputs/1');
     expect(cases.length).toBeGreaterThanOrEqual(50);
     expect(new Set(cases.map((c) => c.id)).size).toBe(cases.length);
-    for (const kind of ['config', 'data', 'entropy', 'model', 'eval'] as const) expect(byKind(kind).length).toBeGreaterThanOrEqual(5);
+    for (const kind of ['config', 'data', 'entropy', 'model', 'eval'] as const)
+      expect(byKind(kind).length).toBeGreaterThanOrEqual(5);
     for (const c of cases) {
       expect({ id: c.id, why: c.why.length > 5 }).toEqual({ id: c.id, why: true });
       if (c.generate) continue;
@@ -148,7 +163,12 @@ describe('the corpus', () => {
   it('has no fixture that no case uses', () => {
     const used = cases.filter((c) => c.input && !c.missing).map((c) => c.input!);
     const top = walk(ROOT).filter((p) => !statSync(path.join(ROOT, p)).isDirectory());
-    const orphans = top.filter((p) => !p.startsWith('shared/') && !['cases.json', 'README.md', 'build-models.ts'].includes(p) && !used.some((u) => p === u || p.startsWith(`${u}/`)));
+    const orphans = top.filter(
+      (p) =>
+        !p.startsWith('shared/') &&
+        !['cases.json', 'README.md', 'build-models.ts'].includes(p) &&
+        !used.some((u) => p === u || p.startsWith(`${u}/`)),
+    );
     expect(orphans).toEqual([]);
   });
 
@@ -161,7 +181,11 @@ describe('the corpus', () => {
         .filter((p) => !statSync(path.join(dir, p)).isDirectory())
         .sort();
     expect(files(ROOT)).toEqual(files(built));
-    for (const f of files(built)) expect({ f, same: readFileSync(path.join(ROOT, f)).equals(readFileSync(path.join(built, f))) }).toEqual({ f, same: true });
+    for (const f of files(built))
+      expect({ f, same: readFileSync(path.join(ROOT, f)).equals(readFileSync(path.join(built, f))) }).toEqual({
+        f,
+        same: true,
+      });
   });
 
   it('the kernels reject lines over the same length limit as the TypeScript reader', () => {
@@ -186,7 +210,12 @@ describe('training data (steps 0/2 on the onnx backend; the kernels: test_bad_in
     // the reader
     expectFailure(await failureOf(readRecords(input, c.format!)), c.expect, input);
     // the step: validated before the (absent) ONNX model is opened
-    const step = stepInput('entropy0', runDir, { dataFile: input, dataFormat: c.format, entropy: { backend: 'onnx' } }, { onnxBase: fakeResult('onnxBase', { onnx: A.ONNX_BASE }) });
+    const step = stepInput(
+      'entropy0',
+      runDir,
+      { dataFile: input, dataFormat: c.format, entropy: { backend: 'onnx' } },
+      { onnxBase: fakeResult('onnxBase', { onnx: A.ONNX_BASE }) },
+    );
     expectFailure(await failureOf(onnxSteps({ threads: 1 }).computeEntropy(step)), c.expect, input, c.activity);
     expectNothingPublished(runDir, 'entropy0', [A.ENTROPY_0]);
   });
@@ -195,13 +224,27 @@ describe('training data (steps 0/2 on the onnx backend; the kernels: test_bad_in
 describe('entropy files (step 3)', () => {
   test.each(byKind('entropy'))('%s', async (_id, c) => {
     const { runDir, input } = prepare(c);
-    const dataFile = c.dataFile ? path.join(input, c.dataFile) : existsSync(path.join(input, 'data.jsonl')) ? path.join(input, 'data.jsonl') : path.join(ROOT, 'shared', 'data.jsonl');
-    const step = stepInput('merge', runDir, { dataFile }, {
-      entropy0: fakeResult('entropy0', { entropy: 'case/entropy_0.jsonl' }),
-      entropy1: fakeResult('entropy1', { entropy: 'case/entropy_1.jsonl' }),
-    });
+    const dataFile = c.dataFile
+      ? path.join(input, c.dataFile)
+      : existsSync(path.join(input, 'data.jsonl'))
+        ? path.join(input, 'data.jsonl')
+        : path.join(ROOT, 'shared', 'data.jsonl');
+    const step = stepInput(
+      'merge',
+      runDir,
+      { dataFile },
+      {
+        entropy0: fakeResult('entropy0', { entropy: 'case/entropy_0.jsonl' }),
+        entropy1: fakeResult('entropy1', { entropy: 'case/entropy_1.jsonl' }),
+      },
+    );
     expectFailure(await failureOf(mergeAndWeight(step)), c.expect, input, c.activity);
-    expectNothingPublished(runDir, 'merge', [A.ENTROPY_MERGED, A.SAMPLE_WEIGHTS, A.RESAMPLED_POSITIONS, A.RESAMPLE_STATS]);
+    expectNothingPublished(runDir, 'merge', [
+      A.ENTROPY_MERGED,
+      A.SAMPLE_WEIGHTS,
+      A.RESAMPLED_POSITIONS,
+      A.RESAMPLE_STATS,
+    ]);
   });
 });
 
@@ -210,7 +253,11 @@ describe('model dirs (steps 4, 5a, 6; the base model also in steps 0 and 1 befor
   test.each(byKind('model'))('%s', async (_id, c) => {
     const { runDir, input } = prepare(c);
     if (c.step === 'snapshot') {
-      expectFailure(await failureOf(snapshotBase(stepInput('snapshot', runDir, { baseModel: input }))), c.expect, input);
+      expectFailure(
+        await failureOf(snapshotBase(stepInput('snapshot', runDir, { baseModel: input }))),
+        c.expect,
+        input,
+      );
       expectNothingPublished(runDir, 'snapshot', [A.STAGE0_DIR]);
       const overrides = { baseModel: input, dataFile: path.join(ROOT, 'shared', 'data.jsonl') };
       expectFailure(await failureOf(gpu.computeEntropy(stepInput('entropy0', runDir, overrides))), c.expect, input);
@@ -219,7 +266,15 @@ describe('model dirs (steps 4, 5a, 6; the base model also in steps 0 and 1 befor
       expectNothingPublished(runDir, 'sft', [A.STAGE1_DIR]);
       expect(walk(path.join(runDir, A.JOBS_DIR))).toEqual([]);
     } else if (c.step === 'fuse') {
-      const step = stepInput('fuse', runDir, {}, { snapshot: fakeResult('snapshot', { model: 'case/weak' }), sft: fakeResult('sft', { checkpoint: 'case/strong' }) });
+      const step = stepInput(
+        'fuse',
+        runDir,
+        {},
+        {
+          snapshot: fakeResult('snapshot', { model: 'case/weak' }),
+          sft: fakeResult('sft', { checkpoint: 'case/strong' }),
+        },
+      );
       expectFailure(await failureOf(fuseModels(step)), c.expect, input);
       expectNothingPublished(runDir, 'fuse', [A.FUSED_INIT_DIR]);
     } else {
@@ -235,14 +290,30 @@ describe('eval sets (step 7, both backends; the kernel: test_bad_inputs.py)', ()
   test.each(byKind('eval'))('%s', async (_id, c) => {
     const { runDir, input } = prepare(c);
     const ds = { name: 'bad', path: input, format: c.dataset!.format, expectedRows: c.dataset!.expectedRows };
-    expectFailure(await failureOf(loadEvalRows({ ...ds, expectedRows: ds.expectedRows ?? null, limit: null })), c.expect, input);
+    expectFailure(
+      await failureOf(loadEvalRows({ ...ds, expectedRows: ds.expectedRows ?? null, limit: null })),
+      c.expect,
+      input,
+    );
     const overrides = { eval: { benchmarks: [ds], baselines: false } };
     // torch: fails before any kernel starts (no job file is written)
-    expectFailure(await failureOf(gpu.evaluate(stepInput('evaluate', runDir, overrides, { extract: fakeResult('extract', { model: 'wmss' }) }))), c.expect, input, c.activity);
+    expectFailure(
+      await failureOf(
+        gpu.evaluate(stepInput('evaluate', runDir, overrides, { extract: fakeResult('extract', { model: 'wmss' }) })),
+      ),
+      c.expect,
+      input,
+      c.activity,
+    );
     expect(walk(path.join(runDir, A.JOBS_DIR))).toEqual([]);
     expectNothingPublished(runDir, 'evaluate', [A.RESULTS_DIR]);
     // onnx: before any ONNX model is opened
-    const onnx = stepInput('evaluate', runDir, { ...overrides, eval: { ...overrides.eval, backend: 'onnx', protocol: 'lenient' } }, { onnxWmss: fakeResult('onnxWmss', { onnx: A.ONNX_WMSS }) });
+    const onnx = stepInput(
+      'evaluate',
+      runDir,
+      { ...overrides, eval: { ...overrides.eval, backend: 'onnx', protocol: 'lenient' } },
+      { onnxWmss: fakeResult('onnxWmss', { onnx: A.ONNX_WMSS }) },
+    );
     expectFailure(await failureOf(onnxSteps({ threads: 1 }).evaluate(onnx)), c.expect, input, c.activity);
     expectNothingPublished(runDir, 'evaluate', [A.RESULTS_DIR]);
   });
@@ -251,17 +322,27 @@ describe('eval sets (step 7, both backends; the kernel: test_bad_inputs.py)', ()
 describe('through the real entropy kernel (torch backend: Python validates, the bridge maps exit code 2)', () => {
   const gpu = kernelSteps({ devices: { kind: 'cpu' }, exclusive: (fn) => fn(), threads: 1 });
   // two cases are enough here: the kernel's reader runs the whole data corpus in pytest
-  test.each(byKind('data').filter(([id]) => id === 'data/duplicate-idx' || id === 'data/utf16'))('%s', async (_id, c) => {
-    const { runDir, input } = prepare(c);
-    const base = path.join(runDir, 'base');
-    mkdirSync(base);
-    cpSync(path.join(ROOT, 'shared', 'model'), base, { recursive: true });
-    const f = await failureOf(gpu.computeEntropy(stepInput('entropy0', runDir, { baseModel: base, dataFile: input, dataFormat: c.format, device: 'cpu' })));
-    expect({ type: f.type, nonRetryable: f.nonRetryable }).toEqual({ type: 'InvalidInput', nonRetryable: true });
-    expect(f.details[0]).toEqual({ file: input, line: c.expect.line, field: c.expect.field ?? null });
-    expect(f.message).toContain(`${input} line ${c.expect.line}: ${c.expect.field ? `field '${c.expect.field}': ` : ''}`);
-    for (const fragment of c.expect.message) expect(f.message).toContain(fragment);
-    expect(f.message).toContain(path.join(runDir, A.LOGS_DIR, 'entropy0.log'));
-    expectNothingPublished(runDir, 'entropy0', [A.ENTROPY_0]);
-  }, 60_000);
+  test.each(byKind('data').filter(([id]) => id === 'data/duplicate-idx' || id === 'data/utf16'))(
+    '%s',
+    async (_id, c) => {
+      const { runDir, input } = prepare(c);
+      const base = path.join(runDir, 'base');
+      mkdirSync(base);
+      cpSync(path.join(ROOT, 'shared', 'model'), base, { recursive: true });
+      const f = await failureOf(
+        gpu.computeEntropy(
+          stepInput('entropy0', runDir, { baseModel: base, dataFile: input, dataFormat: c.format, device: 'cpu' }),
+        ),
+      );
+      expect({ type: f.type, nonRetryable: f.nonRetryable }).toEqual({ type: 'InvalidInput', nonRetryable: true });
+      expect(f.details[0]).toEqual({ file: input, line: c.expect.line, field: c.expect.field ?? null });
+      expect(f.message).toContain(
+        `${input} line ${c.expect.line}: ${c.expect.field ? `field '${c.expect.field}': ` : ''}`,
+      );
+      for (const fragment of c.expect.message) expect(f.message).toContain(fragment);
+      expect(f.message).toContain(path.join(runDir, A.LOGS_DIR, 'entropy0.log'));
+      expectNothingPublished(runDir, 'entropy0', [A.ENTROPY_0]);
+    },
+    60_000,
+  );
 });

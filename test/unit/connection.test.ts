@@ -60,13 +60,24 @@ test('defaults: localhost:7233, namespace default, plain text', () => {
 
 test('the profile file: default profile, TEMPORAL_PROFILE, and --profile over it', () => {
   const f = files();
-  expect(temporalTarget({}, { TEMPORAL_CONFIG_FILE: f.toml })).toMatchObject({ address: 'file-default:7233', namespace: 'ns-file-default', security: 'plain text' });
+  expect(temporalTarget({}, { TEMPORAL_CONFIG_FILE: f.toml })).toMatchObject({
+    address: 'file-default:7233',
+    namespace: 'ns-file-default',
+    security: 'plain text',
+  });
   const secure = temporalTarget({}, { TEMPORAL_CONFIG_FILE: f.toml, TEMPORAL_PROFILE: 'secure' });
-  expect(secure).toMatchObject({ address: 'file-secure:7233', namespace: 'ns-file-secure', apiKey: 'key-from-file', security: 'mTLS, API key' });
+  expect(secure).toMatchObject({
+    address: 'file-secure:7233',
+    namespace: 'ns-file-secure',
+    apiKey: 'key-from-file',
+    security: 'mTLS, API key',
+  });
   expect(text(tlsOf(secure).serverRootCACertificate)).toBe('CA-FROM-FILE');
   expect(text(tlsOf(secure).clientCertPair?.crt)).toBe('CERT-FROM-FILE');
   expect(tlsOf(secure).serverNameOverride).toBe('temporal.internal');
-  expect(temporalTarget({ profile: 'default' }, { TEMPORAL_CONFIG_FILE: f.toml, TEMPORAL_PROFILE: 'secure' }).address).toBe('file-default:7233');
+  expect(
+    temporalTarget({ profile: 'default' }, { TEMPORAL_CONFIG_FILE: f.toml, TEMPORAL_PROFILE: 'secure' }).address,
+  ).toBe('file-default:7233');
   // the default location: $XDG_CONFIG_HOME/temporalio/temporal.toml (~/.config/… without it)
   const home = tmpDir();
   mkdirSync(path.join(home, '.config', 'temporalio'), { recursive: true });
@@ -92,8 +103,23 @@ test('environment over the file, flags over the environment', () => {
   expect(text(tlsOf(fromEnv).clientCertPair?.key)).toBe('KEY-FROM-ENV');
   expect(text(tlsOf(fromEnv).serverRootCACertificate)).toBe('CA-FROM-FILE'); // not overridden: from the file
 
-  const fromFlags = temporalTarget({ address: 'flag:7233', namespace: 'ns-flag', apiKey: 'key-from-flag', tlsCertPath: f.flagCert, tlsKeyPath: f.flagKey, tlsServerName: 'flag.name' }, env);
-  expect(fromFlags).toMatchObject({ address: 'flag:7233', namespace: 'ns-flag', apiKey: 'key-from-flag', security: 'mTLS, API key' });
+  const fromFlags = temporalTarget(
+    {
+      address: 'flag:7233',
+      namespace: 'ns-flag',
+      apiKey: 'key-from-flag',
+      tlsCertPath: f.flagCert,
+      tlsKeyPath: f.flagKey,
+      tlsServerName: 'flag.name',
+    },
+    env,
+  );
+  expect(fromFlags).toMatchObject({
+    address: 'flag:7233',
+    namespace: 'ns-flag',
+    apiKey: 'key-from-flag',
+    security: 'mTLS, API key',
+  });
   expect(text(tlsOf(fromFlags).clientCertPair?.crt)).toBe('CERT-FROM-FLAG');
   expect(tlsOf(fromFlags).serverNameOverride).toBe('flag.name');
 });
@@ -101,10 +127,15 @@ test('environment over the file, flags over the environment', () => {
 test('TLS is implied by an API key or any TLS setting, and can be turned off', () => {
   const f = files();
   expect(temporalTarget({}, { TEMPORAL_API_KEY: 'k' })).toMatchObject({ tls: true, security: 'TLS, API key' });
-  expect(temporalTarget({}, { TEMPORAL_API_KEY: 'k', TEMPORAL_TLS: 'false' })).toMatchObject({ tls: undefined, security: 'plain text, API key' });
+  expect(temporalTarget({}, { TEMPORAL_API_KEY: 'k', TEMPORAL_TLS: 'false' })).toMatchObject({
+    tls: undefined,
+    security: 'plain text, API key',
+  });
   expect(temporalTarget({ tlsCaPath: f.ca }, {}).security).toBe('TLS');
   expect(temporalTarget({ tls: true }, {}).security).toBe('TLS');
-  expect(temporalTarget({ tls: false }, { TEMPORAL_CONFIG_FILE: f.toml, TEMPORAL_PROFILE: 'secure' }).tls).toBeUndefined();
+  expect(
+    temporalTarget({ tls: false }, { TEMPORAL_CONFIG_FILE: f.toml, TEMPORAL_PROFILE: 'secure' }).tls,
+  ).toBeUndefined();
   expect(temporalTarget({}, { TEMPORAL_TLS: 'true' }).security).toBe('TLS');
 });
 
@@ -122,6 +153,16 @@ test('the CLI passes its global flags (before or after the command) to every con
   program.command('probe').action(() => {
     seen.push(temporalTarget({}, {}));
   });
-  await program.parseAsync(['node', 'wmss', '--namespace', 'ns1', 'probe', '--address', 'cli:1', '--tls-ca-path', f.ca]);
+  await program.parseAsync([
+    'node',
+    'wmss',
+    '--namespace',
+    'ns1',
+    'probe',
+    '--address',
+    'cli:1',
+    '--tls-ca-path',
+    f.ca,
+  ]);
   expect(seen[0]).toMatchObject({ address: 'cli:1', namespace: 'ns1', security: 'TLS' });
 });

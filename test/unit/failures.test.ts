@@ -57,23 +57,34 @@ const canMount = (() => {
 const withMount = canMount ? test : test.skip;
 
 describe('full disk and read-only run dir (real errno errors from real file systems)', () => {
-  withMount('ENOSPC while writing is a non-retryable InsufficientDisk naming the file, and the temp file is gone', async () => {
-    const dir = tmpfs('size=2m')!;
-    const file = path.join(dir, 'big.bin');
-    const err = await writeFileDurable(file, Buffer.alloc(3 << 20)).then(() => undefined, (e: unknown) => e);
-    expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
-    const f = await fsFailure(err, dir);
-    expect(f?.type).toBe(ErrorTypes.InsufficientDisk);
-    expect(f?.nonRetryable).toBe(true);
-    expect(f?.message).toContain(`${file}.partial-`); // the temp file being written
-    expect(readdirSync(dir)).toEqual([]); // no half-written file left
-  });
+  withMount(
+    'ENOSPC while writing is a non-retryable InsufficientDisk naming the file, and the temp file is gone',
+    async () => {
+      const dir = tmpfs('size=2m')!;
+      const file = path.join(dir, 'big.bin');
+      const err = await writeFileDurable(file, Buffer.alloc(3 << 20)).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+      const f = await fsFailure(err, dir);
+      expect(f?.type).toBe(ErrorTypes.InsufficientDisk);
+      expect(f?.nonRetryable).toBe(true);
+      expect(f?.message).toContain(`${file}.partial-`); // the temp file being written
+      expect(readdirSync(dir)).toEqual([]); // no half-written file left
+    },
+  );
 
   withMount('a step on a read-only run dir is NotWritable naming the dir, not ENOENT mkdir .wmss', async () => {
     const runDir = tmpfs('ro,size=64k')!;
     const step = withResolvedPaths({ snapshotBase });
-    const f = await failureOf(step.snapshotBase(stepInput('snapshot', runDir, { baseModel: path.join(SHARED, 'model') })));
-    expect({ type: f.type, nonRetryable: f.nonRetryable }).toEqual({ type: ErrorTypes.NotWritable, nonRetryable: true });
+    const f = await failureOf(
+      step.snapshotBase(stepInput('snapshot', runDir, { baseModel: path.join(SHARED, 'model') })),
+    );
+    expect({ type: f.type, nonRetryable: f.nonRetryable }).toEqual({
+      type: ErrorTypes.NotWritable,
+      nonRetryable: true,
+    });
     expect(f.message).toContain(runDir);
     expect(f.message).toMatch(/read-only file system/);
     expect(f.message).not.toMatch(/ENOENT: no such file/);
@@ -81,7 +92,12 @@ describe('full disk and read-only run dir (real errno errors from real file syst
 
   withMount('taking the run dir lock on a read-only run dir is NotWritable', async () => {
     const runDir = tmpfs('ro,size=64k')!;
-    const f = await failureOf(new MockActivityEnvironment().run((input: { runDir: string; runName: string }) => runLockActivities().lockRunDir(input), { runDir, runName: 'ro' }));
+    const f = await failureOf(
+      new MockActivityEnvironment().run(
+        (input: { runDir: string; runName: string }) => runLockActivities().lockRunDir(input),
+        { runDir, runName: 'ro' },
+      ),
+    );
     expect(f.type).toBe(ErrorTypes.NotWritable);
     expect(f.message).toContain(runDir);
   });
@@ -93,23 +109,41 @@ describe('full disk and read-only run dir (real errno errors from real file syst
   });
 
   test('the new types are non-retryable', () => {
-    for (const t of [ErrorTypes.NotWritable, ErrorTypes.TrainingDiverged, ErrorTypes.InsufficientDisk]) expect(NON_RETRYABLE_ERROR_TYPES).toContain(t);
+    for (const t of [ErrorTypes.NotWritable, ErrorTypes.TrainingDiverged, ErrorTypes.InsufficientDisk])
+      expect(NON_RETRYABLE_ERROR_TYPES).toContain(t);
   });
 });
 
 describe('resample.multiplier (step 3)', () => {
-  const fake = (stepId: 'entropy0' | 'entropy1', file: string): StepResult => ({ stepId, host: 'test', cached: false, outputs: { entropy: file }, metrics: {}, cacheKey: `key-${stepId}`, durationMs: 0 });
+  const fake = (stepId: 'entropy0' | 'entropy1', file: string): StepResult => ({
+    stepId,
+    host: 'test',
+    cached: false,
+    outputs: { entropy: file },
+    metrics: {},
+    cacheKey: `key-${stepId}`,
+    durationMs: 0,
+  });
 
   // The issue's 1e9 × a few thousand records; with the 4 records of this fixture that is 1e12.
   test('a multiplier of 1e12 is a non-retryable InvalidConfig naming resample.multiplier, not a RangeError, and publishes nothing', async () => {
     const runDir = tmpDir();
     mkdirSync(path.join(runDir, 'in'));
-    for (const f of ['entropy_0.jsonl', 'entropy_1.jsonl']) writeFileSync(path.join(runDir, 'in', f), readFileSync(path.join(SHARED, f)));
-    const input = stepInput('merge', runDir, { dataFile: path.join(SHARED, 'data.jsonl') }, { entropy0: fake('entropy0', 'in/entropy_0.jsonl'), entropy1: fake('entropy1', 'in/entropy_1.jsonl') });
+    for (const f of ['entropy_0.jsonl', 'entropy_1.jsonl'])
+      writeFileSync(path.join(runDir, 'in', f), readFileSync(path.join(SHARED, f)));
+    const input = stepInput(
+      'merge',
+      runDir,
+      { dataFile: path.join(SHARED, 'data.jsonl') },
+      { entropy0: fake('entropy0', 'in/entropy_0.jsonl'), entropy1: fake('entropy1', 'in/entropy_1.jsonl') },
+    );
     // set after parsing: the activity must hold even where the schema lets a value through
     input.config.resample.multiplier = 1e12;
     const f = await failureOf(mergeAndWeight(input));
-    expect({ type: f.type, nonRetryable: f.nonRetryable }).toEqual({ type: ErrorTypes.InvalidConfig, nonRetryable: true });
+    expect({ type: f.type, nonRetryable: f.nonRetryable }).toEqual({
+      type: ErrorTypes.InvalidConfig,
+      nonRetryable: true,
+    });
     expect(f.message).toMatch(/^resample\.multiplier 1000000000000 asks for 4 records/);
     expect(f.details[0]).toMatchObject({ field: 'resample.multiplier' });
     expect(existsSync(path.join(runDir, 'entropy'))).toBe(readdirSync(runDir).includes('entropy'));
@@ -134,7 +168,15 @@ describe('job fields name config keys', () => {
     expect(ENTROPY_CONFIG_KEYS.max_length).toBe('entropy.maxLength');
     expect(EVAL_CONFIG_KEYS.batch_size).toBe('eval.batchSize');
     // the only sft job fields without a config key are the ones wmss-flow fills itself
-    const internal = ['log_file', 'device', 'threads', 'output_dir', 'simulate_oom', 'stop_after_steps', 'memory_estimate_gib'];
+    const internal = [
+      'log_file',
+      'device',
+      'threads',
+      'output_dir',
+      'simulate_oom',
+      'stop_after_steps',
+      'memory_estimate_gib',
+    ];
     const unmapped = Object.keys(SftJob.shape).filter((f) => !(f in SFT_CONFIG_KEYS) && !internal.includes(f));
     expect(unmapped).toEqual([]);
   });
@@ -146,8 +188,20 @@ describe('sft.maxLength before the kernel starts', () => {
     // a real tokenizer with a chat template: the tiny model the kernels make
     const dir = tmpDir('wmss-tiny-');
     const job = path.join(dir, 'job.json');
-    writeFileSync(job, JSON.stringify({ log_file: path.join(dir, 'log'), output_dir: path.join(dir, 'model'), data_dir: path.join(dir, 'data'), train_samples: 4, test_samples: 1 }));
-    const r = spawnSync(pythonExecutable(), ['-m', 'wmss_kernels', 'make-tiny', '--job', job], { env: { ...process.env, PYTHONPATH: KERNELS_DIR }, encoding: 'utf8' });
+    writeFileSync(
+      job,
+      JSON.stringify({
+        log_file: path.join(dir, 'log'),
+        output_dir: path.join(dir, 'model'),
+        data_dir: path.join(dir, 'data'),
+        train_samples: 4,
+        test_samples: 1,
+      }),
+    );
+    const r = spawnSync(pythonExecutable(), ['-m', 'wmss_kernels', 'make-tiny', '--job', job], {
+      env: { ...process.env, PYTHONPATH: KERNELS_DIR },
+      encoding: 'utf8',
+    });
     expect(r.status).toBe(0);
     modelDir = path.join(dir, 'model');
   }, 120_000);
@@ -159,8 +213,16 @@ describe('sft.maxLength before the kernel starts', () => {
     } catch (e) {
       err = e;
     }
-    const f = err as { type: string; nonRetryable: boolean; message: string; details: { promptTokensWithoutQuestion: number }[] };
-    expect({ type: f.type, nonRetryable: f.nonRetryable }).toEqual({ type: ErrorTypes.InvalidConfig, nonRetryable: true });
+    const f = err as {
+      type: string;
+      nonRetryable: boolean;
+      message: string;
+      details: { promptTokensWithoutQuestion: number }[];
+    };
+    expect({ type: f.type, nonRetryable: f.nonRetryable }).toEqual({
+      type: ErrorTypes.InvalidConfig,
+      nonRetryable: true,
+    });
     const floor = f.details[0].promptTokensWithoutQuestion;
     expect(floor).toBeGreaterThanOrEqual(16);
     expect(f.message).toContain(`sft.maxLength 16`);

@@ -9,7 +9,13 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { forEachJsonl, readJsonl } from '../../activities/store/jsonl';
-import { DTYPE_BYTES, elementCount, readSafetensorsHeader, tensorLocations, type SafetensorsHeader } from '../../activities/store/safetensors';
+import {
+  DTYPE_BYTES,
+  elementCount,
+  readSafetensorsHeader,
+  tensorLocations,
+  type SafetensorsHeader,
+} from '../../activities/store/safetensors';
 import { writeSafetensors } from '../../activities/store/safetensorsWriter';
 import { ErrorTypes } from '../../pipeline/errors';
 import { cleanupTmp, tmpDir } from './helpers/tmp';
@@ -37,7 +43,7 @@ function referenceJsonl(bytes: Uint8Array, maxLineBytes: number): Outcome {
   if (buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) buf = buf.subarray(3);
   const records: Outcome['records'] = [];
   const lines: Buffer[] = [];
-  for (let start = 0; ; ) {
+  for (let start = 0; ;) {
     const end = buf.indexOf(0x0a, start);
     lines.push(buf.subarray(start, end < 0 ? buf.length : end));
     if (end < 0) break;
@@ -64,18 +70,29 @@ function referenceJsonl(bytes: Uint8Array, maxLineBytes: number): Outcome {
 }
 
 /** What readJsonl (and forEachJsonl) make of the file; any non-InvalidInput exception fails the test. */
-async function readerOutcome(file: string, opts: { maxLineBytes: number; chunkBytes: number }): Promise<[Outcome, Outcome]> {
+async function readerOutcome(
+  file: string,
+  opts: { maxLineBytes: number; chunkBytes: number },
+): Promise<[Outcome, Outcome]> {
   const run = async (collect: (push: (line: number, value: unknown) => void) => Promise<void>): Promise<Outcome> => {
     const records: Outcome['records'] = [];
     try {
       await collect((line, value) => records.push({ line, value }));
       return { records };
     } catch (err) {
-      const e = err as { type?: string; nonRetryable?: boolean; message: string; details?: { file: string; line: number | null }[] };
+      const e = err as {
+        type?: string;
+        nonRetryable?: boolean;
+        message: string;
+        details?: { file: string; line: number | null }[];
+      };
       if (e.type !== ErrorTypes.InvalidInput || e.nonRetryable !== true) throw err;
       expect(e.details?.[0].file).toBe(file);
-      expect(e.message.startsWith(e.details![0].line === null ? `${file}: ` : `${file}:${e.details![0].line}: `)).toBe(true);
-      const kind = ['line longer than', 'invalid UTF-8', 'invalid JSON'].find((k) => e.message.includes(k)) ?? e.message;
+      expect(e.message.startsWith(e.details![0].line === null ? `${file}: ` : `${file}:${e.details![0].line}: `)).toBe(
+        true,
+      );
+      const kind =
+        ['line longer than', 'invalid UTF-8', 'invalid JSON'].find((k) => e.message.includes(k)) ?? e.message;
       return { records, error: { line: e.details![0].line, kind } };
     }
   };
@@ -91,13 +108,42 @@ async function readerOutcome(file: string, opts: { maxLineBytes: number; chunkBy
 const jsonlishBytes = fc
   .array(
     fc.oneof(
-      fc.constantFrom('{', '}', '[', ']', '"', ':', ',', ' ', '\t', '\r', '\n', '\n', '\n', '1', '-0', '1e400', 'true', 'null', 'NaN', '\u00e9', '\u2028', '\uFEFF', '{"a":1}', '{"idx": 3, "m": [1, "x"]}'),
+      fc.constantFrom(
+        '{',
+        '}',
+        '[',
+        ']',
+        '"',
+        ':',
+        ',',
+        ' ',
+        '\t',
+        '\r',
+        '\n',
+        '\n',
+        '\n',
+        '1',
+        '-0',
+        '1e400',
+        'true',
+        'null',
+        'NaN',
+        '\u00e9',
+        '\u2028',
+        '\uFEFF',
+        '{"a":1}',
+        '{"idx": 3, "m": [1, "x"]}',
+      ),
       fc.string({ maxLength: 6 }),
     ),
     { maxLength: 40 },
   )
   .chain((parts) =>
-    fc.tuple(fc.constant(Buffer.from(parts.join(''))), fc.array(fc.tuple(fc.nat(), fc.constantFrom(0xff, 0xc3, 0xe2, 0x80, 0x0a, 0x00)), { maxLength: 3 }), fc.boolean()),
+    fc.tuple(
+      fc.constant(Buffer.from(parts.join(''))),
+      fc.array(fc.tuple(fc.nat(), fc.constantFrom(0xff, 0xc3, 0xe2, 0x80, 0x0a, 0x00)), { maxLength: 3 }),
+      fc.boolean(),
+    ),
   )
   .map(([buf, pokes, bom]) => {
     const out = Buffer.from(buf);
@@ -108,13 +154,18 @@ const jsonlishBytes = fc
 describe('readJsonl / forEachJsonl', () => {
   it('agree with a reference reading on arbitrary bytes, for any read chunk size and line limit', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.oneof(jsonlishBytes, fc.uint8Array({ maxLength: 200 })), fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 120 }), async (bytes, chunkBytes, maxLineBytes) => {
-        const file = fileWith(bytes, 'jsonl');
-        const [viaGenerator, viaCallback] = await readerOutcome(file, { chunkBytes, maxLineBytes });
-        const expected = referenceJsonl(bytes, maxLineBytes);
-        expect(viaGenerator).toEqual(expected);
-        expect(viaCallback).toEqual(expected);
-      }),
+      fc.asyncProperty(
+        fc.oneof(jsonlishBytes, fc.uint8Array({ maxLength: 200 })),
+        fc.integer({ min: 1, max: 64 }),
+        fc.integer({ min: 1, max: 120 }),
+        async (bytes, chunkBytes, maxLineBytes) => {
+          const file = fileWith(bytes, 'jsonl');
+          const [viaGenerator, viaCallback] = await readerOutcome(file, { chunkBytes, maxLineBytes });
+          const expected = referenceJsonl(bytes, maxLineBytes);
+          expect(viaGenerator).toEqual(expected);
+          expect(viaCallback).toEqual(expected);
+        },
+      ),
       RUNS,
     );
   });
@@ -158,10 +209,19 @@ interface Spec {
   shape: number[];
 }
 
-const tensorSpecs = fc.uniqueArray(
-  fc.record({ name: fc.oneof(fc.constantFrom('model.norm.weight', 'lm_head.weight', 'a', '__proto__', 'é'), fc.string({ minLength: 1, maxLength: 8 })), dtype: fc.constantFrom(...DTYPES), shape: fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }) }),
-  { selector: (t) => t.name, maxLength: 5 },
-).map((specs) => specs.filter((s) => s.name !== '__metadata__'));
+const tensorSpecs = fc
+  .uniqueArray(
+    fc.record({
+      name: fc.oneof(
+        fc.constantFrom('model.norm.weight', 'lm_head.weight', 'a', '__proto__', 'é'),
+        fc.string({ minLength: 1, maxLength: 8 }),
+      ),
+      dtype: fc.constantFrom(...DTYPES),
+      shape: fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }),
+    }),
+    { selector: (t) => t.name, maxLength: 5 },
+  )
+  .map((specs) => specs.filter((s) => s.name !== '__metadata__'));
 
 /** A valid file, written by hand (not by the code under test): header JSON, then each tensor's bytes. */
 function safetensorsBytes(specs: Spec[], pad = 0): { bytes: Buffer; header: Record<string, unknown> } {
@@ -216,7 +276,9 @@ describe('readSafetensorsHeader', () => {
         const got = await checkedHeader(file, bytes.length);
         expect(got).toBeDefined();
         expect(got!.metadata).toEqual({ format: 'pt' });
-        expect(Object.fromEntries(got!.tensors)).toEqual(Object.fromEntries(Object.entries(header).filter(([k]) => k !== '__metadata__')));
+        expect(Object.fromEntries(got!.tensors)).toEqual(
+          Object.fromEntries(Object.entries(header).filter(([k]) => k !== '__metadata__')),
+        );
       }),
       RUNS,
     );
@@ -228,36 +290,52 @@ describe('readSafetensorsHeader', () => {
       fc.record({ kind: fc.constant('cut' as const), at: fc.nat() }),
       fc.record({ kind: fc.constant('append' as const), extra: fc.uint8Array({ minLength: 1, maxLength: 16 }) }),
       fc.record({ kind: fc.constant('length' as const), value: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }) }),
-      fc.record({ kind: fc.constant('lie' as const), key: fc.nat(), field: fc.constantFrom('begin', 'end', 'shift', 'shape', 'dtype'), value: fc.oneof(fc.integer({ min: -3, max: 300 }), fc.integer({ min: -40, max: 40 }), fc.double(), fc.constant(2 ** 53)) }),
+      fc.record({
+        kind: fc.constant('lie' as const),
+        key: fc.nat(),
+        field: fc.constantFrom('begin', 'end', 'shift', 'shape', 'dtype'),
+        value: fc.oneof(
+          fc.integer({ min: -3, max: 300 }),
+          fc.integer({ min: -40, max: 40 }),
+          fc.double(),
+          fc.constant(2 ** 53),
+        ),
+      }),
     );
     const arbitrary = fc.uint8Array({ maxLength: 64 }).map((b) => ({ bytes: Buffer.from(b) }));
-    const mutated = fc.tuple(tensorSpecs, fc.array(mutation, { minLength: 1, maxLength: 3 })).map(([specs, mutations]) => {
-      const valid = safetensorsBytes(specs).bytes;
-      const dataSection = valid.subarray(8 + Number(valid.readBigUInt64LE(0)));
-      let bytes = Buffer.from(valid);
-      for (const m of mutations) {
-        if (m.kind === 'flip' && bytes.length) bytes[m.at % bytes.length] = m.byte;
-        else if (m.kind === 'cut') bytes = bytes.subarray(0, m.at % (bytes.length + 1));
-        else if (m.kind === 'append') bytes = Buffer.concat([bytes, Buffer.from(m.extra)]);
-        else if (m.kind === 'length' && bytes.length >= 8) bytes.writeBigUInt64LE(m.value, 0);
-        else if (m.kind === 'lie' && specs.length) {
-          // a header with one field of one tensor changed, before the valid file's data section
-          const { header } = safetensorsBytes(specs);
-          const entry = header[specs[m.key % specs.length].name] as { dtype: unknown; shape: unknown[]; data_offsets: number[] };
-          if (m.field === 'begin') entry.data_offsets[0] = m.value;
-          else if (m.field === 'end') entry.data_offsets[1] = m.value;
-          // the same size elsewhere: onto a neighbour, or past the end
-          else if (m.field === 'shift') entry.data_offsets = entry.data_offsets.map((o) => o + m.value);
-          else if (m.field === 'shape') entry.shape = [m.value];
-          else entry.dtype = DTYPES[Math.abs(Math.trunc(m.value)) % DTYPES.length];
-          const json = Buffer.from(JSON.stringify(header));
-          const len = Buffer.alloc(8);
-          len.writeBigUInt64LE(BigInt(json.length));
-          bytes = Buffer.concat([len, json, dataSection]);
+    const mutated = fc
+      .tuple(tensorSpecs, fc.array(mutation, { minLength: 1, maxLength: 3 }))
+      .map(([specs, mutations]) => {
+        const valid = safetensorsBytes(specs).bytes;
+        const dataSection = valid.subarray(8 + Number(valid.readBigUInt64LE(0)));
+        let bytes = Buffer.from(valid);
+        for (const m of mutations) {
+          if (m.kind === 'flip' && bytes.length) bytes[m.at % bytes.length] = m.byte;
+          else if (m.kind === 'cut') bytes = bytes.subarray(0, m.at % (bytes.length + 1));
+          else if (m.kind === 'append') bytes = Buffer.concat([bytes, Buffer.from(m.extra)]);
+          else if (m.kind === 'length' && bytes.length >= 8) bytes.writeBigUInt64LE(m.value, 0);
+          else if (m.kind === 'lie' && specs.length) {
+            // a header with one field of one tensor changed, before the valid file's data section
+            const { header } = safetensorsBytes(specs);
+            const entry = header[specs[m.key % specs.length].name] as {
+              dtype: unknown;
+              shape: unknown[];
+              data_offsets: number[];
+            };
+            if (m.field === 'begin') entry.data_offsets[0] = m.value;
+            else if (m.field === 'end') entry.data_offsets[1] = m.value;
+            // the same size elsewhere: onto a neighbour, or past the end
+            else if (m.field === 'shift') entry.data_offsets = entry.data_offsets.map((o) => o + m.value);
+            else if (m.field === 'shape') entry.shape = [m.value];
+            else entry.dtype = DTYPES[Math.abs(Math.trunc(m.value)) % DTYPES.length];
+            const json = Buffer.from(JSON.stringify(header));
+            const len = Buffer.alloc(8);
+            len.writeBigUInt64LE(BigInt(json.length));
+            bytes = Buffer.concat([len, json, dataSection]);
+          }
         }
-      }
-      return { bytes };
-    });
+        return { bytes };
+      });
     await fc.assert(
       fc.asyncProperty(fc.oneof(arbitrary, mutated), async ({ bytes }) => {
         await checkedHeader(fileWith(bytes, 'safetensors'), bytes.length);
@@ -273,13 +351,20 @@ describe('readSafetensorsHeader', () => {
         const source = fileWith(bytes, 'safetensors');
         const locations = tensorLocations((await checkedHeader(source, bytes.length))!);
         const out = path.join(work, `w${counter++}.safetensors`);
-        await writeSafetensors(out, locations.map((source) => ({ name: `copy.${source.name}`, source })));
+        await writeSafetensors(
+          out,
+          locations.map((source) => ({ name: `copy.${source.name}`, source })),
+        );
         const written = (await checkedHeader(out, statSync(out).size))!;
         const outBytes = readFileSync(out);
         for (const loc of locations) {
           const copy = tensorLocations(written).find((t) => t.name === `copy.${loc.name}`)!;
           expect({ dtype: copy.dtype, shape: copy.shape }).toEqual({ dtype: loc.dtype, shape: loc.shape });
-          expect(outBytes.subarray(copy.start, copy.start + copy.byteLength).equals(bytes.subarray(loc.start, loc.start + loc.byteLength))).toBe(true);
+          expect(
+            outBytes
+              .subarray(copy.start, copy.start + copy.byteLength)
+              .equals(bytes.subarray(loc.start, loc.start + loc.byteLength)),
+          ).toBe(true);
         }
         expect(written.tensors.size).toBe(locations.length);
       }),

@@ -12,7 +12,14 @@ import { readRunLock } from '../../activities/runLock';
 import { DigestMemo, digestPath, listFiles, sha256File } from '../../activities/store/digest';
 import { manifestFile, readManifest } from '../../activities/store/manifest';
 import { countLines } from '../../activities/store/diskSpace';
-import { DEFAULT_INPUT_LIMITS, INPUT_LIMIT_ENV, checkInputFile, inputLimits, readInputBytes, readInputTextSync } from '../../activities/store/inputFiles';
+import {
+  DEFAULT_INPUT_LIMITS,
+  INPUT_LIMIT_ENV,
+  checkInputFile,
+  inputLimits,
+  readInputBytes,
+  readInputTextSync,
+} from '../../activities/store/inputFiles';
 import { forEachJsonl, readJsonl } from '../../activities/store/jsonl';
 import { cleanupTmp, failureOf, tmpDir } from './helpers/tmp';
 
@@ -44,26 +51,42 @@ describe('refused before reading, naming the file', () => {
     ['/dev/zero', '/dev/zero', 'a character device'],
     ['a symlink to /dev/zero', linkToZero, 'a character device'],
     ['a directory', dir, 'a directory'],
-  ])('%s', async (_what, file, kind) => {
-    const expected = `${file}: is ${kind}, not a regular file: refused before reading`;
-    for (const attempt of [checkInputFile(file), collect(file), countLines(file), sha256File(file), readInputBytes(file)]) {
-      const f = await failureOf(attempt);
-      expect({ type: f.type, nonRetryable: f.nonRetryable }).toEqual({ type: 'InvalidInput', nonRetryable: true });
-      expect(f.message).toContain(expected);
-      expect(f.details[0]).toEqual({ file, line: null, field: null });
-    }
-    expect(() => readInputTextSync(file)).toThrow(expected);
-    // the digest names the config key too (a directory is a model dir to it)
-    if (kind !== 'a directory') expect((await failureOf(digestPath(dir, file, 'dataFile'))).message).toContain(`${file} (dataFile): is ${kind}`);
-  }, 20_000);
+  ])(
+    '%s',
+    async (_what, file, kind) => {
+      const expected = `${file}: is ${kind}, not a regular file: refused before reading`;
+      for (const attempt of [
+        checkInputFile(file),
+        collect(file),
+        countLines(file),
+        sha256File(file),
+        readInputBytes(file),
+      ]) {
+        const f = await failureOf(attempt);
+        expect({ type: f.type, nonRetryable: f.nonRetryable }).toEqual({ type: 'InvalidInput', nonRetryable: true });
+        expect(f.message).toContain(expected);
+        expect(f.details[0]).toEqual({ file, line: null, field: null });
+      }
+      expect(() => readInputTextSync(file)).toThrow(expected);
+      // the digest names the config key too (a directory is a model dir to it)
+      if (kind !== 'a directory')
+        expect((await failureOf(digestPath(dir, file, 'dataFile'))).message).toContain(
+          `${file} (dataFile): is ${kind}`,
+        );
+    },
+    20_000,
+  );
 
   it('a file over its size limit: before one byte is read or hashed', async () => {
     const huge = sparse(dir, DEFAULT_INPUT_LIMITS.maxTextFileBytes + 1);
     const message = `is ${DEFAULT_INPUT_LIMITS.maxTextFileBytes + 1} bytes, over the limit of ${DEFAULT_INPUT_LIMITS.maxTextFileBytes} bytes (WMSS_MAX_TEXT_FILE_BYTES)`;
     const started = Date.now();
-    for (const attempt of [collect(huge), countLines(huge)]) expect((await failureOf(attempt)).message).toContain(`${huge}: ${message}`);
+    for (const attempt of [collect(huge), countLines(huge)])
+      expect((await failureOf(attempt)).message).toContain(`${huge}: ${message}`);
     const { digestTextInput } = await import('../../activities/store/digest');
-    expect((await failureOf(digestTextInput(dir, huge, 'dataFile'))).message).toContain(`${huge} (dataFile): ${message}`);
+    expect((await failureOf(digestTextInput(dir, huge, 'dataFile'))).message).toContain(
+      `${huge} (dataFile): ${message}`,
+    );
     // JSON read whole has the smaller limit
     const json = sparse(dir, DEFAULT_INPUT_LIMITS.maxJsonFileBytes + 1);
     expect((await failureOf(readInputBytes(json))).message).toContain('(WMSS_MAX_JSON_FILE_BYTES)');
@@ -96,10 +119,24 @@ describe('limits', () => {
   const row = '{"a":1}';
 
   it('defaults a paper-scale run never reaches, one place to change them, and no silent "unlimited"', () => {
-    expect(inputLimits({})).toEqual({ maxLineBytes: 1 << 20, maxTextFileBytes: 16 * 2 ** 30, maxJsonFileBytes: 256 << 20, maxRecords: 10_000_000 });
-    expect(inputLimits({ WMSS_MAX_LINE_BYTES: '4096', WMSS_MAX_RECORDS: '' })).toMatchObject({ maxLineBytes: 4096, maxRecords: 10_000_000 });
-    for (const bad of ['0', '-1', 'lots', '1e400', '1.5']) expect(() => inputLimits({ WMSS_MAX_RECORDS: bad })).toThrow(/WMSS_MAX_RECORDS=.*positive integer/);
-    expect(Object.values(INPUT_LIMIT_ENV).sort()).toEqual(['WMSS_MAX_JSON_FILE_BYTES', 'WMSS_MAX_LINE_BYTES', 'WMSS_MAX_RECORDS', 'WMSS_MAX_TEXT_FILE_BYTES']);
+    expect(inputLimits({})).toEqual({
+      maxLineBytes: 1 << 20,
+      maxTextFileBytes: 16 * 2 ** 30,
+      maxJsonFileBytes: 256 << 20,
+      maxRecords: 10_000_000,
+    });
+    expect(inputLimits({ WMSS_MAX_LINE_BYTES: '4096', WMSS_MAX_RECORDS: '' })).toMatchObject({
+      maxLineBytes: 4096,
+      maxRecords: 10_000_000,
+    });
+    for (const bad of ['0', '-1', 'lots', '1e400', '1.5'])
+      expect(() => inputLimits({ WMSS_MAX_RECORDS: bad })).toThrow(/WMSS_MAX_RECORDS=.*positive integer/);
+    expect(Object.values(INPUT_LIMIT_ENV).sort()).toEqual([
+      'WMSS_MAX_JSON_FILE_BYTES',
+      'WMSS_MAX_LINE_BYTES',
+      'WMSS_MAX_RECORDS',
+      'WMSS_MAX_TEXT_FILE_BYTES',
+    ]);
   });
 
   it('the record limit names the first line over it; blank lines do not count', async () => {
@@ -108,21 +145,27 @@ describe('limits', () => {
     expect(await collect(file, { maxRecords: 3 })).toEqual([1, 3, 4]);
     const f = await failureOf(collect(file, { maxRecords: 2 }));
     expect(f.message).toContain(`${file}:4: more than 2 records (WMSS_MAX_RECORDS)`);
-    expect((await failureOf(forEachJsonl(file, () => undefined, { maxRecords: 2 }))).message).toContain(':4: more than 2 records');
+    expect((await failureOf(forEachJsonl(file, () => undefined, { maxRecords: 2 }))).message).toContain(
+      ':4: more than 2 records',
+    );
   });
 
-  it('the environment moves the limits of every reader (the worker\'s, passed on to its kernels)', async () => {
+  it("the environment moves the limits of every reader (the worker's, passed on to its kernels)", async () => {
     const file = path.join(dir, 'env.jsonl');
     writeFileSync(file, `${row}\n${row}x${row}\n`);
     process.env.WMSS_MAX_LINE_BYTES = String(row.length);
     try {
-      expect((await failureOf(collect(file))).message).toContain(`${file}:2: line longer than ${row.length} bytes (WMSS_MAX_LINE_BYTES)`);
+      expect((await failureOf(collect(file))).message).toContain(
+        `${file}:2: line longer than ${row.length} bytes (WMSS_MAX_LINE_BYTES)`,
+      );
     } finally {
       delete process.env.WMSS_MAX_LINE_BYTES;
     }
     process.env.WMSS_MAX_TEXT_FILE_BYTES = '10';
     try {
-      expect((await failureOf(countLines(file))).message).toMatch(/over the limit of 10 bytes \(WMSS_MAX_TEXT_FILE_BYTES\)/);
+      expect((await failureOf(countLines(file))).message).toMatch(
+        /over the limit of 10 bytes \(WMSS_MAX_TEXT_FILE_BYTES\)/,
+      );
     } finally {
       delete process.env.WMSS_MAX_TEXT_FILE_BYTES;
     }
@@ -132,10 +175,14 @@ describe('limits', () => {
     const file = path.join(dir, 'grows.jsonl');
     writeFileSync(file, `${row}\n`);
     const lines: number[] = [];
-    await forEachJsonl(file, (_v, line) => {
-      lines.push(line);
-      writeFileSync(file, `${row}\n`, { flag: 'a' });
-    }, { chunkBytes: 4 });
+    await forEachJsonl(
+      file,
+      (_v, line) => {
+        lines.push(line);
+        writeFileSync(file, `${row}\n`, { flag: 'a' });
+      },
+      { chunkBytes: 4 },
+    );
     expect(lines).toEqual([1]);
   });
 });

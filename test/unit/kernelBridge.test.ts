@@ -23,9 +23,20 @@ beforeEach(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-bridge-'));
 });
 
-const job = () => ({ log_file: path.join(dir, 'kernel.log'), output_dir: path.join(dir, 'm'), data_dir: path.join(dir, 'd'), train_samples: 1, test_samples: 1 });
+const job = () => ({
+  log_file: path.join(dir, 'kernel.log'),
+  output_dir: path.join(dir, 'm'),
+  data_dir: path.join(dir, 'd'),
+  train_samples: 1,
+  test_samples: 1,
+});
 const run = (mode: string, extra: Partial<Parameters<typeof runKernel>[2]> = {}) =>
-  runKernel('make-tiny', job(), { jobFile: path.join(dir, 'job.json'), stallMs: 60_000, env: { FAKE_MODE: mode, FAKE_PIDFILE: path.join(dir, 'pid') }, ...extra });
+  runKernel('make-tiny', job(), {
+    jobFile: path.join(dir, 'job.json'),
+    stallMs: 60_000,
+    env: { FAKE_MODE: mode, FAKE_PIDFILE: path.join(dir, 'pid') },
+    ...extra,
+  });
 
 /** Running, not a zombie: a killed orphan stays a zombie until the container's init reaps it. */
 const alive = (pid: number) => {
@@ -37,7 +48,10 @@ const alive = (pid: number) => {
 };
 
 async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(ApplicationFailure);
   return err as ApplicationFailure;
 }
@@ -48,7 +62,9 @@ test('a successful kernel returns its result; progress and checkpoints reach the
   expect(out.outputs.checkpoint).toBe('/tmp/ckpt-2');
   expect(out.metrics.steps).toBe(2);
   expect(out.lastCheckpoint).toEqual({ path: '/tmp/ckpt-1', step: 1 });
-  expect(beats.some((b) => b.done === 1 && b.total === 2 && b.loss === 0.5 && b.detail === 'set a: 1/2 rows')).toBe(true);
+  expect(beats.some((b) => b.done === 1 && b.total === 2 && b.loss === 0.5 && b.detail === 'set a: 1/2 rows')).toBe(
+    true,
+  );
   // The job file holds exactly what the kernel was given; stray stdout goes to the log.
   expect(JSON.parse(readFileSync(path.join(dir, 'job.json'), 'utf8')).train_samples).toBe(1);
   expect(readFileSync(path.join(dir, 'kernel.log'), 'utf8')).toMatch(/not a protocol line.*stray line/);
@@ -142,17 +158,30 @@ test('a result line with a null metric (a NaN the kernel could not print) is sti
 test.each([
   ['its own exit code', '5'],
   ['torchrun hiding it behind exit 1', '1'],
-])('TrainingDiverged is non-retryable with step and last finite loss, via %s, and names the config key', async (_how, code) => {
-  const f = await failureOf(run('diverged', { env: { FAKE_MODE: 'diverged', FAKE_EXIT: code, FAKE_PIDFILE: path.join(dir, 'pid') }, configKeys: { lr: 'sft.lr' } }));
-  expect(f.type).toBe(ErrorTypes.TrainingDiverged);
-  expect(f.nonRetryable).toBe(true);
-  expect(f.message).toMatch(/^sft\.lr: training diverged at optimizer step 2 of 6/);
-  expect(f.details?.[0]).toMatchObject({ field: 'sft.lr', step: 2, last_finite_loss: 6.2 });
-});
+])(
+  'TrainingDiverged is non-retryable with step and last finite loss, via %s, and names the config key',
+  async (_how, code) => {
+    const f = await failureOf(
+      run('diverged', {
+        env: { FAKE_MODE: 'diverged', FAKE_EXIT: code, FAKE_PIDFILE: path.join(dir, 'pid') },
+        configKeys: { lr: 'sft.lr' },
+      }),
+    );
+    expect(f.type).toBe(ErrorTypes.TrainingDiverged);
+    expect(f.nonRetryable).toBe(true);
+    expect(f.message).toMatch(/^sft\.lr: training diverged at optimizer step 2 of 6/);
+    expect(f.details?.[0]).toMatchObject({ field: 'sft.lr', step: 2, last_finite_loss: 6.2 });
+  },
+);
 
 test('a job-field error names the config key the user wrote, not the internal job file', async () => {
   const jobFile = path.join(dir, 'job.json');
-  const f = await failureOf(run('jobfield', { env: { FAKE_MODE: 'jobfield', FAKE_JOB: jobFile, FAKE_PIDFILE: path.join(dir, 'pid') }, configKeys: { max_length: 'sft.maxLength' } }));
+  const f = await failureOf(
+    run('jobfield', {
+      env: { FAKE_MODE: 'jobfield', FAKE_JOB: jobFile, FAKE_PIDFILE: path.join(dir, 'pid') },
+      configKeys: { max_length: 'sft.maxLength' },
+    }),
+  );
   expect(f.type).toBe(ErrorTypes.InvalidInput);
   expect(f.nonRetryable).toBe(true);
   expect(f.message).toMatch(/^sft\.maxLength: raise it/);

@@ -46,11 +46,13 @@ export function importsOf(fileName: string, text: string): string[] {
   const visit = (node: ts.Node) => {
     if (ts.isImportDeclaration(node)) out.push(literal(node.moduleSpecifier));
     else if (ts.isExportDeclaration(node)) out.push(literal(node.moduleSpecifier));
-    else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) out.push(literal(node.moduleReference.expression));
+    else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference))
+      out.push(literal(node.moduleReference.expression));
     else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) out.push(literal(node.argument.literal));
     else if (ts.isCallExpression(node)) {
       const callee = node.expression.getText(source);
-      if (callee === 'require' || callee === 'require.resolve' || node.expression.kind === ts.SyntaxKind.ImportKeyword) out.push(literal(node.arguments[0]));
+      if (callee === 'require' || callee === 'require.resolve' || node.expression.kind === ts.SyntaxKind.ImportKeyword)
+        out.push(literal(node.arguments[0]));
     }
     ts.forEachChild(node, visit);
   };
@@ -125,8 +127,24 @@ function lineCount(file: string): number {
 
 describe('folders import each other without a cycle', () => {
   test('the checker finds a cycle in a made-up graph, and none in a tree', () => {
-    expect(findCycle(new Map([['client', ['workers']], ['workers', ['activities', 'client']], ['activities', []]]))).toEqual(['client', 'workers', 'client']);
-    expect(findCycle(new Map([['a', ['b', 'c']], ['b', ['c']], ['c', []]]))).toBeUndefined();
+    expect(
+      findCycle(
+        new Map([
+          ['client', ['workers']],
+          ['workers', ['activities', 'client']],
+          ['activities', []],
+        ]),
+      ),
+    ).toEqual(['client', 'workers', 'client']);
+    expect(
+      findCycle(
+        new Map([
+          ['a', ['b', 'c']],
+          ['b', ['c']],
+          ['c', []],
+        ]),
+      ),
+    ).toBeUndefined();
   });
 
   test('the checker reads every kind of import', () => {
@@ -142,14 +160,28 @@ describe('folders import each other without a cycle', () => {
       "async function later() { return import('./i'); }",
       "type J = typeof import('./j');",
     ].join('\n');
-    expect(importsOf('x/y.ts', text)).toEqual(['node:fs', '../activities/a', '../activities/b', '../activities/d', './f', './g', './h', '../workflows', './i', './j']);
+    expect(importsOf('x/y.ts', text)).toEqual([
+      'node:fs',
+      '../activities/a',
+      '../activities/b',
+      '../activities/d',
+      './f',
+      './g',
+      './h',
+      '../workflows',
+      './i',
+      './j',
+    ]);
   });
 
   test('the TypeScript folders of this repository', () => {
     const graph = folderGraph(tsFiles);
     expect(graph.size).toBeGreaterThan(5);
     const cycle = findCycle(new Map([...graph].map(([from, to]) => [from, [...to.keys()]])));
-    const why = cycle?.slice(1).map((to, i) => graph.get(cycle[i])!.get(to)).join('\n  ');
+    const why = cycle
+      ?.slice(1)
+      .map((to, i) => graph.get(cycle[i])!.get(to))
+      .join('\n  ');
     expect(cycle ? `folder cycle ${cycle.join(' → ')}:\n  ${why}` : 'no cycle').toBe('no cycle');
   });
 });
@@ -164,11 +196,15 @@ describe('no two source files share a name', () => {
   ];
 
   test('the checker reports repeated names', () => {
-    expect(repeatedNames(['workflows/placement.ts', 'pipeline/placement.ts', 'client/cli.ts'])).toEqual(['placement.ts: workflows/placement.ts, pipeline/placement.ts']);
+    expect(repeatedNames(['workflows/placement.ts', 'pipeline/placement.ts', 'client/cli.ts'])).toEqual([
+      'placement.ts: workflows/placement.ts, pipeline/placement.ts',
+    ]);
   });
 
   test('in this repository', () => {
-    expect(sources).toEqual(expect.arrayContaining(['client/cli.ts', 'kernels/wmss_kernels/entropy.py', 'bench/gpu/entropy_bench.py']));
+    expect(sources).toEqual(
+      expect.arrayContaining(['client/cli.ts', 'kernels/wmss_kernels/entropy.py', 'bench/gpu/entropy_bench.py']),
+    );
     expect(repeatedNames(sources)).toEqual([]);
   });
 });
@@ -176,10 +212,25 @@ describe('no two source files share a name', () => {
 describe(`no source file is over ${MAX_LINES} lines`, () => {
   // TypeScript of every top-level folder but test/ (a test file lists cases), and the Python
   // kernels and GPU benchmarks
-  const sources = [...tsFiles.filter((f) => topFolder(f) !== 'test'), ...filesUnder('kernels/wmss_kernels', '.py'), ...filesUnder('bench/gpu', '.py')];
+  const sources = [
+    ...tsFiles.filter((f) => topFolder(f) !== 'test'),
+    ...filesUnder('kernels/wmss_kernels', '.py'),
+    ...filesUnder('bench/gpu', '.py'),
+  ];
 
   test('the files it covers', () => {
-    for (const folder of ['activities', 'client', 'pipeline', 'workers', 'workflows', 'testkit', 'bench', 'scripts', 'temporal']) expect(sources.some((f) => topFolder(f) === folder)).toBe(true);
+    for (const folder of [
+      'activities',
+      'client',
+      'pipeline',
+      'workers',
+      'workflows',
+      'testkit',
+      'bench',
+      'scripts',
+      'temporal',
+    ])
+      expect(sources.some((f) => topFolder(f) === folder)).toBe(true);
     expect(sources).toContain('kernels/wmss_kernels/__main__.py');
     expect(sources.some((f) => f.startsWith('test/'))).toBe(false);
   });

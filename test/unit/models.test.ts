@@ -31,14 +31,28 @@ describe('fuse', () => {
     await fuseModelDirs(path.join(dir, 'weak'), path.join(dir, 'strong'), out, 0.42);
 
     const config = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8'));
-    expect(config).toMatchObject({ model_type: 'qwen3', num_sub_models: 2, architectures: ['QwenBoostForCausalLM'], is_llmboost: false, fusion_lambda: 0.42, tie_word_embeddings: true });
+    expect(config).toMatchObject({
+      model_type: 'qwen3',
+      num_sub_models: 2,
+      architectures: ['QwenBoostForCausalLM'],
+      is_llmboost: false,
+      fusion_lambda: 0.42,
+      tie_word_embeddings: true,
+    });
     expect(config.sub_model_cfgs.map((c: any) => c.tie_word_embeddings)).toEqual([true, true]);
-    expect(readdirSync(out).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    expect(readdirSync(out).sort()).toEqual([
+      'config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
 
     const get = await tensorBytes(path.join(out, 'model.safetensors'));
     expect(get('sub_models.0.lm_head.weight').data).toEqual(weak['model.embed_tokens.weight'].data);
     expect(get('sub_models.1.lm_head.weight').data).toEqual(strong['lm_head.weight'].data);
-    expect(get('sub_models.1.model.layers.0.mlp.up_proj.weight').data).toEqual(strong['model.layers.0.mlp.up_proj.weight'].data);
+    expect(get('sub_models.1.model.layers.0.mlp.up_proj.weight').data).toEqual(
+      strong['model.layers.0.mlp.up_proj.weight'].data,
+    );
     const h = await readSafetensorsHeader(path.join(out, 'model.safetensors'));
     expect([...h.tensors.keys()].every((k) => /^sub_models\.[01]\./.test(k))).toBe(true);
     expect(h.tensors.size).toBe(8);
@@ -48,25 +62,35 @@ describe('fuse', () => {
     const dir = tmpDir();
     writeTinyModel(path.join(dir, 'weak'));
     writeTinyModel(path.join(dir, 'strong'), { extraConfig: { num_hidden_layers: 2, vocab_size: 16 } });
-    const f = await failureOf(fuseModelDirs(path.join(dir, 'weak'), path.join(dir, 'strong'), path.join(dir, 'out'), 0.5));
+    const f = await failureOf(
+      fuseModelDirs(path.join(dir, 'weak'), path.join(dir, 'strong'), path.join(dir, 'out'), 0.5),
+    );
     expect(f).toMatchObject({ type: ErrorTypes.InvalidInput, nonRetryable: true });
     expect(f.message).toMatch(/vocab_size: weak=8 strong=16; num_hidden_layers: weak=1 strong=2/);
     expect(f.details[0]).toMatchObject({ field: 'vocab_size,num_hidden_layers' });
   });
 
-  it('compares the joint kernel\'s architecture keys, so a pair fused here also loads in step 5b', async () => {
+  it("compares the joint kernel's architecture keys, so a pair fused here also loads in step 5b", async () => {
     // rms_norm_eps, rope_theta, tie_word_embeddings: keys only the kernel compared before
     for (const extra of [{ rms_norm_eps: 1e-5 }, { rope_theta: 10_000 }, { tie_word_embeddings: true }]) {
       const dir = tmpDir();
       writeTinyModel(path.join(dir, 'weak'), { extraConfig: { rms_norm_eps: 1e-6, rope_theta: 1_000_000 } });
-      writeTinyModel(path.join(dir, 'strong'), { extraConfig: { rms_norm_eps: 1e-6, rope_theta: 1_000_000, ...extra } });
-      const f = await failureOf(fuseModelDirs(path.join(dir, 'weak'), path.join(dir, 'strong'), path.join(dir, 'out'), 0.5));
+      writeTinyModel(path.join(dir, 'strong'), {
+        extraConfig: { rms_norm_eps: 1e-6, rope_theta: 1_000_000, ...extra },
+      });
+      const f = await failureOf(
+        fuseModelDirs(path.join(dir, 'weak'), path.join(dir, 'strong'), path.join(dir, 'out'), 0.5),
+      );
       expect(f).toMatchObject({ type: ErrorTypes.InvalidInput, details: [{ field: Object.keys(extra)[0] }] });
     }
     // as in the kernel, an absent key equals null and key order inside a value does not count
     const dir = tmpDir();
-    writeTinyModel(path.join(dir, 'weak'), { extraConfig: { rope_parameters: { rope_type: 'default', rope_theta: 1e6 } } });
-    writeTinyModel(path.join(dir, 'strong'), { extraConfig: { rope_parameters: { rope_theta: 1e6, rope_type: 'default' }, sliding_window: null } });
+    writeTinyModel(path.join(dir, 'weak'), {
+      extraConfig: { rope_parameters: { rope_type: 'default', rope_theta: 1e6 } },
+    });
+    writeTinyModel(path.join(dir, 'strong'), {
+      extraConfig: { rope_parameters: { rope_theta: 1e6, rope_type: 'default' }, sliding_window: null },
+    });
     await fuseModelDirs(path.join(dir, 'weak'), path.join(dir, 'strong'), path.join(dir, 'out'), 0.5);
   });
 
@@ -76,9 +100,23 @@ describe('fuse', () => {
     writeTinyModel(path.join(runDir, 'stage1_m1/checkpoint-3'), { shift: 7 });
     const snapshot = await snapshotBase(stepInput('snapshot', runDir));
     expect(snapshot.outputs).toEqual({ model: A.STAGE0_DIR });
-    expect(readdirSync(path.join(runDir, A.STAGE0_DIR)).sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    expect(readdirSync(path.join(runDir, A.STAGE0_DIR)).sort()).toEqual([
+      'config.json',
+      'generation_config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
     expect((await snapshotBase(stepInput('snapshot', runDir))).cached).toBe(true);
-    const sft: StepResult = { stepId: 'sft', host: 'h', cached: false, outputs: { checkpoint: 'stage1_m1/checkpoint-3' }, metrics: {}, cacheKey: 'k', durationMs: 1 };
+    const sft: StepResult = {
+      stepId: 'sft',
+      host: 'h',
+      cached: false,
+      outputs: { checkpoint: 'stage1_m1/checkpoint-3' },
+      metrics: {},
+      cacheKey: 'k',
+      durationMs: 1,
+    };
     const fused = await fuseModels(stepInput('fuse', runDir, {}, { snapshot, sft }));
     expect(fused.outputs).toEqual({ fused: A.FUSED_INIT_DIR });
     expect(existsSync(path.join(runDir, A.FUSED_INIT_DIR, 'model.safetensors'))).toBe(true);
@@ -96,7 +134,14 @@ describe('snapshot', () => {
 
 describe('extract', () => {
   function writeFused(dir: string) {
-    const sub = (i: number) => ({ model_type: 'qwen3', architectures: ['Qwen3ForCausalLM'], hidden_size: 2, bos_token_id: 1, eos_token_id: 2 + i, num_sub_models: 9 });
+    const sub = (i: number) => ({
+      model_type: 'qwen3',
+      architectures: ['Qwen3ForCausalLM'],
+      hidden_size: 2,
+      bos_token_id: 1,
+      eos_token_id: 2 + i,
+      num_sub_models: 9,
+    });
     writeSafetensorsFixture(path.join(dir, 'model.safetensors'), {
       'sub_models.0.model.norm.weight': { dtype: 'BF16', shape: [2], data: bf16([1, 2]) },
       'sub_models.1.model.norm.weight': { dtype: 'BF16', shape: [2], data: bf16([3, -0.5]) },
@@ -104,7 +149,17 @@ describe('extract', () => {
       'sub_models.1.prev_gate.weight': { dtype: 'BF16', shape: [1], data: bf16([9]) },
       'sub_models.1.model.layers.0.step': { dtype: 'I64', shape: [1], data: Buffer.alloc(8, 1) },
     });
-    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...sub(0), num_sub_models: 2, architectures: ['QwenBoostForCausalLM'], is_llmboost: false, fusion_lambda: 0.5, sub_model_cfgs: [sub(0), sub(1)] }));
+    writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({
+        ...sub(0),
+        num_sub_models: 2,
+        architectures: ['QwenBoostForCausalLM'],
+        is_llmboost: false,
+        fusion_lambda: 0.5,
+        sub_model_cfgs: [sub(0), sub(1)],
+      }),
+    );
     writeFileSync(path.join(dir, 'tokenizer.json'), '{}');
     writeFileSync(path.join(dir, 'trainer_state.json'), '{}');
   }
@@ -124,9 +179,24 @@ describe('extract', () => {
     expect(get('model.layers.0.step').info.dtype).toBe('I64'); // integers are not cast
 
     const config = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8'));
-    expect(config).toEqual({ model_type: 'qwen3', architectures: ['Qwen3ForCausalLM'], hidden_size: 2, bos_token_id: 1, eos_token_id: 3, torch_dtype: 'float32' });
-    expect(JSON.parse(readFileSync(path.join(out, 'generation_config.json'), 'utf8'))).toEqual({ bos_token_id: 1, eos_token_id: 3 });
-    expect(readdirSync(out).sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json']);
+    expect(config).toEqual({
+      model_type: 'qwen3',
+      architectures: ['Qwen3ForCausalLM'],
+      hidden_size: 2,
+      bos_token_id: 1,
+      eos_token_id: 3,
+      torch_dtype: 'float32',
+    });
+    expect(JSON.parse(readFileSync(path.join(out, 'generation_config.json'), 'utf8'))).toEqual({
+      bos_token_id: 1,
+      eos_token_id: 3,
+    });
+    expect(readdirSync(out).sort()).toEqual([
+      'config.json',
+      'generation_config.json',
+      'model.safetensors',
+      'tokenizer.json',
+    ]);
   });
 
   it('keep: bytes unchanged; idx 0 takes the other branch; a missing branch config is an error', async () => {

@@ -13,11 +13,21 @@ test('the ONNX export steps run only for configs with an onnx backend, and their
   expect(stepQueueKind(stepRow('entropy0'), torch)).toBe('gpu');
 
   const entropyOnly = RunConfig.parse({ ...base, entropy: { backend: 'onnx' } });
-  expect(activeSteps(entropyOnly).filter((s) => s.id.startsWith('onnx')).map((s) => s.id)).toEqual(['onnxBase', 'onnxM1']);
-  expect(['entropy0', 'entropy1', 'evaluate'].map((id) => stepQueueKind(stepRow(id as 'entropy0'), entropyOnly))).toEqual(['onnx', 'onnx', 'gpu']);
+  expect(
+    activeSteps(entropyOnly)
+      .filter((s) => s.id.startsWith('onnx'))
+      .map((s) => s.id),
+  ).toEqual(['onnxBase', 'onnxM1']);
+  expect(
+    ['entropy0', 'entropy1', 'evaluate'].map((id) => stepQueueKind(stepRow(id as 'entropy0'), entropyOnly)),
+  ).toEqual(['onnx', 'onnx', 'gpu']);
 
   const evalOnly = RunConfig.parse({ ...base, eval: { backend: 'onnx', protocol: 'lenient', baselines: false } });
-  expect(activeSteps(evalOnly).filter((s) => s.id.startsWith('onnx')).map((s) => s.id)).toEqual(['onnxWmss']);
+  expect(
+    activeSteps(evalOnly)
+      .filter((s) => s.id.startsWith('onnx'))
+      .map((s) => s.id),
+  ).toEqual(['onnxWmss']);
   expect(stepQueueKind(stepRow('evaluate'), evalOnly)).toBe('onnx');
   expect(stepQueueKind(stepRow('onnxWmss'), evalOnly)).toBe('gpu'); // the export needs Python
 });
@@ -26,7 +36,10 @@ test('scored rows and batches follow the entropy kernel', () => {
   expect(scoredRows(10, 4, 'shifted')).toEqual([3, 9]);
   expect(scoredRows(10, 4, 'repo')).toEqual([4, 10]);
   expect(scoredRows(5, 0, 'shifted')).toEqual([0, 4]);
-  expect(makeBatches([5, 1, 3, 5, 2], 10)).toEqual([[1, 4, 2], [0, 3]]);
+  expect(makeBatches([5, 1, 3, 5, 2], 10)).toEqual([
+    [1, 4, 2],
+    [0, 3],
+  ]);
 });
 
 test('row entropy: uniform = log V, one-hot ≈ 0, shift-invariant', () => {
@@ -45,7 +58,11 @@ test('grading: extraction and numbers as grading.py', () => {
   expect(toNumber('\\frac{3}{4}')).toBe(0.75);
   expect(toNumber('12%')).toBe(12);
   expect(toNumber('1.2.3')).toBeNull();
-  expect(grade('<answer>\\boxed{19}</answer>', '19')).toEqual({ correct: true, extracted: '19', mathVerifyNeeded: false });
+  expect(grade('<answer>\\boxed{19}</answer>', '19')).toEqual({
+    correct: true,
+    extracted: '19',
+    mathVerifyNeeded: false,
+  });
   expect(grade('\\boxed{x=19}', '19').mathVerifyNeeded).toBe(true);
   expect(grade('The answer is (b)', 'B', '(A) 1 (B) 2').correct).toBe(true);
 });

@@ -35,7 +35,9 @@ describe('versions', () => {
   });
 
   test('a schema job at another version than the server is refused', () => {
-    const dir = withCompose((t) => t.replace(/(temporal-namespace:\n\s+image: temporalio\/admin-tools:)[\w.]+/, '$11.29.1'));
+    const dir = withCompose((t) =>
+      t.replace(/(temporal-namespace:\n\s+image: temporalio\/admin-tools:)[\w.]+/, '$11.29.1'),
+    );
     expect(() => readProdStackSpec(dir, {})).toThrow(/temporal-namespace runs admin-tools 1.29.1 but the server is/);
   });
 });
@@ -44,12 +46,18 @@ describe('databases, namespace, search attributes', () => {
   test('the schema job creates the databases the server uses, under the names compose gives both', () => {
     expect(spec.databases).toEqual({ history: 'temporal', visibility: 'temporal_visibility' });
     for (const env of [spec.schemaJob.env, spec.serverEnv]) {
-      expect(env).toMatchObject({ DB: 'postgres12', DBNAME: spec.databases.history, VISIBILITY_DBNAME: spec.databases.visibility, POSTGRES_USER: spec.postgres.user });
+      expect(env).toMatchObject({
+        DB: 'postgres12',
+        DBNAME: spec.databases.history,
+        VISIBILITY_DBNAME: spec.databases.visibility,
+        POSTGRES_USER: spec.postgres.user,
+      });
     }
     // the job takes them from its environment, not from literals of its own
     const job = read('deploy/temporal/setup-postgres.sh');
     expect(job).not.toMatch(/temporal_visibility|--ep postgresql|-p 5432/);
-    for (const v of ['$DBNAME', '$VISIBILITY_DBNAME', '$POSTGRES_SEEDS', '$DB_PORT', '$POSTGRES_PWD']) expect(job).toContain(v);
+    for (const v of ['$DBNAME', '$VISIBILITY_DBNAME', '$POSTGRES_SEEDS', '$DB_PORT', '$POSTGRES_PWD'])
+      expect(job).toContain(v);
   });
 
   test('the search attributes compose registers are the ones the workflow sets and `wmss server` registers', () => {
@@ -65,7 +73,9 @@ describe('databases, namespace, search attributes', () => {
     expect(spec.namespace).toBe('default');
     for (const w of Object.values(spec.workers)) expect(w.env.TEMPORAL_NAMESPACE).toBe(spec.namespace);
     const dir = withCompose((t) => t.replace('TEMPORAL_NAMESPACE: *wmss-namespace', 'TEMPORAL_NAMESPACE: other'));
-    expect(() => readProdStackSpec(dir, {})).toThrow(/wmss-control uses namespace other, the namespace job creates default/);
+    expect(() => readProdStackSpec(dir, {})).toThrow(
+      /wmss-control uses namespace other, the namespace job creates default/,
+    );
   });
 });
 
@@ -77,7 +87,7 @@ describe('jobs, server and workers', () => {
     expect(read('deploy/temporal/dynamicconfig/wmss.yaml')).toMatch(/^limit\.maxIDLength:/m);
   });
 
-  test('worker commands: the image entrypoint plus compose\'s command, with compose\'s interpolation', () => {
+  test("worker commands: the image entrypoint plus compose's command, with compose's interpolation", () => {
     expect(Object.keys(spec.workers).sort()).toEqual(['wmss-control', 'wmss-gpu']);
     expect(spec.workers['wmss-control'].argv).toEqual(['node', 'dist/client/cli.js', 'worker', 'control']);
     expect(spec.workers['wmss-gpu'].argv).toEqual(['node', 'dist/client/cli.js', 'worker', 'gpu', '--gpus', '0']);
@@ -88,7 +98,9 @@ describe('jobs, server and workers', () => {
   test('interpolation as compose does it; other forms are refused by name', () => {
     expect(interpolate('${A:-x}/${B-y}/${C}', { A: '', B: '' }, 'w')).toBe('x//');
     expect(interpolate('${A:-x}', { A: 'a' }, 'w')).toBe('a');
-    expect(() => interpolate('${A:?must}', {}, 'docker-compose.yml services.s.environment.K')).toThrow(/services\.s\.environment\.K: \$\{A:\?must\} is not an interpolation/);
+    expect(() => interpolate('${A:?must}', {}, 'docker-compose.yml services.s.environment.K')).toThrow(
+      /services\.s\.environment\.K: \$\{A:\?must\} is not an interpolation/,
+    );
     expect(readProdStackSpec(ROOT, { POSTGRES_PASSWORD: 's3cret' }).serverEnv.POSTGRES_PWD).toBe('s3cret');
   });
 });
@@ -96,7 +108,16 @@ describe('jobs, server and workers', () => {
 describe('scripts/prod-stack.sh reads the spec', () => {
   test('the shell form evaluates in bash to the same values, quotes included', () => {
     const tricky = readProdStackSpec(ROOT, { POSTGRES_PASSWORD: `it's a "pw" $HOME` });
-    const out = execFileSync('bash', ['-c', `eval "$1"; printf '%s\\n' "$TEMPORAL_VERSION" "$POSTGRES_PASSWORD" "$NAMESPACE" "\${SERVER_ENV[@]}"`, 'x', toShell(tricky)], { encoding: 'utf8' });
+    const out = execFileSync(
+      'bash',
+      [
+        '-c',
+        `eval "$1"; printf '%s\\n' "$TEMPORAL_VERSION" "$POSTGRES_PASSWORD" "$NAMESPACE" "\${SERVER_ENV[@]}"`,
+        'x',
+        toShell(tricky),
+      ],
+      { encoding: 'utf8' },
+    );
     const lines = out.trimEnd().split('\n');
     expect(lines.slice(0, 3)).toEqual([tricky.temporalVersion, `it's a "pw" $HOME`, tricky.namespace]);
     expect(lines.slice(3)).toEqual(Object.entries(tricky.serverEnv).map(([k, v]) => `${k}=${v}`));

@@ -1,11 +1,19 @@
 import { Xoshiro128ss, splitMix64 } from '../../activities/weights/prng';
-import { dedupeKeepFirst, drawStats, drawWithReplacement, quantile, recordWeights } from '../../activities/weights/resample';
+import {
+  dedupeKeepFirst,
+  drawStats,
+  drawWithReplacement,
+  quantile,
+  recordWeights,
+} from '../../activities/weights/resample';
 
 describe('xoshiro128**', () => {
   it('matches the reference C implementation', () => {
     // from the authors' xoshiro128starstar.c with state {1,2,3,4}
     const rng = new Xoshiro128ss([1, 2, 3, 4]);
-    expect(Array.from({ length: 6 }, () => rng.nextU32())).toEqual([11520, 0, 5927040, 70819200, 2031721883, 1637235492]);
+    expect(Array.from({ length: 6 }, () => rng.nextU32())).toEqual([
+      11520, 0, 5927040, 70819200, 2031721883, 1637235492,
+    ]);
     expect(splitMix64(0n)().toString(16)).toBe('e220a8397b1dcdaf');
     const seeded = new Xoshiro128ss(42);
     expect(Array.from({ length: 4 }, () => seeded.nextU32())).toEqual([1776835114, 4165204688, 17111135, 2317295270]);
@@ -47,7 +55,11 @@ describe('drawWithReplacement', () => {
 describe('recordWeights', () => {
   it('maps positions to p[idx], gives missing idx weight 0, renormalises', () => {
     // merged idx [10, 20, 30] with p [.5, .3, .2]; records (by position) have idx 20, 99, 10, 20
-    const r = recordWeights(Float64Array.from([20, 99, 10, 20]), Float64Array.from([10, 20, 30]), Float64Array.from([0.5, 0.3, 0.2]));
+    const r = recordWeights(
+      Float64Array.from([20, 99, 10, 20]),
+      Float64Array.from([10, 20, 30]),
+      Float64Array.from([0.5, 0.3, 0.2]),
+    );
     expect(Array.from(r.weights)).toEqual([0.3 / 1.1, 0, 0.5 / 1.1, 0.3 / 1.1].map((x) => expect.closeTo(x, 12)));
     expect(r.missingEntropy).toBe(1);
     expect(r.entropyWithoutRecord).toBe(1);
@@ -64,7 +76,14 @@ describe('recordWeights', () => {
 describe('drawStats', () => {
   it('counts unique, duplicated, multiplicity and ESS', () => {
     const s = drawStats(Float64Array.from([0.5, 0.5, 0]), Uint32Array.from([0, 0, 1, 0]));
-    expect(s).toMatchObject({ draws: 4, unique: 2, duplicated: 2, positionsDrawnMoreThanOnce: 1, maxMultiplicity: 3, effectiveSampleSize: 2 });
+    expect(s).toMatchObject({
+      draws: 4,
+      unique: 2,
+      duplicated: 2,
+      positionsDrawnMoreThanOnce: 1,
+      maxMultiplicity: 3,
+      effectiveSampleSize: 2,
+    });
     expect(quantile(Float64Array.from([0, 1, 2, 3]), 0.5)).toBe(1.5);
   });
 });

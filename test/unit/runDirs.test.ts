@@ -61,7 +61,9 @@ describe('a step in a run dir that is a symlink', () => {
     const result = await step(trainingStep())(stepInput('sft', link));
     expect(result.outputs).toEqual({ dir: 'stage1_m1', checkpoint: 'stage1_m1/checkpoint-4' });
     expect(existsSync(manifestFile(link, 'sft'))).toBe(true);
-    expect(JSON.parse(readFileSync(manifestFile(real, 'sft'), 'utf8')).outputs.checkpoint.path).toBe('stage1_m1/checkpoint-4');
+    expect(JSON.parse(readFileSync(manifestFile(real, 'sft'), 'utf8')).outputs.checkpoint.path).toBe(
+      'stage1_m1/checkpoint-4',
+    );
     // the same run through the link again: a verified cache hit
     expect((await step(trainingStep())(stepInput('sft', link))).cached).toBe(true);
   });

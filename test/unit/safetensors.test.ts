@@ -9,7 +9,10 @@ import { cleanupTmp, failureOf, tmpDir } from './helpers/tmp';
 
 afterAll(cleanupTmp);
 
-const two = () => ({ a: { dtype: 'F32', shape: [2, 2], data: f32([1, 2, 3, 4]) }, b: { dtype: 'BF16', shape: [3], data: bf16([1, -2, 0.5]) } });
+const two = () => ({
+  a: { dtype: 'F32', shape: [2, 2], data: f32([1, 2, 3, 4]) },
+  b: { dtype: 'BF16', shape: [3], data: bf16([1, -2, 0.5]) },
+});
 
 describe('readSafetensorsHeader', () => {
   it('reads a valid header', async () => {
@@ -23,7 +26,15 @@ describe('readSafetensorsHeader', () => {
 
   const bad: [string, (h: Record<string, any>) => void, RegExp, string?][] = [
     ['offsets past the data section', (h) => (h.b.data_offsets = [16, 40]), /outside the data section/, 'b'],
-    ['overlapping tensors', (h) => { h.b.data_offsets = [14, 20]; h.b.shape = [3]; }, /overlaps tensor a/, 'b'],
+    [
+      'overlapping tensors',
+      (h) => {
+        h.b.data_offsets = [14, 20];
+        h.b.shape = [3];
+      },
+      /overlaps tensor a/,
+      'b',
+    ],
     ['size not matching shape × dtype', (h) => (h.a.shape = [2, 3]), /needs 24/, 'a'],
     ['unknown dtype', (h) => (h.a.dtype = 'F7'), /bad tensor entry: dtype/, 'a'],
     ['negative shape', (h) => (h.a.shape = [-1, 4]), /bad tensor entry: shape/, 'a'],
@@ -48,7 +59,9 @@ describe('readSafetensorsHeader', () => {
     writeFileSync(path.join(dir, 'liar'), Buffer.concat([len, Buffer.from('{}')]));
     expect((await failureOf(readSafetensorsHeader(path.join(dir, 'liar')))).message).toMatch(/does not fit/);
     writeSafetensorsFixture(path.join(dir, 'trunc'), two(), undefined, 2);
-    expect((await failureOf(readSafetensorsHeader(path.join(dir, 'trunc')))).message).toMatch(/outside the data section/);
+    expect((await failureOf(readSafetensorsHeader(path.join(dir, 'trunc')))).message).toMatch(
+      /outside the data section/,
+    );
     writeFileSync(path.join(dir, 'notjson'), Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('[]')]));
     expect((await failureOf(readSafetensorsHeader(path.join(dir, 'notjson')))).message).toMatch(/not a JSON object/);
   });
@@ -59,7 +72,10 @@ describe('listModelTensors', () => {
     const dir = tmpDir();
     writeSafetensorsFixture(path.join(dir, 'model-00001-of-00002.safetensors'), { a: two().a });
     writeSafetensorsFixture(path.join(dir, 'model-00002-of-00002.safetensors'), { b: two().b });
-    const index = { metadata: {}, weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' } };
+    const index = {
+      metadata: {},
+      weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' },
+    };
     writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify(index));
     const m = await listModelTensors(dir);
     expect(m.tensors.map((t) => t.name)).toEqual(['a', 'b']);
@@ -85,21 +101,30 @@ describe('writeSafetensors', () => {
     writeSafetensorsFixture(src, { ...two(), empty: { dtype: 'F32', shape: [0, 3], data: Buffer.alloc(0) } });
     const locs = tensorLocations(await readSafetensorsHeader(src));
     const out = path.join(dir, 'out.safetensors');
-    await writeSafetensors(out, [
-      { name: 'x.b', source: locs[1], dtype: 'F32' },
-      { name: 'x.a', source: locs[0], dtype: 'BF16' },
-      { name: 'x.a32', source: locs[0] },
-      { name: 'x.empty', source: locs[2] },
-    ], { metadata: { format: 'pt' } });
+    await writeSafetensors(
+      out,
+      [
+        { name: 'x.b', source: locs[1], dtype: 'F32' },
+        { name: 'x.a', source: locs[0], dtype: 'BF16' },
+        { name: 'x.a32', source: locs[0] },
+        { name: 'x.empty', source: locs[2] },
+      ],
+      { metadata: { format: 'pt' } },
+    );
     const h = await readSafetensorsHeader(out);
     expect([...h.tensors.keys()]).toEqual(['x.b', 'x.a', 'x.a32', 'x.empty']);
     expect(h.dataStart % 8).toBe(0);
     const bytes = readFileSync(out);
-    const slice = (k: string) => bytes.subarray(h.dataStart + h.tensors.get(k)!.data_offsets[0], h.dataStart + h.tensors.get(k)!.data_offsets[1]);
+    const slice = (k: string) =>
+      bytes.subarray(h.dataStart + h.tensors.get(k)!.data_offsets[0], h.dataStart + h.tensors.get(k)!.data_offsets[1]);
     expect(readF32(slice('x.b'))).toEqual([1, -2, 0.5]);
     expect(slice('x.a')).toEqual(bf16([1, 2, 3, 4]));
     expect(readF32(slice('x.a32'))).toEqual([1, 2, 3, 4]);
-    expect(h.tensors.get('x.empty')).toEqual({ dtype: 'F32', shape: [0, 3], data_offsets: [h.tensors.get('x.a32')!.data_offsets[1], h.tensors.get('x.a32')!.data_offsets[1]] });
+    expect(h.tensors.get('x.empty')).toEqual({
+      dtype: 'F32',
+      shape: [0, 3],
+      data_offsets: [h.tensors.get('x.a32')!.data_offsets[1], h.tensors.get('x.a32')!.data_offsets[1]],
+    });
   });
 
   it('refuses casts other than bf16 <-> f32, naming the tensor', async () => {

@@ -5,9 +5,25 @@
  */
 import { existsSync, mkdirSync, promises as fsp, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { acquireRunLock, LOCK_FORMAT, lockDir, readRunLock, releaseRunLock, type LockRecord, type OwnerState } from '../../activities/runLock';
+import {
+  acquireRunLock,
+  LOCK_FORMAT,
+  lockDir,
+  readRunLock,
+  releaseRunLock,
+  type LockRecord,
+  type OwnerState,
+} from '../../activities/runLock';
 import { runStep, type StepSpec } from '../../activities/store/artifactStore';
-import { checkpointSteps, completeCheckpoints, countLines, freeBytes, pruneCheckpoints, requireDiskSpace, trainingEstimate } from '../../activities/store/diskSpace';
+import {
+  checkpointSteps,
+  completeCheckpoints,
+  countLines,
+  freeBytes,
+  pruneCheckpoints,
+  requireDiskSpace,
+  trainingEstimate,
+} from '../../activities/store/diskSpace';
 import { confineReal } from '../../activities/store/runDirPaths';
 import { ErrorTypes } from '../../pipeline/errors';
 import { cleanupTmp, failureOf, stepInput, tmpDir } from './helpers/tmp';
@@ -15,12 +31,24 @@ import { cleanupTmp, failureOf, stepInput, tmpDir } from './helpers/tmp';
 afterAll(cleanupTmp);
 
 const record = (workflowId: string, runId = `${workflowId}-run`, namespace = 'default'): LockRecord => ({
-  format: LOCK_FORMAT, namespace, workflowId, runId, runName: workflowId, host: 'h', pid: 1, acquiredAt: new Date(0).toISOString(),
+  format: LOCK_FORMAT,
+  namespace,
+  workflowId,
+  runId,
+  runName: workflowId,
+  host: 'h',
+  pid: 1,
+  acquiredAt: new Date(0).toISOString(),
 });
 
 describe('run dir lock', () => {
   const open = async (): Promise<OwnerState> => ({ state: 'open' });
-  const completed = async (): Promise<OwnerState> => ({ state: 'closed', status: 'COMPLETED', closeTime: new Date(), stopsAbruptly: false });
+  const completed = async (): Promise<OwnerState> => ({
+    state: 'closed',
+    status: 'COMPLETED',
+    closeTime: new Date(),
+    stopsAbruptly: false,
+  });
 
   it('is taken once, re-taken by the same execution (an activity retry), and refused to another open run', async () => {
     const runDir = tmpDir();
@@ -31,7 +59,11 @@ describe('run dir lock', () => {
     expect(await acquireRunLock(runDir, a, { ownerState: open })).toMatchObject({ generation: 1, alreadyHeld: true });
 
     const asked: string[] = [];
-    const refused = await failureOf(acquireRunLock(runDir, record('wmss-b'), { ownerState: async (o) => (asked.push(o.workflowId), { state: 'open' }) }));
+    const refused = await failureOf(
+      acquireRunLock(runDir, record('wmss-b'), {
+        ownerState: async (o) => (asked.push(o.workflowId), { state: 'open' }),
+      }),
+    );
     expect(refused).toMatchObject({ type: ErrorTypes.RunDirLocked, nonRetryable: true });
     expect(refused.message).toContain('wmss-a');
     expect(refused.message).toContain('still running');
@@ -43,20 +75,29 @@ describe('run dir lock', () => {
     const runDir = tmpDir();
     await acquireRunLock(runDir, record('wmss-a', 'r1'), { ownerState: open });
     const resumed = await acquireRunLock(runDir, record('wmss-a', 'r2'), { ownerState: completed });
-    expect(resumed).toMatchObject({ generation: 2, alreadyHeld: false, tookOverFrom: { workflowId: 'wmss-a', runId: 'r1' } });
+    expect(resumed).toMatchObject({
+      generation: 2,
+      alreadyHeld: false,
+      tookOverFrom: { workflowId: 'wmss-a', runId: 'r1' },
+    });
     const other = await acquireRunLock(runDir, record('wmss-b'), { ownerState: async () => ({ state: 'unknown' }) });
     expect(other.generation).toBe(3);
     // only the newest generation is kept
     expect(readdirSync(lockDir(runDir)).filter((f) => f.endsWith('.json'))).toEqual(['000000000003.json']);
   });
 
-  it('waits for a terminated owner\'s activities to stop (close time + grace) before taking over', async () => {
+  it("waits for a terminated owner's activities to stop (close time + grace) before taking over", async () => {
     const runDir = tmpDir();
     await acquireRunLock(runDir, record('wmss-a'), { ownerState: open });
     let now = 1_000_000;
     const waits: number[] = [];
     const got = await acquireRunLock(runDir, record('wmss-b'), {
-      ownerState: async () => ({ state: 'closed', status: 'TERMINATED', closeTime: new Date(990_000), stopsAbruptly: true }),
+      ownerState: async () => ({
+        state: 'closed',
+        status: 'TERMINATED',
+        closeTime: new Date(990_000),
+        stopsAbruptly: true,
+      }),
       terminatedGraceMs: 60_000,
       now: () => now,
       sleep: async (ms) => {
@@ -74,15 +115,22 @@ describe('run dir lock', () => {
     await acquireRunLock(runDir, record('wmss-dead'), { ownerState: open });
     const ids = Array.from({ length: 12 }, (_, i) => `wmss-r${i}`);
     // every contender is a running workflow; only the old holder has closed
-    const results = await Promise.allSettled(ids.map((id) => acquireRunLock(runDir, record(id), { ownerState: async (o) => (o.workflowId === 'wmss-dead' ? { state: 'unknown' } : { state: 'open' }) })));
+    const results = await Promise.allSettled(
+      ids.map((id) =>
+        acquireRunLock(runDir, record(id), {
+          ownerState: async (o) => (o.workflowId === 'wmss-dead' ? { state: 'unknown' } : { state: 'open' }),
+        }),
+      ),
+    );
     const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [ids[i]] : []));
     expect(won).toHaveLength(1);
     expect((await readRunLock(runDir))!.record!.workflowId).toBe(won[0]);
-    for (const r of results) if (r.status === 'rejected') expect(String((r.reason as Error).message)).toContain(`${won[0]} (run`);
+    for (const r of results)
+      if (r.status === 'rejected') expect(String((r.reason as Error).message)).toContain(`${won[0]} (run`);
     expect(readdirSync(lockDir(runDir)).filter((f) => f.endsWith('.json'))).toEqual(['000000000002.json']);
   });
 
-  it('release removes only the releasing execution\'s lock; an unreadable lock is refused, not broken', async () => {
+  it("release removes only the releasing execution's lock; an unreadable lock is refused, not broken", async () => {
     const runDir = tmpDir();
     await acquireRunLock(runDir, record('wmss-a'), { ownerState: open });
     expect(await releaseRunLock(runDir, record('wmss-b'))).toBe(false);
@@ -99,7 +147,9 @@ describe('run dir lock', () => {
   it('a lock from another namespace cannot be checked and is refused', async () => {
     const runDir = tmpDir();
     await acquireRunLock(runDir, record('wmss-a', 'r', 'prod'), { ownerState: open });
-    const refused = await failureOf(acquireRunLock(runDir, record('wmss-b', 'r', 'default'), { ownerState: completed }));
+    const refused = await failureOf(
+      acquireRunLock(runDir, record('wmss-b', 'r', 'default'), { ownerState: completed }),
+    );
     expect(refused.message).toMatch(/another namespace/);
   });
 });
@@ -135,20 +185,24 @@ describe('path confinement and ownership', () => {
     await expect(confineReal(linkedRun, path.join(linkedRun, 'real', 'x'))).resolves.toBeDefined();
   });
 
-  it('never replaces an output path that this run dir\'s records do not attribute to the step', async () => {
+  it("never replaces an output path that this run dir's records do not attribute to the step", async () => {
     const runDir = tmpDir();
     mkdirSync(path.join(runDir, 'entropy'));
-    writeFileSync(path.join(runDir, 'entropy/out.txt'), 'a person\'s file\n');
+    writeFileSync(path.join(runDir, 'entropy/out.txt'), "a person's file\n");
     const f = await failureOf(runStep(stepInput('merge', runDir), writeOne()));
     expect(f.type).toBe(ErrorTypes.ArtifactConflict);
     expect(f.message).toMatch(/never overwrites or deletes what it did not write/);
-    expect(readFileSync(path.join(runDir, 'entropy/out.txt'), 'utf8')).toBe('a person\'s file\n');
+    expect(readFileSync(path.join(runDir, 'entropy/out.txt'), 'utf8')).toBe("a person's file\n");
     // an empty directory is taken; a non-empty one is not
     mkdirSync(path.join(runDir, 'results'));
-    await expect(runStep(stepInput('evaluate', runDir), writeOne({ out: 'results' }))).resolves.toMatchObject({ cached: false });
+    await expect(runStep(stepInput('evaluate', runDir), writeOne({ out: 'results' }))).resolves.toMatchObject({
+      cached: false,
+    });
     mkdirSync(path.join(runDir, 'stage0_m0'));
     writeFileSync(path.join(runDir, 'stage0_m0', 'config.json'), '{}');
-    expect((await failureOf(runStep(stepInput('snapshot', runDir), writeOne({ out: 'stage0_m0' })))).type).toBe(ErrorTypes.ArtifactConflict);
+    expect((await failureOf(runStep(stepInput('snapshot', runDir), writeOne({ out: 'stage0_m0' })))).type).toBe(
+      ErrorTypes.ArtifactConflict,
+    );
     expect(readdirSync(path.join(runDir, 'stage0_m0'))).toEqual(['config.json']);
   });
 
@@ -158,7 +212,9 @@ describe('path confinement and ownership', () => {
     await fsp.rm(path.join(runDir, '.wmss/manifests'), { recursive: true });
     const again = await runStep(stepInput('merge', runDir), { ...writeOne(), cacheKey: { v: 2 } });
     expect(again.cached).toBe(false);
-    expect(JSON.parse(readFileSync(path.join(runDir, '.wmss/owned/merge.json'), 'utf8')).paths).toEqual(['entropy/out.txt']);
+    expect(JSON.parse(readFileSync(path.join(runDir, '.wmss/owned/merge.json'), 'utf8')).paths).toEqual([
+      'entropy/out.txt',
+    ]);
     // another step may not take it
     const f = await failureOf(runStep(stepInput('snapshot', runDir), writeOne()));
     expect(f.type).toBe(ErrorTypes.ArtifactConflict);
@@ -171,20 +227,35 @@ describe('disk space', () => {
   it('fails early with InsufficientDisk, naming the need, the headroom and what is free', async () => {
     const dir = tmpDir();
     const input = stepInput('sft', dir);
-    await expect(requireDiskSpace(input.config, 'sft', dir, { bytes: 5e9, what: '2 checkpoints × 2.5 GB' }, statfs(7e9))).resolves.toBeUndefined();
-    const f = await failureOf(requireDiskSpace(input.config, 'sft', dir, { bytes: 5e9, what: '2 checkpoints × 2.5 GB' }, statfs(5.5e9)));
+    await expect(
+      requireDiskSpace(input.config, 'sft', dir, { bytes: 5e9, what: '2 checkpoints × 2.5 GB' }, statfs(7e9)),
+    ).resolves.toBeUndefined();
+    const f = await failureOf(
+      requireDiskSpace(input.config, 'sft', dir, { bytes: 5e9, what: '2 checkpoints × 2.5 GB' }, statfs(5.5e9)),
+    );
     expect(f).toMatchObject({ type: ErrorTypes.InsufficientDisk, nonRetryable: true });
-    expect(f.message).toMatch(/step 1 .* needs about 5\.0 GB .*2 checkpoints × 2\.5 GB.* plus 1\.0 GB headroom .* only 5\.5 GB are free/);
+    expect(f.message).toMatch(
+      /step 1 .* needs about 5\.0 GB .*2 checkpoints × 2\.5 GB.* plus 1\.0 GB headroom .* only 5\.5 GB are free/,
+    );
     expect(f.message).toMatch(/sft\.keepCheckpoints/);
     const off = stepInput('sft', dir, { disk: { check: false } });
-    await expect(requireDiskSpace(off.config, 'sft', dir, { bytes: 5e9, what: 'x' }, statfs(0))).resolves.toBeUndefined();
+    await expect(
+      requireDiskSpace(off.config, 'sft', dir, { bytes: 5e9, what: 'x' }, statfs(0)),
+    ).resolves.toBeUndefined();
   });
 
   it('reads the real file system of the nearest existing ancestor', async () => {
     const dir = tmpDir();
     const free = await freeBytes(path.join(dir, 'not', 'yet'));
     expect(free).toBeGreaterThan(0);
-    const f = await failureOf(requireDiskSpace(stepInput('snapshot', dir, { disk: { headroomGB: 1e6 } }).config, 'snapshot', path.join(dir, 'x'), { bytes: 1, what: 'one copy' }));
+    const f = await failureOf(
+      requireDiskSpace(
+        stepInput('snapshot', dir, { disk: { headroomGB: 1e6 } }).config,
+        'snapshot',
+        path.join(dir, 'x'),
+        { bytes: 1, what: 'one copy' },
+      ),
+    );
     expect(f.type).toBe(ErrorTypes.InsufficientDisk);
   });
 
@@ -192,7 +263,15 @@ describe('disk space', () => {
     expect(checkpointSteps(10, 3)).toEqual([3, 6, 9, 10]);
     expect(checkpointSteps(9, 3)).toEqual([3, 6, 9]);
     expect(checkpointSteps(9, 0)).toEqual([9]);
-    const base = { params: 1e9, trainableParams: 1e9, bytesPerParam: 2, totalSteps: 100, saveEvery: 10, resumeStep: 0, existing: 0 };
+    const base = {
+      params: 1e9,
+      trainableParams: 1e9,
+      bytesPerParam: 2,
+      totalSteps: 100,
+      saveEvery: 10,
+      resumeStep: 0,
+      existing: 0,
+    };
     expect(trainingEstimate(base).bytes).toBe(10 * 3 * 2e9); // 10 checkpoints × (weights + 2 moments)
     expect(trainingEstimate({ ...base, resumeStep: 70, existing: 7 }).bytes).toBe(3 * 6e9);
     expect(trainingEstimate({ ...base, keepCheckpoints: 2 }).bytes).toBe(3 * 6e9);
@@ -221,7 +300,12 @@ describe('checkpoint retention', () => {
     mkdirSync(path.join(dir, 'checkpoint-18.partial'));
     const removed = await pruneCheckpoints(dir, 2);
     expect(removed.map((d) => path.basename(d))).toEqual(['checkpoint-3', 'checkpoint-6']);
-    expect(readdirSync(dir).sort()).toEqual(['checkpoint-12', 'checkpoint-15', 'checkpoint-18.partial', 'checkpoint-9']);
+    expect(readdirSync(dir).sort()).toEqual([
+      'checkpoint-12',
+      'checkpoint-15',
+      'checkpoint-18.partial',
+      'checkpoint-9',
+    ]);
     expect((await completeCheckpoints(dir)).map((c) => c.step)).toEqual([9, 12]);
     expect(await pruneCheckpoints(dir, undefined)).toEqual([]);
   });

@@ -9,7 +9,17 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 const ROOT = path.join(__dirname, '..', '..');
-const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'runs', '__pycache__', 'shared', '.git', '.venv', '.wmss', '.pytest_cache']);
+const SKIPPED_DIRS = new Set([
+  'node_modules',
+  'dist',
+  'runs',
+  '__pycache__',
+  'shared',
+  '.git',
+  '.venv',
+  '.wmss',
+  '.pytest_cache',
+]);
 const TEXT = /\.(ts|js|py|md|sh|json|ya?ml|toml|txt)$|^(Makefile|Dockerfile|run)$/;
 
 /** Documents outside the repository, by the ways they were cited. */
@@ -31,7 +41,9 @@ function textFiles(): string[] {
 
 /** "file:line: text" of each line that cites an outside document. */
 export function outsideReferences(file: string, text: string): string[] {
-  return text.split('\n').flatMap((line, i) => (OUTSIDE_DOCUMENT.test(line) ? [`${file}:${i + 1}: ${line.trim()}`] : []));
+  return text
+    .split('\n')
+    .flatMap((line, i) => (OUTSIDE_DOCUMENT.test(line) ? [`${file}:${i + 1}: ${line.trim()}`] : []));
 }
 
 /** GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to hyphens. */
@@ -60,7 +72,11 @@ function anchorsOf(markdown: string): Set<string> {
 }
 
 /** `docs/<name>.md#anchor` references (also `<name>.md#anchor` inside docs/) whose heading is missing. */
-export function danglingAnchors(file: string, text: string, anchorsOfDoc: (doc: string) => Set<string> | undefined): string[] {
+export function danglingAnchors(
+  file: string,
+  text: string,
+  anchorsOfDoc: (doc: string) => Set<string> | undefined,
+): string[] {
   const bad: string[] = [];
   for (const m of text.matchAll(/(docs\/)?([\w.-]+\.md)#([\p{L}\p{N}_-]+)/gu)) {
     const doc = m[1] || file.startsWith('docs/') ? `docs/${m[2]}` : undefined;
@@ -73,16 +89,31 @@ export function danglingAnchors(file: string, text: string, anchorsOfDoc: (doc: 
 const files = textFiles().filter((f) => f !== path.relative(ROOT, __filename).split(path.sep).join('/'));
 
 test('the checkers find an outside reference and a dangling anchor', () => {
-  expect(outsideReferences('a.ts', "ok\n * Step 3 (WMSS-SPEC §8.2)\n// see ../shared/DESIGN.md")).toEqual(['a.ts:2: * Step 3 (WMSS-SPEC §8.2)', 'a.ts:3: // see ../shared/DESIGN.md']);
+  expect(outsideReferences('a.ts', 'ok\n * Step 3 (WMSS-SPEC §8.2)\n// see ../shared/DESIGN.md')).toEqual([
+    'a.ts:2: * Step 3 (WMSS-SPEC §8.2)',
+    'a.ts:3: // see ../shared/DESIGN.md',
+  ]);
   expect(anchorOf('Entropy (steps 0 and 2)')).toBe('entropy-steps-0-and-2');
   expect(anchorOf('The fused model (steps 5a and 5b)')).toBe('the-fused-model-steps-5a-and-5b');
   const docs = (doc: string) => (doc === 'docs/method.md' ? new Set(['names']) : undefined);
-  expect(danglingAnchors('x.ts', 'see docs/method.md#names and docs/method.md#nemas, kernels/README.md#x', docs)).toEqual(['x.ts: docs/method.md#nemas (no such heading in docs/method.md)']);
-  expect(danglingAnchors('docs/a.md', '[b](method.md#gone)', docs)).toEqual(['docs/a.md: method.md#gone (no such heading in docs/method.md)']);
+  expect(
+    danglingAnchors('x.ts', 'see docs/method.md#names and docs/method.md#nemas, kernels/README.md#x', docs),
+  ).toEqual(['x.ts: docs/method.md#nemas (no such heading in docs/method.md)']);
+  expect(danglingAnchors('docs/a.md', '[b](method.md#gone)', docs)).toEqual([
+    'docs/a.md: method.md#gone (no such heading in docs/method.md)',
+  ]);
 });
 
 test('no file cites a document outside the repository', () => {
-  expect(files).toEqual(expect.arrayContaining(['README.md', 'docs/method.md', 'pipeline/steps.ts', 'kernels/wmss_kernels/entropy.py', 'Dockerfile']));
+  expect(files).toEqual(
+    expect.arrayContaining([
+      'README.md',
+      'docs/method.md',
+      'pipeline/steps.ts',
+      'kernels/wmss_kernels/entropy.py',
+      'Dockerfile',
+    ]),
+  );
   const found = files.flatMap((f) => outsideReferences(f, readFileSync(path.join(ROOT, f), 'utf8')));
   expect(found).toEqual([]);
 });
@@ -90,11 +121,17 @@ test('no file cites a document outside the repository', () => {
 test('every docs/<file>.md#<anchor> reference names an existing heading', () => {
   const cache = new Map<string, Set<string> | undefined>();
   const anchorsOfDoc = (doc: string) => {
-    if (!cache.has(doc)) cache.set(doc, existsSync(path.join(ROOT, doc)) ? anchorsOf(readFileSync(path.join(ROOT, doc), 'utf8')) : undefined);
+    if (!cache.has(doc))
+      cache.set(
+        doc,
+        existsSync(path.join(ROOT, doc)) ? anchorsOf(readFileSync(path.join(ROOT, doc), 'utf8')) : undefined,
+      );
     return cache.get(doc);
   };
   expect(anchorsOfDoc('docs/method.md')).toEqual(expect.objectContaining({ size: expect.any(Number) }));
   expect(anchorsOfDoc('docs/method.md')!.has('sample-weights-step-3')).toBe(true);
-  const bad = files.filter((f) => !f.endsWith('.json')).flatMap((f) => danglingAnchors(f, readFileSync(path.join(ROOT, f), 'utf8'), anchorsOfDoc));
+  const bad = files
+    .filter((f) => !f.endsWith('.json'))
+    .flatMap((f) => danglingAnchors(f, readFileSync(path.join(ROOT, f), 'utf8'), anchorsOfDoc));
   expect(bad).toEqual([]);
 });

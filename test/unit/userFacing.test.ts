@@ -12,7 +12,12 @@ import { groupedBars, histogram, histogramChart, lineChart, ticks } from '../../
 import { buildProgram } from '../../client/cli';
 
 const ROOT = path.join(__dirname, '../..');
-const config = RunConfig.parse({ runName: 'r', runDir: '/data/wmss/r', baseModel: '/m/base', dataFile: '/data/am/{date}.jsonl' });
+const config = RunConfig.parse({
+  runName: 'r',
+  runDir: '/data/wmss/r',
+  baseModel: '/m/base',
+  dataFile: '/data/am/{date}.jsonl',
+});
 
 describe('run templates', () => {
   const time = new Date('2026-11-25T03:04:05.678Z');
@@ -24,7 +29,10 @@ describe('run templates', () => {
   });
   test('a hand-started run keeps its run dir; tokens in runDir are used as given', () => {
     expect(resolveRunTemplates(config, { time, workflowId: 'x', scheduled: false }).runDir).toBe('/data/wmss/r');
-    const daily = resolveRunTemplates({ ...config, runDir: '/runs/{date}/{workflowId}' }, { time, workflowId: 'w', scheduled: true });
+    const daily = resolveRunTemplates(
+      { ...config, runDir: '/runs/{date}/{workflowId}' },
+      { time, workflowId: 'w', scheduled: true },
+    );
     expect(daily.runDir).toBe('/runs/2026-11-25/w');
   });
 });
@@ -33,11 +41,20 @@ describe('ETA', () => {
   const t0 = Date.parse('2026-01-01T00:00:00Z');
   const at = (s: number) => new Date(t0 + s * 1000).toISOString();
   const steps = (over: Partial<Record<string, Partial<StepStatus>>>): StepStatus[] =>
-    STEPS.filter((r) => !r.when).map((r) => ({ id: r.id, number: r.number, title: r.title, state: 'pending', ...over[r.id] }));
+    STEPS.filter((r) => !r.when).map((r) => ({
+      id: r.id,
+      number: r.number,
+      title: r.title,
+      state: 'pending',
+      ...over[r.id],
+    }));
 
   test('a running step: rate from samples, remaining from the last heartbeat', () => {
     const p = { done: 30, total: 100, unit: 'steps', updatedAt: at(60) };
-    const rate = progressRate(p, [{ done: 10, at: t0 + 20_000 }, { done: 30, at: t0 + 60_000 }]);
+    const rate = progressRate(p, [
+      { done: 10, at: t0 + 20_000 },
+      { done: 30, at: t0 + 60_000 },
+    ]);
     expect(rate).toBeCloseTo(0.5 / 1000);
     expect(stepRemainingMs(p, rate, t0 + 70_000)).toBeCloseTo(130_000);
     expect(progressRate(p, [], at(0))).toBeCloseTo(0.5 / 1000);
@@ -54,17 +71,29 @@ describe('ETA', () => {
     const eta = pipelineEta(s, { sft: 200_000 }, t0 + 200_000)!;
     expect(eta.remainingMs).toBe((200 + 100 + 10 + 800 + 10) * 1000);
     expect(eta.lowerBound).toBe(true);
-    expect(pipelineEta(steps(Object.fromEntries(STEPS.map((r) => [r.id, { state: 'completed' }]))), {}, t0)).toBeUndefined();
+    expect(
+      pipelineEta(steps(Object.fromEntries(STEPS.map((r) => [r.id, { state: 'completed' }]))), {}, t0),
+    ).toBeUndefined();
   });
 
   test('durations read well', () => {
-    expect([formatDuration(5_000), formatDuration(125_000), formatDuration(3 * 3600_000 + 60_000), formatDuration(undefined)]).toEqual(['5s', '2m05s', '3h01m', '?']);
+    expect([
+      formatDuration(5_000),
+      formatDuration(125_000),
+      formatDuration(3 * 3600_000 + 60_000),
+      formatDuration(undefined),
+    ]).toEqual(['5s', '2m05s', '3h01m', '?']);
   });
 });
 
 describe('charts', () => {
   test('a line chart has one polyline point per value', () => {
-    const svg = lineChart('loss', [{ name: 'a', points: [1, 2, 3, 4, 5].map((x) => ({ x, y: 10 / x })) }], 'step', 'loss');
+    const svg = lineChart(
+      'loss',
+      [{ name: 'a', points: [1, 2, 3, 4, 5].map((x) => ({ x, y: 10 / x })) }],
+      'step',
+      'loss',
+    );
     expect(/points="([^"]+)"/.exec(svg)![1].split(' ')).toHaveLength(5);
     expect(svg).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg" width="\d+" height="\d+"/);
     expect(lineChart('loss', [], 'x', 'y')).toContain('data-empty="true"');
@@ -77,7 +106,15 @@ describe('charts', () => {
     expect(ticks(0, 1, 5)).toEqual([0, 0.2, 0.4, 0.6, 0.8, 1]);
   });
   test('grouped bars draw one bar per known value', () => {
-    const svg = groupedBars('acc', ['gsm8k', 'math'], [{ name: 'base', values: [0.5, undefined] }, { name: 'wmss', values: [0.6, 0.7] }], '%');
+    const svg = groupedBars(
+      'acc',
+      ['gsm8k', 'math'],
+      [
+        { name: 'base', values: [0.5, undefined] },
+        { name: 'wmss', values: [0.6, 0.7] },
+      ],
+      '%',
+    );
     expect(svg.match(/class="bar"/g)).toHaveLength(3);
   });
 });
@@ -86,21 +123,37 @@ describe('docker-compose.yml', () => {
   const compose = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'));
   const services = compose.services as Record<string, Record<string, any>>;
   // Anchors (<<:) are resolved by the YAML parser with merge keys on.
-  const merged = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }).services as Record<string, Record<string, any>>;
+  const merged = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }).services as Record<
+    string,
+    Record<string, any>
+  >;
 
   test('docker compose accepts it, when the client is here', () => {
     let version = '';
     try {
-      version = execFileSync('docker', ['compose', 'version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      version = execFileSync('docker', ['compose', 'version'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
     } catch {
       return; // no compose plugin on this machine: the structural checks below stand in
     }
     expect(version).toMatch(/Docker Compose/);
-    execFileSync('docker', ['compose', '-f', path.join(ROOT, 'docker-compose.yml'), 'config', '--quiet'], { stdio: 'pipe' });
+    execFileSync('docker', ['compose', '-f', path.join(ROOT, 'docker-compose.yml'), 'config', '--quiet'], {
+      stdio: 'pipe',
+    });
   });
 
   test('the stack: database, schema, server, namespace, UI, control and GPU workers, in order', () => {
-    expect(Object.keys(services).sort()).toEqual(['postgresql', 'temporal', 'temporal-namespace', 'temporal-schema', 'temporal-ui', 'wmss-control', 'wmss-gpu']);
+    expect(Object.keys(services).sort()).toEqual([
+      'postgresql',
+      'temporal',
+      'temporal-namespace',
+      'temporal-schema',
+      'temporal-ui',
+      'wmss-control',
+      'wmss-gpu',
+    ]);
     for (const [name, s] of Object.entries(merged)) {
       if (s.image) expect(`${name}: ${s.image}`).toMatch(/:[0-9][\w.-]*$/); // pinned, never :latest
     }
@@ -118,11 +171,27 @@ describe('docker-compose.yml', () => {
     for (const s of ['postgresql', 'temporal']) expect(merged[s].healthcheck).toBeDefined();
     expect(merged.temporal.ports).toContain('7233:7233');
     expect(merged['temporal-ui'].ports).toContain('8080:8080');
-    expect(merged['wmss-gpu'].deploy.resources.reservations.devices[0]).toMatchObject({ driver: 'nvidia', capabilities: ['gpu'] });
+    expect(merged['wmss-gpu'].deploy.resources.reservations.devices[0]).toMatchObject({
+      driver: 'nvidia',
+      capabilities: ['gpu'],
+    });
     // The namespace job registers the search attributes the workflow sets (named in compose; test/unit/prodStackSpec.test.ts compares them with the code).
-    expect(readFileSync(path.join(ROOT, 'deploy/temporal/create-namespace.sh'), 'utf8')).toContain('WMSS_SEARCH_ATTRIBUTES');
-    for (const a of ['WmssRunName', 'WmssStep', 'WmssStatus', 'WmssBaseModel']) expect(merged['temporal-namespace'].environment.WMSS_SEARCH_ATTRIBUTES).toContain(`${a}=Keyword`);
-    for (const mount of [...merged['temporal-schema'].volumes, ...merged.temporal.volumes]) expect(readFileSync(path.join(ROOT, mount.split(':')[0], ...(mount.includes('dynamicconfig') ? ['wmss.yaml'] : ['setup-postgres.sh'])), 'utf8').length).toBeGreaterThan(0);
+    expect(readFileSync(path.join(ROOT, 'deploy/temporal/create-namespace.sh'), 'utf8')).toContain(
+      'WMSS_SEARCH_ATTRIBUTES',
+    );
+    for (const a of ['WmssRunName', 'WmssStep', 'WmssStatus', 'WmssBaseModel'])
+      expect(merged['temporal-namespace'].environment.WMSS_SEARCH_ATTRIBUTES).toContain(`${a}=Keyword`);
+    for (const mount of [...merged['temporal-schema'].volumes, ...merged.temporal.volumes])
+      expect(
+        readFileSync(
+          path.join(
+            ROOT,
+            mount.split(':')[0],
+            ...(mount.includes('dynamicconfig') ? ['wmss.yaml'] : ['setup-postgres.sh']),
+          ),
+          'utf8',
+        ).length,
+      ).toBeGreaterThan(0);
   });
 
   test('the worker commands are commands and flags of the wmss CLI', () => {
@@ -135,7 +204,8 @@ describe('docker-compose.yml', () => {
       const cmd = program.commands.find((c) => c.name() === name);
       expect(cmd).toBeDefined();
       expect(['control', 'gpu']).toContain(args[0]);
-      for (const flag of args.filter((a) => a.startsWith('--'))) expect(cmd!.options.map((o) => o.long)).toContain(flag);
+      for (const flag of args.filter((a) => a.startsWith('--')))
+        expect(cmd!.options.map((o) => o.long)).toContain(flag);
     }
     const health = merged['wmss-control'].healthcheck.test as string[];
     expect(program.commands.map((c) => c.name())).toContain(health[3]);

@@ -50,8 +50,21 @@ function writeJsonl(file: string, n: number, line: (i: number) => string): void 
 
 test(`the workflow over a ${ROWS.toLocaleString('en')}-row data set keeps its history small`, async () => {
   const dataFile = path.join(dir, 'train.jsonl');
-  writeJsonl(dataFile, ROWS, (i) => JSON.stringify({ idx: i, messages: [{ role: 'user', content: `What is ${i} + ${i % 97}?` }, { role: 'assistant', content: `<think>add</think> The answer is ${i + (i % 97)}.` }] }));
-  const config = RunConfig.parse({ runName: 'large-data', runDir: path.join(dir, 'run'), baseModel: path.join(dir, 'no-model'), dataFile });
+  writeJsonl(dataFile, ROWS, (i) =>
+    JSON.stringify({
+      idx: i,
+      messages: [
+        { role: 'user', content: `What is ${i} + ${i % 97}?` },
+        { role: 'assistant', content: `<think>add</think> The answer is ${i + (i % 97)}.` },
+      ],
+    }),
+  );
+  const config = RunConfig.parse({
+    runName: 'large-data',
+    runDir: path.join(dir, 'run'),
+    baseModel: path.join(dir, 'no-model'),
+    dataFile,
+  });
 
   // kernel steps: stubs; the two entropy steps write what the kernel would (one row per record)
   const stub = async (input: StepInput): Promise<StepResult> => {
@@ -59,16 +72,41 @@ test(`the workflow over a ${ROWS.toLocaleString('en')}-row data set keeps its hi
     if (input.stepId === 'entropy0' || input.stepId === 'entropy1') {
       const [file, field] = input.stepId === 'entropy0' ? [A.ENTROPY_0, 'entropy_0'] : [A.ENTROPY_1, 'entropy_1'];
       const shift = input.stepId === 'entropy0' ? 0 : 0.25;
-      writeJsonl(path.join(input.config.runDir, file), ROWS, (i) => `{"idx":${i},"${field}":${(((i * 7919) % 1000) / 400 + shift).toFixed(6)}}`);
+      writeJsonl(
+        path.join(input.config.runDir, file),
+        ROWS,
+        (i) => `{"idx":${i},"${field}":${(((i * 7919) % 1000) / 400 + shift).toFixed(6)}}`,
+      );
       outputs.entropy = file;
     }
-    return { stepId: input.stepId, host: 'test', cached: false, outputs, metrics: input.stepId === 'evaluate' ? { 'pass_at_1/wmss/gsm8k': 0.5 } : { rows: ROWS }, cacheKey: `${input.stepId}-key`, durationMs: 1 };
+    return {
+      stepId: input.stepId,
+      host: 'test',
+      cached: false,
+      outputs,
+      metrics: input.stepId === 'evaluate' ? { 'pass_at_1/wmss/gsm8k': 0.5 } : { rows: ROWS },
+      cacheKey: `${input.stepId}-key`,
+      durationMs: 1,
+    };
   };
   const stubs = Object.fromEntries(STEPS.map((s) => [s.activity, stub]));
   // the real step 3 and the real run dir lock, as the control worker runs them
-  const real = withHost('test', { ...withResolvedPaths({ mergeAndWeight: cpuSteps().mergeAndWeight }), ...runLockActivities() });
+  const real = withHost('test', {
+    ...withResolvedPaths({ mergeAndWeight: cpuSteps().mergeAndWeight }),
+    ...runLockActivities(),
+  });
   const activities = { ...stubs, ...real };
-  const workers = await Promise.all(['wmss', 'wmss-gpu'].map((taskQueue) => Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle, activities, maxConcurrentActivityTaskExecutions: 10 })));
+  const workers = await Promise.all(
+    ['wmss', 'wmss-gpu'].map((taskQueue) =>
+      Worker.create({
+        connection: env.nativeConnection,
+        taskQueue,
+        workflowBundle,
+        activities,
+        maxConcurrentActivityTaskExecutions: 10,
+      }),
+    ),
+  );
 
   const t0 = Date.now();
   const runs = workers.map((w) => w.run());
@@ -76,7 +114,11 @@ test(`the workflow over a ${ROWS.toLocaleString('en')}-row data set keeps its hi
   let description: Awaited<ReturnType<ReturnType<typeof env.client.workflow.getHandle>['describe']>>;
   let history: Awaited<ReturnType<ReturnType<typeof env.client.workflow.getHandle>['fetchHistory']>>;
   try {
-    const handle = await env.client.workflow.start(WORKFLOW_TYPE, { taskQueue: 'wmss', workflowId: `large-data-${Date.now()}`, args: [config] });
+    const handle = await env.client.workflow.start(WORKFLOW_TYPE, {
+      taskQueue: 'wmss',
+      workflowId: `large-data-${Date.now()}`,
+      args: [config],
+    });
     result = (await handle.result()) as PipelineResult;
     description = await handle.describe();
     history = await handle.fetchHistory();
@@ -107,11 +149,26 @@ test(`the workflow over a ${ROWS.toLocaleString('en')}-row data set keeps its hi
   expect(largestPayload).toBeLessThan(16_000);
   expect(JSON.stringify(history)).not.toContain('The answer is 12345');
   // payload data is bytes (base64 in the JSON above): no data row in any of them either
-  expect(payloads.map((p) => Buffer.from(p.data ?? []).toString('utf8')).filter((text) => text.includes('The answer is 12345'))).toEqual([]);
+  expect(
+    payloads
+      .map((p) => Buffer.from(p.data ?? []).toString('utf8'))
+      .filter((text) => text.includes('The answer is 12345')),
+  ).toEqual([]);
 
-  const report = { test: 'largeData', rows: ROWS, dataBytesApprox: dataBytes, historyBytes, historyEvents: Number(description.historyLength), largestPayloadBytes: largestPayload, seconds, date: new Date().toISOString() };
+  const report = {
+    test: 'largeData',
+    rows: ROWS,
+    dataBytesApprox: dataBytes,
+    historyBytes,
+    historyEvents: Number(description.historyLength),
+    largestPayloadBytes: largestPayload,
+    seconds,
+    date: new Date().toISOString(),
+  };
   const reports = path.join(REPO_ROOT, '.wmss', 'test-reports');
   mkdirSync(reports, { recursive: true });
   writeFileSync(path.join(reports, 'large-data.json'), `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`${ROWS} rows: history ${historyBytes} bytes in ${report.historyEvents} events, largest payload ${largestPayload} bytes (${seconds.toFixed(1)} s)`);
+  console.log(
+    `${ROWS} rows: history ${historyBytes} bytes in ${report.historyEvents} events, largest payload ${largestPayload} bytes (${seconds.toFixed(1)} s)`,
+  );
 });

@@ -28,26 +28,57 @@ afterAll(async () => {
   await env?.teardown();
 });
 
-const config = (runName: string) => RunConfig.parse({ runName, runDir: '/tmp/wmss-wf-test', baseModel: '/models/base', dataFile: '/data/train.jsonl' });
+const config = (runName: string) =>
+  RunConfig.parse({ runName, runDir: '/tmp/wmss-wf-test', baseModel: '/models/base', dataFile: '/data/train.jsonl' });
 
 type Stub = (input: StepInput) => Promise<Partial<StepResult> | void>;
-interface Event { step: string; at: 'start' | 'end'; t: number }
+interface Event {
+  step: string;
+  at: 'start' | 'end';
+  t: number;
+}
 
 /** Runs the workflow with stub activities; `stubs` override the default (short sleep, success). */
-async function runWith(runName: string, stubs: Partial<Record<string, Stub>>, during?: (id: string) => Promise<void>, after?: (id: string) => Promise<void>) {
+async function runWith(
+  runName: string,
+  stubs: Partial<Record<string, Stub>>,
+  during?: (id: string) => Promise<void>,
+  after?: (id: string) => Promise<void>,
+) {
   const events: Event[] = [];
-  const make = (name: ActivityName) => async (input: StepInput): Promise<StepResult> => {
-    events.push({ step: input.stepId, at: 'start', t: Date.now() });
-    const extra = (await (stubs[input.stepId] ?? (() => new Promise((r) => setTimeout(r, 300))))(input)) ?? {};
-    events.push({ step: input.stepId, at: 'end', t: Date.now() });
-    return { stepId: input.stepId, host: 'test', cached: false, outputs: { checkpoint: 'x', model: 'm', fused: 'f', positions: 'p' }, metrics: name === 'evaluate' ? { 'pass_at_1/wmss/gsm8k': 0.5 } : {}, cacheKey: `${input.stepId}-key`, durationMs: 1, ...extra };
-  };
+  const make =
+    (name: ActivityName) =>
+    async (input: StepInput): Promise<StepResult> => {
+      events.push({ step: input.stepId, at: 'start', t: Date.now() });
+      const extra = (await (stubs[input.stepId] ?? (() => new Promise((r) => setTimeout(r, 300))))(input)) ?? {};
+      events.push({ step: input.stepId, at: 'end', t: Date.now() });
+      return {
+        stepId: input.stepId,
+        host: 'test',
+        cached: false,
+        outputs: { checkpoint: 'x', model: 'm', fused: 'f', positions: 'p' },
+        metrics: name === 'evaluate' ? { 'pass_at_1/wmss/gsm8k': 0.5 } : {},
+        cacheKey: `${input.stepId}-key`,
+        durationMs: 1,
+        ...extra,
+      };
+    };
   // the run dir lock is tested with its real activities in test/workflow/runLock.test.ts
-  const lock = { lockRunDir: async (i: { runDir: string }) => ({ runDir: i.runDir, generation: 1, host: 'test' }), unlockRunDir: async () => true };
+  const lock = {
+    lockRunDir: async (i: { runDir: string }) => ({ runDir: i.runDir, generation: 1, host: 'test' }),
+    unlockRunDir: async () => true,
+  };
   const activities = { ...Object.fromEntries(STEPS.map((s) => [s.activity, make(s.activity)])), ...lock };
   const workers = await Promise.all(
     ['wmss', 'wmss-gpu'].map((taskQueue) =>
-      Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities, maxConcurrentActivityTaskExecutions: 10, maxHeartbeatThrottleInterval: '1s' }),
+      Worker.create({
+        connection: env.nativeConnection,
+        taskQueue,
+        workflowBundle: bundle,
+        activities,
+        maxConcurrentActivityTaskExecutions: 10,
+        maxHeartbeatThrottleInterval: '1s',
+      }),
     ),
   );
   const workflowId = `wf-${runName}-${Date.now()}`;
@@ -55,7 +86,11 @@ async function runWith(runName: string, stubs: Partial<Record<string, Stub>>, du
   let error: unknown;
   const runs = workers.map((w) => w.run());
   try {
-    const handle = await env.client.workflow.start(WORKFLOW_TYPE, { taskQueue: 'wmss', workflowId, args: [config(runName)] });
+    const handle = await env.client.workflow.start(WORKFLOW_TYPE, {
+      taskQueue: 'wmss',
+      workflowId,
+      args: [config(runName)],
+    });
     if (during) await during(workflowId);
     result = (await handle.result()) as PipelineResult;
     // Queries of a closed run replay it on a worker, so inspect before the workers stop.
@@ -85,7 +120,8 @@ test('runs every step once, in DAG order, with 0, 1 and 4 side by side', async (
   expect(events.some((e) => e.step.startsWith('onnx'))).toBe(false);
   for (const row of activeSteps(config('dag'))) {
     expect(events.filter((e) => e.step === row.id && e.at === 'start')).toHaveLength(1);
-    for (const need of row.needs.filter((n) => activeSteps(config('dag')).some((r) => r.id === n))) expect(startOf(events, row.id)).toBeGreaterThanOrEqual(endOf(events, need));
+    for (const need of row.needs.filter((n) => activeSteps(config('dag')).some((r) => r.id === n)))
+      expect(startOf(events, row.id)).toBeGreaterThanOrEqual(endOf(events, need));
   }
   // The three roots start before any of them has finished.
   const firstEnd = Math.min(...['entropy0', 'sft', 'snapshot'].map((s) => endOf(events, s)));
@@ -101,7 +137,11 @@ test('a non-retryable failure fails the run at once, names the step, and stops t
   let sftCancelled = false;
   const { error, events } = await runWith('bad-input', {
     entropy0: async () => {
-      throw ApplicationFailure.create({ type: ErrorTypes.InvalidInput, nonRetryable: true, message: 'train.jsonl line 7: field "messages": expected a list' });
+      throw ApplicationFailure.create({
+        type: ErrorTypes.InvalidInput,
+        nonRetryable: true,
+        message: 'train.jsonl line 7: field "messages": expected a list',
+      });
     },
     sft: async () => {
       // A long training step, heartbeating so that it learns about the cancellation.
@@ -169,9 +209,18 @@ test('cancelling the run cancels the running steps and reports cancelled', async
 
 test('an invalid config fails with InvalidConfig naming the field', async () => {
   const workflowId = `wf-invalid-${Date.now()}`;
-  const worker = await Worker.create({ connection: env.nativeConnection, taskQueue: 'wmss', workflowBundle: bundle, activities: {} });
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue: 'wmss',
+    workflowBundle: bundle,
+    activities: {},
+  });
   await worker.runUntil(async () => {
-    const handle = await env.client.workflow.start(WORKFLOW_TYPE, { taskQueue: 'wmss', workflowId, args: [{ runName: 'x', runDir: '/r', baseModel: '/b', dataFile: '/d', joint: { fusionLambda: 2 } }] });
+    const handle = await env.client.workflow.start(WORKFLOW_TYPE, {
+      taskQueue: 'wmss',
+      workflowId,
+      args: [{ runName: 'x', runDir: '/r', baseModel: '/b', dataFile: '/d', joint: { fusionLambda: 2 } }],
+    });
     const err = await handle.result().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const cause = (err as WorkflowFailedError).cause as ApplicationFailure;

@@ -12,7 +12,9 @@ import os from 'node:os';
 import path from 'node:path';
 
 const dir = path.join(__dirname, '..', 'fixtures', 'histories');
-const histories = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => path.join(dir, f));
+const histories = readdirSync(dir)
+  .filter((f) => f.endsWith('.json'))
+  .map((f) => path.join(dir, f));
 const replayer = path.join(__dirname, '..', '..', 'dist', 'scripts', 'replay-histories.js');
 const replay = (files: string[]) => spawnSync(process.execPath, [replayer, ...files], { encoding: 'utf8' });
 
@@ -28,7 +30,9 @@ test('every recorded history replays on the current workflow code', () => {
 test('the replayer notices a history the code would not produce', () => {
   // Swap the activity of the first scheduled step: the workflow would schedule another one.
   const history = JSON.parse(readFileSync(histories[0], 'utf8'));
-  const scheduled = history.events.find((e: { activityTaskScheduledEventAttributes?: unknown }) => e.activityTaskScheduledEventAttributes);
+  const scheduled = history.events.find(
+    (e: { activityTaskScheduledEventAttributes?: unknown }) => e.activityTaskScheduledEventAttributes,
+  );
   scheduled.activityTaskScheduledEventAttributes.activityType.name = 'notAStep';
   const tampered = path.join(mkdtempSync(path.join(os.tmpdir(), 'wmss-replay-')), 'tampered.json');
   writeFileSync(tampered, JSON.stringify(history));

@@ -44,7 +44,8 @@ function runDir(): string {
   return d;
 }
 
-const config = (runName: string, dir: string) => RunConfig.parse({ runName, runDir: dir, baseModel: '/models/base', dataFile: '/data/train.jsonl' });
+const config = (runName: string, dir: string) =>
+  RunConfig.parse({ runName, runDir: dir, baseModel: '/models/base', dataFile: '/data/train.jsonl' });
 
 /** Step stubs: sft of the runs named in `hold` waits until released (heartbeating, so cancellation reaches it). */
 class Stubs {
@@ -57,15 +58,29 @@ class Stubs {
   }
   activities() {
     const step = async (input: StepInput): Promise<StepResult> => {
-      this.started.push({ runName: input.config.runName, step: input.stepId, t: Date.now(), runDir: input.config.runDir });
-      if (input.stepId === 'sft' && this.failSft.has(input.config.runName)) throw ApplicationFailure.create({ type: ErrorTypes.InvalidInput, nonRetryable: true, message: 'bad data' });
+      this.started.push({
+        runName: input.config.runName,
+        step: input.stepId,
+        t: Date.now(),
+        runDir: input.config.runDir,
+      });
+      if (input.stepId === 'sft' && this.failSft.has(input.config.runName))
+        throw ApplicationFailure.create({ type: ErrorTypes.InvalidInput, nonRetryable: true, message: 'bad data' });
       if (input.stepId === 'sft' && this.hold.has(input.config.runName)) {
         while (!this.released.has(input.config.runName)) {
           Context.current().heartbeat('held');
           await Context.current().sleep(100);
         }
       }
-      return { stepId: input.stepId, host: 'test', cached: false, outputs: { checkpoint: 'x', model: 'm', fused: 'f', positions: 'p' }, metrics: {}, cacheKey: `${input.stepId}-key`, durationMs: 1 };
+      return {
+        stepId: input.stepId,
+        host: 'test',
+        cached: false,
+        outputs: { checkpoint: 'x', model: 'm', fused: 'f', positions: 'p' },
+        metrics: {},
+        cacheKey: `${input.stepId}-key`,
+        durationMs: 1,
+      };
     };
     return { ...Object.fromEntries(STEPS.map((s) => [s.activity, step])), ...runLockActivities() };
   }
@@ -74,17 +89,34 @@ class Stubs {
 async function startWorkers(stubs: Stubs) {
   const workers = await Promise.all(
     ['wmss', 'wmss-gpu'].map((taskQueue) =>
-      Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities: stubs.activities(), maxConcurrentActivityTaskExecutions: 10, maxHeartbeatThrottleInterval: '1s' }),
+      Worker.create({
+        connection: env.nativeConnection,
+        taskQueue,
+        workflowBundle: bundle,
+        activities: stubs.activities(),
+        maxConcurrentActivityTaskExecutions: 10,
+        maxHeartbeatThrottleInterval: '1s',
+      }),
     ),
   );
   const running = workers.map((w) => w.run());
-  return { workers, stop: async () => (workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown()), await Promise.allSettled(running)) };
+  return {
+    workers,
+    stop: async () => (
+      workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown()),
+      await Promise.allSettled(running)
+    ),
+  };
 }
 
 const start = (runName: string, dir: string, workflowId = `wf-lock-${runName}-${Date.now()}`) =>
   env.client.workflow.start(WORKFLOW_TYPE, { taskQueue: 'wmss', workflowId, args: [config(runName, dir)] });
 
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -95,10 +127,14 @@ async function until<T>(what: string, fn: () => Promise<T | undefined> | T | und
 }
 
 const heldBy = async (dir: string) => (await readRunLock(dir))?.record;
-const generations = (dir: string) => (existsSync(lockDir(dir)) ? readdirSync(lockDir(dir)).filter((f) => /^\d+\.json$/.test(f)) : []);
+const generations = (dir: string) =>
+  existsSync(lockDir(dir)) ? readdirSync(lockDir(dir)).filter((f) => /^\d+\.json$/.test(f)) : [];
 
 async function failureOf(handle: WorkflowHandle): Promise<ApplicationFailure> {
-  const err = await handle.result().then(() => undefined, (e: unknown) => e);
+  const err = await handle.result().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(WorkflowFailedError);
   return (err as WorkflowFailedError).cause as ApplicationFailure;
 }
@@ -111,7 +147,12 @@ test('a run holds its run dir from before its first step to its end; a second ru
     stubs.hold.add('first');
     const first = await start('first', dir);
     const holder = await until('the lock', () => heldBy(dir));
-    expect(holder).toMatchObject({ workflowId: first.workflowId, runId: first.firstExecutionRunId, namespace: 'default', runName: 'first' });
+    expect(holder).toMatchObject({
+      workflowId: first.workflowId,
+      runId: first.firstExecutionRunId,
+      namespace: 'default',
+      runName: 'first',
+    });
     await until('sft to start', () => stubs.started.find((s) => s.runName === 'first' && s.step === 'sft'));
     // the resolved config is saved under the lock, for `wmss resume <run dir>`
     expect(JSON.parse(readFileSync(path.join(dir, '.wmss/run-config.json'), 'utf8'))).toEqual(config('first', dir));
@@ -208,7 +249,7 @@ test('a crashed worker does not release the lock: the run goes on elsewhere and 
   }
 });
 
-test('`wmss resume` of a scheduled run continues in that run\'s own run dir, taking over its lock', async () => {
+test("`wmss resume` of a scheduled run continues in that run's own run dir, taking over its lock", async () => {
   const stubs = new Stubs();
   const w = await startWorkers(stubs);
   const dir = runDir();
@@ -218,11 +259,20 @@ test('`wmss resume` of a scheduled run continues in that run\'s own run dir, tak
     const schedule = await env.client.schedule.create({
       scheduleId,
       spec: { intervals: [{ every: '1d' }] },
-      action: { type: 'startWorkflow', workflowType: WORKFLOW_TYPE, workflowId: `wmss-nightly-${Date.now()}`, taskQueue: 'wmss', args: [config('nightly', dir)] },
+      action: {
+        type: 'startWorkflow',
+        workflowType: WORKFLOW_TYPE,
+        workflowId: `wmss-nightly-${Date.now()}`,
+        taskQueue: 'wmss',
+        args: [config('nightly', dir)],
+      },
       state: { paused: true },
     });
     await schedule.trigger();
-    const scheduledId = await until('the scheduled run', async () => (await schedule.describe()).info.recentActions[0]?.action.workflow.workflowId);
+    const scheduledId = await until(
+      'the scheduled run',
+      async () => (await schedule.describe()).info.recentActions[0]?.action.workflow.workflowId,
+    );
     expect((await failureOf(env.client.workflow.getHandle(scheduledId))).type).toBe(ErrorTypes.InvalidInput);
     const scheduledDir = stubs.started.find((s) => s.runName === 'nightly')!.runDir;
     expect(path.dirname(scheduledDir)).toBe(dir); // a scheduled run gets <runDir>/<datetime>

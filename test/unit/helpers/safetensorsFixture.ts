@@ -9,7 +9,12 @@ export interface FixtureTensor {
 }
 
 /** A file with the given tensors in order; `header` edits let tests write lying headers. */
-export function writeSafetensorsFixture(file: string, tensors: Record<string, FixtureTensor>, edit?: (header: Record<string, any>) => void, truncateData = 0): void {
+export function writeSafetensorsFixture(
+  file: string,
+  tensors: Record<string, FixtureTensor>,
+  edit?: (header: Record<string, any>) => void,
+  truncateData = 0,
+): void {
   const header: Record<string, any> = { __metadata__: { format: 'pt' } };
   let offset = 0;
   for (const [name, t] of Object.entries(tensors)) {
@@ -57,15 +62,31 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): Record
   const fill = (n: number, base: number) => Array.from({ length: n }, (_, i) => base + i + shift);
   const tensors: Record<string, FixtureTensor> = {
     'model.embed_tokens.weight': { dtype: 'BF16', shape: [vocab, hidden], data: bf16(fill(vocab * hidden, 0)) },
-    'model.layers.0.mlp.up_proj.weight': { dtype: 'BF16', shape: [hidden, hidden], data: bf16(fill(hidden * hidden, 100)) },
+    'model.layers.0.mlp.up_proj.weight': {
+      dtype: 'BF16',
+      shape: [hidden, hidden],
+      data: bf16(fill(hidden * hidden, 100)),
+    },
     'model.norm.weight': { dtype: 'BF16', shape: [hidden], data: bf16(fill(hidden, 200)) },
   };
-  if (opts.withLmHead ?? true) tensors['lm_head.weight'] = { dtype: 'BF16', shape: [vocab, hidden], data: bf16(fill(vocab * hidden, 300)) };
+  if (opts.withLmHead ?? true)
+    tensors['lm_head.weight'] = { dtype: 'BF16', shape: [vocab, hidden], data: bf16(fill(vocab * hidden, 300)) };
   writeSafetensorsFixture(path.join(dir, 'model.safetensors'), tensors);
   const config = {
-    model_type: 'qwen3', architectures: ['Qwen3ForCausalLM'], hidden_size: hidden, num_hidden_layers: 1, num_attention_heads: 2,
-    num_key_value_heads: 1, intermediate_size: hidden, vocab_size: vocab, head_dim: 2, tie_word_embeddings: opts.tie ?? false,
-    bos_token_id: 1, eos_token_id: 2, torch_dtype: 'bfloat16', ...opts.extraConfig,
+    model_type: 'qwen3',
+    architectures: ['Qwen3ForCausalLM'],
+    hidden_size: hidden,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    num_key_value_heads: 1,
+    intermediate_size: hidden,
+    vocab_size: vocab,
+    head_dim: 2,
+    tie_word_embeddings: opts.tie ?? false,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    torch_dtype: 'bfloat16',
+    ...opts.extraConfig,
   };
   writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
   writeFileSync(path.join(dir, 'tokenizer.json'), '{"model":{}}');

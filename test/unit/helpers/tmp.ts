@@ -17,13 +17,26 @@ export function cleanupTmp(): void {
   for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
-export function stepInput(stepId: StepId, runDir: string, overrides: Record<string, unknown> = {}, deps: Partial<Record<StepId, StepResult>> = {}): StepInput {
-  const config = RunConfig.parse({ runName: 'unit', runDir, baseModel: path.join(runDir, 'base'), dataFile: path.join(runDir, 'train.jsonl'), ...overrides });
+export function stepInput(
+  stepId: StepId,
+  runDir: string,
+  overrides: Record<string, unknown> = {},
+  deps: Partial<Record<StepId, StepResult>> = {},
+): StepInput {
+  const config = RunConfig.parse({
+    runName: 'unit',
+    runDir,
+    baseModel: path.join(runDir, 'base'),
+    dataFile: path.join(runDir, 'train.jsonl'),
+    ...overrides,
+  });
   return { stepId, config, deps };
 }
 
 /** The ApplicationFailure fields a test checks, from a rejected promise. */
-export async function failureOf(promise: Promise<unknown>): Promise<{ type: string; message: string; nonRetryable: boolean; details: unknown[] }> {
+export async function failureOf(
+  promise: Promise<unknown>,
+): Promise<{ type: string; message: string; nonRetryable: boolean; details: unknown[] }> {
   try {
     await promise;
   } catch (err) {
