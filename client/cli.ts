@@ -24,6 +24,12 @@ import { absolutize, ConfigFileError, readRunConfigForRun } from './runConfigFil
 const idOf = (client: Awaited<ReturnType<typeof connectClient>>, idOrName: string) =>
   resolveWorkflowId(client, idOrName);
 
+/** `--wait`: the run's result as JSON, or its failure explained (and a non-zero exit). */
+async function printResult(client: Awaited<ReturnType<typeof connectClient>>, workflowId: string): Promise<void> {
+  const result = await waitForResult(client, workflowId).catch((err) => explainWorkflowError(workflowId, err));
+  console.log(JSON.stringify(result, null, 2));
+}
+
 export function buildProgram(): Command {
   const program = new Command('wmss').description('Durable WMSS training pipeline on Temporal').showHelpAfterError();
 
@@ -83,16 +89,7 @@ export function buildProgram(): Command {
         console.log(
           `started ${handle.workflowId}\nWeb UI: ${webUiLink(handle.workflowId)}\nfollow: wmss watch ${config.runName}`,
         );
-        if (o.wait)
-          console.log(
-            JSON.stringify(
-              await waitForResult(client, handle.workflowId).catch((err) =>
-                explainWorkflowError(handle.workflowId, err),
-              ),
-              null,
-              2,
-            ),
-          );
+        if (o.wait) await printResult(client, handle.workflowId);
       });
     });
 
@@ -109,16 +106,7 @@ export function buildProgram(): Command {
         console.log(
           `resumed ${config.runName} as ${handle.workflowId} (finished steps are reused)\nWeb UI: ${webUiLink(handle.workflowId)}`,
         );
-        if (o.wait)
-          console.log(
-            JSON.stringify(
-              await waitForResult(client, handle.workflowId).catch((err) =>
-                explainWorkflowError(handle.workflowId, err),
-              ),
-              null,
-              2,
-            ),
-          );
+        if (o.wait) await printResult(client, handle.workflowId);
       }),
     );
 

@@ -1,38 +1,13 @@
 /** The run config reference in Markdown, generated from the zod schema's own descriptions. */
 import { z } from 'zod';
 import { RunConfig } from '../pipeline/config';
-
-type JsonSchema = {
-  type?: string | string[];
-  description?: string;
-  default?: unknown;
-  enum?: unknown[];
-  properties?: Record<string, JsonSchema>;
-  required?: string[];
-  items?: JsonSchema;
-  anyOf?: JsonSchema[];
-  minimum?: number;
-  maximum?: number;
-  exclusiveMinimum?: number;
-};
+import { range, type JsonSchema } from './jsonSchemaText';
 
 function typeOf(s: JsonSchema): string {
   if (s.enum) return s.enum.map((v) => JSON.stringify(v)).join(' \\| ');
   if (s.anyOf) return s.anyOf.map(typeOf).join(' \\| ');
   if (s.type === 'array') return `array of ${s.items ? typeOf(s.items) : 'any'}`;
   return (Array.isArray(s.type) ? s.type.join(' \\| ') : (s.type ?? 'any')) + range(s);
-}
-
-/** The schema's bounds, so the reference shows what a config may hold without reading the code. */
-function range(s: JsonSchema): string {
-  const low =
-    s.exclusiveMinimum !== undefined
-      ? `> ${s.exclusiveMinimum}`
-      : s.minimum !== undefined && s.minimum > Number.MIN_SAFE_INTEGER
-        ? `≥ ${s.minimum}`
-        : '';
-  const high = s.maximum !== undefined && s.maximum < Number.MAX_SAFE_INTEGER ? `≤ ${s.maximum}` : '';
-  return low || high ? ` (${[low, high].filter(Boolean).join(', ')})` : '';
 }
 
 function rows(schema: JsonSchema, prefix: string, required: string[], out: string[]): void {

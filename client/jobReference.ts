@@ -10,20 +10,7 @@ import { DATASET_CONFIG_KEYS, EVAL_CONFIG_KEYS } from '../pipeline/stepDefinitio
 import { JOINT_CONFIG_KEYS } from '../pipeline/stepDefinitions/joint';
 import { SFT_CONFIG_KEYS } from '../pipeline/stepDefinitions/sft';
 import { trainingJobShape } from '../pipeline/stepDefinitions/training';
-
-type JsonSchema = {
-  type?: string | string[];
-  description?: string;
-  default?: unknown;
-  enum?: unknown[];
-  properties?: Record<string, JsonSchema>;
-  required?: string[];
-  items?: JsonSchema;
-  anyOf?: JsonSchema[];
-  minimum?: number;
-  maximum?: number;
-  exclusiveMinimum?: number;
-};
+import { range, type JsonSchema } from './jsonSchemaText';
 
 function typeOf(s: JsonSchema): string {
   if (s.enum) return s.enum.map((v) => `\`${JSON.stringify(v)}\``).join(' \\| ');
@@ -31,17 +18,6 @@ function typeOf(s: JsonSchema): string {
   if (s.type === 'array') return `array of ${s.items ? typeOf(s.items) : 'any'}`;
   if (s.type === 'object' && s.properties) return `{${Object.keys(s.properties).join(', ')}}`;
   return (Array.isArray(s.type) ? s.type.join(' \\| ') : (s.type ?? 'any')) + range(s);
-}
-
-function range(s: JsonSchema): string {
-  const low =
-    s.exclusiveMinimum !== undefined
-      ? `> ${s.exclusiveMinimum}`
-      : s.minimum !== undefined && s.minimum > Number.MIN_SAFE_INTEGER
-        ? `≥ ${s.minimum}`
-        : '';
-  const high = s.maximum !== undefined && s.maximum < Number.MAX_SAFE_INTEGER ? `≤ ${s.maximum}` : '';
-  return low || high ? ` (${[low, high].filter(Boolean).join(', ')})` : '';
 }
 
 /** What an absent field means: its default, required, or null. */

@@ -22,6 +22,8 @@ export const MAX = {
 } as const;
 export const countUpTo = (max: number) => positiveInt().max(max);
 export const unitFraction = () => z.number().min(0).max(1);
+/** A random seed: 0 to 2^32−1, 42 when absent (the original's). */
+export const seed = () => z.number().int().min(0).max(MAX.seed).default(42);
 export const relOrAbsPath = () =>
   z
     .string()

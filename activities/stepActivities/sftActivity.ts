@@ -1,7 +1,7 @@
 /**
  * Activity `trainSft` of step 1: the sft kernel on the base model (torchrun with one rank per
  * GPU on a worker with several), under the out-of-memory back-off and the disk checks of
- * ../training/runtime.ts.
+ * trainingRuntime.ts.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import * as A from '../../pipeline/artifacts';
@@ -9,22 +9,14 @@ import type { RunConfig } from '../../pipeline/config';
 import { ErrorTypes } from '../../pipeline/errors';
 import { KERNEL_VERSION } from '../../pipeline/kernelJobs';
 import type { StepInput, StepResult } from '../../pipeline/steps';
-import { heartbeat, relativeToRun, type GpuRuntime } from '../gpuRuntime';
+import { heartbeat, type GpuRuntime } from '../gpuRuntime';
 import { loadChatTokenizer } from '../onnx/tokenizer';
-import { withOomBackoff } from '../oomBackoff';
 import { resolveRun } from '../runPaths';
 import { checkModelDir } from './snapshotActivity';
 import { runStep } from '../store/artifactStore';
 import { digestPath, digestTextInput } from '../store/digest';
 import { countLines, modelTensorStats } from '../store/diskSpace';
-import {
-  bytesPerParam,
-  checkSplit,
-  memoryEstimateGiB,
-  simulatedOom,
-  trainingDisk,
-  withoutRetention,
-} from './trainingRuntime';
+import { checkSplit, trainingDisk, trainToCheckpoint, withoutRetention } from './trainingRuntime';
 import { DEFAULT_SFT_SYSTEM_PROMPT, SFT_CONFIG_KEYS, sftJob } from '../../pipeline/stepDefinitions/sft';
 
 /**
@@ -83,35 +75,20 @@ export function trainSft(rt: GpuRuntime) {
         const disk = await trainingDisk(rt, input, sft, paths.dir, { params, trainable: params }, () =>
           countLines(run.dataFile),
         );
-        return withOomBackoff(run.runDir, input.stepId, sft, async (layout) => {
-          const laidOut = { ...sft, microBatch: layout.microBatch, gradAccum: layout.gradAccum };
-          const out = await rt.kernel(
-            input,
-            run,
-            'sft',
-            {
-              ...sftJob(input.config, laidOut, {
-                modelPath: run.baseModel,
-                dataFile: run.dataFile,
-                outputDir: paths.dir,
-              }),
-              ...simulatedOom(input, layout),
-              memory_estimate_gib: await memoryEstimateGiB(
-                run.baseModel,
-                laidOut,
-                { params, trainable: params, branches: 1 },
-                rt.devices,
-                bytesPerParam(rt, input, sft),
-              ),
-            },
-            { processes: rt.devices, onProgress: disk.onProgress, configKeys: SFT_CONFIG_KEYS },
-          );
-          await disk.finish();
-          return {
-            metrics: { ...out.metrics, oom_halvings: layout.halvings },
-            outputs: { checkpoint: relativeToRun(run, out.outputs.checkpoint) },
-          };
-        });
+        return trainToCheckpoint(
+          rt,
+          input,
+          run,
+          {
+            verb: 'sft',
+            t: sft,
+            configKeys: SFT_CONFIG_KEYS,
+            job: (laidOut) =>
+              sftJob(input.config, laidOut, { modelPath: run.baseModel, dataFile: run.dataFile, outputDir: paths.dir }),
+          },
+          { dir: run.baseModel, params, trainable: params, branches: 1 },
+          disk,
+        );
       },
     });
   };

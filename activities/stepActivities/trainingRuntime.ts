@@ -1,7 +1,8 @@
 /**
- * What the activities of the two training steps (../sft, ../joint) share around their kernel:
- * the device split of the global batch, the memory estimate for `parallelism: auto`, checkpoint
- * pruning and disk checks, and the out-of-memory fault of the tests.
+ * What the activities of the two training steps (sftActivity.ts, jointActivity.ts) share around
+ * their kernel: the device split of the global batch, the kernel under the out-of-memory
+ * back-off, the memory estimate for `parallelism: auto`, checkpoint pruning and disk checks, and
+ * the out-of-memory fault of the tests.
  */
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
@@ -10,8 +11,9 @@ import { ErrorTypes } from '../../pipeline/errors';
 import type { RunConfig } from '../../pipeline/config';
 import { trainingMemory } from '../../pipeline/parallelism';
 import type { StepInput, StepProgress } from '../../pipeline/steps';
-import { heartbeat, type GpuRuntime } from '../gpuRuntime';
-import type { BatchLayout } from '../oomBackoff';
+import { heartbeat, relativeToRun, type GpuRuntime, type JobOf } from '../gpuRuntime';
+import { withOomBackoff, type BatchLayout } from '../oomBackoff';
+import type { ResolvedRun } from '../runPaths';
 import { completeCheckpoints, pruneCheckpoints, requireDiskSpace, trainingEstimate } from '../store/diskSpace';
 
 export type Training = RunConfig['sft'] | RunConfig['joint'];
@@ -133,4 +135,34 @@ export function withoutRetention<T extends { keepCheckpoints?: number }>(t: T): 
  */
 export function simulatedOom(input: StepInput, layout: BatchLayout): { simulate_oom?: boolean } {
   return process.env.WMSS_FAULT_OOM === input.stepId && layout.halvings === 0 ? { simulate_oom: true } : {};
+}
+
+/**
+ * The training kernel of step 1 or 5b under the out-of-memory back-off: each attempt runs with
+ * the batch layout the back-off chose, the memory estimate for that layout and the disk watch;
+ * the step's output is the kernel's last checkpoint.
+ */
+export function trainToCheckpoint<V extends 'sft' | 'joint', T extends Training>(
+  rt: GpuRuntime,
+  input: StepInput,
+  run: ResolvedRun,
+  kernel: { verb: V; t: T; configKeys: Record<string, string>; job: (laidOut: T) => JobOf<V> },
+  model: { dir: string; params: number; trainable: number; branches: number },
+  disk: Awaited<ReturnType<typeof trainingDisk>>,
+) {
+  return withOomBackoff(run.runDir, input.stepId, kernel.t, async (layout) => {
+    const laidOut: T = { ...kernel.t, microBatch: layout.microBatch, gradAccum: layout.gradAccum };
+    const memory = await memoryEstimateGiB(model.dir, laidOut, model, rt.devices, bytesPerParam(rt, input, kernel.t));
+    const job = { ...kernel.job(laidOut), ...simulatedOom(input, layout), memory_estimate_gib: memory };
+    const out = await rt.kernel(input, run, kernel.verb, job, {
+      processes: rt.devices,
+      onProgress: disk.onProgress,
+      configKeys: kernel.configKeys,
+    });
+    await disk.finish();
+    return {
+      metrics: { ...out.metrics, oom_halvings: layout.halvings },
+      outputs: { checkpoint: relativeToRun(run, out.outputs.checkpoint) },
+    };
+  });
 }

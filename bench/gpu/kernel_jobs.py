@@ -129,5 +129,18 @@ def run_kernel(verb, job, work, name, **kw):
     return Kernel(verb, job, work, name, **kw).wait()
 
 
+def make_random_model(common, shape, model_dir, work):
+    """A random-weight model of the given shape (and a small data set beside it) via the make-tiny kernel."""
+    job = {
+        **common,
+        "output_dir": model_dir,
+        "data_dir": os.path.join(work, "tiny-data"),
+        "train_samples": 64,
+        "test_samples": 8,
+        **shape,
+    }
+    return run_kernel("make-tiny", job, work, "make-model")
+
+
 def result_of(events):
     return next((e for e in events if e["type"] == "result"), {"metrics": {}, "outputs": {}})

@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 
-from kernel_jobs import CPU_SMOKE_SHAPE, GSM8K, QWEN3_06B, Kernel, result_of, run_kernel
+from kernel_jobs import CPU_SMOKE_SHAPE, GSM8K, QWEN3_06B, Kernel, make_random_model, result_of, run_kernel
 
 
 def loss_history(checkpoint_dir):
@@ -76,19 +76,7 @@ def main():
             json.dump(fig, f, indent=2)
 
     model = os.path.join(work, "qwen3-0.6b-random")
-    code, ev, s = run_kernel(
-        "make-tiny",
-        {
-            **common,
-            "output_dir": model,
-            "data_dir": os.path.join(work, "tiny-data"),
-            "train_samples": 64,
-            "test_samples": 8,
-            **shape,
-        },
-        work,
-        "make-model",
-    )
+    code, ev, s = make_random_model(common, shape, model, work)
     assert code == 0, "make-tiny failed"
 
     train = {

@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 
-from kernel_jobs import CPU_SMOKE_SHAPE, GSM8K, QWEN3_06B, result_of, run_kernel
+from kernel_jobs import CPU_SMOKE_SHAPE, GSM8K, QWEN3_06B, make_random_model, result_of, run_kernel
 
 
 def main():
@@ -31,19 +31,7 @@ def main():
         common = {"device": "cpu", "seed": 42, "threads": 1}
         a.entropy_samples, a.sft_steps, a.joint_steps, a.eval_questions = 16, 4, 2, 4
 
-    code, ev, s = run_kernel(
-        "make-tiny",
-        {
-            **common,
-            "output_dir": model,
-            "data_dir": os.path.join(work, "tiny-data"),
-            "train_samples": 64,
-            "test_samples": 8,
-            **QWEN3_06B,
-        },
-        work,
-        "make-model",
-    )
+    code, ev, s = make_random_model(common, QWEN3_06B, model, work)
     figures["make_model"] = {"seconds": s, **result_of(ev)["metrics"]}
 
     code, ev, s = run_kernel(

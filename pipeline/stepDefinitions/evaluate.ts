@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import * as A from '../artifacts';
-import { countUpTo, MAX } from '../configFields';
+import { countUpTo, MAX, seed } from '../configFields';
 import { common, Shard } from '../jobFields';
 import { configKeys, jobFields, withConfigDefaults, type JobMapping } from '../jobMapping';
 import type { RunConfig } from '../config';
@@ -79,7 +79,7 @@ export const SamplingConfig = z
       .describe('0 = greedy (the paper); above 0 samples n generations per prompt.'),
     topP: z.number().gt(0).max(1).default(1).describe('Nucleus sampling mass, in (0, 1].'),
     n: countUpTo(1024).default(1).describe('Generations per prompt (mean@n, pass@k for k ≤ n); 1 when greedy.'),
-    seed: z.number().int().min(0).max(MAX.seed).default(42).describe('Seed of the sampling (the paper: 42).'),
+    seed: seed().describe('Seed of the sampling (the paper: 42).'),
   })
   .strict()
   .refine((s) => s.temperature > 0 || s.n === 1, {

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import * as A from '../artifacts';
-import { MAX } from '../configFields';
+import { MAX, seed } from '../configFields';
 import type { StepRow } from '../steps';
 import { CPU_RETRY, FILE_TIMEOUTS } from './policies';
 
@@ -47,15 +47,9 @@ export const ResampleConfig = z
       .default(1.0)
       .describe('Draws = floor(N × multiplier) (original: 1.0; at most 100, as every draw is held in memory).'),
     dedupe: z.boolean().default(false).describe('Remove duplicate draws (paper v2 WD-DS); the original keeps them.'),
-    seed: z
-      .number()
-      .int()
-      .min(0)
-      .max(MAX.seed)
-      .default(42)
-      .describe(
-        "Seed of the weighted draw (xoshiro128** stream; not NumPy's, so indices differ from the original for the same seed).",
-      ),
+    seed: seed().describe(
+      "Seed of the weighted draw (xoshiro128** stream; not NumPy's, so indices differ from the original for the same seed).",
+    ),
   })
   .strict();
 

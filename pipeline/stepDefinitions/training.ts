@@ -4,7 +4,7 @@
  * becomes the other. Both kernels run kernels/wmss_kernels/train_loop.py. Sandbox-safe.
  */
 import { z } from 'zod';
-import { countUpTo, MAX, unitFraction } from '../configFields';
+import { countUpTo, MAX, seed, unitFraction } from '../configFields';
 import { common, DataFormat, Dtype } from '../jobFields';
 
 /** Hyper-parameters shared by Stage-1 SFT (step 1) and joint training (step 5b). */
@@ -58,13 +58,7 @@ export const trainingFields = {
       'torch.compile each transformer block (default: on for CUDA, off on the CPU). About 2× tokens/s on a 0.6B model; costs 10–30 s of compiling when a kernel starts (docs/performance.md).',
     ),
   dtype: z.enum(['auto', 'float32', 'bfloat16']).default('auto').describe('auto = bf16 on CUDA, fp32 on CPU.'),
-  seed: z
-    .number()
-    .int()
-    .min(0)
-    .max(MAX.seed)
-    .default(42)
-    .describe('Seed of data order and initialisation (0 to 2^32−1).'),
+  seed: seed().describe('Seed of data order and initialisation (0 to 2^32−1).'),
   parallelism: z
     .object({
       strategy: z

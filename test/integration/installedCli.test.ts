@@ -13,7 +13,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporalCli } from '../../client/devServer';
-import { runCommand, startHarness, tinyRunConfig, type Harness, type Ran } from '../../testkit/harness';
+import { runCommand, startHarness, tinyRunConfig, until, type Harness, type Ran } from '../../testkit/harness';
 
 jest.setTimeout(300_000);
 
@@ -63,16 +63,6 @@ function runUntil(args: string[], ready: RegExp, timeoutMs = 120_000): Promise<R
       resolve({ code, stdout, stderr });
     });
   });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 const closed = (id: string) =>

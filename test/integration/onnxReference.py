@@ -1,7 +1,7 @@
 """Reference values from the Python side for test/integration/onnx.test.ts.
 
 Reads one JSON request on stdin and prints one JSON answer: chat texts and token ids as the
-kernels make them (wmss_kernels.chat), greedy generations of wmss_kernels.evaluate.generate,
+kernels make them (wmss_kernels.chat), greedy generations of wmss_kernels.eval_generate.generate,
 and grades of wmss_kernels.grading.grade.
 """
 
@@ -36,7 +36,7 @@ def main():
                 chat.append({"text": text, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=True)})
         out["chat"] = chat
         if "generate" in req:
-            from wmss_kernels.evaluate import eos_token_ids, generate
+            from wmss_kernels.eval_generate import eos_token_ids, generate
 
             g = req["generate"]
             model = load_model(req["model_dir"], torch.device("cpu"), torch.float32)
