@@ -142,5 +142,25 @@ def make_random_model(common, shape, model_dir, work):
     return run_kernel("make-tiny", job, work, "make-model")
 
 
+def gsm8k_training(common, micro_batch, grad_accum, **more):
+    """A training job's fields for one epoch of GSM8K at 1024 tokens, the original's optimiser settings."""
+    return {
+        **common,
+        "data_file": GSM8K,
+        "data_format": "gsm8k",
+        "max_length": 1024,
+        "lr": 1e-5,
+        "warmup_ratio": 0.1,
+        "weight_decay": 0.0,
+        "max_grad_norm": 1.0,
+        "epochs": 1,
+        "micro_batch": micro_batch,
+        "grad_accum": grad_accum,
+        "gradient_checkpointing": False,
+        "dtype": "auto",
+        **more,
+    }
+
+
 def result_of(events):
     return next((e for e in events if e["type"] == "result"), {"metrics": {}, "outputs": {}})

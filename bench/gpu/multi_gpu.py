@@ -24,7 +24,16 @@ import signal
 import threading
 import time
 
-from kernel_jobs import CPU_SMOKE_SHAPE, GSM8K, QWEN3_06B, Kernel, make_random_model, result_of, run_kernel
+from kernel_jobs import (
+    CPU_SMOKE_SHAPE,
+    GSM8K,
+    QWEN3_06B,
+    Kernel,
+    gsm8k_training,
+    make_random_model,
+    result_of,
+    run_kernel,
+)
 
 
 def loss_history(checkpoint_dir):
@@ -79,21 +88,7 @@ def main():
     code, ev, s = make_random_model(common, shape, model, work)
     assert code == 0, "make-tiny failed"
 
-    train = {
-        **common,
-        "data_file": GSM8K,
-        "data_format": "gsm8k",
-        "max_length": 1024,
-        "lr": 1e-5,
-        "warmup_ratio": 0.1,
-        "weight_decay": 0.0,
-        "max_grad_norm": 1.0,
-        "epochs": 1,
-        "micro_batch": micro,
-        "grad_accum": accum,
-        "gradient_checkpointing": False,
-        "dtype": "auto",
-    }
+    train = gsm8k_training(common, micro, accum)
 
     if "sft" in only:
         runs = {}

@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 
-from kernel_jobs import CPU_SMOKE_SHAPE, GSM8K, QWEN3_06B, make_random_model, result_of, run_kernel
+from kernel_jobs import CPU_SMOKE_SHAPE, GSM8K, QWEN3_06B, gsm8k_training, make_random_model, result_of, run_kernel
 
 
 def main():
@@ -54,22 +54,7 @@ def main():
     )
     figures["entropy"] = {"exit": code, "seconds": s, **result_of(ev)["metrics"]}
 
-    train = {
-        **common,
-        "data_file": GSM8K,
-        "data_format": "gsm8k",
-        "max_length": 1024,
-        "lr": 1e-5,
-        "warmup_ratio": 0.1,
-        "weight_decay": 0.0,
-        "max_grad_norm": 1.0,
-        "epochs": 1,
-        "micro_batch": 8,
-        "grad_accum": 2,
-        "save_every": a.sft_steps // 2,
-        "gradient_checkpointing": False,
-        "dtype": "auto",
-    }
+    train = gsm8k_training(common, 8, 2, save_every=a.sft_steps // 2)
     sft_dir = os.path.join(work, "stage1_m1")
     sft = {**train, "model_path": model, "output_dir": sft_dir, "max_steps": a.sft_steps}
     code1, ev1, s1 = run_kernel("sft", {**sft, "stop_after_steps": a.sft_steps // 2}, work, "sft-part1")
