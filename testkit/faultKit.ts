@@ -1,5 +1,5 @@
 /**
- * What the fault tests (faults.test.ts) and the recovery benchmark (bench/recovery.ts) share:
+ * What the fault tests (faults.test.ts, serverFaults.test.ts) and the recovery benchmark (bench/recovery.ts) share:
  * workers as processes of their own that can be SIGKILLed like a lost machine, the kernels'
  * pids, checkpoints on disk, digests of a run's deterministic outputs, and what a run's history
  * says about each step's attempts.

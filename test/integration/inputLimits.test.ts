@@ -8,7 +8,7 @@
  *      worker) within the heartbeat interval;
  *  (d) SIGTERM stops that worker within its shutdown grace while the step runs.
  * (A worker whose kernel is training already stopped on SIGTERM before this fix, the kernel saving
- * a checkpoint: faults.test.ts covers kernels on cancel.)
+ * a checkpoint: serverFaults.test.ts covers kernels on cancel.)
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, truncateSync, writeFileSync } from 'node:fs';

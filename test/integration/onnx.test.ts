@@ -10,18 +10,8 @@
  *  - a corrupt or mismatched ONNX file is a non-retryable error naming the file.
  */
 import './onnxJestRealm'; // first: onnxruntime-node's typed arrays come from the main realm
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import {
-  copyFileSync,
-  cpSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { createHash } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -31,13 +21,14 @@ import type { RunConfig } from '../../pipeline/config';
 import type { PipelineResult } from '../../pipeline/workflowApi';
 import { startPipeline } from '../../client/commands/start';
 import { runKernel } from '../../activities/kernelBridge';
-import { REPO_ROOT, VENV_BIN, KERNELS_DIR } from '../../activities/repoPaths';
+import { REPO_ROOT } from '../../activities/repoPaths';
 import { computeEntropyOnnx, DEFAULT_EVAL_SYSTEM_PROMPT, entropyTokens } from '../../activities/onnx/compute';
 import { readRecords, loadEvalRows } from '../../activities/onnx/data';
 import { grade } from '../../activities/onnx/grading';
 import { OnnxCausalLm, releaseOnnxSessions } from '../../activities/onnx/model';
 import { loadChatTokenizer } from '../../activities/onnx/tokenizer';
 import { startHarness, tinyRunConfig, type Harness } from '../../testkit/harness';
+import { GRADER_CASES, pythonReference, updateManifest } from './onnxParity';
 
 jest.setTimeout(900_000);
 
@@ -48,18 +39,6 @@ let result: PipelineResult;
 let onnxWorker: ChildProcess;
 let onnxWorkerLog = '';
 let noPythonPath: string;
-
-/** Runs test/integration/onnxReference.py with the kernels' Python; returns its JSON answer. */
-function pythonReference(request: unknown): any {
-  const proc = spawnSync(path.join(VENV_BIN, 'python'), [path.join(__dirname, 'onnxReference.py')], {
-    input: JSON.stringify(request),
-    env: { ...process.env, PYTHONPATH: KERNELS_DIR, OMP_NUM_THREADS: '1' },
-    maxBuffer: 256 << 20,
-    encoding: 'utf8',
-  });
-  if (proc.status !== 0) throw new Error(`onnxReference.py failed:\n${proc.stderr.slice(-3000)}`);
-  return JSON.parse(proc.stdout);
-}
 
 beforeAll(async () => {
   const workerJs = path.join(REPO_ROOT, 'dist', 'workers', 'onnxWorker.js');
@@ -316,26 +295,7 @@ test('greedy generation is token-identical to the evaluate kernel for 32 prompts
 });
 
 test('the TypeScript grader agrees with grading.grade', () => {
-  const cases: [string, string, string][] = [
-    ['<think>2 + 3 = 5</think> <answer>\\boxed{5}</answer>', '5', ''],
-    ['The answer is 1,234.', '1234', ''],
-    ['<answer>18.0</answer>', '18', ''],
-    ['\\boxed{\\frac{3}{4}}', '0.75', ''],
-    ['so $5 total', '5', ''],
-    ['\\boxed{12\\%}', '12', ''],
-    ['\\boxed{x = 5}', '5', ''],
-    ['\\boxed{\\frac{1}{2}', '0.5', ''],
-    ['nothing here', '7', ''],
-    ['-.5 is it', '-0.5', ''],
-    ['\\boxed{(B)}', 'B', '(A) 1 (B) 2 (C) 3'],
-    ['The answer is (c).', 'C', '(A) 1 (B) 2 (C) 3'],
-    ['\\boxed{3}', 'C', 'Pick one: (A) 1 (B) 2 (C) 3'],
-    ['\\boxed{4}', 'C', '(A) 1 (B) 2 (C) 3'],
-    ['\\boxed{\\text{(D)}}', 'D', ''],
-    ['<answer>3/4</answer>', '3/4', ''],
-    ['\\boxed{\\sqrt{2}}', '\\sqrt{2}', ''],
-    ['\\boxed{1.}', '1', ''],
-  ];
+  const cases: [string, string, string][] = [...GRADER_CASES];
   for (const label of ['wmss', 'base', 'm1']) {
     for (const line of readFileSync(run(`${A.RESULTS_DIR}/${label}/arithmetic.jsonl`), 'utf8')
       .split('\n')
@@ -362,16 +322,6 @@ describe('a corrupt or mismatched ONNX file is a clear non-retryable error', () 
     const dir = mkdtempSync(path.join(h.dir, 'bad-onnx-'));
     cpSync(run(A.ONNX_BASE), dir, { recursive: true });
     return dir;
-  };
-  const updateManifest = (dir: string, graph: 'no_cache' | 'with_past') => {
-    const file = path.join(dir, 'manifest.json');
-    const m = JSON.parse(readFileSync(file, 'utf8'));
-    const g = m.graphs[graph];
-    g.size = statSync(path.join(dir, g.file)).size;
-    g.sha256 = createHash('sha256')
-      .update(readFileSync(path.join(dir, g.file)))
-      .digest('hex');
-    writeFileSync(file, JSON.stringify(m));
   };
   const failure = async (dir: string): Promise<ApplicationFailure> => {
     const model = OnnxCausalLm.open(dir, 1);
