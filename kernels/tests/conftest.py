@@ -70,6 +70,13 @@ def fork_socket():
     return _fork_socket(always=True)
 
 
+def torchrun_command(verb, job_file, nproc):
+    """`torchrun --standalone --nproc-per-node N -m wmss_kernels <verb> --job <file>`, as the
+    activity launches a kernel on several devices (never through the fork server)."""
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", str(nproc)]
+    return [sys.executable, *torchrun, "-m", "wmss_kernels", verb, "--job", str(job_file)]
+
+
 def kernel_command(verb, job_file):
     """`python -m wmss_kernels <verb> --job <file>`, through the session's fork server when it runs
     (the fork client: the command the kernel bridge uses)."""

@@ -8,12 +8,12 @@ order of the all-reduce), and a run may resume on another number of ranks.
 import json
 import os
 import subprocess
-import sys
 import types
 from pathlib import Path
 
 import pytest
 import wmss_kernels
+from conftest import torchrun_command
 from test_sft import max_diff, of_type, one_thread, run_inproc, sft_job, weights  # noqa: F401 (fixture)
 from wmss_kernels import sft
 from wmss_kernels.protocol import InvalidInput, Terminated
@@ -29,21 +29,7 @@ def torchrun(job, tmp_path, nproc=2):
     job_file.write_text(json.dumps(job))
     env = {**os.environ, "PYTHONPATH": str(KERNELS), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nnodes",
-            "1",
-            "--nproc-per-node",
-            str(nproc),
-            "-m",
-            "wmss_kernels",
-            "sft",
-            "--job",
-            str(job_file),
-        ],
+        torchrun_command("sft", job_file, nproc),
         cwd=tmp_path,
         env=env,
         capture_output=True,

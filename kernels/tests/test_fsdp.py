@@ -9,12 +9,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import wmss_kernels
+from conftest import torchrun_command
 from test_joint import joint_job, pair  # noqa: F401 (fixture)
 from test_joint import run_inproc as run_joint_inproc
 from test_sft import max_diff, of_type, one_thread, run_inproc, sft_job, weights  # noqa: F401 (fixture)
@@ -38,21 +38,7 @@ def launch(verb, job, tmp_path, nproc=2, env=None):
         **(env or {}),
     }
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nnodes",
-            "1",
-            "--nproc-per-node",
-            str(nproc),
-            "-m",
-            "wmss_kernels",
-            verb,
-            "--job",
-            str(job_file),
-        ],
+        torchrun_command(verb, job_file, nproc),
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
