@@ -9,6 +9,8 @@ return at once.
                        and silent, until the activity's stall limit kills it
   nan-loss             the loss of optimizer step 2 onwards reads NaN, as an lr far above the
                        config's bound would make it (the kernel tests reach it with a real lr)
+  die-mid-training     SIGKILL as optimizer step 2 ends, before its checkpoint (one rank of a
+                       multi-node group: the group's member failure)
   die-before-complete  SIGKILL while writing the second checkpoint of this process, after its
                        files are written and before its COMPLETE marker
 
@@ -50,7 +52,10 @@ def _fired(what):
 
 
 def poison_loss(step, loss):
-    """train_loop passes each optimizer step's loss (summed over ranks) through here."""
+    """train_loop passes each optimizer step's loss (summed over ranks) through here, on every rank."""
+    if _kind == "die-mid-training" and step >= 2:
+        _fired(f"die-mid-training at step {step}")
+        os.kill(os.getpid(), signal.SIGKILL)
     if _kind == "nan-loss" and step >= 2:
         _fired(f"nan loss at step {step}")
         return float("nan")
