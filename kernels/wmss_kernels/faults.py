@@ -11,6 +11,7 @@ return at once.
                        config's bound would make it (the kernel tests reach it with a real lr)
   die-mid-training     SIGKILL as optimizer step 2 ends, before its checkpoint (one rank of a
                        multi-node group: the group's member failure)
+  die-during-async-save  SIGKILL while a sharded checkpoint is written in the background
   die-before-complete  SIGKILL while writing the second checkpoint of this process, after its
                        files are written and before its COMPLETE marker
 
@@ -68,6 +69,13 @@ def before_progress_line(done):
         _fired(f"hang before progress {done}")
         while True:  # SIGTERM only sets a flag (protocol.py); the stall limit's SIGKILL ends this
             time.sleep(3600)
+
+
+def during_async_save(step):
+    """async_checkpoint.AsyncSaver calls this once a background write has started."""
+    if _kind == "die-during-async-save":
+        _fired(f"die-during-async-save at checkpoint-{step}")
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def before_complete_marker(step):

@@ -29,13 +29,14 @@ afterAll(async () => {
   await env?.teardown();
 });
 
-const config = (runName: string, hostTimeout = '1m') =>
+const config = (runName: string, hostTimeout = '1m', heartbeatSeconds?: number) =>
   RunConfig.parse({
     runName,
     runDir: `/tmp/wmss-wf-groups-${runName}`,
     baseModel: '/models/base',
     dataFile: '/data/train.jsonl',
     placement: { nodes: { sft: 2 }, groupHosts: ['host-a', 'host-b'], hostTimeout },
+    timeouts: { heartbeatSeconds },
   });
 
 /** What the sft stub of a member does: succeed after a moment, or fail / hang until cancelled. */
@@ -47,7 +48,11 @@ interface Seen {
 }
 
 /** Runs the pipeline with stub activities; the sft stub of each member is `member`. */
-async function runWith(runName: string, member: Member, opts: { hosts?: string[]; hostTimeout?: string } = {}) {
+async function runWith(
+  runName: string,
+  member: Member,
+  opts: { hosts?: string[]; hostTimeout?: string; heartbeatSeconds?: number } = {},
+) {
   const seen: Seen = { rendezvous: [], members: [] };
   let port = 40_000;
   const result = (input: StepInput, host: string): StepResult => ({
@@ -112,7 +117,7 @@ async function runWith(runName: string, member: Member, opts: { hosts?: string[]
     const handle = await env.client.workflow.start(WORKFLOW_TYPE, {
       taskQueue: 'wmss',
       workflowId: `wf-groups-${runName}-${Date.now()}`,
-      args: [config(runName, opts.hostTimeout)],
+      args: [config(runName, opts.hostTimeout, opts.heartbeatSeconds)],
     });
     await handle.result();
   } catch (err) {
@@ -185,4 +190,30 @@ test('a failure a retry cannot fix fails the group at once', async () => {
     '0 try 1: cancelled',
     '1 try 1: failed InvalidInput',
   ]);
+});
+
+test('a member whose host goes silent (no heartbeat) is a lost rank: the others are cancelled, the group retries', async () => {
+  let failure: string | undefined;
+  const { seen, error } = await runWith(
+    'silent',
+    async ({ group }) => {
+      if (group.attempt > 1) return briefly();
+      if (group.index === 0)
+        return untilCancelled().catch((err) => {
+          failure = 'cancelled';
+          throw err;
+        });
+      // no heartbeat: as a worker that died with its host; ends on its own after the timeout
+      await new Promise((r) => setTimeout(r, 18_000));
+    },
+    { heartbeatSeconds: 15 },
+  );
+  expect(error).toBeUndefined();
+  expect(failure).toBe('cancelled');
+  expect(
+    seen.members
+      .filter((m) => m.attempt === 2)
+      .map((m) => `${m.index}: ${m.outcome}`)
+      .sort(),
+  ).toEqual(['0: completed', '1: completed']);
 });
