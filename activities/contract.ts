@@ -4,6 +4,7 @@
  * workers register the implementations (workers/createWorkers.ts, workers/startOnnxWorker.ts).
  */
 import type { RunConfig } from '../pipeline/config';
+import type { Rendezvous } from '../pipeline/groups';
 import type { ActivityName, StepInput, StepResult } from '../pipeline/steps';
 
 export type StepActivities = Record<ActivityName, (input: StepInput) => Promise<StepResult>>;
@@ -12,6 +13,8 @@ export type { StepInput, StepResult };
 /** Asked by the workflow with local storage, to learn which host a free GPU worker is on. */
 export interface PlacementActivities {
   workerHost(): Promise<string>;
+  /** Asked on member 0's host queue before a multi-node group starts (activities/groupRendezvous.ts). */
+  groupRendezvous(): Promise<Rendezvous>;
 }
 
 export interface LockInput {

@@ -14,6 +14,8 @@
  *         die-before-complete   SIGKILLs itself while writing its second checkpoint: the files are
  *                               written, the COMPLETE marker is not
  *         nan-loss              training's loss reads NaN from optimizer step 2 on (TrainingDiverged)
+ *         die-mid-training      SIGKILLs itself as optimizer step 2 ends (a lost rank)
+ *       <stepId> may be `<step>.member-<i>`: member i (> 0) of a multi-node group alone.
  *
  * Each fault fires once per run dir: it leaves a marker file, `<runDir>/.wmss/faults/<stepId>.<point
  * or kind>`, and a step whose marker exists runs normally, so the retry after the kill completes.

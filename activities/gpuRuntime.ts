@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import * as A from '../pipeline/artifacts';
 import type { RunConfig } from '../pipeline/config';
+import { memberTag, type GroupMember } from '../pipeline/groups';
 import type { KernelJob, KernelVerb } from '../pipeline/kernelJobs';
 import type { StepInput, StepProgress } from '../pipeline/steps';
 import { stepRow } from '../pipeline/steps';
@@ -39,6 +40,8 @@ export interface LaunchOptions {
   cancelled?: Promise<never>;
   /** Job field → config key (pipeline/jobMapping.ts configKeys), so kernel errors name what the user wrote. */
   configKeys?: Record<string, string>;
+  /** A member of a multi-node group (pipeline/groups.ts): torchrun joins member 0's rendezvous. */
+  group?: GroupMember;
 }
 
 export interface GpuRuntime {
@@ -101,6 +104,14 @@ function stallMs(input: StepInput): number {
   return override ? override * 1000 : durationMs(stepRow(input.stepId).timeouts.stall);
 }
 
+/** The stall limit of a kernel that is not expected to print progress (a group member other than 0). */
+const NEVER_STALLS = Number.MAX_SAFE_INTEGER / 2;
+
+/** Which kernel a test fault (activities/faults.ts) names: the step, or `<step>.member-<i>` for group members other than 0. */
+function faultKey(input: StepInput): string {
+  return input.group && input.group.index > 0 ? `${input.stepId}.member-${input.group.index}` : input.stepId;
+}
+
 /** Devices a kernel of this worker may use at once: the GPUs it owns, or the CPU as one. */
 export function deviceCount(devices: DeviceSet): number {
   return devices.kind === 'cuda' ? devices.ids.length : 1;
@@ -122,7 +133,8 @@ export function gpuRuntime(ctx: GpuWorkerContext): GpuRuntime {
     job: JobOf<V>,
     opts: LaunchOptions = {},
   ): Promise<KernelOutcome> {
-    const tag = opts.tag ? `.${opts.tag}` : '';
+    const tags = [opts.tag, opts.group && memberTag(opts.group)].filter(Boolean);
+    const tag = tags.length ? `.${tags.join('.')}` : '';
     const full = {
       ...job,
       log_file: path.join(run.runDir, A.LOGS_DIR, `${input.stepId}${tag}.log`),
@@ -133,11 +145,14 @@ export function gpuRuntime(ctx: GpuWorkerContext): GpuRuntime {
     return runKernel(verb, full, {
       jobFile: path.join(run.runDir, A.JOBS_DIR, `${input.stepId}.attempt-${attempt()}${tag}.json`),
       // WMSS_FAULT_KERNEL arms a test-only kernel fault (activities/faults.ts); empty otherwise
-      env: { ...(opts.env ?? kernelEnv(ctx.devices)), ...kernelFaultEnv(run.runDir, input.stepId) },
-      stallMs: stallMs(input),
+      env: { ...(opts.env ?? kernelEnv(ctx.devices)), ...kernelFaultEnv(run.runDir, faultKey(input)) },
+      // members other than 0 print no progress (global rank 0, on member 0, does): member 0's
+      // stall limit watches the whole group, whose ranks wait on one another
+      stallMs: opts.group && opts.group.index > 0 ? NEVER_STALLS : stallMs(input),
       onHeartbeat: opts.onProgress ?? ((p: StepProgress) => heartbeat(p)),
       cancelled: opts.cancelled ?? cancelledSignal(),
       processes: opts.processes,
+      group: opts.group,
       configKeys: opts.configKeys,
     });
   }

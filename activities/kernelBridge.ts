@@ -14,6 +14,7 @@ import { ErrorTypes, NON_RETRYABLE_ERROR_TYPES, type ErrorType } from '../pipeli
 import { KERNEL_JOBS, KernelEvent, KernelExit, type KernelJob, type KernelVerb } from '../pipeline/kernelJobs';
 import type { StepProgress } from '../pipeline/steps';
 import { VENV_BIN } from './repoPaths';
+import type { GroupMember } from '../pipeline/groups';
 import { kernelCommand, kernelPythonEnv, removePidDir, signalKernel } from './kernelLaunch';
 import { viaForkServer } from './kernelForkServer';
 
@@ -48,6 +49,8 @@ export interface KernelRunOptions {
   cancelled?: Promise<never>;
   /** Processes (ranks) under torchrun, one per device; 1 (default) = a plain Python process. */
   processes?: number;
+  /** A member of a multi-node group: torchrun joins member 0's rendezvous (kernelLaunch.ts). */
+  group?: GroupMember;
   /**
    * Job field → the config key it was built from (`max_length` → `sft.maxLength`): a kernel error
    * about a job field then names the key the user wrote, not the internal job file.
@@ -204,9 +207,14 @@ export async function runKernel<V extends KernelVerb>(
   );
 
   const python = pythonExecutable();
-  const processes = opts.processes ?? 1;
+  // a group member runs under torchrun even with one local rank: signalled and launched as several
+  const processes = opts.group ? Math.max(2, opts.processes ?? 1) : (opts.processes ?? 1);
   // through the worker's fork server when it runs (activities/kernelForkServer.ts)
-  const command = viaForkServer(python, kernelCommand(python, verb, opts.jobFile, processes), processes);
+  const command = viaForkServer(
+    python,
+    kernelCommand(python, verb, opts.jobFile, opts.processes ?? 1, opts.group),
+    processes,
+  );
   const pidDir = `${opts.jobFile}.pids`;
   removePidDir(pidDir);
   const child = spawn(command.file, command.args, {

@@ -8,6 +8,7 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import type { GroupMember } from '../pipeline/groups';
 import { KERNELS_DIR } from './repoPaths';
 
 export interface KernelCommand {
@@ -19,10 +20,41 @@ export interface KernelCommand {
  * `python -m wmss_kernels <verb> --job <file>`, or for `processes` > 1 the same module under
  * torchrun (`python -m torch.distributed.run` is torchrun, run by the same interpreter):
  * `--standalone` picks a free rendezvous port on this host, so several workers of one host can
- * train at the same time.
+ * train at the same time. A member of a multi-node group (pipeline/groups.ts) always runs under
+ * torchrun, even with one local rank: `--nnodes N --node-rank i` and the rendezvous store of
+ * member 0 (torchrun's static rendezvous: node rank i holds global ranks i × processes …, so
+ * global rank 0, the one that reports progress and publishes checkpoints, is on member 0).
  */
-export function kernelCommand(python: string, verb: string, jobFile: string, processes = 1): KernelCommand {
+export function kernelCommand(
+  python: string,
+  verb: string,
+  jobFile: string,
+  processes = 1,
+  group?: GroupMember,
+): KernelCommand {
   const kernel = ['-m', 'wmss_kernels', verb, '--job', jobFile];
+  if (group) {
+    return {
+      file: python,
+      args: [
+        '-m',
+        'torch.distributed.run',
+        '--nnodes',
+        String(group.count),
+        '--node-rank',
+        String(group.index),
+        '--nproc-per-node',
+        String(processes),
+        '--rdzv-endpoint',
+        `${group.address}:${group.port}`,
+        '--rdzv-conf',
+        `join_timeout=${group.joinTimeoutS}`,
+        '--max-restarts',
+        '0',
+        ...kernel,
+      ],
+    };
+  }
   if (processes <= 1) return { file: python, args: kernel };
   return {
     file: python,

@@ -8,6 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
 import { countUpTo, DataFormatConfig, MAX, relOrAbsPath } from './configFields';
 import { ErrorTypes } from './errors';
+import { checkGroups, groupFields } from './groups';
 import { EntropyConfig } from './stepDefinitions/entropy';
 import { EvalConfig } from './stepDefinitions/evaluate';
 import { ExtractConfig } from './stepDefinitions/extract';
@@ -53,8 +54,10 @@ export const PlacementConfig = z
       .describe(
         'local storage: how long a step waits for a worker on the host that holds its inputs before failing with HostUnavailable.',
       ),
+    ...groupFields,
   })
-  .strict();
+  .strict()
+  .superRefine(checkGroups);
 
 export const TimeoutsConfig = z
   .object({

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import type { RunConfig } from './config';
+import type { GroupMember } from './groups';
 import { NON_RETRYABLE_ERROR_TYPES } from './errors';
 import { entropy0, entropy1 } from './stepDefinitions/entropy';
 import { sft } from './stepDefinitions/sft';
@@ -134,6 +135,8 @@ export interface StepInput {
   stepId: StepId;
   config: RunConfig;
   deps: Partial<Record<StepId, StepResult>>;
+  /** A member of a multi-node training group (pipeline/groups.ts); absent on one host. */
+  group?: GroupMember;
 }
 
 export const StepResult = z.object({

@@ -17,6 +17,7 @@ import { pythonExecutable } from '../activities/kernelBridge';
 import { acquireKernelForkServer } from '../activities/kernelForkServer';
 import { withResolvedPaths } from '../activities/runPaths';
 import { withHost } from '../activities/hostContext';
+import { groupRendezvous } from '../activities/groupRendezvous';
 import { runLockActivities } from '../activities/runLock';
 import { controlWorkerQueues, gpuWorkerQueues } from '../pipeline/placement';
 import { describeDeviceSet, type DeviceSet } from '../activities/deviceSet';
@@ -130,7 +131,8 @@ export async function createGpuWorkers(
   const exclusive = createExclusive();
   const steps = withResolvedPaths(kernelSteps({ devices: opts.devices, exclusive, threads: opts.threads }));
   // workerHost: the workflow asks a free GPU worker where it is, to place a local-storage run
-  const placement: PlacementActivities = { workerHost: async () => host };
+  // groupRendezvous: member 0 of a multi-node training group offers its address and a free port
+  const placement: PlacementActivities = { workerHost: async () => host, groupRendezvous };
   const activities = withHost(host, { ...steps, ...placement });
   const { shared, pinned } = gpuWorkerQueues({ gpuQueue: opts.gpuQueue ?? 'wmss-gpu', host, pool: opts.pool });
   const make = (taskQueue: string, slots: number) =>

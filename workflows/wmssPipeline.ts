@@ -34,6 +34,7 @@ import { templateContext } from './scheduledRun';
 import { pinnedHost, stepQueue } from '../pipeline/placement';
 import { hostUnavailableOr, rootHostOf } from './hostAffinity';
 import { lockRunDir } from './lockRunDir';
+import { runGroup, runsAsGroup } from './trainingGroup';
 
 type StepActivity = StepActivities[keyof StepActivities];
 
@@ -126,11 +127,9 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
       row.needs.filter((id) => stepEnabled(stepRow(id), config)).map((id) => [id, results[id]]),
     );
     const host = pinnedHost(row, config.placement, results, rootHost);
-    const run = activityFor(
-      row,
-      config,
-      host,
-    )({ stepId: row.id, config, deps }).then(
+    const input = { stepId: row.id, config, deps };
+    // a training step on several hosts runs as a group of activities (workflows/trainingGroup.ts)
+    const run = (runsAsGroup(row, config) ? runGroup(row, config, input) : activityFor(row, config, host)(input)).then(
       (result) => {
         results[row.id] = result;
         status.result = result;

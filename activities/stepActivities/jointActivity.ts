@@ -9,17 +9,17 @@ import { KERNEL_VERSION } from '../../pipeline/kernelJobs';
 import type { StepInput, StepResult } from '../../pipeline/steps';
 import { heartbeat, type GpuRuntime } from '../gpuRuntime';
 import { resolveRun } from '../runPaths';
-import { runStep } from '../store/artifactStore';
+import { runTrainingStep } from './groupMember';
 import { digestTextInput } from '../store/digest';
 import { countLines, modelTensorStats } from '../store/diskSpace';
-import { checkSplit, trainingDisk, trainToCheckpoint, withoutRetention } from './trainingRuntime';
+import { checkSplit, trainingDisk, worldSize, trainToCheckpoint, withoutRetention } from './trainingRuntime';
 import { JOINT_CONFIG_KEYS, jointJob } from '../../pipeline/stepDefinitions/joint';
 
 export function trainJoint(rt: GpuRuntime) {
   return async (input: StepInput): Promise<StepResult> => {
     const run = resolveRun(input.config);
     const { joint } = input.config;
-    return runStep(input, {
+    return runTrainingStep(input, {
       cacheKey: {
         kernel: KERNEL_VERSION,
         joint: withoutRetention(joint),
@@ -32,7 +32,7 @@ export function trainJoint(rt: GpuRuntime) {
       mode: 'in-place',
       heartbeat,
       produce: async ({ paths }) => {
-        checkSplit(joint, 'joint', rt.devices);
+        checkSplit(joint, 'joint', worldSize(rt, input));
         const fusedDir = path.join(run.runDir, input.deps.fuse!.outputs.fused);
         const positions = path.join(run.runDir, input.deps.merge!.outputs.positions);
         const { params } = await modelTensorStats(fusedDir);

@@ -13,10 +13,10 @@ import { heartbeat, type GpuRuntime } from '../gpuRuntime';
 import { loadChatTokenizer } from '../onnx/tokenizer';
 import { resolveRun } from '../runPaths';
 import { checkModelDir } from './snapshotActivity';
-import { runStep } from '../store/artifactStore';
+import { runTrainingStep } from './groupMember';
 import { digestPath, digestTextInput } from '../store/digest';
 import { countLines, modelTensorStats } from '../store/diskSpace';
-import { checkSplit, trainingDisk, trainToCheckpoint, withoutRetention } from './trainingRuntime';
+import { checkSplit, trainingDisk, worldSize, trainToCheckpoint, withoutRetention } from './trainingRuntime';
 import { DEFAULT_SFT_SYSTEM_PROMPT, SFT_CONFIG_KEYS, sftJob } from '../../pipeline/stepDefinitions/sft';
 
 /**
@@ -55,7 +55,7 @@ export function trainSft(rt: GpuRuntime) {
   return async (input: StepInput): Promise<StepResult> => {
     const run = resolveRun(input.config);
     const { sft } = input.config;
-    return runStep(input, {
+    return runTrainingStep(input, {
       cacheKey: {
         kernel: KERNEL_VERSION,
         sft: withoutRetention(sft),
@@ -67,7 +67,7 @@ export function trainSft(rt: GpuRuntime) {
       mode: 'in-place',
       heartbeat,
       produce: async ({ paths }) => {
-        checkSplit(sft, 'sft', rt.devices);
+        checkSplit(sft, 'sft', worldSize(rt, input));
         // a malformed base model fails here as InvalidInput, not as a kernel crash retried 5 times
         await checkModelDir(run.baseModel);
         checkSftMaxLength(run.baseModel, sft);

@@ -36,6 +36,11 @@ export function checkSplit(t: Training, field: 'sft' | 'joint', n: number): void
   });
 }
 
+/** Ranks of the step: this worker's devices, times the members of a multi-node group (same devices on every member). */
+export function worldSize(rt: GpuRuntime, input: StepInput): number {
+  return rt.devices * (input.group?.count ?? 1);
+}
+
 /** Bytes of one parameter in training: fp32 when asked for or when auto runs on the CPU, else bf16. */
 export function bytesPerParam(rt: GpuRuntime, input: StepInput, t: Training): number {
   return t.dtype === 'float32' || (t.dtype === 'auto' && rt.device(input.config) === 'cpu') ? 4 : 2;
@@ -152,10 +157,12 @@ export function trainToCheckpoint<V extends 'sft' | 'joint', T extends Training>
 ) {
   return withOomBackoff(run.runDir, input.stepId, kernel.t, async (layout) => {
     const laidOut: T = { ...kernel.t, microBatch: layout.microBatch, gradAccum: layout.gradAccum };
-    const memory = await memoryEstimateGiB(model.dir, laidOut, model, rt.devices, bytesPerParam(rt, input, kernel.t));
+    const world = worldSize(rt, input);
+    const memory = await memoryEstimateGiB(model.dir, laidOut, model, world, bytesPerParam(rt, input, kernel.t));
     const job = { ...kernel.job(laidOut), ...simulatedOom(input, layout), memory_estimate_gib: memory };
     const out = await rt.kernel(input, run, kernel.verb, job, {
       processes: rt.devices,
+      group: input.group,
       onProgress: disk.onProgress,
       configKeys: kernel.configKeys,
     });

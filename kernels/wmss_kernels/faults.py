@@ -9,6 +9,9 @@ return at once.
                        and silent, until the activity's stall limit kills it
   nan-loss             the loss of optimizer step 2 onwards reads NaN, as an lr far above the
                        config's bound would make it (the kernel tests reach it with a real lr)
+  die-mid-training     SIGKILL as optimizer step 2 ends, before its checkpoint (one rank of a
+                       multi-node group: the group's member failure)
+  die-during-async-save  SIGKILL while a sharded checkpoint is written in the background
   die-before-complete  SIGKILL while writing the second checkpoint of this process, after its
                        files are written and before its COMPLETE marker
 
@@ -50,7 +53,10 @@ def _fired(what):
 
 
 def poison_loss(step, loss):
-    """train_loop passes each optimizer step's loss (summed over ranks) through here."""
+    """train_loop passes each optimizer step's loss (summed over ranks) through here, on every rank."""
+    if _kind == "die-mid-training" and step >= 2:
+        _fired(f"die-mid-training at step {step}")
+        os.kill(os.getpid(), signal.SIGKILL)
     if _kind == "nan-loss" and step >= 2:
         _fired(f"nan loss at step {step}")
         return float("nan")
@@ -63,6 +69,13 @@ def before_progress_line(done):
         _fired(f"hang before progress {done}")
         while True:  # SIGTERM only sets a flag (protocol.py); the stall limit's SIGKILL ends this
             time.sleep(3600)
+
+
+def during_async_save(step):
+    """async_checkpoint.AsyncSaver calls this once a background write has started."""
+    if _kind == "die-during-async-save":
+        _fired(f"die-during-async-save at checkpoint-{step}")
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def before_complete_marker(step):

@@ -18,8 +18,11 @@ from . import faults
 _stream = None  # the real stdout once take_stdout() ran; sys.stdout before that (in-process use)
 _stop = False  # set by the SIGTERM handler; verbs check it between batches/steps
 _reader_gone = False  # stdout's reader (the worker) went away: protocol lines go to the log only
-# Under torchrun every rank shares the launcher's stdout; only rank 0 speaks the protocol there.
-_rank = int(os.environ.get("RANK", "0"))
+# Under torchrun every rank of a host shares the launcher's stdout; only the host's first rank
+# speaks the protocol there. On one host that is rank 0; in a multi-node group each member's
+# launcher has its own reader, which needs that member's result and errors (progress and
+# checkpoint lines come from global rank 0 alone, on member 0: train_loop.py).
+_rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
 
 
 def take_stdout(redirect_to):
@@ -32,8 +35,8 @@ def take_stdout(redirect_to):
 
 
 def emit(type: str, **fields):
-    """Print one protocol line ({"type": ..., **fields}) and flush. Ranks other than 0 write it to
-    their log instead (sys.stdout is the log once take_stdout ran)."""
+    """Print one protocol line ({"type": ..., **fields}) and flush. Ranks other than a host's first
+    write it to their log instead (sys.stdout is the log once take_stdout ran)."""
     line = json.dumps(_plain({"type": type, **fields}), allow_nan=False)
     if _rank != 0:
         sys.stdout.write(f"[rank {_rank} protocol] {line}\n")

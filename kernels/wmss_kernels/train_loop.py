@@ -29,6 +29,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from . import __version__, checkpoints, distributed, faults, sharding
+from .async_checkpoint import AsyncSaver
 from .protocol import InvalidInput, OutOfMemory, Progress, Terminated, emit, install_sigterm_handler, stop_requested
 from .train_batches import CausalLMLoss, step_indices
 from .train_plan import accum_per_rank, batch_layout, check_same_run, train_result
@@ -157,6 +158,8 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     # not the device count). tokens_per_s and step_s therefore scale with the steps themselves.
     clock = {"times": [], "tokens": [], "save_s": []}
     step, last_saved, path = start, start, None
+    # sharded checkpoints before the last are written in the background (async_checkpoint.py)
+    saver = AsyncSaver(out_dir, device) if strategy == "fsdp" and job.async_checkpoints else None
 
     def timed():
         """(seconds, tokens) of the steps after warm-up: the first WARMUP_STEPS once there are
@@ -168,9 +171,30 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         seconds, tokens, _ = timed()
         return tokens / seconds if seconds > 0 else 0.0
 
-    def save(step, loss):
+    def publish(step, tmp, loss, lr):
+        """Rank 0: COMPLETE and rename once every part of the checkpoint is written; report it."""
+        path = checkpoints.publish(out_dir, step, tmp).resolve()
+        emit("checkpoint", path=str(path), step=step)
+        emit(
+            "progress",
+            done=step,
+            total=max_steps,
+            unit="steps",
+            loss=loss,
+            lr=lr,
+            tokens_per_s=tokens_per_s(),
+            epoch=step * global_batch / n,
+        )
+        return path
+
+    def save(step, loss, background=False):
         """Collective under FSDP (every rank writes its shards or joins the gather); rank 0 alone
-        otherwise. Rank 0 publishes the checkpoint (COMPLETE, rename) once every part is written."""
+        otherwise. Rank 0 publishes the checkpoint (COMPLETE, rename) once every part is written:
+        at once, or with `background` (sharded checkpoints before the last) when the AsyncSaver's
+        write has finished."""
+        if saver is not None:
+            saver.finish()  # one save in flight at most, and none under a synchronous one
+        background = background and saver is not None and step < max_steps
         state = {
             "step": step,
             "max_steps": max_steps,
@@ -192,7 +216,10 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
                 checkpoints.begin_partial(tmp)
             if strategy == "fsdp" and step < max_steps:
                 distributed.barrier()  # the partial dir exists before any rank writes into it
-                sharding.save(loss_module, opt, tmp)
+                if background:
+                    saver.start(loss_module, opt, step, tmp)
+                else:
+                    sharding.save(loss_module, opt, tmp)
             if rank != 0:
                 return None
             if strategy != "fsdp":
@@ -203,22 +230,14 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
             checkpoints.write_json(tmp / "trainer_state.json", state)
             torch.save(sched.state_dict(), tmp / "scheduler.pt")
             checkpoints.save_rng(tmp / "rng.pt")
-            path = checkpoints.publish(out_dir, step, tmp).resolve()
+            lr = sched.get_last_lr()[0]
+            if background:
+                saver.publish_when_written(lambda: publish(step, tmp, loss, lr))
+                return None
+            return publish(step, tmp, loss, lr)
         except Exception as e:  # a full disk or a read-only dir: typed, and no partial checkpoint left
             checkpoints.raise_as_disk_failure(e, out_dir, step, tmp)
             raise
-        emit("checkpoint", path=str(path), step=step)
-        emit(
-            "progress",
-            done=step,
-            total=max_steps,
-            unit="steps",
-            loss=loss,
-            lr=sched.get_last_lr()[0],
-            tokens_per_s=tokens_per_s(),
-            epoch=step * global_batch / n,
-        )
-        return path
 
     while step < max_steps:
         # SIGTERM before this process trained anything: nothing new to save. Ranks agree first, so
@@ -240,6 +259,8 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         )
         sched.step()
         step += 1
+        if saver is not None:
+            saver.poll()  # publish the checkpoint written in the background, if it is whole
 
         # One all-reduce per step: the logged loss and token count cover every rank, and a SIGTERM
         # seen by any rank stops all of them at the same step.
@@ -248,7 +269,10 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         )
         loss = faults.poison_loss(step, summed_loss / n_tgt)
         if not (math.isfinite(loss) and math.isfinite(norms)):
-            # every rank sees the same sums, so all stop here; nothing of this step is saved
+            # every rank sees the same sums, so all stop here; nothing of this step is saved (a
+            # save still in flight lands first: its weights were finite, and it is set aside too)
+            if saver is not None:
+                saver.finish()
             raise diverged(
                 job,
                 out_dir,
@@ -270,9 +294,11 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         if step == max_steps or stop or (job.save_every and step % job.save_every == 0):
             # a finite loss does not prove finite weights: a huge lr can overflow the update itself
             if any_rank(not all_finite(params), device):
+                if saver is not None:
+                    saver.finish()
                 raise diverged(job, out_dir, rank, step, max_steps, history, lr, "weights", float("nan"))
             t_save = time.monotonic()
-            path = save(step, loss)
+            path = save(step, loss, background=not stop)
             # nobody reads the checkpoint or leaves (torchrun would kill a rank still saving)
             # before rank 0 has finished writing it
             distributed.barrier()
@@ -282,6 +308,8 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
             where = f"checkpoint saved: {path}" if rank == 0 else "rank 0 saved the checkpoint"
             raise Terminated(f"stopped at step {step} of {max_steps}; {where}")
 
+    if saver is not None:
+        saver.close()
     final = checkpoints.checkpoint_dir(out_dir, max_steps)
     state = checkpoints.read_json(final / "trainer_state.json")
     assert last_saved == max_steps

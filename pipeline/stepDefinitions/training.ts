@@ -79,13 +79,19 @@ export const trainingFields = {
         .describe(
           'fsdp: keep the sharded weights, gradients and AdamW state in host memory and step the optimizer on the CPU (much slower; for models whose shards do not fit the GPUs).',
         ),
+      asyncCheckpoints: z
+        .boolean()
+        .default(true)
+        .describe(
+          'fsdp: write each checkpoint before the last in the background (torch.distributed.checkpoint async_save): training waits only for the copy to host memory, and the checkpoint is published (COMPLETE) once the write has finished. false: every checkpoint synchronously.',
+        ),
     })
     .strict()
     .refine((p) => !p.cpuOffload || p.strategy !== 'ddp', {
       message: 'cpuOffload needs strategy fsdp or auto (DDP keeps everything on the GPU)',
       path: ['cpuOffload'],
     })
-    .default({ strategy: 'auto', reshardAfterForward: true, cpuOffload: false }),
+    .default({ strategy: 'auto', reshardAfterForward: true, cpuOffload: false, asyncCheckpoints: true }),
 };
 
 /** Config keys of the training sections that are not job fields, and why. */
@@ -125,6 +131,7 @@ export const trainingJobShape = {
   parallelism: z.enum(['auto', 'ddp', 'fsdp']),
   reshard_after_forward: z.boolean(),
   cpu_offload: z.boolean(),
+  async_checkpoints: z.boolean(),
   memory_estimate_gib: z
     .number()
     .positive()
