@@ -4,7 +4,7 @@
  * workers register the implementations (workers/createWorkers.ts, workers/startOnnxWorker.ts).
  */
 import type { RunConfig } from '../pipeline/config';
-import type { ActivityName, StepInput, StepResult } from '../pipeline/steps';
+import type { ActivityName, StepId, StepInput, StepResult } from '../pipeline/steps';
 
 export type StepActivities = Record<ActivityName, (input: StepInput) => Promise<StepResult>>;
 export type { StepInput, StepResult };
@@ -32,4 +32,9 @@ export interface LockResult {
 export interface RunLockActivities {
   lockRunDir(input: LockInput): Promise<LockResult>;
   unlockRunDir(input: { runDir: string }): Promise<boolean>;
+}
+
+/** `wmss rerun`: the step manifests to remove before steps run again (activities/invalidateSteps.ts). */
+export interface RunControlActivities {
+  invalidateSteps(input: { runDir: string; steps: StepId[] }): Promise<string[]>;
 }

@@ -16,6 +16,8 @@ import { runShards, shardEnvs, sumProgress } from './deviceShards';
 import { kernelFaultEnv } from './faults';
 import { runKernel, type KernelOutcome } from './kernelBridge';
 import type { ResolvedRun } from './runPaths';
+import type { RunningKernel } from './kernelSaveRequests';
+import { asShutdownFailure, killGraceFor } from './workerShutdown';
 
 export interface GpuWorkerContext {
   devices: DeviceSet;
@@ -39,6 +41,8 @@ export interface LaunchOptions {
   cancelled?: Promise<never>;
   /** Job field → config key (pipeline/jobMapping.ts configKeys), so kernel errors name what the user wrote. */
   configKeys?: Record<string, string>;
+  /** The running kernel's save-on-request handle (training: activities/runControlPoller.ts). */
+  onStarted?: (kernel: RunningKernel) => void;
 }
 
 export interface GpuRuntime {
@@ -139,6 +143,10 @@ export function gpuRuntime(ctx: GpuWorkerContext): GpuRuntime {
       cancelled: opts.cancelled ?? cancelledSignal(),
       processes: opts.processes,
       configKeys: opts.configKeys,
+      onStarted: opts.onStarted,
+      // a worker shutdown gets its own grace and fails the attempt as retryable WorkerShutdown
+      killGraceMs: killGraceFor,
+      mapCancellation: (err, progress) => asShutdownFailure(err, input.stepId, progress),
     });
   }
 

@@ -14,6 +14,7 @@ import type { StepInput, StepProgress } from '../../pipeline/steps';
 import { heartbeat, relativeToRun, type GpuRuntime, type JobOf } from '../gpuRuntime';
 import { withOomBackoff, type BatchLayout } from '../oomBackoff';
 import type { ResolvedRun } from '../runPaths';
+import { serveCheckpointRequests } from '../runControlPoller';
 import { completeCheckpoints, pruneCheckpoints, requireDiskSpace, trainingEstimate } from '../store/diskSpace';
 
 export type Training = RunConfig['sft'] | RunConfig['joint'];
@@ -158,6 +159,8 @@ export function trainToCheckpoint<V extends 'sft' | 'joint', T extends Training>
       processes: rt.devices,
       onProgress: disk.onProgress,
       configKeys: kernel.configKeys,
+      // `wmss checkpoint`: requests from the workflow reach this kernel (activities/runControlPoller.ts)
+      onStarted: (running) => serveCheckpointRequests(input.stepId, running),
     });
     await disk.finish();
     return {
