@@ -34,7 +34,7 @@ import { templateContext } from './scheduledRun';
 import { pinnedHost, stepQueue } from '../pipeline/placement';
 import { hostUnavailableOr, rootHostOf } from './hostAffinity';
 import { lockRunDir } from './lockRunDir';
-import { installRunControls } from './runControls';
+import { installRunControls } from './runControlHandlers';
 
 type StepActivity = StepActivities[keyof StepActivities];
 
@@ -83,7 +83,7 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     steps: [...steps.values()],
   });
   setHandler(progressQuery, progress);
-  // `wmss checkpoint` and `wmss rerun` (workflows/runControls.ts); installed before the first await
+  // `wmss checkpoint` and `wmss rerun` (workflows/runControlHandlers.ts); installed before the first await
   const results: Partial<Record<StepId, StepResult>> = {};
   let scheduling = true;
   let firstFailure: unknown;
@@ -177,7 +177,7 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
         }
         publish();
         if (inFlight.size === 0) break;
-        // a rerun (workflows/runControls.ts) wakes the loop to start its steps again
+        // a rerun (workflows/runControlHandlers.ts) wakes the loop to start its steps again
         const woken = new Promise<undefined>((resolve) => (wake = () => resolve(undefined)));
         const finished = await Promise.race([...inFlight.values(), woken]);
         if (finished === undefined) continue;

@@ -83,11 +83,7 @@ export async function snapshotRun(client: Client, workflowId: string): Promise<R
       ...(pause && { pause }),
     };
   });
-  // a paused activity is still pending to the workflow (it reports the step running): say paused
-  for (const step of progress.steps) {
-    const beat = heartbeats.find((h) => h.stepId === step.id);
-    if (step.state === 'running' && beat?.pause === 'paused') step.state = 'paused';
-  }
+  markPaused(progress, heartbeats);
   return {
     workflowId,
     progress,
@@ -97,6 +93,14 @@ export async function snapshotRun(client: Client, workflowId: string): Promise<R
     ...(inputProblem && { inputProblem }),
     at: Date.now(),
   };
+}
+
+/** A paused activity is still pending to the workflow, which reports its step running: say paused. */
+export function markPaused(progress: PipelineProgress, heartbeats: ActivityBeat[]): void {
+  for (const step of progress.steps) {
+    const beat = heartbeats.find((h) => h.stepId === step.id);
+    if (step.state === 'running' && beat?.pause === 'paused') step.state = 'paused';
+  }
 }
 
 /** A step's worker has not reported for this long: worth saying (heartbeats come every few seconds). */
