@@ -1,7 +1,7 @@
 /**
  * Run controls on a real dev server, real workers and kernels, the tiny model (docs/operating.md,
  * "Run controls"). One run, in order:
- *  - `rerun` of step 1 while it trains is refused with the reason; `rerun` of step 0 once it is done
+ *  - `rerun` of step 1 while it trains is refused with the reason; `rerun` of step 4 once it is done
  *    re-runs it (and later its successors) in the same workflow;
  *  - `wmss checkpoint` returns a complete checkpoint of the training step while it trains on;
  *  - `temporal activity pause` of step 1: the kernel saves and exits, `wmss status` says paused;
@@ -26,7 +26,7 @@ import { runCommand, startHarness, tinyRunConfig, until, type Harness } from '..
 
 jest.setTimeout(900_000);
 
-const SFT_STEPS = 150;
+const SFT_STEPS = 500; // long enough on an idle machine for the checkpoint and the pause to find it training
 let h: Harness;
 let config: RunConfig;
 let handle: WorkflowHandle;
@@ -62,18 +62,18 @@ const temporal = (...args: string[]) =>
 let rerunAt = 0;
 
 test('rerun is refused while the step runs, and re-runs a finished step in the same workflow', async () => {
+  // step 4 runs on the control worker beside step 1 (0 and 1 share the one GPU worker, in either order)
   await until(
-    'step 0 done and step 1 training',
-    async () => (await stateOf('entropy0')) === 'completed' && (await sftDone()) >= 1,
+    'step 4 done and step 1 training',
+    async () => (await stateOf('snapshot')) === 'completed' && (await sftDone()) >= 1,
     300_000,
   );
   await expect(rerun(h.client, handle.workflowId, '1')).rejects.toThrow(/step 1 \(.*\) is running; wait until it ends/);
   rerunAt = Date.now();
-  const reply = await rerun(h.client, handle.workflowId, '0');
+  const reply = await rerun(h.client, handle.workflowId, '4');
   expect(reply.restarted).toBe(false);
-  expect(reply.steps).toEqual(['entropy0', 'merge', 'joint', 'extract', 'evaluate']);
-  expect(reply.invalidated).toContain('.wmss/manifests/entropy0.wmss-step.json');
-  expect(await readManifest(config.runDir, 'entropy0')).toBeUndefined();
+  expect(reply.steps).toEqual(['snapshot', 'fuse', 'joint', 'extract', 'evaluate']);
+  expect(reply.invalidated).toContain('.wmss/manifests/snapshot.wmss-step.json');
 });
 
 let requested = 0;
@@ -110,11 +110,11 @@ test('activity pause: the kernel saves and exits, status says paused; unpause re
 
 let second: PipelineResult;
 
-test('after unpause the run completes; step 1 resumed from the pause checkpoint; step 0 ran again', async () => {
+test('after unpause the run completes; step 1 resumed from the pause checkpoint; step 4 ran again', async () => {
   const result = (await handle.result()) as PipelineResult;
   expect(result.steps.sft.metrics.resumed_from_step).toBe(pausedAt);
-  expect(result.steps.entropy0.cached).toBe(false);
-  const m = await readManifest(config.runDir, 'entropy0');
+  expect(result.steps.snapshot.cached).toBe(false);
+  const m = await readManifest(config.runDir, 'snapshot');
   expect(Date.parse(m!.timings.startedAt)).toBeGreaterThan(rerunAt);
   second = result;
 });
