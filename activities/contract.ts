@@ -5,7 +5,7 @@
  */
 import type { RunConfig } from '../pipeline/config';
 import type { Rendezvous } from '../pipeline/groups';
-import type { ActivityName, StepInput, StepResult } from '../pipeline/steps';
+import type { ActivityName, StepId, StepInput, StepResult } from '../pipeline/steps';
 
 export type StepActivities = Record<ActivityName, (input: StepInput) => Promise<StepResult>>;
 export type { StepInput, StepResult };
@@ -35,4 +35,9 @@ export interface LockResult {
 export interface RunLockActivities {
   lockRunDir(input: LockInput): Promise<LockResult>;
   unlockRunDir(input: { runDir: string }): Promise<boolean>;
+}
+
+/** `wmss rerun`: the step manifests to remove before steps run again (activities/invalidateSteps.ts). */
+export interface RunControlActivities {
+  invalidateSteps(input: { runDir: string; steps: StepId[] }): Promise<string[]>;
 }

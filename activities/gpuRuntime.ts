@@ -17,6 +17,8 @@ import { runShards, shardEnvs, sumProgress } from './deviceShards';
 import { kernelFaultEnv } from './faults';
 import { runKernel, type KernelOutcome } from './kernelBridge';
 import type { ResolvedRun } from './runPaths';
+import type { RunningKernel } from './kernelSaveRequests';
+import { asShutdownFailure, killGraceFor } from './workerShutdown';
 
 export interface GpuWorkerContext {
   devices: DeviceSet;
@@ -42,6 +44,8 @@ export interface LaunchOptions {
   configKeys?: Record<string, string>;
   /** A member of a multi-node group (pipeline/groups.ts): torchrun joins member 0's rendezvous. */
   group?: GroupMember;
+  /** The running kernel's save-on-request handle (training: activities/runControlPoller.ts). */
+  onStarted?: (kernel: RunningKernel) => void;
 }
 
 export interface GpuRuntime {
@@ -154,6 +158,10 @@ export function gpuRuntime(ctx: GpuWorkerContext): GpuRuntime {
       processes: opts.processes,
       group: opts.group,
       configKeys: opts.configKeys,
+      onStarted: opts.onStarted,
+      // a worker shutdown gets its own grace and fails the attempt as retryable WorkerShutdown
+      killGraceMs: killGraceFor,
+      mapCancellation: (err, progress) => asShutdownFailure(err, input.stepId, progress),
     });
   }
 

@@ -15,7 +15,8 @@ import { KERNEL_JOBS, KernelEvent, KernelExit, type KernelJob, type KernelVerb }
 import type { StepProgress } from '../pipeline/steps';
 import { VENV_BIN } from './repoPaths';
 import type { GroupMember } from '../pipeline/groups';
-import { kernelCommand, kernelPythonEnv, removePidDir, signalKernel } from './kernelLaunch';
+import { kernelCommand, kernelPythonEnv, recordedPids, removePidDir, signalKernel } from './kernelLaunch';
+import { SaveRequests, type RunningKernel } from './kernelSaveRequests';
 import { viaForkServer } from './kernelForkServer';
 
 /** Where the worker finds its Python: WMSS_PYTHON, else the project's .venv, else python3 on PATH. */
@@ -40,8 +41,15 @@ export interface KernelRunOptions {
    * busy host) a kernel has max(stallMs, startupMs); default STARTUP_MS.
    */
   startupMs?: number;
-  /** Time between SIGTERM and SIGKILL on cancellation; training uses it to save a checkpoint. */
-  killGraceMs?: number;
+  /**
+   * Time between SIGTERM and SIGKILL on cancellation; training uses it to save a checkpoint. A
+   * function gets the cancellation (a worker shutdown has its own grace: workers/shutdownGrace.ts).
+   */
+  killGraceMs?: number | ((cancellation: unknown) => number);
+  /** Called once the kernel runs, with its save-on-request handle (activities/kernelSaveRequests.ts). */
+  onStarted?: (kernel: RunningKernel) => void;
+  /** What a cancelled kernel throws (default the cancellation itself), given its last progress. */
+  mapCancellation?: (cancellation: unknown, progress: StepProgress) => unknown;
   /** Called with the latest progress at least every `heartbeatEveryMs`, even when the kernel is quiet. */
   onHeartbeat?: (progress: StepProgress) => void;
   heartbeatEveryMs?: number;
@@ -229,6 +237,9 @@ export async function runKernel<V extends KernelVerb>(
   });
   const killGroup = (_child: ChildProcess, signal: NodeJS.Signals) => signalKernel(child, pidDir, signal, processes);
   const log = createWriteStream(logFile, { flags: 'a' });
+  // SIGUSR1 to the kernel's recorded processes (every rank) asks for a checkpoint now
+  const saves = new SaveRequests(() => recordedPids(pidDir));
+  opts.onStarted?.(saves.handle);
   child.stderr.pipe(log, { end: false });
 
   let progress: StepProgress = { done: 0, total: 0, unit: 'samples', updatedAt: new Date().toISOString(), logFile };
@@ -273,6 +284,7 @@ export async function runKernel<V extends KernelVerb>(
       };
     } else if (event.type === 'checkpoint') {
       progress = { ...progress, lastCheckpoint: { path: event.path, step: event.step }, updatedAt: now };
+      saves.saved({ path: event.path, step: event.step });
     } else if (event.type === 'result') {
       const metrics = Object.fromEntries(
         Object.entries(event.metrics).filter((kv): kv is [string, number | string] => kv[1] !== null),
@@ -295,6 +307,7 @@ export async function runKernel<V extends KernelVerb>(
   const startupMs = Math.max(opts.stallMs, opts.startupMs ?? STARTUP_MS);
   const timer = setInterval(() => {
     opts.onHeartbeat?.(progress);
+    saves.resend(); // a request made before the kernel recorded its pid goes out now
     const limit = !spoke ? startupMs : opts.stallMs;
     if (Date.now() - lastActivity > limit && !stalled) {
       stalled = true;
@@ -306,7 +319,8 @@ export async function runKernel<V extends KernelVerb>(
   opts.cancelled?.catch((err) => {
     cancelError = err;
     killGroup(child, 'SIGTERM');
-    graceTimer = setTimeout(() => killGroup(child, 'SIGKILL'), opts.killGraceMs ?? 120_000);
+    const grace = typeof opts.killGraceMs === 'function' ? opts.killGraceMs(err) : opts.killGraceMs;
+    graceTimer = setTimeout(() => killGroup(child, 'SIGKILL'), grace ?? 120_000);
   });
 
   let exit: { code: number | null; signal: NodeJS.Signals | null };
@@ -322,13 +336,15 @@ export async function runKernel<V extends KernelVerb>(
   } finally {
     clearInterval(timer);
     if (graceTimer) clearTimeout(graceTimer);
+    saves.ended(`the ${verb} kernel ended before it saved the requested checkpoint`);
     // Whatever happened, leave no process of this kernel behind: its group and every rank.
     killGroup(child, 'SIGKILL');
     removePidDir(pidDir);
     await new Promise<void>((resolve) => log.end(resolve));
   }
 
-  if (cancelError !== undefined) throw cancelError as Error; // a CancelledFailure
+  // a CancelledFailure, or what the caller makes of it (a worker shutdown: activities/workerShutdown.ts)
+  if (cancelError !== undefined) throw (opts.mapCancellation?.(cancelError, progress) ?? cancelError) as Error;
   const where = `log: ${logFile}`;
   if (stalled) {
     const silentS = Math.round((!spoke ? startupMs : opts.stallMs) / 1000);

@@ -17,6 +17,7 @@ import { addScheduleCommands } from './scheduleCommands';
 import { positiveInteger, positiveSeconds, withClient } from './cliArgs';
 import { renderPlan } from './commands/plan';
 import { configToResume } from './commands/resume';
+import { checkpointNow, rerun } from './commands/runControls';
 import { explainWorkflowError } from './commands/failure';
 import { absolutize, ConfigFileError, readRunConfigForRun } from './runConfigFile';
 
@@ -160,6 +161,33 @@ export function buildProgram(): Command {
           );
         await handle.cancel();
         console.log(`cancellation requested for ${id}`);
+      }),
+    );
+
+  program
+    .command('checkpoint <run>')
+    .description('the running training step saves a checkpoint now; prints its path once it is complete')
+    .option('--step <step>', 'which training step when both could run: 1 (sft) or 5b (joint)')
+    .action((run: string, o) =>
+      withClient(async (client) => {
+        const saved = await checkpointNow(client, await idOf(client, run), o.step);
+        const what = saved.final ? 'the step had finished; its final checkpoint' : 'checkpoint saved';
+        console.log(`${what}: ${saved.path} (step ${saved.step} of ${saved.stepId})`);
+      }),
+    );
+
+  program
+    .command('rerun <run> <step>')
+    .description(
+      'run a step (number or id) and every step after it again: their cache entries are invalidated; refused while one of them runs; a closed run is started again',
+    )
+    .action((run: string, step: string) =>
+      withClient(async (client) => {
+        const id = await idOf(client, run);
+        const reply = await rerun(client, id, step);
+        console.log(
+          `${reply.restarted ? `started ${id} again; ` : ''}re-running ${reply.steps.join(', ')}${reply.invalidated.length ? `\ninvalidated: ${reply.invalidated.join('; ')}` : ''}\nfollow it with \`wmss watch ${id}\``,
+        );
       }),
     );
 

@@ -60,6 +60,12 @@ export const ErrorTypes = {
    * resumes from the last complete checkpoint.
    */
   RankLost: 'RankLost',
+  /**
+   * The worker running a kernel step got SIGTERM (spot reclaim, restart): the kernel saved a
+   * checkpoint within the shutdown grace and stopped. Retried at once on another worker, which
+   * resumes from that checkpoint (activities/workerShutdown.ts).
+   */
+  WorkerShutdown: 'WorkerShutdown',
 } as const;
 
 export type ErrorType = (typeof ErrorTypes)[keyof typeof ErrorTypes];

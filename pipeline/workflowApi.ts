@@ -12,7 +12,8 @@ export function workflowIdFor(runName: string): string {
   return `wmss-${runName}`;
 }
 
-export type StepState = 'pending' | 'running' | 'completed' | 'cached' | 'failed' | 'cancelled';
+/** 'paused' is the client's word (client/commands/status.ts): the workflow sees a paused step as running. */
+export type StepState = 'pending' | 'running' | 'paused' | 'completed' | 'cached' | 'failed' | 'cancelled';
 
 export interface StepStatus {
   id: StepId;

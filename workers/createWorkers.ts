@@ -19,8 +19,10 @@ import { withResolvedPaths } from '../activities/runPaths';
 import { withHost } from '../activities/hostContext';
 import { groupRendezvous } from '../activities/groupRendezvous';
 import { runLockActivities } from '../activities/runLock';
+import { runControlActivities } from '../activities/invalidateSteps';
 import { controlWorkerQueues, gpuWorkerQueues } from '../pipeline/placement';
 import { describeDeviceSet, type DeviceSet } from '../activities/deviceSet';
+import { shutdownGraceMs } from '../activities/workerShutdown';
 
 export interface WorkerSetOptions {
   connection: NativeConnection;
@@ -57,15 +59,16 @@ const workflowsPath = require.resolve('../workflows');
 
 /**
  * How long a worker may take to stop after SIGTERM/SIGINT (Worker.shutdown). Running activities
- * are cancelled at once (shutdownGraceTime 0, the SDK default): a kernel gets SIGTERM and up to
- * 120 s (kernelBridge's kill grace) to save its checkpoint, a digest or reader stops at its next
- * chunk. After this time the SDK gives up waiting and run() rejects, so a worker process always
- * exits: an activity that ignores cancellation can no longer keep it alive until SIGKILL.
- * WMSS_WORKER_SHUTDOWN_SECONDS overrides it (tests; hosts whose checkpoints take longer).
+ * are cancelled at once (shutdownGraceTime 0, the SDK default): a kernel gets SIGTERM and the
+ * shutdown grace (activities/workerShutdown.ts, default 120 s) to save its checkpoint, then its
+ * attempt fails as the retryable WorkerShutdown; a digest or reader stops at its next chunk.
+ * After this time (default: the grace + 30 s) the SDK gives up waiting and run() rejects, so a
+ * worker process always exits: an activity that ignores cancellation can no longer keep it alive
+ * until SIGKILL. WMSS_WORKER_SHUTDOWN_SECONDS overrides it (tests).
  */
 export function shutdownForceTimeMs(env: NodeJS.ProcessEnv = process.env): number {
   const s = Number(env.WMSS_WORKER_SHUTDOWN_SECONDS);
-  return env.WMSS_WORKER_SHUTDOWN_SECONDS && Number.isFinite(s) && s > 0 ? s * 1000 : 150_000;
+  return env.WMSS_WORKER_SHUTDOWN_SECONDS && Number.isFinite(s) && s > 0 ? s * 1000 : shutdownGraceMs(env) + 30_000;
 }
 /** Cancellation reaches an activity only with a heartbeat reply, so heartbeats go out at least this often. */
 const HEARTBEAT_THROTTLE = '5s' as const;
@@ -80,8 +83,12 @@ export async function createControlWorkers(
   extra: Partial<WorkerOptions> = {},
 ): Promise<Worker[]> {
   const host = workerHost(opts.host);
-  // the CPU steps, and the run dir lock that brackets every run (activities/runLock.ts)
-  const activities = withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities() });
+  // the CPU steps, the run dir lock that brackets every run (activities/runLock.ts) and `wmss rerun`'s invalidation
+  const activities = withHost(host, {
+    ...withResolvedPaths(cpuSteps()),
+    ...runLockActivities(),
+    ...runControlActivities(),
+  });
   const queues = controlWorkerQueues({ controlQueue: opts.controlQueue ?? 'wmss', host });
   const common = {
     connection: opts.connection,
@@ -114,7 +121,7 @@ export async function createControlWorker(opts: WorkerSetOptions, extra: Partial
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.controlQueue ?? 'wmss',
     ...(workflowBundle ? { workflowBundle } : { workflowsPath }),
-    activities: withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities() }),
+    activities: withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities(), ...runControlActivities() }),
     // File transforms are disk-bound; two at once keeps one disk busy without thrashing.
     maxConcurrentActivityTaskExecutions: 2,
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,

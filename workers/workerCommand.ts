@@ -33,10 +33,21 @@ export function addWorkerCommand(program: Command): Command {
       '--host <name>',
       "[control, gpu] host name of this worker's host queues (<queue>@<host>); default $WMSS_HOST or the machine's name",
     )
+    .option(
+      '--shutdown-grace <seconds>',
+      '[gpu] on SIGTERM, the time a running kernel gets to save its checkpoint before SIGKILL (default $WMSS_WORKER_SHUTDOWN_GRACE_SECONDS or 120)',
+    )
     .option('--verbose', "[control, gpu, onnx] the SDK's info logs too (workflow bundling, pollers)")
     .action(async (kind: string, o) => {
       if (!KINDS.includes(kind)) throw new Error(`worker kind must be control, gpu or onnx, not "${kind}"`);
       installWorkerLogging(Boolean(o.verbose));
+      if (o.shutdownGrace !== undefined) {
+        const s = Number(o.shutdownGrace);
+        if (!Number.isFinite(s) || s <= 0)
+          throw new Error(`--shutdown-grace must be a number of seconds > 0, not "${o.shutdownGrace}"`);
+        // read by the kernel bridge of this process (activities/workerShutdown.ts)
+        process.env.WMSS_WORKER_SHUTDOWN_GRACE_SECONDS = String(s);
+      }
       if (kind === 'onnx') {
         // onnxruntime-node in this process, no kernels (docs/onnx.md); loaded only by this kind
         const { startOnnxWorker } = await import('./startOnnxWorker');

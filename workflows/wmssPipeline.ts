@@ -35,6 +35,7 @@ import { pinnedHost, stepQueue } from '../pipeline/placement';
 import { hostUnavailableOr, rootHostOf } from './hostAffinity';
 import { lockRunDir } from './lockRunDir';
 import { runGroup, runsAsGroup } from './trainingGroup';
+import { installRunControls } from './runControlHandlers';
 
 type StepActivity = StepActivities[keyof StepActivities];
 
@@ -83,6 +84,17 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     steps: [...steps.values()],
   });
   setHandler(progressQuery, progress);
+  // `wmss checkpoint` and `wmss rerun` (workflows/runControlHandlers.ts); installed before the first await
+  const results: Partial<Record<StepId, StepResult>> = {};
+  let scheduling = true;
+  let firstFailure: unknown;
+  let wake = () => {};
+  let rootReady!: (host: string | undefined) => void;
+  const rootHostKnown = new Promise<string | undefined>((resolve) => (rootReady = resolve));
+  const controls = installRunControls(
+    { config, steps, results, scheduling: () => scheduling && firstFailure === undefined, wake: () => wake() },
+    () => rootHostKnown,
+  );
 
   const publish = () => {
     const running = activeSteps(config)
@@ -110,14 +122,13 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
 
   // local storage: the host that will hold the run dir, chosen once (workflows/hostAffinity.ts)
   const rootHost = await rootHostOf(config);
+  rootReady(rootHost);
   // one open run per run dir (workflows/lockRunDir.ts); released on every way out below
   const unlock = await lockRunDir(config, rootHost, () => {
     status = 'failed';
     publish();
   });
-  const results: Partial<Record<StepId, StepResult>> = {};
   const inFlight = new Map<StepId, Promise<StepId>>();
-  let firstFailure: unknown;
 
   const start = (row: StepRow) => {
     const status = steps.get(row.id)!;
@@ -153,6 +164,8 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
   try {
     await scope.run(async () => {
       for (;;) {
+        // only when a rerun is under way: no await (and so no reordering) in runs without one
+        for (let inv = controls.invalidating(); inv; inv = controls.invalidating()) await inv;
         if (firstFailure === undefined) {
           for (const row of activeSteps(config)) {
             const ready =
@@ -163,7 +176,10 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
         }
         publish();
         if (inFlight.size === 0) break;
-        const finished = await Promise.race(inFlight.values());
+        // a rerun (workflows/runControlHandlers.ts) wakes the loop to start its steps again
+        const woken = new Promise<undefined>((resolve) => (wake = () => resolve(undefined)));
+        const finished = await Promise.race([...inFlight.values(), woken]);
+        if (finished === undefined) continue;
         inFlight.delete(finished);
         // One failed step dooms the run: stop the others so GPUs are freed (they checkpoint first).
         if (firstFailure !== undefined && !isCancellation(firstFailure)) scope.cancel();
@@ -172,6 +188,7 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
   } catch (err) {
     firstFailure ??= err;
   }
+  scheduling = false;
 
   if (firstFailure !== undefined) {
     status = isCancellation(firstFailure) || CancellationScope.current().consideredCancelled ? 'cancelled' : 'failed';

@@ -14,6 +14,7 @@ import type { StepInput, StepProgress } from '../../pipeline/steps';
 import { heartbeat, relativeToRun, type GpuRuntime, type JobOf } from '../gpuRuntime';
 import { withOomBackoff, type BatchLayout } from '../oomBackoff';
 import type { ResolvedRun } from '../runPaths';
+import { serveCheckpointRequests } from '../runControlPoller';
 import { completeCheckpoints, pruneCheckpoints, requireDiskSpace, trainingEstimate } from '../store/diskSpace';
 
 export type Training = RunConfig['sft'] | RunConfig['joint'];
@@ -165,6 +166,8 @@ export function trainToCheckpoint<V extends 'sft' | 'joint', T extends Training>
       group: input.group,
       onProgress: disk.onProgress,
       configKeys: kernel.configKeys,
+      // `wmss checkpoint`: requests from the workflow reach this kernel (activities/runControlPoller.ts)
+      onStarted: (running) => serveCheckpointRequests(input.stepId, running),
     });
     await disk.finish();
     return {

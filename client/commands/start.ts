@@ -11,18 +11,7 @@ import { WORKFLOW_TYPE, workflowIdFor, type PipelineResult } from '../../pipelin
  */
 export async function startPipeline(client: Client, config: RunConfig, workflowId = workflowIdFor(config.runName)) {
   try {
-    return await client.workflow.start(WORKFLOW_TYPE, {
-      taskQueue: config.placement.controlQueue,
-      workflowId,
-      args: [config],
-      staticSummary: `WMSS run ${config.runName} (${config.baseModel})`,
-      typedSearchAttributes: [
-        { key: WmssRunName, value: config.runName },
-        { key: WmssBaseModel, value: config.baseModel },
-        { key: WmssStatus, value: 'running' },
-        { key: WmssStep, value: '' },
-      ],
-    });
+    return await client.workflow.start(WORKFLOW_TYPE, pipelineStartOptions(config, workflowId));
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
       throw new Error(
@@ -35,4 +24,20 @@ export async function startPipeline(client: Client, config: RunConfig, workflowI
 
 export async function waitForResult(client: Client, workflowId: string): Promise<PipelineResult> {
   return client.workflow.getHandle(workflowId).result() as Promise<PipelineResult>;
+}
+
+/** How every `wmss` command starts the pipeline (also `wmss rerun` of a closed run, client/commands/runControls.ts). */
+export function pipelineStartOptions(config: RunConfig, workflowId: string) {
+  return {
+    taskQueue: config.placement.controlQueue,
+    workflowId,
+    args: [config] as [RunConfig],
+    staticSummary: `WMSS run ${config.runName} (${config.baseModel})`,
+    typedSearchAttributes: [
+      { key: WmssRunName, value: config.runName },
+      { key: WmssBaseModel, value: config.baseModel },
+      { key: WmssStatus, value: 'running' },
+      { key: WmssStep, value: '' },
+    ],
+  };
 }

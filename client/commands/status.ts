@@ -23,6 +23,8 @@ export interface ActivityBeat {
   lastFailure?: string;
   /** started: a worker has the task; scheduled: waiting for a worker (or for the next retry). */
   state: 'scheduled' | 'started' | 'other';
+  /** Activity pause (`temporal activity pause`, Web UI): paused, or asked to pause and still stopping. */
+  pause?: 'paused' | 'pausing';
   /** ms since the epoch; undefined when there was none. */
   lastHeartbeatAt?: number;
   lastStartedAt?: number;
@@ -62,9 +64,10 @@ export async function snapshotRun(client: Client, workflowId: string): Promise<R
     const details = payload
       ? client.options.loadedDataConverter.payloadConverter.fromPayload<StepProgress>(payload)
       : undefined;
-    // PendingActivityState: 1 scheduled, 2 started
+    // PendingActivityState: 1 scheduled, 2 started, 4 paused, 5 pause requested (still running)
     const code = Number(a.state);
-    const state = code === 1 ? 'scheduled' : code === 2 ? 'started' : 'other';
+    const state = code === 1 ? 'scheduled' : code === 2 || code === 5 ? 'started' : 'other';
+    const pause = code === 4 ? 'paused' : code === 5 ? 'pausing' : a.paused ? 'paused' : undefined;
     return {
       stepId: a.activityId ?? '',
       activityType: a.activityType?.name ?? '?',
@@ -77,8 +80,10 @@ export async function snapshotRun(client: Client, workflowId: string): Promise<R
       scheduledAt: msOf(a.scheduledTime),
       nextAttemptAt: msOf(a.nextAttemptScheduleTime),
       worker: a.lastWorkerIdentity || undefined,
+      ...(pause && { pause }),
     };
   });
+  markPaused(progress, heartbeats);
   return {
     workflowId,
     progress,
@@ -88,6 +93,14 @@ export async function snapshotRun(client: Client, workflowId: string): Promise<R
     ...(inputProblem && { inputProblem }),
     at: Date.now(),
   };
+}
+
+/** A paused activity is still pending to the workflow, which reports its step running: say paused. */
+export function markPaused(progress: PipelineProgress, heartbeats: ActivityBeat[]): void {
+  for (const step of progress.steps) {
+    const beat = heartbeats.find((h) => h.stepId === step.id);
+    if (step.state === 'running' && beat?.pause === 'paused') step.state = 'paused';
+  }
 }
 
 /** A step's worker has not reported for this long: worth saying (heartbeats come every few seconds). */
@@ -101,6 +114,7 @@ const QUIET_MS = 20_000;
  */
 export function liveness(beat: ActivityBeat | undefined, now: number): string {
   if (!beat) return '';
+  if (beat.pause === 'pausing') return 'pause requested: the kernel saves a checkpoint and stops';
   const ago = (t: number) => formatDuration(Math.max(0, now - t));
   const after = beat.lastFailure ? ` after: ${beat.lastFailure.split('\n')[0]}` : '';
   if (beat.state === 'scheduled') {
@@ -174,6 +188,9 @@ export function renderSnapshot(s: RunSnapshot, samples: Partial<Record<string, P
       ]
         .filter(Boolean)
         .join(' · ');
+    } else if (step.state === 'paused') {
+      const saved = beat?.details?.lastCheckpoint;
+      detail = `${saved ? `checkpoint ${saved.step} saved · ` : ''}resumes from it on \`temporal activity unpause --workflow-id ${s.workflowId} --activity-id ${step.id}\``;
     } else if (step.error) {
       detail = `${step.error.type ?? 'error'}: ${step.error.message.split('\n')[0]}`;
     } else if (step.result?.cached) {

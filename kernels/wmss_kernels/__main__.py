@@ -8,7 +8,7 @@ import sys
 import traceback
 import warnings
 
-from . import protocol
+from . import protocol, save_request
 from .jobs import job_schema, load_job
 from .protocol import InvalidInput, KernelError, disk_error, emit
 
@@ -96,6 +96,7 @@ def _seed(seed, threads):
 
 def main(argv) -> int:
     try:
+        save_request.install()  # before the pid is recorded: SIGUSR1 must never kill a kernel
         _record_pid()
         verb, job_path = _parse_args(argv)
         module = importlib.import_module(f".{VERBS[verb]}", __package__)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from . import __version__, checkpoints, distributed, faults, sharding
+from . import __version__, checkpoints, distributed, faults, save_request, sharding
 from .async_checkpoint import AsyncSaver
 from .protocol import InvalidInput, OutOfMemory, Progress, Terminated, emit, install_sigterm_handler, stop_requested
 from .train_batches import CausalLMLoss, step_indices
@@ -264,8 +264,9 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
 
         # One all-reduce per step: the logged loss and token count cover every rank, and a SIGTERM
         # seen by any rank stops all of them at the same step.
-        summed_loss, summed_tokens, stops, norms = distributed.sum_across(
-            [loss_sum.item(), tokens, float(stop_requested()), grad_norm.item()], device
+        # A save request (SIGUSR1, save_request.py) seen by any rank makes every rank save here too.
+        summed_loss, summed_tokens, stops, norms, asked = distributed.sum_across(
+            [loss_sum.item(), tokens, float(stop_requested()), grad_norm.item(), float(save_request.take())], device
         )
         loss = faults.poison_loss(step, summed_loss / n_tgt)
         if not (math.isfinite(loss) and math.isfinite(norms)):
@@ -291,7 +292,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
             progress.update(step, loss=loss, lr=lr, tokens_per_s=tokens_per_s(), epoch=step * global_batch / n)
 
         stop = stops > 0 or step == job.stop_after_steps
-        if step == max_steps or stop or (job.save_every and step % job.save_every == 0):
+        if step == max_steps or stop or asked > 0 or (job.save_every and step % job.save_every == 0):
             # a finite loss does not prove finite weights: a huge lr can overflow the update itself
             if any_rank(not all_finite(params), device):
                 if saver is not None:
