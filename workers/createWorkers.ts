@@ -9,6 +9,7 @@
  *   on the devices it owns.
  */
 import os from 'node:os';
+import type { WorkerDeploymentVersion } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { PlacementActivities } from '../activities/contract';
 import { cpuSteps } from '../activities/cpuSteps';
@@ -18,6 +19,8 @@ import { acquireKernelForkServer } from '../activities/kernelForkServer';
 import { withResolvedPaths } from '../activities/runPaths';
 import { withHost } from '../activities/hostContext';
 import { runLockActivities } from '../activities/runLock';
+import { alertActivities } from '../activities/alertActivities';
+import { stepMetricsInterceptor } from '../activities/stepMetrics';
 import { controlWorkerQueues, gpuWorkerQueues } from '../pipeline/placement';
 import { describeDeviceSet, type DeviceSet } from '../activities/deviceSet';
 
@@ -28,6 +31,8 @@ export interface WorkerSetOptions {
   gpuQueue?: string;
   /** Host name used for this host's queue; WMSS_HOST overrides os.hostname() (tests fake hosts). */
   host?: string;
+  /** Worker Deployment Version to join (`--deployment`, `--build-id`); unset: an unversioned worker. */
+  version?: WorkerDeploymentVersion;
 }
 
 /**
@@ -70,6 +75,25 @@ export function shutdownForceTimeMs(env: NodeJS.ProcessEnv = process.env): numbe
 const HEARTBEAT_THROTTLE = '5s' as const;
 
 /**
+ * Options every worker of ours shares: the step metrics (activities/stepMetrics.ts) and, with a
+ * deployment version, Worker Versioning: the worker joins that Worker Deployment Version, and its
+ * workflows (pipeline runs, alert deliveries) are PINNED: a run stays on the version it started on
+ * until it ends, whatever version is made current meanwhile (docs/operating.md). The behaviour is
+ * the worker's default, not declared on the workflow: the server refuses a declared one from an
+ * unversioned worker, and unversioned workers stay the default.
+ */
+export function sharedWorkerOptions(
+  version?: WorkerDeploymentVersion,
+): Pick<WorkerOptions, 'interceptors' | 'workerDeploymentOptions'> {
+  return {
+    interceptors: { activity: [stepMetricsInterceptor] },
+    ...(version && {
+      workerDeploymentOptions: { version, useWorkerVersioning: true, defaultVersioningBehavior: 'PINNED' },
+    }),
+  };
+}
+
+/**
  * The control worker: workflow tasks and CPU steps on the shared control queue, plus a second
  * worker (no workflows) for the CPU steps pinned to this host. Returns both; `extra` applies to both
  * (a test may pass one prebuilt workflowBundle instead of bundling per worker).
@@ -80,7 +104,7 @@ export async function createControlWorkers(
 ): Promise<Worker[]> {
   const host = workerHost(opts.host);
   // the CPU steps, and the run dir lock that brackets every run (activities/runLock.ts)
-  const activities = withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities() });
+  const activities = withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities(), ...alertActivities() });
   const queues = controlWorkerQueues({ controlQueue: opts.controlQueue ?? 'wmss', host });
   const common = {
     connection: opts.connection,
@@ -89,6 +113,7 @@ export async function createControlWorkers(
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     shutdownForceTime: shutdownForceTimeMs(),
     identity: `control@${host}/${process.pid}`,
+    ...sharedWorkerOptions(opts.version),
   };
   const { workflowBundle, ...rest } = extra;
   return Promise.all([
@@ -113,11 +138,12 @@ export async function createControlWorker(opts: WorkerSetOptions, extra: Partial
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.controlQueue ?? 'wmss',
     ...(workflowBundle ? { workflowBundle } : { workflowsPath }),
-    activities: withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities() }),
+    activities: withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities(), ...alertActivities() }),
     // File transforms are disk-bound; two at once keeps one disk busy without thrashing.
     maxConcurrentActivityTaskExecutions: 2,
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     shutdownForceTime: shutdownForceTimeMs(),
+    ...sharedWorkerOptions(opts.version),
     ...rest,
   });
 }
@@ -144,6 +170,7 @@ export async function createGpuWorkers(
       maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
       shutdownForceTime: shutdownForceTimeMs(),
       identity: `gpu[${describeDeviceSet(opts.devices)}]@${host}/${process.pid}`,
+      ...sharedWorkerOptions(opts.version),
       ...extra,
     });
   // the kernel fork server (activities/kernelForkServer.ts) lives as long as these workers run
