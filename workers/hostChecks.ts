@@ -81,9 +81,15 @@ export function installWorkerLogging(verbose = false, metrics?: MetricsEndpoint)
   if (installed) return;
   const level: LogLevel = verbose ? 'INFO' : 'WARN';
   // metrics: the Prometheus endpoint of --metrics-port (workers/telemetry.ts)
-  Runtime.install({
-    logger: new DefaultLogger(level, workerLogFunction(verbose)),
-    telemetryOptions: metricsTelemetry(metrics),
-  });
+  try {
+    Runtime.install({
+      logger: new DefaultLogger(level, workerLogFunction(verbose)),
+      telemetryOptions: metricsTelemetry(metrics),
+    });
+  } catch (err) {
+    // e.g. the port is taken: name the flag, the worker does not start
+    if (metrics) throw new Error(`--metrics-port ${metrics.port}: ${(err as Error).message}`);
+    throw err;
+  }
   installed = true;
 }

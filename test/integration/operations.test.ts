@@ -11,7 +11,8 @@ import { startPipeline } from '../../client/commands/start';
 import { REPO_ROOT } from '../../activities/repoPaths';
 import { freePort, startHarness, tinyRunConfig, until, type Harness } from '../../testkit/harness';
 import { tinyOverrides } from '../../testkit/tinyRuns';
-import { metricSamples, startWebhookSink, type Received, type WebhookSink } from '../../testkit/webhookSink';
+import { metricSamples } from '../../testkit/prometheusText';
+import { startWebhookSink, type Received, type WebhookSink } from '../../testkit/webhookSink';
 
 jest.setTimeout(900_000);
 
