@@ -79,7 +79,9 @@ export function startRunAlerts(config: RunConfig, progress: () => PipelineProgre
     try {
       await startChild(deliverAlertWorkflow, {
         args: [{ alert, target }],
-        workflowId: `${info.workflowId}.alert-${++sent}-${event}`,
+        // the run id too: a later run of the same workflow id (a resume) must not collide with
+        // an alert of this one still retrying
+        workflowId: `${info.workflowId}.alert-${++sent}-${event}-${info.runId}`,
         taskQueue: config.placement.controlQueue,
         parentClosePolicy: ParentClosePolicy.ABANDON,
       });

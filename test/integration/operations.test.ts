@@ -136,7 +136,7 @@ test('a webhook that nobody answers does not fail the run; its alert keeps being
   const run = await startPipeline(h.client, config('it-ops-dead', notify));
   const result = (await run.result()) as PipelineResult;
   expect(Object.values(result.steps).every((s) => s?.cached)).toBe(true);
-  const delivery = h.client.workflow.getHandle(`${run.workflowId}.alert-1-completed`);
+  const delivery = h.client.workflow.getHandle(`${run.workflowId}.alert-1-completed-${run.firstExecutionRunId}`);
   const pending = await until(
     'a failed delivery attempt',
     async () => {
