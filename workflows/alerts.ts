@@ -77,14 +77,18 @@ export function startRunAlerts(config: RunConfig, progress: () => PipelineProgre
       at: new Date().toISOString(),
     };
     try {
-      await startChild(deliverAlertWorkflow, {
-        args: [{ alert, target }],
-        // the run id too: a later run of the same workflow id (a resume) must not collide with
-        // an alert of this one still retrying
-        workflowId: `${info.workflowId}.alert-${++sent}-${event}-${info.runId}`,
-        taskQueue: config.placement.controlQueue,
-        parentClosePolicy: ParentClosePolicy.ABANDON,
-      });
+      // not cancellable: a stall alert is sent from inside the watcher's scope, and cancelling the
+      // watcher at the end of the run must not cancel deliveries still retrying
+      await CancellationScope.nonCancellable(() =>
+        startChild(deliverAlertWorkflow, {
+          args: [{ alert, target }],
+          // the run id too: a later run of the same workflow id (a resume) must not collide with
+          // an alert of this one still retrying
+          workflowId: `${info.workflowId}.alert-${++sent}-${event}-${info.runId}`,
+          taskQueue: config.placement.controlQueue,
+          parentClosePolicy: ParentClosePolicy.ABANDON,
+        }),
+      );
     } catch (err) {
       log.warn('cannot start the alert workflow', { event, error: String(err) }); // an alert never fails the run
     }

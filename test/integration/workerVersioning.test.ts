@@ -2,7 +2,7 @@
  * Worker Versioning on a real dev server: workers of version v1 (control + GPU, Worker Deployment
  * "wmss-it"), a run started on v1, then workers of v2 and v2 made current while the first run is
  * still going. The first run must finish on v1 workers only (pinned), and a run started after the
- * roll-out runs on v2 workers only. WMSS_RECORD_HISTORY=1 also saves the v1 run's history as a
+ * roll-out runs on v2 workers only. The first run has alerts on, so its history exercises them. WMSS_RECORD_HISTORY=1 also saves the v1 run's history as a
  * replay fixture (test/fixtures/histories/versioned-v1.json).
  */
 import { writeFileSync } from 'node:fs';
@@ -10,9 +10,10 @@ import path from 'node:path';
 import type { Worker } from '@temporalio/worker';
 import type { PipelineResult } from '../../pipeline/workflowApi';
 import { startPipeline } from '../../client/commands/start';
+import { NotifyConfig } from '../../pipeline/notify';
 import { temporalCli } from '../../client/devServer';
 import { createControlWorker, createGpuWorkers } from '../../workers/createWorkers';
-import { runCommand, startHarness, tinyRunConfig, until, type Harness } from '../../testkit/harness';
+import { freePort, runCommand, startHarness, tinyRunConfig, until, type Harness } from '../../testkit/harness';
 import { tinyOverrides } from '../../testkit/tinyRuns';
 
 jest.setTimeout(900_000);
@@ -77,7 +78,14 @@ afterAll(async () => {
 });
 
 test('a run started on v1 finishes on v1 workers while v2 serves the runs started after the roll-out', async () => {
-  const first = tinyRunConfig(h.assets, path.join(h.dir, 'run-v1'), 'it-v1', tinyOverrides);
+  // with alerts (to a port nobody listens on): the recorded history then has the stall watcher's
+  // timers and checks and the alert's child workflow for the replay test to cover
+  const notify = NotifyConfig.parse({
+    webhook: `http://127.0.0.1:${await freePort()}/alerts`,
+    on: ['stalled', 'completed'],
+    stalledAfterSeconds: 10,
+  });
+  const first = { ...tinyRunConfig(h.assets, path.join(h.dir, 'run-v1'), 'it-v1', tinyOverrides), notify };
   const a = await startPipeline(h.client, first);
   // the run is under way on v1 before v2 exists
   await until('the v1 run to start a step', async () => (await identitiesOf(a.workflowId)).has('gpu-v1'), 120_000);
@@ -105,6 +113,14 @@ test('a run started on v1 finishes on v1 workers while v2 serves the runs starte
   expect(String(infoA?.behavior)).toMatch(/1|PINNED/);
   expect(infoA?.deploymentVersion?.buildId).toBe('v1');
   expect(infoB?.deploymentVersion?.buildId).toBe('v2');
+
+  // its alerts (child workflows) outlive it: still retrying the dead endpoint, none cancelled with the run's end
+  const children = ((await a.fetchHistory()).events ?? []).flatMap((e) => {
+    const id = e.childWorkflowExecutionStartedEventAttributes?.workflowExecution?.workflowId;
+    return id ? [id] : [];
+  });
+  expect(children.some((id) => id.includes('.alert-') && id.includes('-completed-'))).toBe(true);
+  for (const id of children) expect((await h.client.workflow.getHandle(id).describe()).status.name).toBe('RUNNING');
 
   if (process.env.WMSS_RECORD_HISTORY === '1') {
     const out = await runCommand(temporalCli(), [
