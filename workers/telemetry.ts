@@ -21,6 +21,17 @@ export function parseMetricsPort(text: string): number {
   return port;
 }
 
+/**
+ * Buckets of our histograms, in seconds: a step lasts from a second (a cache hit) to days (joint
+ * training), and waits for a worker from no time to hours; the exporter's defaults stop at 10 000.
+ */
+export const HISTOGRAM_BUCKETS: Record<string, number[]> = {
+  wmss_step_duration_seconds: [
+    1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 57600, 86400, 172800, 345600, 604800,
+  ],
+  wmss_step_queue_wait_seconds: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400, 86400],
+};
+
 /** Telemetry options that export metrics in Prometheus' text format; undefined: no metrics. */
 export function metricsTelemetry(endpoint: MetricsEndpoint | undefined): TelemetryOptions | undefined {
   if (!endpoint) return undefined;
@@ -32,6 +43,7 @@ export function metricsTelemetry(endpoint: MetricsEndpoint | undefined): Telemet
         bindAddress: `${endpoint.host ?? '0.0.0.0'}:${endpoint.port}`,
         useSecondsForDurations: true,
         countersTotalSuffix: true,
+        histogramBucketOverrides: HISTOGRAM_BUCKETS,
       },
     },
   };

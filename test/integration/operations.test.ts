@@ -69,6 +69,9 @@ test('metrics scraped during a run carry its run id and steps; the completed ale
   expect(new Set(durations.map((s) => s.labels.step))).toEqual(new Set(Object.keys(result.steps)));
   expect(durations.every((s) => s.labels.outcome === 'completed')).toBe(true);
   expect(ofRun(after, 'wmss_step_queue_wait_seconds_count', run.workflowId).length).toBe(durations.length);
+  // buckets up to a week (workers/telemetry.ts), not the exporter's defaults
+  const buckets = ofRun(after, 'wmss_step_duration_seconds_bucket', run.workflowId).map((s) => s.labels.le);
+  expect(buckets).toContain('604800');
   // the SDK's own series come out of the same endpoint
   expect(metricSamples(after, 'temporal_activity_execution_latency_count').length).toBeGreaterThan(0);
 
