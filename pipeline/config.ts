@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { countUpTo, DataFormatConfig, MAX, relOrAbsPath } from './configFields';
 import { ErrorTypes } from './errors';
 import { checkGroups, groupFields } from './groups';
+import { NotifyConfig } from './notify';
 import { EntropyConfig } from './stepDefinitions/entropy';
 import { EvalConfig } from './stepDefinitions/evaluate';
 import { ExtractConfig } from './stepDefinitions/extract';
@@ -128,6 +129,10 @@ export const RunConfig = z
     placement: PlacementConfig.default(PlacementConfig.parse({})),
     timeouts: TimeoutsConfig.default({}),
     disk: DiskConfig.default(DiskConfig.parse({})),
+    // no default: a run without it raises no alerts (and replays like one recorded before alerts)
+    notify: NotifyConfig.optional().describe(
+      'Webhook alerts on failure, stall or completion (docs/operating.md#alerts).',
+    ),
   })
   .strict();
 

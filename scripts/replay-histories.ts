@@ -13,7 +13,11 @@ async function main(files: string[]) {
   let failed = 0;
   for (const file of files) {
     try {
-      await Worker.runReplayHistory({ workflowsPath }, JSON.parse(readFileSync(file, 'utf8')), path.basename(file));
+      const history = JSON.parse(readFileSync(file, 'utf8'));
+      // the recorded run's own workflow id: workflow code that derives ids from it (alert child
+      // workflows) must see the same one as when it ran
+      const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+      await Worker.runReplayHistory({ workflowsPath }, history, started?.workflowId ?? path.basename(file));
       console.log(`replayed ${file}`);
     } catch (err) {
       failed += 1;

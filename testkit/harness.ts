@@ -15,6 +15,7 @@ import { makeTinyAssets } from '../client/commands/demo';
 import { startDevServer, type DevServer, type DevServerOptions } from '../client/devServer';
 import { createControlWorker, createGpuWorkers } from '../workers/createWorkers';
 import { REPO_ROOT } from '../activities/repoPaths';
+import { metricsTelemetry } from '../workers/telemetry';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -69,10 +70,16 @@ export async function ensureTinyAssets(): Promise<string> {
 
 let runtimeInstalled = false;
 
-/** uiPort: also serve the Web UI (the browser test); default headless. */
-export async function startHarness(opts: { workers?: boolean; uiPort?: number } = {}): Promise<Harness> {
+/**
+ * uiPort: also serve the Web UI (the browser test); default headless. metricsPort: the workers of
+ * this process serve Prometheus metrics on 127.0.0.1:<port> (the first harness of a process decides).
+ */
+export async function startHarness(
+  opts: { workers?: boolean; uiPort?: number; metricsPort?: number } = {},
+): Promise<Harness> {
   if (!runtimeInstalled) {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
+    const metrics = opts.metricsPort ? { port: opts.metricsPort, host: '127.0.0.1' } : undefined;
+    Runtime.install({ logger: new DefaultLogger('WARN'), telemetryOptions: metricsTelemetry(metrics) });
     runtimeInstalled = true;
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-it-'));

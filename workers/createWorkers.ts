@@ -9,6 +9,7 @@
  *   on the devices it owns.
  */
 import os from 'node:os';
+import type { WorkerDeploymentVersion } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { PlacementActivities } from '../activities/contract';
 import { cpuSteps } from '../activities/cpuSteps';
@@ -20,6 +21,8 @@ import { withHost } from '../activities/hostContext';
 import { groupRendezvous } from '../activities/groupRendezvous';
 import { runLockActivities } from '../activities/runLock';
 import { runControlActivities } from '../activities/invalidateSteps';
+import { alertActivities } from '../activities/alertActivities';
+import { stepMetricsInterceptor } from '../activities/stepMetrics';
 import { controlWorkerQueues, gpuWorkerQueues } from '../pipeline/placement';
 import { describeDeviceSet, type DeviceSet } from '../activities/deviceSet';
 import { shutdownGraceMs } from '../activities/workerShutdown';
@@ -31,6 +34,8 @@ export interface WorkerSetOptions {
   gpuQueue?: string;
   /** Host name used for this host's queue; WMSS_HOST overrides os.hostname() (tests fake hosts). */
   host?: string;
+  /** Worker Deployment Version to join (`--deployment`, `--build-id`); unset: an unversioned worker. */
+  version?: WorkerDeploymentVersion;
 }
 
 /**
@@ -74,6 +79,25 @@ export function shutdownForceTimeMs(env: NodeJS.ProcessEnv = process.env): numbe
 const HEARTBEAT_THROTTLE = '5s' as const;
 
 /**
+ * Options every worker of ours shares: the step metrics (activities/stepMetrics.ts) and, with a
+ * deployment version, Worker Versioning: the worker joins that Worker Deployment Version, and its
+ * workflows (pipeline runs, alert deliveries) are PINNED: a run stays on the version it started on
+ * until it ends, whatever version is made current meanwhile (docs/operating.md). The behaviour is
+ * the worker's default, not declared on the workflow: the server refuses a declared one from an
+ * unversioned worker, and unversioned workers stay the default.
+ */
+export function sharedWorkerOptions(
+  version?: WorkerDeploymentVersion,
+): Pick<WorkerOptions, 'interceptors' | 'workerDeploymentOptions'> {
+  return {
+    interceptors: { activity: [stepMetricsInterceptor] },
+    ...(version && {
+      workerDeploymentOptions: { version, useWorkerVersioning: true, defaultVersioningBehavior: 'PINNED' },
+    }),
+  };
+}
+
+/**
  * The control worker: workflow tasks and CPU steps on the shared control queue, plus a second
  * worker (no workflows) for the CPU steps pinned to this host. Returns both; `extra` applies to both
  * (a test may pass one prebuilt workflowBundle instead of bundling per worker).
@@ -83,11 +107,12 @@ export async function createControlWorkers(
   extra: Partial<WorkerOptions> = {},
 ): Promise<Worker[]> {
   const host = workerHost(opts.host);
-  // the CPU steps, the run dir lock that brackets every run (activities/runLock.ts) and `wmss rerun`'s invalidation
+  // the CPU steps, the run dir lock that brackets every run (activities/runLock.ts) `wmss rerun`'s invalidation and alert delivery
   const activities = withHost(host, {
     ...withResolvedPaths(cpuSteps()),
     ...runLockActivities(),
     ...runControlActivities(),
+    ...alertActivities(),
   });
   const queues = controlWorkerQueues({ controlQueue: opts.controlQueue ?? 'wmss', host });
   const common = {
@@ -97,6 +122,7 @@ export async function createControlWorkers(
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     shutdownForceTime: shutdownForceTimeMs(),
     identity: `control@${host}/${process.pid}`,
+    ...sharedWorkerOptions(opts.version),
   };
   const { workflowBundle, ...rest } = extra;
   return Promise.all([
@@ -121,11 +147,17 @@ export async function createControlWorker(opts: WorkerSetOptions, extra: Partial
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.controlQueue ?? 'wmss',
     ...(workflowBundle ? { workflowBundle } : { workflowsPath }),
-    activities: withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities(), ...runControlActivities() }),
+    activities: withHost(host, {
+      ...withResolvedPaths(cpuSteps()),
+      ...runLockActivities(),
+      ...runControlActivities(),
+      ...alertActivities(),
+    }),
     // File transforms are disk-bound; two at once keeps one disk busy without thrashing.
     maxConcurrentActivityTaskExecutions: 2,
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     shutdownForceTime: shutdownForceTimeMs(),
+    ...sharedWorkerOptions(opts.version),
     ...rest,
   });
 }
@@ -153,6 +185,7 @@ export async function createGpuWorkers(
       maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
       shutdownForceTime: shutdownForceTimeMs(),
       identity: `gpu[${describeDeviceSet(opts.devices)}]@${host}/${process.pid}`,
+      ...sharedWorkerOptions(opts.version),
       ...extra,
     });
   // the kernel fork server (activities/kernelForkServer.ts) lives as long as these workers run

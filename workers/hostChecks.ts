@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { DefaultLogger, Runtime, type LogEntry, type LogLevel } from '@temporalio/worker';
 import type { DeviceSet } from '../activities/deviceSet';
+import { metricsTelemetry, type MetricsEndpoint } from './telemetry';
 
 /**
  * How many NVIDIA GPUs this host shows, or undefined when it has no NVIDIA driver. Asks
@@ -76,9 +77,19 @@ export function workerLogFunction(
  * The SDK's logger at WARN (INFO with --verbose: workflow bundling, pollers); once per process,
  * before any worker is built. The SDK's default is INFO, which prints webpack's bundling report.
  */
-export function installWorkerLogging(verbose = false): void {
+export function installWorkerLogging(verbose = false, metrics?: MetricsEndpoint): void {
   if (installed) return;
   const level: LogLevel = verbose ? 'INFO' : 'WARN';
-  Runtime.install({ logger: new DefaultLogger(level, workerLogFunction(verbose)) });
+  // metrics: the Prometheus endpoint of --metrics-port (workers/telemetry.ts)
+  try {
+    Runtime.install({
+      logger: new DefaultLogger(level, workerLogFunction(verbose)),
+      telemetryOptions: metricsTelemetry(metrics),
+    });
+  } catch (err) {
+    // e.g. the port is taken: name the flag, the worker does not start
+    if (metrics) throw new Error(`--metrics-port ${metrics.port}: ${(err as Error).message}`);
+    throw err;
+  }
   installed = true;
 }

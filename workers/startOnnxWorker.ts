@@ -5,11 +5,12 @@
  * One step at a time; onnxruntime gets `threads` intra-op threads (default: all cores).
  * Started by `wmss worker onnx` or `node dist/workers/onnxWorker.js` (workers/workerCommand.ts).
  */
+import type { WorkerDeploymentVersion } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { withResolvedPaths } from '../activities/runPaths';
 import { defaultOnnxThreads, onnxSteps } from '../activities/onnx/onnxSteps';
 import { releaseOnnxSessions } from '../activities/onnx/model';
-import { runWorkers, shutdownForceTimeMs, workerHost } from './createWorkers';
+import { runWorkers, sharedWorkerOptions, shutdownForceTimeMs, workerHost } from './createWorkers';
 import { connectWorker, temporalTarget } from '../temporal/connection';
 
 export interface OnnxWorkerOptions {
@@ -18,6 +19,7 @@ export interface OnnxWorkerOptions {
   onnxQueue?: string;
   threads?: number;
   host?: string;
+  version?: WorkerDeploymentVersion;
 }
 
 export async function createOnnxWorker(opts: OnnxWorkerOptions, extra: Partial<WorkerOptions> = {}): Promise<Worker> {
@@ -31,6 +33,7 @@ export async function createOnnxWorker(opts: OnnxWorkerOptions, extra: Partial<W
     maxHeartbeatThrottleInterval: '5s',
     shutdownForceTime: shutdownForceTimeMs(),
     identity: `onnx[${threads} threads]@${workerHost(opts.host)}/${process.pid}`,
+    ...sharedWorkerOptions(opts.version),
     ...extra,
   });
 }
@@ -39,6 +42,7 @@ export async function createOnnxWorker(opts: OnnxWorkerOptions, extra: Partial<W
 export interface OnnxWorkerCliOptions {
   onnxQueue?: string;
   threads?: string;
+  version?: WorkerDeploymentVersion;
 }
 
 export async function startOnnxWorker(opts: OnnxWorkerCliOptions): Promise<void> {
@@ -50,7 +54,13 @@ export async function startOnnxWorker(opts: OnnxWorkerCliOptions): Promise<void>
     throw new Error(`--threads must be a positive integer (got "${opts.threads}")`);
   const connection = await connectWorker(target);
   try {
-    const worker = await createOnnxWorker({ connection, namespace, onnxQueue: opts.onnxQueue, threads });
+    const worker = await createOnnxWorker({
+      connection,
+      namespace,
+      onnxQueue: opts.onnxQueue,
+      threads,
+      version: opts.version,
+    });
     console.log(
       `wmss onnx worker @ ${workerHost()} serving ${worker.options.taskQueue} at ${address} (namespace ${namespace}, ${target.security}, ${threads ?? defaultOnnxThreads()} threads)`,
     );

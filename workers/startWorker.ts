@@ -2,6 +2,7 @@
  * Start-up of a control or GPU worker (`wmss worker control|gpu`, workers/workerCommand.ts): claim
  * the devices, connect, build, print what is served, run.
  */
+import type { WorkerDeploymentVersion } from '@temporalio/common';
 import { connectWorker, temporalTarget, type ConnectionFlags } from '../temporal/connection';
 import { createControlWorkers, createGpuWorkers, runWorkers, workerHost } from './createWorkers';
 import { claimDevices } from './deviceLocks';
@@ -19,6 +20,8 @@ export interface WorkerCliOptions extends ConnectionFlags {
   pool?: string;
   /** Host name for the host queues and StepResult.host; default WMSS_HOST, else the machine's name. */
   host?: string;
+  /** Worker Deployment Version to join (workers/workerCommand.ts deploymentVersion); unset: unversioned. */
+  version?: WorkerDeploymentVersion;
 }
 
 export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOptions): Promise<void> {
@@ -37,7 +40,14 @@ export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOption
   process.once('exit', release);
   const connection = await connectWorker(target);
   try {
-    const common = { connection, namespace, controlQueue: opts.controlQueue, gpuQueue: opts.gpuQueue, host };
+    const common = {
+      connection,
+      namespace,
+      controlQueue: opts.controlQueue,
+      gpuQueue: opts.gpuQueue,
+      host,
+      version: opts.version,
+    };
     const workers =
       kind === 'control'
         ? await createControlWorkers(common)
@@ -54,8 +64,9 @@ export async function startWorker(kind: 'control' | 'gpu', opts: WorkerCliOption
         ? ` on ${describeDeviceSet(devices)}${n > 1 ? ` (training: torchrun with ${n} ranks; entropy and evaluate: ${n} shards)` : ''}`
         : '';
     const locks = claim && claim.files.length ? `; device locks in ${claim.dir}` : '';
+    const v = opts.version ? `, version ${opts.version.deploymentName}/${opts.version.buildId}` : '';
     console.log(
-      `wmss ${kind} worker${what} @ ${host} serving ${queues} at ${address} (namespace ${namespace}, ${target.security})${locks}`,
+      `wmss ${kind} worker${what} @ ${host} serving ${queues} at ${address} (namespace ${namespace}, ${target.security}${v})${locks}`,
     );
     await runWorkers(workers);
   } finally {

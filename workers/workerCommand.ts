@@ -4,14 +4,40 @@
  * onnxWorker.js [flags]` (process managers, the fault tests) run the same command on their own
  * arguments, with the same connection flags (temporal/connection.ts).
  */
+import type { WorkerDeploymentVersion } from '@temporalio/common';
 import { Command } from 'commander';
 import { addConnectionFlags } from '../temporal/connection';
 import { installWorkerLogging } from './hostChecks';
 import { startWorker } from './startWorker';
+import { parseMetricsPort } from './telemetry';
 
 export type WorkerKind = 'control' | 'gpu' | 'onnx';
 
 const KINDS: readonly string[] = ['control', 'gpu', 'onnx'] satisfies WorkerKind[];
+
+/**
+ * The Worker Deployment Version of --deployment / --build-id (or WMSS_DEPLOYMENT / WMSS_BUILD_ID);
+ * undefined without a build id: the worker is unversioned, as before Worker Versioning.
+ */
+export function deploymentVersion(
+  deployment: string | undefined,
+  buildId: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): WorkerDeploymentVersion | undefined {
+  const id = buildId ?? env.WMSS_BUILD_ID;
+  const name = deployment ?? env.WMSS_DEPLOYMENT ?? 'wmss';
+  if (!id) {
+    if (deployment) throw new Error('--deployment needs --build-id (or WMSS_BUILD_ID): the version this worker runs');
+    return undefined;
+  }
+  for (const [flag, value] of [
+    ['--build-id', id],
+    ['--deployment', name],
+  ])
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(value))
+      throw new Error(`${flag} must be 1-100 of letters, digits, . _ - (got "${value}")`);
+  return { deploymentName: name, buildId: id };
+}
 
 /** Adds `worker <kind>` to `program`; returns `program`. */
 export function addWorkerCommand(program: Command): Command {
@@ -37,10 +63,21 @@ export function addWorkerCommand(program: Command): Command {
       '--shutdown-grace <seconds>',
       '[gpu] on SIGTERM, the time a running kernel gets to save its checkpoint before SIGKILL (default $WMSS_WORKER_SHUTDOWN_GRACE_SECONDS or 120)',
     )
+    .option(
+      '--build-id <id>',
+      '[control, gpu, onnx] Worker Versioning: join the Worker Deployment Version <deployment>/<id>; runs stay on the version they started on (default $WMSS_BUILD_ID; unset: unversioned)',
+    )
+    .option(
+      '--deployment <name>',
+      '[control, gpu, onnx] the Worker Deployment of --build-id (default $WMSS_DEPLOYMENT or wmss)',
+    )
+    .option(
+      '--metrics-port <port>',
+      "[control, gpu, onnx] serve Prometheus metrics (the SDK's and the steps') at http://0.0.0.0:<port>/metrics; off unless given",
+    )
     .option('--verbose', "[control, gpu, onnx] the SDK's info logs too (workflow bundling, pollers)")
     .action(async (kind: string, o) => {
       if (!KINDS.includes(kind)) throw new Error(`worker kind must be control, gpu or onnx, not "${kind}"`);
-      installWorkerLogging(Boolean(o.verbose));
       if (o.shutdownGrace !== undefined) {
         const s = Number(o.shutdownGrace);
         if (!Number.isFinite(s) || s <= 0)
@@ -48,10 +85,13 @@ export function addWorkerCommand(program: Command): Command {
         // read by the kernel bridge of this process (activities/workerShutdown.ts)
         process.env.WMSS_WORKER_SHUTDOWN_GRACE_SECONDS = String(s);
       }
+      const metrics = o.metricsPort ? { port: parseMetricsPort(o.metricsPort) } : undefined;
+      installWorkerLogging(Boolean(o.verbose), metrics);
+      const version = deploymentVersion(o.deployment, o.buildId);
       if (kind === 'onnx') {
         // onnxruntime-node in this process, no kernels (docs/onnx.md); loaded only by this kind
         const { startOnnxWorker } = await import('./startOnnxWorker');
-        return startOnnxWorker({ onnxQueue: o.onnxQueue, threads: o.threads });
+        return startOnnxWorker({ onnxQueue: o.onnxQueue, threads: o.threads, version });
       }
       await startWorker(kind as 'control' | 'gpu', {
         gpus: o.gpus,
@@ -60,6 +100,7 @@ export function addWorkerCommand(program: Command): Command {
         gpuQueue: o.gpuQueue,
         pool: o.pool,
         host: o.host,
+        version,
       });
     });
   return program;

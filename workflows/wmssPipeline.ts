@@ -36,6 +36,7 @@ import { hostUnavailableOr, rootHostOf } from './hostAffinity';
 import { lockRunDir } from './lockRunDir';
 import { runGroup, runsAsGroup } from './trainingGroup';
 import { installRunControls } from './runControlHandlers';
+import { startRunAlerts } from './alerts';
 
 type StepActivity = StepActivities[keyof StepActivities];
 
@@ -119,6 +120,8 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     },
   });
   publish();
+  // webhook alerts of config.notify (workflows/alerts.ts); nothing at all without it
+  const alerts = startRunAlerts(config, progress);
 
   // local storage: the host that will hold the run dir, chosen once (workflows/hostAffinity.ts)
   const rootHost = await rootHostOf(config);
@@ -194,9 +197,11 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     status = isCancellation(firstFailure) || CancellationScope.current().consideredCancelled ? 'cancelled' : 'failed';
     publish();
     await unlock();
+    alerts.stop();
     if (status === 'cancelled') throw firstFailure as Error; // Temporal's CancelledFailure, as it came
     const failed = [...steps.values()].find((s) => s.state === 'failed');
     const info = failureInfo(firstFailure);
+    await alerts.failed(failed, info);
     throw ApplicationFailure.create({
       type: info.type ?? 'StepFailed',
       nonRetryable: true,
@@ -216,5 +221,6 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
       (accuracy[model] ??= {})[dataset] = value;
   }
   await unlock();
+  await alerts.completed(`all ${steps.size} steps done`);
   return { runName: config.runName, runDir: config.runDir, steps: results, accuracy };
 }

@@ -18,6 +18,7 @@ import { activeSteps } from '../../pipeline/steps';
 import type { PipelineResult } from '../../pipeline/workflowApi';
 import { temporalCli } from '../../client/devServer';
 import { REPO_ROOT } from '../../activities/repoPaths';
+import { metricSamples } from '../../testkit/prometheusText';
 import { ASSETS_DIR, ensureTinyAssets, runCommand, tinyRunConfig, until } from '../../testkit/harness';
 
 jest.setTimeout(900_000);
@@ -185,6 +186,23 @@ test('a second run of the same config is all cache hits', async () => {
     expect(result.steps[step.id].cacheKey).toBe(first.steps[step.id].cacheKey);
   }
   expect(result.accuracy).toEqual(first.accuracy);
+});
+
+test("compose's worker commands serve Prometheus metrics with the run's step series", async () => {
+  expect(first).toBeDefined();
+  const seen: string[] = [];
+  for (const name of ['wmss-control', 'wmss-gpu']) {
+    const argv = spec.workers[name].argv;
+    const port = argv[argv.indexOf('--metrics-port') + 1];
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const steps = metricSamples(text, 'wmss_step_duration_seconds_count').filter(
+      (s) => s.labels.run_id === WORKFLOW_ID,
+    );
+    expect(steps.length).toBeGreaterThan(0);
+    seen.push(...steps.map((s) => s.labels.step));
+  }
+  // between them, the two workers ran every step (the control worker the file steps, the GPU one the kernels)
+  expect(new Set(seen)).toEqual(new Set(Object.keys(first.steps)));
 });
 
 test("both runs' histories and visibility records are in PostgreSQL", async () => {

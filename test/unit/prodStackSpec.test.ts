@@ -89,9 +89,28 @@ describe('jobs, server and workers', () => {
 
   test("worker commands: the image entrypoint plus compose's command, with compose's interpolation", () => {
     expect(Object.keys(spec.workers).sort()).toEqual(['wmss-control', 'wmss-gpu']);
-    expect(spec.workers['wmss-control'].argv).toEqual(['node', 'dist/client/cli.js', 'worker', 'control']);
-    expect(spec.workers['wmss-gpu'].argv).toEqual(['node', 'dist/client/cli.js', 'worker', 'gpu', '--gpus', '0']);
-    expect(readProdStackSpec(ROOT, { WMSS_GPUS: 'cpu' }).workers['wmss-gpu'].argv.slice(-2)).toEqual(['--gpus', 'cpu']);
+    expect(spec.workers['wmss-control'].argv).toEqual([
+      'node',
+      'dist/client/cli.js',
+      'worker',
+      'control',
+      '--metrics-port',
+      '9464',
+    ]);
+    expect(spec.workers['wmss-gpu'].argv).toEqual([
+      'node',
+      'dist/client/cli.js',
+      'worker',
+      'gpu',
+      '--gpus',
+      '0',
+      '--metrics-port',
+      '9465',
+    ]);
+    expect(readProdStackSpec(ROOT, { WMSS_GPUS: 'cpu' }).workers['wmss-gpu'].argv.slice(4, 6)).toEqual([
+      '--gpus',
+      'cpu',
+    ]);
     expect(spec.workers['wmss-control'].health).toEqual(['node', 'dist/client/cli.js', 'status', '--limit', '1']);
   });
 

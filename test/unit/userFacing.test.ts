@@ -144,9 +144,11 @@ describe('docker-compose.yml', () => {
     });
   });
 
-  test('the stack: database, schema, server, namespace, UI, control and GPU workers, in order', () => {
+  test('the stack: database, schema, server, namespace, UI, control and GPU workers, monitoring, in order', () => {
     expect(Object.keys(services).sort()).toEqual([
+      'grafana',
       'postgresql',
+      'prometheus',
       'temporal',
       'temporal-namespace',
       'temporal-schema',
@@ -155,7 +157,7 @@ describe('docker-compose.yml', () => {
       'wmss-gpu',
     ]);
     for (const [name, s] of Object.entries(merged)) {
-      if (s.image) expect(`${name}: ${s.image}`).toMatch(/:[0-9][\w.-]*$/); // pinned, never :latest
+      if (s.image) expect(`${name}: ${s.image}`).toMatch(/:v?[0-9][\w.-]*$/); // pinned, never :latest
     }
     const dep = (svc: string) => merged[svc].depends_on as Record<string, { condition: string }>;
     expect(dep('temporal-schema').postgresql.condition).toBe('service_healthy');

@@ -20,9 +20,35 @@ const replay = (files: string[]) => spawnSync(process.execPath, [replayer, ...fi
 
 jest.setTimeout(120_000);
 
+type RecordedEvent = { workflowTaskCompletedEventAttributes?: { deploymentVersion?: { buildId?: string } } };
+
+/** The Worker Deployment build ids whose workers wrote a history's workflow tasks; [] when unversioned. */
+function recordedVersions(file: string): string[] {
+  const events: RecordedEvent[] = JSON.parse(readFileSync(file, 'utf8')).events ?? [];
+  const ids = events.map((e) => e.workflowTaskCompletedEventAttributes?.deploymentVersion?.buildId);
+  return [...new Set(ids.filter((id): id is string => Boolean(id)))];
+}
+
 test('every recorded history replays on the current workflow code', () => {
   expect(histories.length).toBeGreaterThan(0);
   const out = replay(histories);
+  expect(out.stderr).toBe('');
+  expect(out.status).toBe(0);
+});
+
+// Each worker version whose runs were recorded (test/integration/workerVersioning.test.ts records one
+// with WMSS_RECORD_HISTORY=1), and the unversioned runs from before versioning, replays on its own:
+// new workflow code must replay the runs that every deployed version may still have open.
+const versionOf = (file: string) => recordedVersions(file)[0] ?? 'unversioned';
+const versions = [...new Set(histories.map(versionOf))].sort();
+
+test('the histories hold runs of unversioned and of versioned workers', () => {
+  expect(versions).toContain('unversioned');
+  expect(versions.filter((v) => v !== 'unversioned').length).toBeGreaterThan(0);
+});
+
+test.each(versions)('the runs recorded on worker version %s replay', (version) => {
+  const out = replay(histories.filter((f) => versionOf(f) === version));
   expect(out.stderr).toBe('');
   expect(out.status).toBe(0);
 });
