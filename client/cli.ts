@@ -16,9 +16,10 @@ import { isRunDir, runOfWorkflow, writeReport } from './commands/report';
 import { addScheduleCommands } from './scheduleCommands';
 import { positiveInteger, positiveSeconds, withClient } from './cliArgs';
 import { renderPlan } from './commands/plan';
+import { effectiveValues, renderEffectiveValues } from './commands/effectiveConfig';
 import { configToResume } from './commands/resume';
 import { explainWorkflowError } from './commands/failure';
-import { absolutize, ConfigFileError, readRunConfigForRun } from './runConfigFile';
+import { absolutize, ConfigFileError, loadRunConfig, readRunConfigForRun } from './runConfigFile';
 
 /** Accepts a workflow id (any start method: wmss, temporal CLI, Schedule) or a run name: commands/resolveRun.ts. */
 const idOf = (client: Awaited<ReturnType<typeof connectClient>>, idOrName: string) =>
@@ -113,7 +114,13 @@ export function buildProgram(): Command {
   program
     .command('plan <config>')
     .description('show the step graph of a config and which steps already have outputs')
-    .action(async (file: string) => console.log(await renderPlan(readRunConfigForRun(file))));
+    .action(async (file: string) => {
+      const config = readRunConfigForRun(file);
+      // then every effective value and where it came from (file line, preset, default)
+      console.log(
+        `${await renderPlan(config)}\n${renderEffectiveValues(effectiveValues(loadRunConfig(file), config))}`,
+      );
+    });
 
   program
     .command('status [run]')
