@@ -4,7 +4,10 @@
  * workers register the implementations (workers/createWorkers.ts, workers/startOnnxWorker.ts).
  */
 import type { RunConfig } from '../pipeline/config';
-import type { ActivityName, StepInput, StepResult } from '../pipeline/steps';
+import type { ActivityName, StepId, StepInput, StepResult } from '../pipeline/steps';
+import type { SweepPointRecord } from '../pipeline/sweepApi';
+
+export type { SweepPointRecord };
 
 export type StepActivities = Record<ActivityName, (input: StepInput) => Promise<StepResult>>;
 export type { StepInput, StepResult };
@@ -32,4 +35,25 @@ export interface LockResult {
 export interface RunLockActivities {
   lockRunDir(input: LockInput): Promise<LockResult>;
   unlockRunDir(input: { runDir: string }): Promise<boolean>;
+}
+
+/** A sweep point's run dir, seeded from the leader's with the steps all points share (activities/sweepActivities.ts). */
+export interface SeedInput {
+  from: string;
+  to: string;
+  steps: StepId[];
+}
+
+export interface SweepAggregate {
+  sweepName: string;
+  sweepDir: string;
+  workflowId: string;
+  shared: StepId[];
+  points: SweepPointRecord[];
+}
+
+/** The sweep workflow's activities, on the control worker. */
+export interface SweepActivities {
+  seedPointRunDir(input: SeedInput): Promise<{ seeded: StepId[]; kept: StepId[] }>;
+  aggregateSweep(input: SweepAggregate): Promise<string>;
 }

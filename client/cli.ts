@@ -14,6 +14,8 @@ import { listRuns, renderRunList, resolveWorkflowId } from './commands/resolveRu
 import { watchRun } from './commands/watch';
 import { isRunDir, runOfWorkflow, writeReport } from './commands/report';
 import { addScheduleCommands } from './scheduleCommands';
+import { addSweepCommand } from './sweepCommand';
+import { isSweepDir, writeSweepReport } from './report/sweepReport';
 import { positiveInteger, positiveSeconds, withClient } from './cliArgs';
 import { renderPlan } from './commands/plan';
 import { effectiveValues, renderEffectiveValues } from './commands/effectiveConfig';
@@ -188,6 +190,13 @@ export function buildProgram(): Command {
       'write <runDir>/report/index.html (self-contained) and report.md with plots; <run> is a run dir, run name or workflow id',
     )
     .action(async (run: string) => {
+      // a sweep dir (with sweep.json): the sweep's report (client/report/sweepReport.ts)
+      if (isSweepDir(run)) {
+        const files = writeSweepReport(path.resolve(run));
+        return console.log(
+          `sweep report: ${files.html}\n              ${files.markdown} (+ ${files.charts.length} SVG chart)`,
+        );
+      }
       // A directory argument must be a run dir: report writes report/ into it.
       if (!isRunDir(run) && existsSync(run))
         throw new Error(
@@ -209,6 +218,7 @@ export function buildProgram(): Command {
     });
 
   addScheduleCommands(program);
+  addSweepCommand(program);
 
   program
     .command('demo')

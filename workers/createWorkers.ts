@@ -18,6 +18,7 @@ import { acquireKernelForkServer } from '../activities/kernelForkServer';
 import { withResolvedPaths } from '../activities/runPaths';
 import { withHost } from '../activities/hostContext';
 import { runLockActivities } from '../activities/runLock';
+import { sweepActivities } from '../activities/sweepActivities';
 import { controlWorkerQueues, gpuWorkerQueues } from '../pipeline/placement';
 import { describeDeviceSet, type DeviceSet } from '../activities/deviceSet';
 
@@ -79,8 +80,8 @@ export async function createControlWorkers(
   extra: Partial<WorkerOptions> = {},
 ): Promise<Worker[]> {
   const host = workerHost(opts.host);
-  // the CPU steps, and the run dir lock that brackets every run (activities/runLock.ts)
-  const activities = withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities() });
+  // the CPU steps, the run dir lock that brackets every run (activities/runLock.ts), and the sweeps' seeding and aggregation
+  const activities = withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities(), ...sweepActivities() });
   const queues = controlWorkerQueues({ controlQueue: opts.controlQueue ?? 'wmss', host });
   const common = {
     connection: opts.connection,
@@ -113,7 +114,7 @@ export async function createControlWorker(opts: WorkerSetOptions, extra: Partial
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.controlQueue ?? 'wmss',
     ...(workflowBundle ? { workflowBundle } : { workflowsPath }),
-    activities: withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities() }),
+    activities: withHost(host, { ...withResolvedPaths(cpuSteps()), ...runLockActivities(), ...sweepActivities() }),
     // File transforms are disk-bound; two at once keeps one disk busy without thrashing.
     maxConcurrentActivityTaskExecutions: 2,
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,

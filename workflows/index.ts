@@ -1,1 +1,2 @@
 export { wmssPipeline } from './wmssPipeline';
+export { wmssSweep } from './wmssSweep';
