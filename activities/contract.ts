@@ -52,8 +52,16 @@ export interface SweepAggregate {
   points: SweepPointRecord[];
 }
 
+/** Wait until the run `workflowId` (the sweep's leader) has finished `steps`, or has ended. */
+export interface WaitInput {
+  workflowId: string;
+  steps: StepId[];
+  everyMs?: number;
+}
+
 /** The sweep workflow's activities, on the control worker. */
 export interface SweepActivities {
+  waitForSharedSteps(input: WaitInput): Promise<{ done: StepId[]; leaderEnded: boolean }>;
   seedPointRunDir(input: SeedInput): Promise<{ seeded: StepId[]; kept: StepId[] }>;
   aggregateSweep(input: SweepAggregate): Promise<string>;
 }

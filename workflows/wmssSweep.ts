@@ -1,12 +1,13 @@
 /**
  * wmssSweep: one child wmssPipeline per point of a sweep (pipeline/sweep.ts, docs/sweeps.md).
  *
- * The first point (the leader) runs alone; the others then start side by side, each in a run dir
- * seeded with the leader's outputs of the steps all points share (activities/sweepActivities.ts),
- * which their own runs find as verified cache hits. Running the leader first is what makes the
- * sharing safe: each point has its own run dir and lock, and the leader's outputs are complete
- * and no longer written when they are linked, so no two runs ever produce or publish the same
- * cache entry at once. When every point has ended, the results are aggregated into
+ * The first point (the leader) starts alone; once its run reports the steps all points share as
+ * finished, the others start beside it, each in a run dir seeded with the leader's outputs of
+ * those steps (activities/sweepActivities.ts), which their own runs find as verified cache hits.
+ * Running the shared prefix first is what makes the sharing safe: each point has its own run dir
+ * and lock, and the leader's shared outputs are committed and never written again when they are
+ * linked, so no two runs ever produce or publish the same cache entry at once. When every point
+ * has ended, the results are aggregated into
  * <sweepDir>/sweep.json. The grid and each child's state are in the `sweep` query, the memo
  * (`grid`, shown by the Web UI) and the search attributes (WmssStatus; WmssStep = points running).
  */
@@ -19,6 +20,7 @@ import {
   upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
+  type RetryPolicy,
 } from '@temporalio/workflow';
 import type { SweepActivities, SweepPointRecord } from '../activities/contract';
 import { failureInfo } from '../pipeline/errors';
@@ -32,12 +34,22 @@ import { wmssPipeline } from './wmssPipeline';
 export async function wmssSweep(rawSpec: unknown): Promise<SweepResult> {
   const { spec, points } = checkSweepSpec(rawSpec);
   const shared = points.length > 1 ? sharedSteps(points.map((p) => p.config)) : [];
+  const taskQueue = stepQueue('cpu', points[0].config.placement, undefined);
+  const retry: RetryPolicy = { maximumAttempts: 5, initialInterval: '2s', maximumInterval: '1m' };
   const { seedPointRunDir, aggregateSweep } = proxyActivities<SweepActivities>({
-    taskQueue: stepQueue('cpu', points[0].config.placement, undefined),
+    taskQueue,
     startToCloseTimeout: '2h',
     heartbeatTimeout: '5m',
-    retry: { maximumAttempts: 5, initialInterval: '2s', maximumInterval: '1m' },
+    retry,
   });
+  // as long as the leader's Stage-1 SFT may take; heartbeats every 2 s, so a lost worker shows soon
+  const { waitForSharedSteps } = proxyActivities<SweepActivities>({
+    taskQueue,
+    startToCloseTimeout: '30 days',
+    heartbeatTimeout: '2m',
+    retry,
+  });
+  let seedable: typeof shared = [];
 
   let status: RunStatus = 'running';
   const records: SweepPointRecord[] = points.map((p) => ({
@@ -80,11 +92,11 @@ export async function wmssSweep(rawSpec: unknown): Promise<SweepResult> {
   const run = async (point: SweepPoint, i: number): Promise<void> => {
     const rec = records[i];
     try {
-      if (i > 0 && shared.length) {
+      if (i > 0 && seedable.length) {
         const seeding = await seedPointRunDir({
           from: points[0].config.runDir,
           to: point.config.runDir,
-          steps: shared,
+          steps: seedable,
         });
         rec.seeded = seeding.seeded;
       }
@@ -114,8 +126,16 @@ export async function wmssSweep(rawSpec: unknown): Promise<SweepResult> {
     publish();
   };
 
-  await run(points[0], 0);
-  await Promise.all(points.slice(1).map((p, i) => run(p, i + 1)));
+  const leader = run(points[0], 0);
+  if (points.length > 1 && shared.length) {
+    // the others start once the leader has finished the shared steps (or has ended: then they get
+    // what it finished and compute the rest themselves)
+    // (the wait returns in either case; a wait that fails for good seeds nothing)
+    seedable = (
+      await waitForSharedSteps({ workflowId: records[0].workflowId, steps: shared }).catch(() => ({ done: [] }))
+    ).done;
+  }
+  await Promise.all([leader, ...points.slice(1).map((p, i) => run(p, i + 1))]);
 
   const failed = records.filter((r) => r.state !== 'completed');
   status = failed.length === records.length ? 'failed' : 'completed';

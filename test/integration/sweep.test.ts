@@ -70,26 +70,34 @@ test('a two-point λ sweep shares steps 0–4 as cache hits and aggregates', asy
   expect(at(p1.runDir).ino).toBe(at(p0.runDir).ino);
 
   // history: each child's result (recorded in its history) says which steps were cache hits
-  const child = async (id: string) => (await h.client.workflow.getHandle(id).result()) as PipelineResult;
-  const [r0, r1] = await Promise.all([child(p0.workflowId), child(p1.workflowId)]);
+  const resultOf = async (id: string) => (await h.client.workflow.getHandle(id).result()) as PipelineResult;
+  const [r0, r1] = await Promise.all([resultOf(p0.workflowId), resultOf(p1.workflowId)]);
   for (const id of SHARED) {
     expect([id, r0.steps[id].cached]).toEqual([id, false]);
     expect([id, r1.steps[id].cached]).toEqual([id, true]);
   }
   for (const id of ['fuse', 'joint', 'extract', 'evaluate']) expect([id, r1.steps[id].cached]).toEqual([id, false]);
-  // the parent's history: the seeding of p1 completed before p1's child started, after p0's child ended
+  // the parent's history: p1 was seeded once the leader had finished the shared steps, and
+  // started while the leader was still in its own λ-dependent steps
   const events = (await handle.fetchHistory()).events ?? [];
-  const index = (pred: (e: (typeof events)[number]) => boolean) => events.findIndex(pred);
-  const p0Done = index(
-    (e) => e.childWorkflowExecutionCompletedEventAttributes?.workflowExecution?.workflowId === p0.workflowId,
-  );
-  const seedDone = index((e) => Boolean(e.activityTaskCompletedEventAttributes));
-  const p1Started = index(
-    (e) => e.childWorkflowExecutionStartedEventAttributes?.workflowExecution?.workflowId === p1.workflowId,
-  );
-  expect(p0Done).toBeGreaterThan(0);
-  expect(seedDone).toBeGreaterThan(p0Done);
-  expect(p1Started).toBeGreaterThan(seedDone);
+  const completed = (activity: string) => {
+    const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activity);
+    return events.findIndex(
+      (e) => String(e.activityTaskCompletedEventAttributes?.scheduledEventId ?? '') === String(scheduled?.eventId),
+    );
+  };
+  const child = (kind: 'Started' | 'Completed', id: string) =>
+    events.findIndex(
+      (e) =>
+        (kind === 'Started'
+          ? e.childWorkflowExecutionStartedEventAttributes
+          : e.childWorkflowExecutionCompletedEventAttributes
+        )?.workflowExecution?.workflowId === id,
+    );
+  expect(completed('waitForSharedSteps')).toBeGreaterThan(child('Started', p0.workflowId));
+  expect(completed('seedPointRunDir')).toBeGreaterThan(completed('waitForSharedSteps'));
+  expect(child('Started', p1.workflowId)).toBeGreaterThan(completed('seedPointRunDir'));
+  expect(child('Completed', p0.workflowId)).toBeGreaterThan(child('Started', p1.workflowId));
 
   // aggregate and report
   const aggregate = JSON.parse(readFileSync(path.join(sweepDir, 'sweep.json'), 'utf8'));

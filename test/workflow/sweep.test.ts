@@ -8,7 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import type { SeedInput, SweepAggregate } from '../../activities/contract';
+import type { SeedInput, SweepAggregate, WaitInput } from '../../activities/contract';
 import { STEPS, type StepInput, type StepResult } from '../../pipeline/steps';
 import { SWEEP_WORKFLOW_TYPE, sweepQuery, type SweepResult } from '../../pipeline/sweepApi';
 import { startLocalEnv } from './localEnv';
@@ -48,7 +48,8 @@ async function sweepWith(
   const make = async (input: StepInput): Promise<StepResult> => {
     const point = pointOf(input.config.runDir);
     log.push({ t: Date.now(), what: `${point} ${input.stepId} start` });
-    await new Promise((r) => setTimeout(r, 150));
+    // the leader's joint training is slow: the other points must not wait for it
+    await new Promise((r) => setTimeout(r, point === 'p0' && input.stepId === 'joint' ? 3000 : 150));
     const extra = step(point, input.stepId) ?? {};
     log.push({ t: Date.now(), what: `${point} ${input.stepId} end` });
     return {
@@ -67,6 +68,12 @@ async function sweepWith(
     ...Object.fromEntries(STEPS.map((s) => [s.activity, make])),
     lockRunDir: async (i: { runDir: string }) => ({ runDir: i.runDir, generation: 1, host: 'test' }),
     unlockRunDir: async () => true,
+    waitForSharedSteps: async (i: WaitInput) => {
+      const done = () => i.steps.filter((id) => log.some((l) => l.what === `p0 ${id} end`));
+      for (let n = 0; n < 600 && done().length < i.steps.length; n++) await new Promise((r) => setTimeout(r, 50));
+      log.push({ t: Date.now(), what: 'wait returned' });
+      return { done: done(), leaderEnded: false };
+    },
     seedPointRunDir: async (i: SeedInput) => {
       log.push({ t: Date.now(), what: `${pointOf(i.to)} seeded from ${pointOf(i.from)}` });
       return { seeded: i.steps, kept: [] };
@@ -110,7 +117,7 @@ async function sweepWith(
   return { log, at, aggregates, result, error, memo };
 }
 
-test('the leader runs first; the others are seeded with the shared steps and run side by side', async () => {
+test('the shared steps run first in the leader; the others are seeded with them and run beside it', async () => {
   const { result, at, aggregates, memo, error } = await sweepWith(spec('order', [0.3, 0.5, 0.7]));
   expect(error).toBeUndefined();
   expect(result!.shared).toEqual(SHARED);
@@ -119,8 +126,10 @@ test('the leader runs first; the others are seeded with the shared steps and run
     ['p1', 'completed', SHARED],
     ['p2', 'completed', SHARED],
   ]);
-  expect(at('p1 seeded from p0')).toBeGreaterThanOrEqual(at('p0 evaluate end'));
+  for (const id of SHARED) expect(at('p1 seeded from p0')).toBeGreaterThanOrEqual(at(`p0 ${id} end`));
   expect(at('p1 fuse start')).toBeGreaterThanOrEqual(at('p1 seeded from p0'));
+  // …but not for the leader's own λ-dependent steps
+  expect(at('p1 fuse start')).toBeLessThan(at('p0 joint end'));
   // p1 and p2 overlap
   expect(at('p2 fuse start')).toBeLessThan(at('p1 evaluate end'));
   expect(aggregates).toHaveLength(1);
