@@ -6,6 +6,9 @@
 import type { RunConfig } from '../pipeline/config';
 import type { Rendezvous } from '../pipeline/groups';
 import type { ActivityName, StepId, StepInput, StepResult } from '../pipeline/steps';
+import type { SweepPointRecord } from '../pipeline/sweepApi';
+
+export type { SweepPointRecord };
 
 export type StepActivities = Record<ActivityName, (input: StepInput) => Promise<StepResult>>;
 export type { StepInput, StepResult };
@@ -40,4 +43,33 @@ export interface RunLockActivities {
 /** `wmss rerun`: the step manifests to remove before steps run again (activities/invalidateSteps.ts). */
 export interface RunControlActivities {
   invalidateSteps(input: { runDir: string; steps: StepId[] }): Promise<string[]>;
+}
+
+/** A sweep point's run dir, seeded from the leader's with the steps all points share (activities/sweepActivities.ts). */
+export interface SeedInput {
+  from: string;
+  to: string;
+  steps: StepId[];
+}
+
+export interface SweepAggregate {
+  sweepName: string;
+  sweepDir: string;
+  workflowId: string;
+  shared: StepId[];
+  points: SweepPointRecord[];
+}
+
+/** Wait until the run `workflowId` (the sweep's leader) has finished `steps`, or has ended. */
+export interface WaitInput {
+  workflowId: string;
+  steps: StepId[];
+  everyMs?: number;
+}
+
+/** The sweep workflow's activities, on the control worker. */
+export interface SweepActivities {
+  waitForSharedSteps(input: WaitInput): Promise<{ done: StepId[]; leaderEnded: boolean }>;
+  seedPointRunDir(input: SeedInput): Promise<{ seeded: StepId[]; kept: StepId[] }>;
+  aggregateSweep(input: SweepAggregate): Promise<string>;
 }

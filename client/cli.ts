@@ -14,12 +14,15 @@ import { listRuns, renderRunList, resolveWorkflowId } from './commands/resolveRu
 import { watchRun } from './commands/watch';
 import { isRunDir, runOfWorkflow, writeReport } from './commands/report';
 import { addScheduleCommands } from './scheduleCommands';
+import { addSweepCommand } from './sweepCommand';
+import { isSweepDir, writeSweepReport } from './report/sweepReport';
 import { positiveInteger, positiveSeconds, withClient } from './cliArgs';
 import { renderPlan } from './commands/plan';
+import { effectiveValues, renderEffectiveValues } from './commands/effectiveConfig';
 import { configToResume } from './commands/resume';
 import { checkpointNow, rerun } from './commands/runControls';
 import { explainWorkflowError } from './commands/failure';
-import { absolutize, ConfigFileError, readRunConfigForRun } from './runConfigFile';
+import { absolutize, ConfigFileError, loadRunConfig, readRunConfigForRun } from './runConfigFile';
 
 /** Accepts a workflow id (any start method: wmss, temporal CLI, Schedule) or a run name: commands/resolveRun.ts. */
 const idOf = (client: Awaited<ReturnType<typeof connectClient>>, idOrName: string) =>
@@ -114,7 +117,13 @@ export function buildProgram(): Command {
   program
     .command('plan <config>')
     .description('show the step graph of a config and which steps already have outputs')
-    .action(async (file: string) => console.log(await renderPlan(readRunConfigForRun(file))));
+    .action(async (file: string) => {
+      const config = readRunConfigForRun(file);
+      // then every effective value and where it came from (file line, preset, default)
+      console.log(
+        `${await renderPlan(config)}\n${renderEffectiveValues(effectiveValues(loadRunConfig(file), config))}`,
+      );
+    });
 
   program
     .command('status [run]')
@@ -209,6 +218,13 @@ export function buildProgram(): Command {
       'write <runDir>/report/index.html (self-contained) and report.md with plots; <run> is a run dir, run name or workflow id',
     )
     .action(async (run: string) => {
+      // a sweep dir (with sweep.json): the sweep's report (client/report/sweepReport.ts)
+      if (isSweepDir(run)) {
+        const files = writeSweepReport(path.resolve(run));
+        return console.log(
+          `sweep report: ${files.html}\n              ${files.markdown} (+ ${files.charts.length} SVG chart)`,
+        );
+      }
       // A directory argument must be a run dir: report writes report/ into it.
       if (!isRunDir(run) && existsSync(run))
         throw new Error(
@@ -230,6 +246,7 @@ export function buildProgram(): Command {
     });
 
   addScheduleCommands(program);
+  addSweepCommand(program);
 
   program
     .command('demo')

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { z } from 'zod';
 import { RunConfig } from '../pipeline/config';
+import { applyPreset } from '../pipeline/presets';
 import { withBenchmarkPaths } from '../pipeline/stepDefinitions/evaluate';
 import { JsonSourceError, parseJsonWithPositions, type SourcePos } from './jsonSource';
 
@@ -17,6 +18,8 @@ export interface LoadedRunConfig {
   /** Where a dotted field (`sft.epochs`) is in the file, or undefined when it is not written there. */
   where(field: string): SourcePos | undefined;
   file: string;
+  /** The file's JSON as written (before preset and defaults). */
+  raw: unknown;
 }
 
 const at = (file: string, pos?: SourcePos) => (pos ? `${file}:${pos.line}:${pos.col}` : file);
@@ -47,12 +50,12 @@ export function loadRunConfig(file: string): LoadedRunConfig {
     if (err instanceof JsonSourceError) throw new ConfigFileError(`${at(file, err.pos)}: ${err.message}`);
     throw err;
   }
-  const result = RunConfig.safeParse(parsed.value);
+  const result = RunConfig.safeParse(applyPreset(parsed.value));
   if (!result.success)
     throw new ConfigFileError(
       `${file}: invalid run config\n${result.error.issues.map((i) => issueLine(file, parsed.keys, i)).join('\n')}`,
     );
-  return { config: result.data, where: (field) => parsed.keys.get(field), file };
+  return { config: result.data, where: (field) => parsed.keys.get(field), file, raw: parsed.value };
 }
 
 export function readRunConfig(file: string): RunConfig {

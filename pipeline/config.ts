@@ -10,6 +10,7 @@ import { countUpTo, DataFormatConfig, MAX, relOrAbsPath } from './configFields';
 import { ErrorTypes } from './errors';
 import { checkGroups, groupFields } from './groups';
 import { NotifyConfig } from './notify';
+import { applyPreset, PresetName } from './presets';
 import { EntropyConfig } from './stepDefinitions/entropy';
 import { EvalConfig } from './stepDefinitions/evaluate';
 import { ExtractConfig } from './stepDefinitions/extract';
@@ -115,6 +116,9 @@ export const RunConfig = z
       'Training data JSONL: {"idx", "messages"} records (docs/method.md#training-records), or GSM8K-style {"question","answer"} with dataFormat gsm8k.',
     ),
     dataFormat: DataFormatConfig,
+    preset: PresetName.optional().describe(
+      'original = the published code (repo formula and entropy positions, duplicates kept, strong branch extracted in bf16); paper = the paper (its formula with dedupe on, shifted entropy). Fills only fields the config leaves out: docs/method.md#presets.',
+    ),
     device: z
       .enum(['auto', 'cpu', 'cuda'])
       .default('auto')
@@ -148,8 +152,9 @@ export function formatConfigIssues(error: z.ZodError): string {
     .join('\n');
 }
 
+/** The config with its preset applied (pipeline/presets.ts) and defaults filled in; throws on a bad one. */
 export function parseRunConfig(input: unknown): RunConfig {
-  return RunConfig.parse(input);
+  return RunConfig.parse(applyPreset(input));
 }
 
 /**
@@ -157,7 +162,7 @@ export function parseRunConfig(input: unknown): RunConfig {
  * one line per problem, each naming its key (`joint.fusionLambda: Too big: …`).
  */
 export function checkRunConfig(input: unknown): RunConfig {
-  const parsed = RunConfig.safeParse(input);
+  const parsed = RunConfig.safeParse(applyPreset(input));
   if (parsed.success) return parsed.data;
   const issues = parsed.error.issues.map((issue) => ({
     field: issue.path.length ? issue.path.join('.') : null,

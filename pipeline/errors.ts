@@ -66,6 +66,7 @@ export const ErrorTypes = {
    * resumes from that checkpoint (activities/workerShutdown.ts).
    */
   WorkerShutdown: 'WorkerShutdown',
+  /**
    * A run alert (pipeline/notify.ts) could not be posted: the webhook refused it, answered an
    * error or did not answer. Retried with backoff by the alert's own workflow; never fails a run.
    */

@@ -23,6 +23,7 @@ import { runLockActivities } from '../activities/runLock';
 import { runControlActivities } from '../activities/invalidateSteps';
 import { alertActivities } from '../activities/alertActivities';
 import { stepMetricsInterceptor } from '../activities/stepMetrics';
+import { sweepActivities } from '../activities/sweepActivities';
 import { controlWorkerQueues, gpuWorkerQueues } from '../pipeline/placement';
 import { describeDeviceSet, type DeviceSet } from '../activities/deviceSet';
 import { shutdownGraceMs } from '../activities/workerShutdown';
@@ -107,12 +108,13 @@ export async function createControlWorkers(
   extra: Partial<WorkerOptions> = {},
 ): Promise<Worker[]> {
   const host = workerHost(opts.host);
-  // the CPU steps, the run dir lock that brackets every run (activities/runLock.ts) `wmss rerun`'s invalidation and alert delivery
+  // the CPU steps, the run dir lock that brackets every run (activities/runLock.ts) `wmss rerun`'s invalidation, alert delivery and the sweeps' seeding and aggregation
   const activities = withHost(host, {
     ...withResolvedPaths(cpuSteps()),
     ...runLockActivities(),
     ...runControlActivities(),
     ...alertActivities(),
+    ...sweepActivities(),
   });
   const queues = controlWorkerQueues({ controlQueue: opts.controlQueue ?? 'wmss', host });
   const common = {
@@ -152,6 +154,7 @@ export async function createControlWorker(opts: WorkerSetOptions, extra: Partial
       ...runLockActivities(),
       ...runControlActivities(),
       ...alertActivities(),
+      ...sweepActivities(),
     }),
     // File transforms are disk-bound; two at once keeps one disk busy without thrashing.
     maxConcurrentActivityTaskExecutions: 2,

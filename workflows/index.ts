@@ -1,2 +1,3 @@
 export { wmssPipeline } from './wmssPipeline';
 export { deliverAlertWorkflow } from './alerts';
+export { wmssSweep } from './wmssSweep';

@@ -6,7 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { RunConfig } from '../../pipeline/config';
+import { parseRunConfig, type RunConfig } from '../../pipeline/config';
 import { RUN_CONFIG_FILE } from '../../pipeline/artifacts';
 import { workflowIdFor } from '../../pipeline/workflowApi';
 import { readRunConfig } from '../runConfigFile';
@@ -36,5 +36,5 @@ export async function configToResume(client: Client, target: string): Promise<Ru
   const d = await handle.describe();
   const scheduledAt = d.typedSearchAttributes.get(TemporalScheduledStartTime);
   const scheduled = Boolean(d.typedSearchAttributes.get(TemporalScheduledById));
-  return resolveRunTemplates(RunConfig.parse(input), { time: scheduledAt ?? d.startTime, workflowId, scheduled });
+  return resolveRunTemplates(parseRunConfig(input), { time: scheduledAt ?? d.startTime, workflowId, scheduled });
 }

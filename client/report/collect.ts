@@ -11,6 +11,8 @@ import * as A from '../../pipeline/artifacts';
 import { RunConfig } from '../../pipeline/config';
 import { activeSteps, STEPS, type StepId } from '../../pipeline/steps';
 import { readManifest, type StepManifest } from '../../activities/store/manifest';
+import { readOutcomes } from './paired';
+import { statsSection, type StatsSection } from './statsSection';
 
 export interface StepTiming {
   id: StepId;
@@ -61,6 +63,8 @@ export interface ReportData {
   accuracy: Record<string, Record<string, EvalSummary>>;
   /** label → the eval protocol its summary.json names (paper, lenient; onnx runs: lenient). */
   evalProtocol: Record<string, string>;
+  /** Per-problem paired comparisons of step 7's models (client/report/statsSection.ts). */
+  paired?: StatsSection;
   missing: string[];
   generatedAt: string;
 }
@@ -210,5 +214,6 @@ export async function collectReportData(runDir: string, extra: ReportExtra = {})
     }
   }
   if (!Object.keys(data.accuracy).length) missing.push(`accuracy: no ${A.RESULTS_DIR}/<model>/summary.json`);
+  else data.paired = statsSection(readOutcomes(runDir));
   return data;
 }

@@ -10,6 +10,7 @@ import { BENCHMARK_NAMES } from '../../pipeline/stepDefinitions/evaluate';
 import { paperProtocol } from '../../activities/evalDatasets';
 import { CODE_COLUMNS, MATH_COLUMNS, PUBLISHED_SOURCE, PUBLISHED_TABLE1 } from './published';
 import { escapeXml as esc, fmt } from './svg';
+import { statsHtml, statsMarkdown } from './statsSection';
 
 export const DAG_TEXT = `            ┌── 0 entropy(base) ─────────────────────────────┐
   config ───┼── 1 SFT(base) → m1 ── 2 entropy(m1) ───────────┴── 3 merge + weights + resample ──┐
@@ -188,6 +189,7 @@ ${data.missing.length ? `<p class="missing">Not (yet) available: ${data.missing.
 <p class="note">${esc(ACCURACY_NOTE)}</p>
 ${htmlTable(t.accuracy)}
 ${figure('accuracy.svg', 'pass@1 per eval set, from results/<model>/summary.json (step 7).')}
+${data.paired ? statsHtml(data.paired, htmlTable) : ''}
 <h3 id="beside-paper">Beside the paper's Table 1</h3>
 <p class="note">${esc(besideNote(data))}</p>
 ${htmlTable(t.beside, 'published')}
@@ -237,6 +239,7 @@ export function renderMarkdown(data: ReportData, charts: Chart[]): string {
     '',
     img('accuracy.svg'),
     '',
+    ...(data.paired ? statsMarkdown(data.paired, mdTable) : []),
     "### Beside the paper's Table 1",
     '',
     besideNote(data),

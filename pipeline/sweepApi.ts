@@ -1,0 +1,41 @@
+/** The sweep workflow's public surface (workflows/wmssSweep.ts): type name, id scheme, query, result. */
+import { defineQuery } from '@temporalio/workflow';
+import type { RunStatus } from './searchAttributes';
+import type { StepId } from './steps';
+
+export const SWEEP_WORKFLOW_TYPE = 'wmssSweep';
+
+export function sweepWorkflowIdFor(sweepName: string): string {
+  return `wmss-sweep-${sweepName}`;
+}
+
+export interface SweepPointRecord {
+  name: string;
+  runName: string;
+  runDir: string;
+  workflowId: string;
+  overrides: Record<string, unknown>;
+  state: 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
+  /** the steps seeded from the leader, and those that came back as cache hits */
+  seeded?: StepId[];
+  cached?: StepId[];
+  error?: string;
+}
+
+export interface SweepProgress {
+  sweepName: string;
+  sweepDir: string;
+  status: RunStatus;
+  /** the steps every point shares (computed once, by the leader) */
+  shared: StepId[];
+  /** the override fields of the grid */
+  keys: string[];
+  points: SweepPointRecord[];
+}
+
+export interface SweepResult extends SweepProgress {
+  /** <sweepDir>/sweep.json */
+  aggregate: string;
+}
+
+export const sweepQuery = defineQuery<SweepProgress>('sweep');
