@@ -13,6 +13,7 @@ import { snapshot } from './stepDefinitions/snapshot';
 import { merge } from './stepDefinitions/merge';
 import { fuse } from './stepDefinitions/fuse';
 import { joint } from './stepDefinitions/joint';
+import { continuedSft } from './stepDefinitions/continuedSft';
 import { extract } from './stepDefinitions/extract';
 import { evaluate } from './stepDefinitions/evaluate';
 import { onnxBase, onnxM1, onnxWmss } from './stepDefinitions/onnxExport';
@@ -25,6 +26,7 @@ export const STEP_IDS = [
   'merge',
   'fuse',
   'joint',
+  'continuedSft',
   'extract',
   'evaluate',
   'onnxBase',
@@ -42,6 +44,7 @@ export const ACTIVITY_NAMES = [
   'mergeAndWeight',
   'fuseModels',
   'trainJoint',
+  'trainContinuedSft',
   'extractSubmodel',
   'evaluate',
   'exportOnnx',
@@ -94,6 +97,7 @@ export const STEPS: readonly StepRow[] = [
   merge,
   fuse,
   joint,
+  continuedSft,
   extract,
   evaluate,
   onnxBase,
