@@ -82,6 +82,8 @@ export interface StepRow {
   retry: { maximumAttempts: number; initialInterval: Duration; maximumInterval: Duration; backoffCoefficient: number };
   /** Whether a config runs this step at all (default: always). A step left out counts as done for the steps that need it, which then get no result for it. */
   when?: (c: RunConfig) => boolean;
+  /** With `when`: which configs run the step, as the docs' tables say it (default: onnx configs). */
+  whenText?: string;
   /** Inference backend of this step for a config; 'onnx' sends it to the onnx queue. */
   backend?: (c: RunConfig) => 'torch' | 'onnx';
   /** Where the step's code is, relative to the repository root: TypeScript, and the Python kernel if any. */

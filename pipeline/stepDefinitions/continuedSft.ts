@@ -64,6 +64,7 @@ export const continuedSft: StepRow = {
   timeouts: TRAINING_TIMEOUTS,
   retry: GPU_RETRY,
   when: (c) => c.baseline.sft,
+  whenText: 'baseline.sft',
   code: {
     ts: [
       'pipeline/stepDefinitions/continuedSft.ts',
