@@ -103,9 +103,10 @@ function progressReporter(log: (s: string) => void, started: number) {
 }
 
 /**
- * The weak base's pre-training (kernels/wmss_kernels/pretrain.py), measured on the 2-core machine
- * under load: 77 s for 400 steps of 16 sequences, 8 % greedy accuracy on the 200 held-out sums
- * (paper protocol); 600 steps gave 13 %. test/integration/weakBase.test.ts keeps it in 5–15 %.
+ * The weak base's pre-training (kernels/wmss_kernels/pretrain.py), measured on the 2-core machine:
+ * 400 steps of 16 sequences take 21 s when it is quiet (77–103 s under a load average of 10) and
+ * give 8 % greedy accuracy on the 200 held-out sums (paper protocol); 600 steps gave 13 %.
+ * test/integration/weakBase.test.ts keeps it in 5–15 %.
  */
 export const TINY_PRETRAINING = { pretrain_steps: 400, pretrain_batch: 16, pretrain_lr: 3e-3 } as const;
 
