@@ -14,7 +14,7 @@ export function stepTableMarkdown(): string {
   for (const s of STEPS) {
     const r = s.retry;
     const retry = `${r.maximumAttempts} attempts; waits ${r.initialInterval}, ×${r.backoffCoefficient} each time, at most ${r.maximumInterval}`;
-    const only = s.when ? ' (onnx configs only)' : '';
+    const only = s.when ? ` (${s.whenText ?? 'onnx configs'} only)` : '';
     out.push(
       `| ${s.number} | \`${s.id}\`${only} | \`${s.activity}\` | ${s.queue} | ${s.needs.join(', ') || '–'} | ${s.timeouts.startToClose} | ${s.timeouts.heartbeat} | ${s.timeouts.stall} | ${retry} |`,
     );

@@ -17,6 +17,8 @@ export const RESAMPLE_STATS = `${ENTROPY_DIR}/resample_stats.json`;
 export const STAGE1_DIR = 'stage1_m1';
 export const STAGE0_DIR = 'stage0_m0';
 export const FUSED_INIT_DIR = 'ensemble_m1_m2';
+/** Step 5c, the baseline arm: m1 trained on with step 5b's data and compute. */
+export const CONTINUED_SFT_DIR = 'stage3_continued_sft_m1';
 export const RESULTS_DIR = 'results';
 /** ONNX exports of the onnx backend (export-onnx kernel): graphs, manifest and tokenizer files. */
 export const ONNX_DIR = 'onnx';

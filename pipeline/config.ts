@@ -15,6 +15,7 @@ import { EntropyConfig } from './stepDefinitions/entropy';
 import { EvalConfig } from './stepDefinitions/evaluate';
 import { ExtractConfig } from './stepDefinitions/extract';
 import { JointConfig } from './stepDefinitions/joint';
+import { BaselineConfig } from './stepDefinitions/continuedSft';
 import { ResampleConfig, WeightingConfig } from './stepDefinitions/merge';
 import { SftConfig } from './stepDefinitions/sft';
 
@@ -128,6 +129,7 @@ export const RunConfig = z
     weighting: WeightingConfig.default(WeightingConfig.parse({})),
     resample: ResampleConfig.default(ResampleConfig.parse({})),
     joint: JointConfig.default(JointConfig.parse({})),
+    baseline: BaselineConfig.default(BaselineConfig.parse({})),
     extract: ExtractConfig.default(ExtractConfig.parse({})),
     eval: EvalConfig.default(EvalConfig.parse({})),
     placement: PlacementConfig.default(PlacementConfig.parse({})),

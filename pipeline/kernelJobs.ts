@@ -61,6 +61,14 @@ export const MakeTinyJob = z
     head_dim: z.number().int().positive().nullable().optional().describe('null: hidden_size / num_heads.'),
     max_position_embeddings: z.number().int().positive().default(512),
     tie_word_embeddings: z.boolean().default(false),
+    pretrain_steps: z
+      .number()
+      .int()
+      .min(0)
+      .default(0)
+      .describe('Pre-training steps on the easier corpus (kernels/wmss_kernels/pretrain.py); 0: a random base.'),
+    pretrain_lr: z.number().positive().default(3e-3).describe('Peak learning rate of the pre-training.'),
+    pretrain_batch: z.number().int().positive().default(32).describe('Sequences per pre-training step.'),
   })
   .strict();
 

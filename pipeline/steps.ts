@@ -14,6 +14,7 @@ import { snapshot } from './stepDefinitions/snapshot';
 import { merge } from './stepDefinitions/merge';
 import { fuse } from './stepDefinitions/fuse';
 import { joint } from './stepDefinitions/joint';
+import { continuedSft } from './stepDefinitions/continuedSft';
 import { extract } from './stepDefinitions/extract';
 import { evaluate } from './stepDefinitions/evaluate';
 import { onnxBase, onnxM1, onnxWmss } from './stepDefinitions/onnxExport';
@@ -26,6 +27,7 @@ export const STEP_IDS = [
   'merge',
   'fuse',
   'joint',
+  'continuedSft',
   'extract',
   'evaluate',
   'onnxBase',
@@ -43,6 +45,7 @@ export const ACTIVITY_NAMES = [
   'mergeAndWeight',
   'fuseModels',
   'trainJoint',
+  'trainContinuedSft',
   'extractSubmodel',
   'evaluate',
   'exportOnnx',
@@ -80,6 +83,8 @@ export interface StepRow {
   retry: { maximumAttempts: number; initialInterval: Duration; maximumInterval: Duration; backoffCoefficient: number };
   /** Whether a config runs this step at all (default: always). A step left out counts as done for the steps that need it, which then get no result for it. */
   when?: (c: RunConfig) => boolean;
+  /** With `when`: which configs run the step, as the docs' tables say it (default: onnx configs). */
+  whenText?: string;
   /** Inference backend of this step for a config; 'onnx' sends it to the onnx queue. */
   backend?: (c: RunConfig) => 'torch' | 'onnx';
   /** Where the step's code is, relative to the repository root: TypeScript, and the Python kernel if any. */
@@ -95,6 +100,7 @@ export const STEPS: readonly StepRow[] = [
   merge,
   fuse,
   joint,
+  continuedSft,
   extract,
   evaluate,
   onnxBase,

@@ -1,6 +1,6 @@
 /**
  * Activity `evaluate` of step 7 (torch backend): the evaluate kernel on the extracted model, and
- * on the base model and m1 with eval.baselines; one kernel per GPU on a worker with several,
+ * on the base model and m1 with eval.baselines, and on step 5c's continued SFT of m1 when it ran; one kernel per GPU on a worker with several,
  * merged into one output dir by the kernel (merge_shards) as one run would have written it.
  * The results of an earlier run are kept aside unless eval.overwrite (docs/evaluation.md#outputs).
  */
@@ -16,6 +16,7 @@ import type { ResolvedRun } from '../runPaths';
 import { resolveRun } from '../runPaths';
 import { runStep } from '../store/artifactStore';
 import { EVAL_CONFIG_KEYS, evaluateJob } from '../../pipeline/stepDefinitions/evaluate';
+import { CONTINUED_SFT_LABEL } from '../../pipeline/stepDefinitions/continuedSft';
 
 /**
  * evaluate on N shards, then the kernel's merge_shards (no model loaded) writes the job's
@@ -71,6 +72,14 @@ export function evaluate(rt: GpuRuntime) {
         key: input.deps.sft!.cacheKey,
       });
     }
+    const continued = input.deps.continuedSft;
+    // the baseline arm (step 5c, baseline.sft): beside WMSS whatever eval.baselines says
+    if (continued)
+      models.push({
+        label: CONTINUED_SFT_LABEL,
+        path: path.join(run.runDir, continued.outputs.checkpoint),
+        key: continued.cacheKey,
+      });
     const resolved = await resolveEvalDatasets(evalConfig, run.runDir);
     return runStep(input, {
       cacheKey: {

@@ -211,3 +211,34 @@ def test_out_of_range_index(tiny_model, pair, tmp_path):
     rc, ev = run_kernel("joint", joint_job(tiny_model, tmp_path, "bad", fused_dir=str(pair[2])), tmp_path)
     err = of_type(ev, "error")[0]
     assert rc == 2 and err["line"] == 4 and err["file"].endswith("indices.txt"), ev
+
+
+def test_continued_sft_trains_as_the_strong_branch(tiny_model, pair, tmp_path, one_thread):
+    """Step 5c: model_path instead of a fused model trains the same examples, steps and tokens; with
+    λ = 1 and the weak branch frozen the fused model's strong branch is the plain model, so both
+    runs end with the same weights."""
+    weak, strong_dir, fused_dir = pair
+    (tmp_path / "indices.txt").write_text("\n".join(["0", "3", "3", "5", "1", "1", "2", "7"] * 3) + "\n")
+    lam1 = write_fused_dir(weak, strong_dir, tmp_path / "lambda-1", 1.0)
+    m1 = tmp_path / "m1"  # the strong model as a model directory of its own, tokenizer included
+    m1.mkdir()
+    for f in [*Path(strong_dir).glob("*"), *Path(weak).glob("tokenizer*")]:
+        (m1 / f.name).write_bytes(f.read_bytes())
+    fused = run_inproc(joint_job(tiny_model, tmp_path, "fused", fused_dir=str(lam1), freeze_weak=True), tmp_path)
+    plain = run_inproc(joint_job(tiny_model, tmp_path, "plain", model_path=str(m1)), tmp_path)
+    for key in ("steps", "trained_tokens", "target_tokens", "train_samples"):
+        assert plain["metrics"][key] == fused["metrics"][key], key
+    assert plain["metrics"]["steps"] == 8 and plain["metrics"]["trained_tokens"] > 0
+    got = tensors(plain["outputs"]["checkpoint"])
+    strong = {
+        k[len("sub_models.1.") :]: v
+        for k, v in tensors(fused["outputs"]["checkpoint"]).items()
+        if k.startswith("sub_models.1.")
+    }
+    assert set(got) == set(strong)
+    assert max((got[k] - strong[k]).abs().max().item() for k in got) <= 1e-4
+    assert any(not torch.equal(got[k], v) for k, v in tensors(strong_dir).items())
+    load_model(plain["outputs"]["checkpoint"], CPU, torch.float32)  # a plain HF model
+
+    with pytest.raises(InvalidInput, match="exactly one"):
+        run_inproc(joint_job(tiny_model, tmp_path, "both", model_path=str(m1), fused_dir=str(fused_dir)), tmp_path)

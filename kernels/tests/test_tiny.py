@@ -43,3 +43,26 @@ def test_problems_are_deterministic_and_correct():
     for q, a, op, b, r in t1 + s1:
         assert r == (a + b if op == "+" else a - b) and r >= 0 and max(a, b) < 100
         assert str(a) in q and str(b) in q
+
+
+def test_pretraining_is_deterministic_and_keeps_the_test_set_out(tiny_model, tmp_path):
+    from wmss_kernels.pretrain import easy_corpus, pretrain
+
+    tok = load_tokenizer(tiny_model.model_dir)
+    held_out = {(3, "+", 4), (7, "-", 2)}
+    corpus = easy_corpus(held_out, 2, __import__("random").Random(0))
+    questions = {q for q, _ in corpus}
+    assert not {"What is 3 + 4?", "Compute 7 - 2.", "Subtract 2 from 7."} & questions
+    assert {"What is 4 + 3?", "Compute 40 + 7.", "Repeat 55."} <= questions
+
+    runs = []
+    for name in ("a", "b"):
+        model = load_model(tiny_model.model_dir, "cpu", torch.float32)
+        summary = pretrain(
+            model, tok, held_out, steps=6, lr=3e-3, batch_size=4, max_digits=2, seed=1, curve_file=tmp_path / name
+        )
+        runs.append((model.state_dict(), (tmp_path / name).read_text()))
+    (a, curve_a), (b, curve_b) = runs
+    assert curve_a == curve_b and len(curve_a.splitlines()) == 6
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert summary["pretrain_steps"] == 6 and summary["pretrain_final_loss"] < summary["pretrain_first_loss"]

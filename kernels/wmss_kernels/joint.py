@@ -1,7 +1,8 @@
 """joint (step 5b): Stage-3 joint training of the fused weak+strong model (docs/method.md#the-fused-model-steps-5a-and-5b).
 
 Cross-entropy on z_mix = (1 − λ)·z_weak + λ·z_strong. The training set is the resample of step 3:
-`indices_file` lists record positions (duplicates kept, as in the repo). Texts are whole
+`indices_file` lists record positions (duplicates kept, as in the repo). With model_path instead of
+a fused model, the same training runs on a plain model: step 5c, continued SFT of m1. Texts are whole
 conversations through the chat template, no system prompt; by default the loss covers every
 token, prompt included, as TRL did for the repo.
 """
@@ -10,16 +11,39 @@ import hashlib
 import logging
 from pathlib import Path
 
+from . import checkpoints
 from .chat import conversation_text, tokenize_pair
 from .data import read_records
 from .fused import FusedLMLoss, fuse_from_dirs, load_fused, load_fused_weights, read_fusion_lambda, save_fused
-from .modeling import load_tokenizer, pick_device, pick_dtype
+from .modeling import load_model, load_tokenizer, pick_device, pick_dtype
 from .protocol import InvalidInput
 from .train_batches import make_example
 from .train_loop import train
 from .train_plan import check_train_job, finished, plan
 
 log = logging.getLogger("wmss_kernels.joint")
+
+
+def continued_sft(job, tok, examples, hp, device, dtype):
+    """Step 5c, the baseline arm: the plain model_path (m1) trained on exactly the examples, order,
+    steps and schedule the fused model gets in step 5b, with the plain causal-LM loss: what the
+    same compute gives without the weak branch."""
+    model = load_model(job.model_path, device, dtype)
+    log.info("continued sft: %d samples, %d steps, %s %s", len(examples), hp["max_steps"], device, dtype)
+
+    def save_model(m, path, state_dict=None):
+        m.save_pretrained(path, state_dict=state_dict)
+        tok.save_pretrained(path)
+
+    return train(
+        job,
+        model,
+        examples,
+        hp,
+        save_model=save_model,
+        device=device,
+        load_weights=lambda m, path: checkpoints.load_weights(m, path, device),
+    )
 
 
 def read_indices(path, n_records):
@@ -78,20 +102,28 @@ def fusion_lambda(job):
     return job.fusion_lambda
 
 
-def run(job):
-    check_train_job(job)
+def check_sources(job):
+    """Exactly one model source: fused_dir, weak_path + strong_path, or model_path (step 5c)."""
     pair = (job.weak_path, job.strong_path)
-    if (pair != (None, None)) if job.fused_dir is not None else (None in pair):
+    whole_pair = None not in pair
+    given = (job.fused_dir is not None) + whole_pair + (job.model_path is not None)
+    if given != 1 or (pair != (None, None) and not whole_pair):
         raise InvalidInput(
-            "give either fused_dir, or both weak_path and strong_path (not both ways)",
+            "give exactly one of fused_dir, both weak_path and strong_path, or model_path (not several ways)",
             file=job._path,
             field="fused_dir",
         )
-    lam = fusion_lambda(job)
+
+
+def run(job):
+    check_train_job(job)
+    check_sources(job)
+    plain = job.model_path is not None
+    lam = None if plain else fusion_lambda(job)
     device = pick_device(job)
     dtype = pick_dtype(job.dtype, device)
 
-    tok = load_tokenizer(job.fused_dir or job.weak_path)
+    tok = load_tokenizer(job.model_path or job.fused_dir or job.weak_path)
     records = read_records(job.data_file, job.data_format)
     if not records:
         raise InvalidInput("no training records", file=job.data_file)
@@ -102,22 +134,17 @@ def run(job):
             f"max_length {job.max_length} leaves no tokens to train on", field="max_length", file=job._path
         )
     digest = hashlib.sha256(" ".join(map(str, positions)).encode()).hexdigest()[:16]
-    hp = plan(
-        job,
-        len(examples),
-        {
-            "verb": "joint",
-            "fusion_lambda": lam,
-            "freeze_weak": job.freeze_weak,
-            "loss_on": job.loss_on,
-            "data_format": job.data_format,
-            "indices_sha256": digest,
-        },
-    )
+    same = {"loss_on": job.loss_on, "data_format": job.data_format, "indices_sha256": digest}
+    if plain:
+        hp = plan(job, len(examples), {"verb": "continued-sft", **same})
+    else:
+        hp = plan(job, len(examples), {"verb": "joint", "fusion_lambda": lam, "freeze_weak": job.freeze_weak, **same})
     done = finished(job, hp)
     if done is not None:
         log.info("final checkpoint already complete: %s", done["outputs"]["checkpoint"])
         return done
+    if plain:
+        return continued_sft(job, tok, examples, hp, device, dtype)
 
     if job.fused_dir:
         model = load_fused(job.fused_dir, device, dtype)

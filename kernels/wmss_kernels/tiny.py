@@ -1,8 +1,9 @@
 """make-tiny: a tiny Qwen3-style model, its tokenizer and a synthetic arithmetic task.
 
-Used by tests and the CPU demo: the base model (random weights) solves ~0% of the problems and a
-minute of SFT on CPU is enough to learn the format and most sums, so every pipeline step has
-something real to measure.
+Used by tests and the CPU demo. With pretrain_steps 0 the base model is random and solves ~0% of the
+problems; with pre-training (pretrain.py, as the demo builds it) it solves a few. A minute of SFT
+on CPU is enough to learn the format and many sums, so every pipeline step has something real to
+measure.
 """
 
 import json
@@ -12,6 +13,10 @@ import random
 import torch
 
 from .chat import DEFAULT_EVAL_SYSTEM_PROMPT, DEFAULT_SFT_SYSTEM_PROMPT
+from .pretrain import pretrain
+
+# The loss per step of the pre-training phase, one JSON line per step, in the model directory.
+PRETRAIN_CURVE = "pretrain_curve.jsonl"
 
 EOS = "<|endoftext|>"
 SPECIAL = [EOS, "<|im_start|>", "<|im_end|>"]
@@ -118,6 +123,9 @@ def make_tiny(
     head_dim=None,
     max_position_embeddings=512,
     tie_word_embeddings=False,
+    pretrain_steps=0,
+    pretrain_lr=3e-3,
+    pretrain_batch=32,
 ) -> dict:
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
@@ -162,6 +170,20 @@ def make_tiny(
         bos_token_id=eos_id, eos_token_id=[eos_id, im_end_id], pad_token_id=eos_id, do_sample=False
     )
     os.makedirs(output_dir, exist_ok=True)
+    pretrained = {}
+    if pretrain_steps:
+        # a weak base that knows something (pretrain.py); the curve stays beside the weights
+        pretrained = pretrain(
+            model,
+            tok,
+            {(a, op, b) for _, a, op, b, _ in test},
+            steps=pretrain_steps,
+            lr=pretrain_lr,
+            batch_size=pretrain_batch,
+            max_digits=max_digits,
+            seed=seed,
+            curve_file=os.path.join(output_dir, PRETRAIN_CURVE),
+        )
     model.save_pretrained(output_dir)
     tok.save_pretrained(output_dir, save_jinja_files=False)  # template inside tokenizer_config.json
 
@@ -179,6 +201,7 @@ def make_tiny(
             "train_samples": len(train),
             "test_samples": len(test),
             "max_sample_tokens": max(lengths, default=0),
+            **pretrained,
         },
     }
 
@@ -200,4 +223,7 @@ def run(job):
         head_dim=job.head_dim,
         max_position_embeddings=job.max_position_embeddings,
         tie_word_embeddings=job.tie_word_embeddings,
+        pretrain_steps=job.pretrain_steps,
+        pretrain_lr=job.pretrain_lr,
+        pretrain_batch=job.pretrain_batch,
     )

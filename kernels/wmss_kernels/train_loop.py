@@ -287,7 +287,9 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
             )
         clock["times"].append(time.monotonic() - t_step)  # .item() above waited for the device
         clock["tokens"].append(int(summed_tokens))
-        history.append({"step": step, "loss": loss, "lr": lr})
+        # tokens per step in the history: the run's total survives resumes (the baseline arm's
+        # equal-cost check compares them)
+        history.append({"step": step, "loss": loss, "lr": lr, "tokens": int(summed_tokens), "target_tokens": n_tgt})
         if rank == 0:
             progress.update(step, loss=loss, lr=lr, tokens_per_s=tokens_per_s(), epoch=step * global_batch / n)
 

@@ -107,6 +107,8 @@ def batch_layout(job, world):
 
 def train_result(ckpt, state, resumed_from, tokens_per_s, layout):
     hist = state["loss_history"]
+    # checkpoints of older kernels lack per-step tokens: then no total rather than a partial one
+    counted = all("tokens" in h for h in hist)
     return {
         "outputs": {"checkpoint": str(Path(ckpt).resolve())},
         "metrics": {
@@ -115,6 +117,8 @@ def train_result(ckpt, state, resumed_from, tokens_per_s, layout):
             "final_loss": hist[-1]["loss"] if hist else float("nan"),
             "tokens_per_s": tokens_per_s,
             "train_samples": state["hparams"]["train_samples"],
+            **({"trained_tokens": sum(h["tokens"] for h in hist)} if counted and hist else {}),
+            **({"target_tokens": sum(h["target_tokens"] for h in hist)} if counted and hist else {}),
             **layout,
         },
     }

@@ -333,7 +333,7 @@ export const evaluate: StepRow = {
   title: 'evaluate on math benchmarks',
   activity: 'evaluate',
   queue: 'gpu',
-  needs: ['extract', 'snapshot', 'sft', 'onnxWmss', 'onnxBase', 'onnxM1'],
+  needs: ['extract', 'snapshot', 'sft', 'continuedSft', 'onnxWmss', 'onnxBase', 'onnxM1'],
   inputs: (c) => [A.extractedDir(c), ...c.eval.benchmarks.map((b) => b.path ?? `data/eval/${b.name} (bundled)`)],
   outputs: () => [
     `${A.RESULTS_DIR}/<model>/<set>/eval_detail.csv`,

@@ -58,6 +58,13 @@ const jointJobShape = {
     .optional()
     .describe('Without fused_dir: the weak model directory; the kernel fuses the two itself (benches).'),
   strong_path: z.string().nullable().optional().describe('Without fused_dir: the strong model directory.'),
+  model_path: z
+    .string()
+    .nullable()
+    .optional()
+    .describe(
+      'Step 5c, instead of fused_dir: a plain model (m1) trained exactly as the fused one would be, with the plain causal-LM loss.',
+    ),
   fusion_lambda: FusionLambda.nullable()
     .optional()
     .describe(

@@ -9,6 +9,7 @@ import * as A from '../../pipeline/artifacts';
 import { activeSteps } from '../../pipeline/steps';
 import type { RunConfig } from '../../pipeline/config';
 import { BENCHMARK_NAMES } from '../../pipeline/stepDefinitions/evaluate';
+import { CONTINUED_SFT_LABEL } from '../../pipeline/stepDefinitions/continuedSft';
 import type { PipelineResult } from '../../pipeline/workflowApi';
 import { startPipeline } from '../../client/commands/start';
 import { configToResume } from '../../client/commands/resume';
@@ -29,6 +30,8 @@ beforeAll(async () => {
   // the paper protocol end to end: the seven bundled sets too, two rows each with a short budget
   config = {
     ...tiny,
+    // the baseline arm too (step 5c): its cost is asserted against 5b's from the manifests
+    baseline: { sft: true, data: 'resampled' },
     eval: {
       ...tiny.eval,
       benchmarks: [...tiny.eval.benchmarks, ...BENCHMARK_NAMES.map((name) => ({ name, limit: 2, maxNewTokens: 8 }))],
@@ -120,7 +123,20 @@ test('steps 0–7 complete and every artifact has the format of the spec', async
   );
   expect(check.trim().split('\n').pop()).toBe('True');
 
-  for (const label of ['wmss', 'base', 'm1']) {
+  // Step 5c trained m1 with exactly the optimizer steps and tokens of 5b's strong branch (the
+  // fused model's two branches see every token of every step), as both manifests record them.
+  const costOf = (id: string) => {
+    const manifest = JSON.parse(readFileSync(run(A.manifestPath(id)), 'utf8'));
+    const m = manifest.result.metrics;
+    return { steps: m.steps, trainedTokens: m.trained_tokens, targetTokens: m.target_tokens, samples: m.train_samples };
+  };
+  const jointCost = costOf('joint');
+  expect(jointCost.steps).toBe(6);
+  expect(jointCost.trainedTokens).toBeGreaterThan(0);
+  expect(costOf('continuedSft')).toEqual(jointCost);
+  expect(first.steps.continuedSft.outputs.checkpoint).toBe(`${A.CONTINUED_SFT_DIR}/checkpoint-6`);
+
+  for (const label of ['wmss', 'base', 'm1', CONTINUED_SFT_LABEL]) {
     const summary = JSON.parse(readFileSync(run(`${A.RESULTS_DIR}/${label}/summary.json`), 'utf8'));
     expect(summary.protocol).toBe('paper');
     expect(summary.datasets.arithmetic.n).toBe(24);

@@ -28,8 +28,14 @@ afterAll(async () => {
   await env?.teardown();
 });
 
-const config = (runName: string) =>
-  RunConfig.parse({ runName, runDir: '/tmp/wmss-wf-test', baseModel: '/models/base', dataFile: '/data/train.jsonl' });
+const config = (runName: string, overrides: Record<string, unknown> = {}) =>
+  RunConfig.parse({
+    runName,
+    runDir: '/tmp/wmss-wf-test',
+    baseModel: '/models/base',
+    dataFile: '/data/train.jsonl',
+    ...overrides,
+  });
 
 type Stub = (input: StepInput) => Promise<Partial<StepResult> | void>;
 interface Event {
@@ -44,6 +50,7 @@ async function runWith(
   stubs: Partial<Record<string, Stub>>,
   during?: (id: string) => Promise<void>,
   after?: (id: string) => Promise<void>,
+  overrides: Record<string, unknown> = {},
 ) {
   const events: Event[] = [];
   const make =
@@ -89,7 +96,7 @@ async function runWith(
     const handle = await env.client.workflow.start(WORKFLOW_TYPE, {
       taskQueue: 'wmss',
       workflowId,
-      args: [config(runName)],
+      args: [config(runName, overrides)],
     });
     if (during) await during(workflowId);
     result = (await handle.result()) as PipelineResult;
@@ -227,4 +234,30 @@ test('an invalid config fails with InvalidConfig naming the field', async () => 
     expect(cause.type).toBe(ErrorTypes.InvalidConfig);
     expect(cause.message).toMatch(/joint\.fusionLambda/);
   });
+});
+
+test('baseline.sft adds step 5c: after 1 and 3, beside 5a/5b, and evaluated in step 7', async () => {
+  let evalDeps: string[] = [];
+  const { events, error } = await runWith(
+    'baseline',
+    {
+      evaluate: async (input) => {
+        evalDeps = Object.keys(input.deps).sort();
+      },
+    },
+    undefined,
+    undefined,
+    { baseline: { sft: true } },
+  );
+  expect(error).toBeUndefined();
+  expect(events.filter((e) => e.step === 'continuedSft' && e.at === 'start')).toHaveLength(1);
+  expect(startOf(events, 'continuedSft')).toBeGreaterThanOrEqual(
+    Math.max(endOf(events, 'sft'), endOf(events, 'merge')),
+  );
+  // the baseline arm does not wait for the fused model: it overlaps 5a and 5b
+  expect(startOf(events, 'continuedSft')).toBeLessThan(endOf(events, 'joint'));
+  expect(startOf(events, 'evaluate')).toBeGreaterThanOrEqual(endOf(events, 'continuedSft'));
+  expect(evalDeps).toEqual(['continuedSft', 'extract', 'sft', 'snapshot']);
+  // off by default: the run of the first test has no step 5c
+  expect(activeSteps(config('x')).some((r) => r.id === 'continuedSft')).toBe(false);
 });
