@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import type { RunConfig } from './config';
+import type { ResolvedModel } from './runSetupTypes';
 import { NON_RETRYABLE_ERROR_TYPES } from './errors';
 import { entropy0, entropy1 } from './stepDefinitions/entropy';
 import { sft } from './stepDefinitions/sft';
@@ -134,6 +135,8 @@ export interface StepInput {
   stepId: StepId;
   config: RunConfig;
   deps: Partial<Record<StepId, StepResult>>;
+  /** Hugging Face ids of the config resolved by the run's set-up (config key → model); config.baseModel is then its snapshot dir. */
+  models?: Record<string, ResolvedModel>;
 }
 
 export const StepResult = z.object({

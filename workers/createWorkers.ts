@@ -18,6 +18,7 @@ import { acquireKernelForkServer } from '../activities/kernelForkServer';
 import { withResolvedPaths } from '../activities/runPaths';
 import { withHost } from '../activities/hostContext';
 import { runLockActivities } from '../activities/runLock';
+import { runSetupActivities } from '../activities/runSetup';
 import { controlWorkerQueues, gpuWorkerQueues } from '../pipeline/placement';
 import { describeDeviceSet, type DeviceSet } from '../activities/deviceSet';
 
@@ -131,7 +132,7 @@ export async function createGpuWorkers(
   const steps = withResolvedPaths(kernelSteps({ devices: opts.devices, exclusive, threads: opts.threads }));
   // workerHost: the workflow asks a free GPU worker where it is, to place a local-storage run
   const placement: PlacementActivities = { workerHost: async () => host };
-  const activities = withHost(host, { ...steps, ...placement });
+  const activities = withHost(host, { ...steps, ...placement, ...runSetupActivities() });
   const { shared, pinned } = gpuWorkerQueues({ gpuQueue: opts.gpuQueue ?? 'wmss-gpu', host, pool: opts.pool });
   const make = (taskQueue: string, slots: number) =>
     Worker.create({

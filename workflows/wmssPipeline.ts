@@ -34,6 +34,7 @@ import { templateContext } from './scheduledRun';
 import { pinnedHost, stepQueue } from '../pipeline/placement';
 import { hostUnavailableOr, rootHostOf } from './hostAffinity';
 import { lockRunDir } from './lockRunDir';
+import { setUpRun } from './prepareRun';
 
 type StepActivity = StepActivities[keyof StepActivities];
 
@@ -114,6 +115,23 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     status = 'failed';
     publish();
   });
+  // Hugging Face ids and tracking runs (workflows/prepareRun.ts); the steps see resolved directories
+  let prepared: Awaited<ReturnType<typeof setUpRun>>;
+  try {
+    prepared = await setUpRun(config, rootHost);
+  } catch (err) {
+    status = 'failed';
+    publish();
+    await unlock();
+    const info = failureInfo(err);
+    throw ApplicationFailure.create({
+      type: info.type ?? 'StepFailed',
+      nonRetryable: true,
+      message: `run set-up failed: ${info.message}`,
+      cause: err instanceof Error ? err : undefined,
+    });
+  }
+  const { stepConfig, setup } = prepared;
   const results: Partial<Record<StepId, StepResult>> = {};
   const inFlight = new Map<StepId, Promise<StepId>>();
   let firstFailure: unknown;
@@ -130,7 +148,7 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
       row,
       config,
       host,
-    )({ stepId: row.id, config, deps }).then(
+    )({ stepId: row.id, config: stepConfig, deps, ...(setup && { models: setup.models }) }).then(
       (result) => {
         results[row.id] = result;
         status.result = result;

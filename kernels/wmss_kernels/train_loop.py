@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from . import __version__, checkpoints, distributed, faults, sharding
+from . import __version__, checkpoints, distributed, faults, sharding, tracking
 from .protocol import InvalidInput, OutOfMemory, Progress, Terminated, emit, install_sigterm_handler, stop_requested
 from .train_batches import CausalLMLoss, step_indices
 from .train_plan import accum_per_rank, batch_layout, check_same_run, train_result
@@ -148,6 +148,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         "cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and any(p.dtype == torch.bfloat16 for p in params)
     )
 
+    tracker = tracking.open_tracker(job, purge_step=start + 1)  # rank 0 only; see tracking.py
     progress = Progress(max_steps, "steps")
     if rank == 0:
         progress.update(start, epoch=start * global_batch / n)
@@ -263,6 +264,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         clock["times"].append(time.monotonic() - t_step)  # .item() above waited for the device
         clock["tokens"].append(int(summed_tokens))
         history.append({"step": step, "loss": loss, "lr": lr})
+        tracker.scalars(step, tracking.train_scalars(loss, lr, norms / world, tokens_per_s(), device))
         if rank == 0:
             progress.update(step, loss=loss, lr=lr, tokens_per_s=tokens_per_s(), epoch=step * global_batch / n)
 
@@ -273,6 +275,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
                 raise diverged(job, out_dir, rank, step, max_steps, history, lr, "weights", float("nan"))
             t_save = time.monotonic()
             path = save(step, loss)
+            tracker.flush()
             # nobody reads the checkpoint or leaves (torchrun would kill a rank still saving)
             # before rank 0 has finished writing it
             distributed.barrier()
@@ -283,6 +286,8 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
             raise Terminated(f"stopped at step {step} of {max_steps}; {where}")
 
     final = checkpoints.checkpoint_dir(out_dir, max_steps)
+    tracker.link("model", final)
+    tracker.close()
     state = checkpoints.read_json(final / "trainer_state.json")
     assert last_saved == max_steps
     seconds, _, n_timed = timed()
