@@ -68,8 +68,11 @@ def mlflow_run(spec, run_name, params=None):
     if params:
         from mlflow.entities import Param
 
-        # params are immutable in MLflow: on a resumed run the same values are logged again (a no-op)
-        client.log_batch(record["run_id"], params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        # params are immutable in MLflow: a resumed run logs the same values again (a no-op); a
+        # server takes at most 100 per call
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            client.log_batch(record["run_id"], params=items[i : i + 100])
     return client, record
 
 
