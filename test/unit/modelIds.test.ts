@@ -1,4 +1,10 @@
 /** Config refusals of issue 17: model ids, the tracking section. Resolution itself: kernels/tests/test_hub.py. */
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { absolutize } from '../../client/runConfigFile';
+import { trackingLines } from '../../client/commands/status';
+import { tensorboardPlan } from '../../client/commands/tensorboard';
 import { formatConfigIssues, RunConfig } from '../../pipeline/config';
 import { looksLikeModelId, parseModelId } from '../../pipeline/modelRef';
 import { trackingJob } from '../../pipeline/trackingConfig';
@@ -67,4 +73,23 @@ test("a kernel's tracking field: its step's TensorBoard dir, a shard apart, the 
     dir: '/runs/r1/tracking',
   });
   expect(trackingJob({ tensorboard: false }, '/r', 'r', 'sft')).toMatchObject({ tensorboard_dir: null, mlflow: null });
+});
+
+test('`wmss start` keeps an id, unless a directory of that name exists where it runs', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wmss-ids-'));
+  const parsed = RunConfig.parse({ ...minimal, baseModel: 'org/name' });
+  expect(absolutize(parsed, dir).baseModel).toBe('org/name');
+  mkdirSync(path.join(dir, 'org', 'name'), { recursive: true });
+  expect(absolutize(parsed, dir).baseModel).toBe(path.join(dir, 'org', 'name'));
+  expect(absolutize(RunConfig.parse({ ...minimal, baseModel: 'm/a/b' }), dir).baseModel).toBe(path.join(dir, 'm/a/b'));
+});
+
+test('`wmss status` prints each tracker URL under the run dir; `wmss tensorboard` its log dir', () => {
+  expect(trackingLines({ mlflow: 'http://mlflow:5000/#/experiments/1/runs/r', wandb: null })).toBe(
+    '\nmlflow http://mlflow:5000/#/experiments/1/runs/r\nwandb (no URL)',
+  );
+  expect(trackingLines(undefined)).toBe('');
+  const plan = tensorboardPlan('/runs/my run', 6007);
+  expect(plan.logdir).toBe('/runs/my run/tensorboard');
+  expect(plan.command).toMatch(/ --logdir '\/runs\/my run\/tensorboard' --port 6007 --bind_all$/);
 });
