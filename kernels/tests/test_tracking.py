@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import struct
+import time
 
 import pytest
 from test_sft import one_thread, run_inproc, sft_job  # noqa: F401 - one_thread is a fixture
@@ -163,15 +164,22 @@ def test_wandb_offline_run_holds_the_metrics(tiny_model, tmp_path, one_thread):
     setup = run_setup.setup({"models": {}, "run_name": "tracked", "params": {"sft.lr": "0.003"}, "tracking": track})
     run_id = setup["trackers"]["wandb"]["run_id"]
     run_inproc(sft, sft_job(tiny_model, tmp_path, "out", max_steps=6, tracking=track), tmp_path)
-    files = glob.glob(str(tmp_path / "run" / "tracking" / "wandb" / f"offline-run-*-{run_id}" / f"run-{run_id}.wandb"))
+    pattern = str(tmp_path / "run" / "tracking" / "wandb" / f"offline-run-*-{run_id}" / f"run-{run_id}.wandb")
+    # wandb's service process writes the file; on a busy machine the last records land a moment
+    # after finish() returned
+    for _ in range(60):
+        files = glob.glob(pattern)
+        history = [
+            {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+            for f in files
+            for r in wandb_records(f)
+            if r.WhichOneof("record_type") == "history"
+        ]
+        logged = sorted(h["sft/step"] for h in history if "sft/loss" in h)
+        if len(logged) == 6:
+            break
+        time.sleep(0.5)
     assert len(files) == 2  # the set-up's and the kernel's, one run id
-    history = [
-        {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
-        for f in files
-        for r in wandb_records(f)
-        if r.WhichOneof("record_type") == "history"
-    ]
-    logged = sorted(h["sft/step"] for h in history if "sft/loss" in h)
     assert logged == [1, 2, 3, 4, 5, 6]
 
 
