@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import struct
+import sys
 import time
 
 import pytest
@@ -191,3 +192,20 @@ def test_a_dead_tracker_server_never_fails_training(tiny_model, tmp_path, one_th
     result = run_inproc(sft, sft_job(tiny_model, tmp_path, "out", max_steps=4, tracking=track), tmp_path)
     assert result["metrics"]["steps"] == 4
     assert [e.step for e in events(track["tensorboard_dir"]).Scalars("loss")] == [1, 2, 3, 4]
+
+
+def test_without_the_tracker_packages_training_goes_on_with_a_warning(
+    tiny_model, tmp_path, one_thread, monkeypatch, caplog
+):
+    # as on a GPU machine that has none of them installed: every import of them fails
+    for module in ("tensorboard", "torch.utils.tensorboard", "mlflow", "wandb"):
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setattr(tracking, "_warned", set())
+    track = spec(tmp_path, mlflow=True, wandb=True)
+    with caplog.at_level("WARNING", logger="wmss_kernels.tracking"):
+        result = run_inproc(sft, sft_job(tiny_model, tmp_path, "out", max_steps=3, tracking=track), tmp_path)
+    assert result["metrics"]["steps"] == 3
+    warnings = "\n".join(r.getMessage() for r in caplog.records)
+    for name in ("tensorboard", "mlflow", "wandb"):
+        assert f"{name} is not installed" in warnings
+    assert not os.path.exists(track["tensorboard_dir"])
