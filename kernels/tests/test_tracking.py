@@ -209,3 +209,34 @@ def test_without_the_tracker_packages_training_goes_on_with_a_warning(
     for name in ("tensorboard", "mlflow", "wandb"):
         assert f"{name} is not installed" in warnings
     assert not os.path.exists(track["tensorboard_dir"])
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.5])
+def test_joint_training_logs_each_branchs_loss(tiny_model, tmp_path, one_thread, lam):
+    from test_joint import joint_job
+    from wmss_kernels import joint
+
+    (tmp_path / "indices.txt").write_text("\n".join(["0", "3", "5", "1", "2", "7"] * 3) + "\n")
+    track = spec(tmp_path, step="joint")
+    job = joint_job(
+        tiny_model,
+        tmp_path,
+        "joint",
+        weak_path=str(tiny_model.model_dir),
+        strong_path=str(tiny_model.model_dir),
+        fusion_lambda=lam,
+        max_steps=3,
+        tracking=track,
+    )
+    path = tmp_path / "joint-job.json"
+    path.write_text(json.dumps(job))
+    joint.run(load_job(str(path), job_schema("joint")))
+    acc = events(track["tensorboard_dir"])
+    mixed, weak, strong = ({e.step: e.value for e in acc.Scalars(t)} for t in ("loss", "loss_weak", "loss_strong"))
+    assert sorted(weak) == sorted(strong) == sorted(mixed) == [1, 2, 3]
+    # step 1 sees the untrained copies: both branches are the same model, so equal losses
+    assert abs(weak[1] - strong[1]) < 1e-5
+    if lam == 1.0:  # the mixed logits are the strong branch's alone
+        assert all(abs(mixed[s] - strong[s]) < 1e-4 for s in mixed)
+    else:  # both branches train and move apart from the mix; all are finite cross-entropies
+        assert all(0 < v < 20 for v in [*weak.values(), *strong.values()])

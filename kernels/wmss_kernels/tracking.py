@@ -133,15 +133,29 @@ def _safe(what, fn):
         warn_once(f"{what}-write", "%s: logging failed (%s: %s); training goes on", what, type(e).__name__, e)
 
 
-def train_scalars(loss, lr, grad_norm, tokens_per_s, device):
-    """What a training step logs; GPU memory only on a GPU."""
-    return {
+def branch_sums(loss_module) -> list:
+    """[weak, strong] summed CE of the fused model's branches over the last optimizer step
+    (fused.FusedLMLoss), reset for the next; [] for a plain model."""
+    sums = getattr(loss_module, "branch_loss_sums", None)
+    if sums is None:
+        return []
+    loss_module.branch_loss_sums = None
+    return [float(v) for v in sums.tolist()]
+
+
+def train_scalars(loss, lr, grad_norm, tokens_per_s, device, branches=(), n_targets=1):
+    """What a training step logs; GPU memory only on a GPU; joint training each branch's loss
+    (`branches`: summed over every rank, like the loss)."""
+    out = {
         "loss": loss,
         "lr": lr,
         "grad_norm": grad_norm,
         "tokens_per_s": tokens_per_s,
         "gpu_memory_gib": device_memory_gib(device),
     }
+    for name, total in zip(("loss_weak", "loss_strong"), branches):
+        out[name] = total / n_targets
+    return out
 
 
 def device_memory_gib(device):

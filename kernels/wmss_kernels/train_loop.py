@@ -244,8 +244,9 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
 
         # One all-reduce per step: the logged loss and token count cover every rank, and a SIGTERM
         # seen by any rank stops all of them at the same step.
-        summed_loss, summed_tokens, stops, norms = distributed.sum_across(
-            [loss_sum.item(), tokens, float(stop_requested()), grad_norm.item()], device
+        summed_loss, summed_tokens, stops, norms, *branches = distributed.sum_across(
+            [loss_sum.item(), tokens, float(stop_requested()), grad_norm.item(), *tracking.branch_sums(loss_module)],
+            device,
         )
         loss = faults.poison_loss(step, summed_loss / n_tgt)
         if not (math.isfinite(loss) and math.isfinite(norms)):
@@ -264,7 +265,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         clock["times"].append(time.monotonic() - t_step)  # .item() above waited for the device
         clock["tokens"].append(int(summed_tokens))
         history.append({"step": step, "loss": loss, "lr": lr})
-        tracker.scalars(step, tracking.train_scalars(loss, lr, norms / world, tokens_per_s(), device))
+        tracker.scalars(step, tracking.train_scalars(loss, lr, norms / world, tokens_per_s(), device, branches, n_tgt))
         if rank == 0:
             progress.update(step, loss=loss, lr=lr, tokens_per_s=tokens_per_s(), epoch=step * global_batch / n)
 
