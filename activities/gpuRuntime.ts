@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import * as A from '../pipeline/artifacts';
+import { trackingJob } from '../pipeline/trackingConfig';
 import type { RunConfig } from '../pipeline/config';
 import { memberTag, type GroupMember } from '../pipeline/groups';
 import type { KernelJob, KernelVerb } from '../pipeline/kernelJobs';
@@ -145,6 +146,10 @@ export function gpuRuntime(ctx: GpuWorkerContext): GpuRuntime {
       device: device(input.config),
       seed: job.seed ?? 42,
       threads: ctx.threads ?? null,
+      // TensorBoard / MLflow / W&B of this kernel (pipeline/trackingConfig.ts); a shard logs apart
+      tracking: input.config.tracking
+        ? trackingJob(input.config.tracking, run.runDir, input.config.runName, input.stepId, opts.tag)
+        : null,
     } as KernelJob<V>;
     return runKernel(verb, full, {
       jobFile: path.join(run.runDir, A.JOBS_DIR, `${input.stepId}.attempt-${attempt()}${tag}.json`),

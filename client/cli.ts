@@ -13,6 +13,7 @@ import { exitCodeOf, renderSnapshot, snapshotRun } from './commands/status';
 import { listRuns, renderRunList, resolveWorkflowId } from './commands/resolveRun';
 import { watchRun } from './commands/watch';
 import { isRunDir, runOfWorkflow, writeReport } from './commands/report';
+import { startTensorboard, tensorboardPlan } from './commands/tensorboard';
 import { addScheduleCommands } from './scheduleCommands';
 import { addSweepCommand } from './sweepCommand';
 import { isSweepDir, writeSweepReport } from './report/sweepReport';
@@ -243,6 +244,29 @@ export function buildProgram(): Command {
           });
       console.log(`report: ${files.html}\n        ${files.markdown} (+ ${files.charts.length} SVG charts)`);
       if (files.data.missing.length) console.log(`not (yet) available:\n  ${files.data.missing.join('\n  ')}`);
+    });
+
+  program
+    .command('tensorboard <run>')
+    .description(
+      "open the run's TensorBoard (<runDir>/tensorboard): start it when installed, else print the command; <run> is a run dir, run name or workflow id",
+    )
+    .option('--port <n>', 'TensorBoard port', '6006')
+    .option('--print', 'only print the command')
+    .action(async (run: string, o: { port: string; print?: boolean }) => {
+      const runDir = isRunDir(run)
+        ? path.resolve(run)
+        : await withClient(async (client) => (await runOfWorkflow(client, run)).runDir);
+      const plan = tensorboardPlan(runDir, Number(o.port));
+      if (!existsSync(plan.logdir)) console.log(`no event files yet: ${plan.logdir} does not exist`);
+      if (o.print || !plan.executable) {
+        console.log(plan.command);
+        if (!plan.executable) console.log('(tensorboard is not installed in this checkout: pip install tensorboard)');
+        return;
+      }
+      console.log(`${plan.command}
+TensorBoard: http://localhost:${o.port}`);
+      process.exitCode = await startTensorboard(plan, Number(o.port));
     });
 
   addScheduleCommands(program);

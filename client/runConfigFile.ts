@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { z } from 'zod';
 import { RunConfig } from '../pipeline/config';
 import { applyPreset } from '../pipeline/presets';
+import { parseModelId } from '../pipeline/modelRef';
 import { withBenchmarkPaths } from '../pipeline/stepDefinitions/evaluate';
 import { JsonSourceError, parseJsonWithPositions, type SourcePos } from './jsonSource';
 
@@ -62,13 +63,22 @@ export function readRunConfig(file: string): RunConfig {
   return loadRunConfig(file).config;
 }
 
+/**
+ * A Hugging Face id stays an id (the workers resolve it), unless a directory of that name exists
+ * here: then, as transformers does, the directory wins (pipeline/modelRef.ts).
+ */
+function modelPathOrId(value: string, base: string): string {
+  const local = path.resolve(base, value);
+  return parseModelId(value) && !statSync(local, { throwIfNoEntry: false })?.isDirectory() ? value : local;
+}
+
 /** Makes the config's paths absolute against `base` (the user's directory), so workers anywhere agree. */
 export function absolutize(config: RunConfig, base = process.cwd()): RunConfig {
   const abs = (p: string) => path.resolve(base, p);
   return {
     ...config,
     runDir: abs(config.runDir),
-    baseModel: abs(config.baseModel),
+    baseModel: modelPathOrId(config.baseModel, base),
     dataFile: abs(config.dataFile),
     eval: withBenchmarkPaths(config.eval, abs),
   };

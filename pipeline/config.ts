@@ -18,6 +18,8 @@ import { JointConfig } from './stepDefinitions/joint';
 import { BaselineConfig } from './stepDefinitions/continuedSft';
 import { ResampleConfig, WeightingConfig } from './stepDefinitions/merge';
 import { SftConfig } from './stepDefinitions/sft';
+import { modelRef } from './modelRef';
+import { TrackingConfig } from './trackingConfig';
 
 export const PlacementConfig = z
   .object({
@@ -112,7 +114,9 @@ export const RunConfig = z
     runDir: relOrAbsPath().describe(
       "Directory of all artifacts (the original's $outdir). `wmss start` makes it absolute.",
     ),
-    baseModel: relOrAbsPath().describe('Local Hugging Face model directory of the base model (nothing is downloaded).'),
+    baseModel: modelRef().describe(
+      "The base model: a local Hugging Face model directory, or a Hugging Face id org/name or org/name@revision resolved through the workers' Hugging Face cache (docs/models.md).",
+    ),
     dataFile: relOrAbsPath().describe(
       'Training data JSONL: {"idx", "messages"} records (docs/method.md#training-records), or GSM8K-style {"question","answer"} with dataFormat gsm8k.',
     ),
@@ -139,6 +143,7 @@ export const RunConfig = z
     notify: NotifyConfig.optional().describe(
       'Webhook alerts on failure, stall or completion (docs/operating.md#alerts).',
     ),
+    tracking: TrackingConfig.default(TrackingConfig.parse({})),
   })
   .strict();
 

@@ -71,6 +71,12 @@ export const ErrorTypes = {
    * error or did not answer. Retried with backoff by the alert's own workflow; never fails a run.
    */
   AlertNotDelivered: 'AlertNotDelivered',
+  /**
+   * A Hugging Face model id of the config cannot be had on the worker: offline (HF_HUB_OFFLINE) and
+   * not in its cache, gated, private, or no such model or revision on the Hub. The message names the
+   * id, the revision and the command that fetches it (docs/models.md). Not retried.
+   */
+  ModelUnavailable: 'ModelUnavailable',
 } as const;
 
 export type ErrorType = (typeof ErrorTypes)[keyof typeof ErrorTypes];
@@ -86,6 +92,7 @@ export const NON_RETRYABLE_ERROR_TYPES: ErrorType[] = [
   ErrorTypes.InsufficientDisk,
   ErrorTypes.NotWritable,
   ErrorTypes.TrainingDiverged,
+  ErrorTypes.ModelUnavailable,
 ];
 
 /** The type and message of the ApplicationFailure an activity threw, unwrapped from its ActivityFailure. */

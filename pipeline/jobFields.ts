@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { DataFormatConfig } from './configFields';
 import type { JobMapping } from './jobMapping';
+import { TrackingJob } from './trackingConfig';
 
 export const common = {
   log_file: z.string().describe("Path of the kernel's log file (appended)."),
@@ -18,6 +19,7 @@ export const common = {
     .nullable()
     .optional()
     .describe("torch.set_num_threads on the CPU; null = torch's default."),
+  tracking: TrackingJob,
 };
 
 /** Top-level config keys that jobs take (dataFile too, but as the path the activity resolved). */

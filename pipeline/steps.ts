@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import type { RunConfig } from './config';
 import type { GroupMember } from './groups';
+import type { ResolvedModel } from './runSetupTypes';
 import { NON_RETRYABLE_ERROR_TYPES } from './errors';
 import { entropy0, entropy1 } from './stepDefinitions/entropy';
 import { sft } from './stepDefinitions/sft';
@@ -143,6 +144,8 @@ export interface StepInput {
   deps: Partial<Record<StepId, StepResult>>;
   /** A member of a multi-node training group (pipeline/groups.ts); absent on one host. */
   group?: GroupMember;
+  /** Hugging Face ids of the config resolved by the run's set-up (config key → model); config.baseModel is then its snapshot dir. */
+  models?: Record<string, ResolvedModel>;
 }
 
 export const StepResult = z.object({

@@ -24,6 +24,7 @@ import { runControlActivities } from '../activities/invalidateSteps';
 import { alertActivities } from '../activities/alertActivities';
 import { stepMetricsInterceptor } from '../activities/stepMetrics';
 import { sweepActivities } from '../activities/sweepActivities';
+import { runSetupActivities } from '../activities/runSetup';
 import { controlWorkerQueues, gpuWorkerQueues } from '../pipeline/placement';
 import { describeDeviceSet, type DeviceSet } from '../activities/deviceSet';
 import { shutdownGraceMs } from '../activities/workerShutdown';
@@ -175,7 +176,7 @@ export async function createGpuWorkers(
   // workerHost: the workflow asks a free GPU worker where it is, to place a local-storage run
   // groupRendezvous: member 0 of a multi-node training group offers its address and a free port
   const placement: PlacementActivities = { workerHost: async () => host, groupRendezvous };
-  const activities = withHost(host, { ...steps, ...placement });
+  const activities = withHost(host, { ...steps, ...placement, ...runSetupActivities() });
   const { shared, pinned } = gpuWorkerQueues({ gpuQueue: opts.gpuQueue ?? 'wmss-gpu', host, pool: opts.pool });
   const make = (taskQueue: string, slots: number) =>
     Worker.create({

@@ -37,6 +37,7 @@ import { lockRunDir } from './lockRunDir';
 import { runGroup, runsAsGroup } from './trainingGroup';
 import { installRunControls } from './runControlHandlers';
 import { startRunAlerts } from './alerts';
+import { setUpRun } from './prepareRun';
 
 type StepActivity = StepActivities[keyof StepActivities];
 
@@ -131,6 +132,23 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     status = 'failed';
     publish();
   });
+  // Hugging Face ids and tracking runs (workflows/prepareRun.ts); the steps see resolved directories
+  let prepared: Awaited<ReturnType<typeof setUpRun>>;
+  try {
+    prepared = await setUpRun(config, rootHost);
+  } catch (err) {
+    status = 'failed';
+    publish();
+    await unlock();
+    const info = failureInfo(err);
+    throw ApplicationFailure.create({
+      type: info.type ?? 'StepFailed',
+      nonRetryable: true,
+      message: `run set-up failed: ${info.message}`,
+      cause: err instanceof Error ? err : undefined,
+    });
+  }
+  const { stepConfig, setup } = prepared;
   const inFlight = new Map<StepId, Promise<StepId>>();
 
   const start = (row: StepRow) => {
@@ -141,7 +159,7 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
       row.needs.filter((id) => stepEnabled(stepRow(id), config)).map((id) => [id, results[id]]),
     );
     const host = pinnedHost(row, config.placement, results, rootHost);
-    const input = { stepId: row.id, config, deps };
+    const input = { stepId: row.id, config: stepConfig, deps, ...(setup && { models: setup.models }) };
     // a training step on several hosts runs as a group of activities (workflows/trainingGroup.ts)
     const run = (runsAsGroup(row, config) ? runGroup(row, config, input) : activityFor(row, config, host)(input)).then(
       (result) => {

@@ -3,6 +3,7 @@
  * torch): the `export-onnx` kernel under the artifact store, published atomically as
  * onnx/<label>/ (graphs, manifest.json, tokenizer files). Only in configs with an onnx backend.
  */
+import { baseModelKey } from '../store/modelKey';
 import path from 'node:path';
 import * as A from '../../pipeline/artifacts';
 import type { KernelJob } from '../../pipeline/kernelJobs';
@@ -10,7 +11,6 @@ import type { StepInput, StepResult } from '../../pipeline/steps';
 import type { KernelOutcome } from '../kernelBridge';
 import type { ResolvedRun } from '../runPaths';
 import { runStep } from '../store/artifactStore';
-import { digestPath } from '../store/digest';
 import { activityHeartbeat } from '../store/heartbeat';
 
 /** Version of the export (graph layout, manifest format); part of the cache key. */
@@ -26,11 +26,7 @@ export async function exportOnnxStep(input: StepInput, run: ResolvedRun, kernel:
   let modelKey: string;
   let output: string;
   if (input.stepId === 'onnxBase') {
-    [modelPath, modelKey, output] = [
-      run.baseModel,
-      await digestPath(run.runDir, run.baseModel, 'baseModel'),
-      A.ONNX_BASE,
-    ];
+    [modelPath, modelKey, output] = [run.baseModel, await baseModelKey(run.runDir, run.baseModel, input), A.ONNX_BASE];
   } else if (input.stepId === 'onnxM1') {
     [modelPath, modelKey, output] = [
       path.join(run.runDir, deps.sft!.outputs.checkpoint),

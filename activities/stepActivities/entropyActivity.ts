@@ -2,6 +2,7 @@
  * Activity `computeEntropy` of steps 0 and 2 (torch backend): the entropy kernel on the base
  * model or m1, one kernel per GPU on a worker with several, merged in idx order.
  */
+import { baseModelKey } from '../store/modelKey';
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import * as A from '../../pipeline/artifacts';
@@ -13,7 +14,7 @@ import type { KernelOutcome } from '../kernelBridge';
 import { resolveRun } from '../runPaths';
 import { checkModelDir } from './snapshotActivity';
 import { runStep } from '../store/artifactStore';
-import { digestPath, digestTextInput } from '../store/digest';
+import { digestTextInput } from '../store/digest';
 import { ENTROPY_CONFIG_KEYS, entropyJob } from '../../pipeline/stepDefinitions/entropy';
 
 export function computeEntropy(rt: GpuRuntime) {
@@ -22,7 +23,7 @@ export function computeEntropy(rt: GpuRuntime) {
     const { config } = input;
     const base = input.stepId === 'entropy0';
     const modelPath = base ? run.baseModel : path.join(run.runDir, input.deps.sft!.outputs.checkpoint);
-    const modelKey = base ? await digestPath(run.runDir, run.baseModel, 'baseModel') : input.deps.sft!.cacheKey;
+    const modelKey = base ? await baseModelKey(run.runDir, run.baseModel, input) : input.deps.sft!.cacheKey;
     return runStep(input, {
       cacheKey: {
         kernel: KERNEL_VERSION,

@@ -3,6 +3,7 @@
  * GPU on a worker with several), under the out-of-memory back-off and the disk checks of
  * trainingRuntime.ts.
  */
+import { baseModelKey } from '../store/modelKey';
 import { ApplicationFailure } from '@temporalio/common';
 import * as A from '../../pipeline/artifacts';
 import type { RunConfig } from '../../pipeline/config';
@@ -14,7 +15,7 @@ import { loadChatTokenizer } from '../onnx/tokenizer';
 import { resolveRun } from '../runPaths';
 import { checkModelDir } from './snapshotActivity';
 import { runTrainingStep } from './groupMember';
-import { digestPath, digestTextInput } from '../store/digest';
+import { digestTextInput } from '../store/digest';
 import { countLines, modelTensorStats } from '../store/diskSpace';
 import { checkSplit, trainingDisk, worldSize, trainToCheckpoint, withoutRetention } from './trainingRuntime';
 import { DEFAULT_SFT_SYSTEM_PROMPT, SFT_CONFIG_KEYS, sftJob } from '../../pipeline/stepDefinitions/sft';
@@ -60,7 +61,7 @@ export function trainSft(rt: GpuRuntime) {
         kernel: KERNEL_VERSION,
         sft: withoutRetention(sft),
         dataFormat: input.config.dataFormat,
-        model: await digestPath(run.runDir, run.baseModel, 'baseModel'),
+        model: await baseModelKey(run.runDir, run.baseModel, input),
         data: await digestTextInput(run.runDir, run.dataFile, 'dataFile'),
       },
       outputs: { dir: A.STAGE1_DIR },

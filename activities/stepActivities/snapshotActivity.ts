@@ -3,10 +3,10 @@
  * original's copymodel.py does by loading and re-saving, but as a file copy: same bytes, no GPU,
  * no Python. The dir is validated first so a wrong path fails here, not days later in step 5b.
  */
+import { baseModelKey } from '../store/modelKey';
 import * as A from '../../pipeline/artifacts';
 import type { StepInput, StepResult } from '../../pipeline/steps';
 import { runStep } from '../store/artifactStore';
-import { digestPath } from '../store/digest';
 import { invalidInput } from '../store/failures';
 import { activityHeartbeat, progressDetails, type Heartbeat } from '../store/heartbeat';
 import { copyFiles, readModelConfig, topLevelFiles } from '../store/modelDir';
@@ -68,7 +68,7 @@ export async function snapshotModelDir(
 export async function snapshotBase(input: StepInput): Promise<StepResult> {
   const run = resolveRun(input.config);
   return runStep(input, {
-    cacheKey: { version: 1, base: await digestPath(run.runDir, run.baseModel, 'baseModel') },
+    cacheKey: { version: 1, base: await baseModelKey(run.runDir, run.baseModel, input) },
     outputs: { model: A.STAGE0_DIR },
     mode: 'atomic',
     heartbeat: activityHeartbeat,

@@ -20,6 +20,7 @@ import { serverAnswers, startDevServer, type DevServer } from '../devServer';
 import { startPipeline } from './start';
 import { accuracyTable, evaluatedRows } from './demoTable';
 import { CONTINUED_SFT_LABEL } from '../../pipeline/stepDefinitions/continuedSft';
+import { registerInHubCache } from '../hubCache';
 import { describeProgress, snapshotRun, type RunSnapshot } from './status';
 
 export interface DemoOptions {
@@ -29,6 +30,12 @@ export interface DemoOptions {
   port: number;
   uiPort: number;
 }
+
+/**
+ * The demo names its base model by a Hugging Face id, as real configs do: the tiny model is
+ * registered in a Hugging Face cache under the demo dir (client/hubCache.ts) and resolved offline.
+ */
+export const DEMO_MODEL_ID = 'wmss-demo/tiny-qwen3';
 
 /** The demo's share of each bundled math set (the paper: all rows, 4096 or 8192 new tokens). */
 export const DEMO_SUBSET = { rows: 4, maxNewTokens: 48 } as const;
@@ -54,7 +61,7 @@ export function demoConfig(dir: string, runName: string): RunConfigInput {
   return {
     runName,
     runDir: path.join(dir, 'run'),
-    baseModel: path.join(assets, 'tiny-qwen3'),
+    baseModel: DEMO_MODEL_ID,
     dataFile: path.join(assets, 'data', 'train.jsonl'),
     dataFormat: 'messages',
     device: 'cpu',
@@ -175,6 +182,10 @@ export async function runDemo(opts: DemoOptions, log: (s: string) => void = cons
   }
 
   await makeTinyAssets(path.join(dir, 'assets'), log);
+  // the workers of this process (and their kernels) resolve DEMO_MODEL_ID in this cache, offline
+  const hubCache = path.join(dir, 'assets', 'hf-cache');
+  registerInHubCache(path.join(dir, 'assets', 'tiny-qwen3'), DEMO_MODEL_ID, hubCache);
+  Object.assign(process.env, { HF_HUB_CACHE: hubCache, HF_HUB_OFFLINE: '1' });
   const config = RunConfig.parse(demoConfig(dir, opts.runName));
 
   const connection = await connectWorker(target);

@@ -39,6 +39,8 @@ export interface RunSnapshot {
   /** Latest heartbeat of each running activity; the workflow uses the step id as activity id. */
   heartbeats: ActivityBeat[];
   workflowStatus: string;
+  /** Tracker → run URL (or why it could not be reached), from the workflow memo (docs/tracking.md). */
+  tracking?: Record<string, string | null>;
   /** The workflow's own failure (it may have failed before any step ran). */
   failure?: RunFailure;
   /** The workflow's input is not a run config. */
@@ -89,6 +91,7 @@ export async function snapshotRun(client: Client, workflowId: string): Promise<R
     progress,
     heartbeats,
     workflowStatus: description.status.name,
+    ...(description.memo?.tracking ? { tracking: description.memo.tracking as Record<string, string | null> } : {}),
     ...(failure && { failure }),
     ...(inputProblem && { inputProblem }),
     at: Date.now(),
@@ -167,11 +170,18 @@ function stepTime(step: StepStatus, now: number): string {
   return formatDuration(end - Date.parse(step.startedAt));
 }
 
+/** One line per tracker of the run: its run URL (MLflow, W&B). */
+export function trackingLines(tracking: RunSnapshot['tracking']): string {
+  return Object.entries(tracking ?? {})
+    .map(([name, url]) => `\n${name} ${url ?? '(no URL)'}`)
+    .join('');
+}
+
 /** The compact table of `wmss status` (and the last screen of `wmss watch`). */
 export function renderSnapshot(s: RunSnapshot, samples: Partial<Record<string, ProgressSamples>> = {}): string {
   const est = estimates(s, samples);
   const eta = formatPipelineEta(est.pipeline);
-  const head = `run ${s.progress.runName || '?'} (${s.workflowId}): ${s.progress.status}${s.workflowStatus !== 'RUNNING' ? ` (workflow ${s.workflowStatus.toLowerCase()})` : ''}${eta ? `, ETA ${eta}` : ''}\nrun dir ${s.progress.runDir || '?'}`;
+  const head = `run ${s.progress.runName || '?'} (${s.workflowId}): ${s.progress.status}${s.workflowStatus !== 'RUNNING' ? ` (workflow ${s.workflowStatus.toLowerCase()})` : ''}${eta ? `, ETA ${eta}` : ''}\nrun dir ${s.progress.runDir || '?'}${trackingLines(s.tracking)}`;
   const rows = s.progress.steps.map((step) => {
     const beat = s.heartbeats.find((h) => h.stepId === step.id);
     let detail = '';

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from . import tracking
 from .chat import entropy_texts, tokenize_pair
 from .data import read_records
 from .heads import row_entropies
@@ -171,6 +172,9 @@ def run(job):
     write_jsonl_atomic(job.output_path, [{"idx": idx, job.field: results[idx]} for idx in sorted(results)])
     elapsed = max(time.monotonic() - start, 1e-9)
     values = list(results.values())
+    tracking.summarize(
+        job, {"mean_entropy": sum(values) / max(1, len(values)), "samples": len(values)}, {job.field: values}
+    )
     return {
         "outputs": {"entropy": os.path.abspath(job.output_path)},
         "metrics": {

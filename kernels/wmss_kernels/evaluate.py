@@ -13,6 +13,7 @@ import logging
 import os
 import time
 
+from . import tracking
 from .chat import DEFAULT_EVAL_SYSTEM_PROMPT, eval_prompt, paper_eval_system_prompt
 from .entropy import check_shard
 from .eval_data import check_datasets, file_sha256, load_rows
@@ -248,5 +249,7 @@ def _result(job, summaries, tokens_per_s):
     metrics.update({f"truncation_rate/{name}": s["truncation_rate"] for name, s in summaries.items()})
     if tokens_per_s is not None:
         metrics["tokens_per_s"] = tokens_per_s
+    if job.shard is None:  # a shard's sets are partial: the merge job summarises them
+        tracking.summarize(job, {k: v for k, v in metrics.items() if k != "tokens_per_s"}, run=job.label)
     outputs = {name: os.path.abspath(os.path.join(job.output_dir, name)) for name in summaries}
     return {"outputs": {**outputs, "summary": overview}, "metrics": metrics}

@@ -77,6 +77,9 @@ class FusedLMLoss(nn.Module):
     def __init__(self, fused):
         super().__init__()
         self.fused = fused
+        # summed CE of each branch on its own (weak, strong), since tracking.branch_sums last read
+        # them: logged beside the mixed loss; the extra cost is one forward of each head
+        self.branch_loss_sums = None
 
     def forward(self, input_ids, labels):
         lam, subs = self.fused.fusion_lambda, self.fused.sub_models
@@ -87,9 +90,14 @@ class FusedLMLoss(nn.Module):
                 hidden.append(
                     getattr(sub, sub.base_model_prefix)(input_ids=input_ids, use_cache=False).last_hidden_state
                 )
+        heads = [sub.get_output_embeddings().weight for sub in subs]
+        with torch.no_grad():
+            sums = torch.stack(
+                [linear_cross_entropy_sum(h.detach(), w.detach(), labels) for h, w in zip(hidden, heads)]
+            )
+            self.branch_loss_sums = sums if self.branch_loss_sums is None else self.branch_loss_sums + sums
         mixed = torch.cat([(1.0 - lam) * hidden[0], lam * hidden[1]], dim=-1)
-        weight = torch.cat([sub.get_output_embeddings().weight for sub in subs], dim=1)
-        return linear_cross_entropy_sum(mixed, weight, labels)
+        return linear_cross_entropy_sum(mixed, torch.cat(heads, dim=1), labels)
 
 
 def fused_config(model, dtype):

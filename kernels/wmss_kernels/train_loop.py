@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from . import __version__, checkpoints, distributed, faults, save_request, sharding
+from . import __version__, checkpoints, distributed, faults, save_request, sharding, tracking
 from .async_checkpoint import AsyncSaver
 from .protocol import InvalidInput, OutOfMemory, Progress, Terminated, emit, install_sigterm_handler, stop_requested
 from .train_batches import CausalLMLoss, step_indices
@@ -149,6 +149,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         "cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and any(p.dtype == torch.bfloat16 for p in params)
     )
 
+    tracker = tracking.open_tracker(job, purge_step=start + 1)  # rank 0 only; see tracking.py
     progress = Progress(max_steps, "steps")
     if rank == 0:
         progress.update(start, epoch=start * global_batch / n)
@@ -265,8 +266,16 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         # One all-reduce per step: the logged loss and token count cover every rank, and a SIGTERM
         # seen by any rank stops all of them at the same step.
         # A save request (SIGUSR1, save_request.py) seen by any rank makes every rank save here too.
-        summed_loss, summed_tokens, stops, norms, asked = distributed.sum_across(
-            [loss_sum.item(), tokens, float(stop_requested()), grad_norm.item(), float(save_request.take())], device
+        summed_loss, summed_tokens, stops, norms, asked, *branches = distributed.sum_across(
+            [
+                loss_sum.item(),
+                tokens,
+                float(stop_requested()),
+                grad_norm.item(),
+                float(save_request.take()),
+                *tracking.branch_sums(loss_module),
+            ],
+            device,
         )
         loss = faults.poison_loss(step, summed_loss / n_tgt)
         if not (math.isfinite(loss) and math.isfinite(norms)):
@@ -290,6 +299,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         # tokens per step in the history: the run's total survives resumes (the baseline arm's
         # equal-cost check compares them)
         history.append({"step": step, "loss": loss, "lr": lr, "tokens": int(summed_tokens), "target_tokens": n_tgt})
+        tracker.scalars(step, tracking.train_scalars(loss, lr, norms / world, tokens_per_s(), device, branches, n_tgt))
         if rank == 0:
             progress.update(step, loss=loss, lr=lr, tokens_per_s=tokens_per_s(), epoch=step * global_batch / n)
 
@@ -302,6 +312,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
                 raise diverged(job, out_dir, rank, step, max_steps, history, lr, "weights", float("nan"))
             t_save = time.monotonic()
             path = save(step, loss, background=not stop)
+            tracker.flush()
             # nobody reads the checkpoint or leaves (torchrun would kill a rank still saving)
             # before rank 0 has finished writing it
             distributed.barrier()
@@ -314,6 +325,8 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     if saver is not None:
         saver.close()
     final = checkpoints.checkpoint_dir(out_dir, max_steps)
+    tracker.link("model", final)
+    tracker.close()
     state = checkpoints.read_json(final / "trainer_state.json")
     assert last_saved == max_steps
     seconds, _, n_timed = timed()

@@ -1,22 +1,29 @@
 /**
  * The whole pipeline, steps 0–7, on a real dev server with real workers and real kernels on the
- * tiny model; then the same JSON through `temporal workflow start`, which must be all cache hits.
+ * tiny model, named by a Hugging Face id (a cache built here, resolved offline) and tracked in
+ * MLflow (a local file store) and TensorBoard; then the same JSON through `temporal workflow
+ * start`, which must be all cache hits.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as A from '../../pipeline/artifacts';
 import { activeSteps } from '../../pipeline/steps';
 import type { RunConfig } from '../../pipeline/config';
 import { BENCHMARK_NAMES } from '../../pipeline/stepDefinitions/evaluate';
 import { CONTINUED_SFT_LABEL } from '../../pipeline/stepDefinitions/continuedSft';
-import type { PipelineResult } from '../../pipeline/workflowApi';
+import { workflowIdFor, type PipelineResult } from '../../pipeline/workflowApi';
 import { startPipeline } from '../../client/commands/start';
 import { configToResume } from '../../client/commands/resume';
 import { temporalCli } from '../../client/devServer';
 import { readModelTensors } from '../../activities/store/safetensors';
 import { VENV_BIN } from '../../activities/repoPaths';
 import { startHarness, tinyRunConfig, type Harness } from '../../testkit/harness';
+import { registerInHubCache } from '../../client/hubCache';
+import { readManifest } from '../../activities/store/manifest';
+
+const MODEL_ID = 'wmss-it/tiny';
+let commit: string;
 
 jest.setTimeout(900_000);
 
@@ -27,11 +34,17 @@ let first: PipelineResult;
 beforeAll(async () => {
   h = await startHarness();
   const tiny = tinyRunConfig(h.assets, path.join(h.dir, 'run'), 'it-full');
+  // the workers resolve MODEL_ID in this cache, offline (kernels and the set-up inherit the env)
+  const hubCache = path.join(h.dir, 'hf-cache');
+  commit = registerInHubCache(tiny.baseModel, MODEL_ID, hubCache);
+  Object.assign(process.env, { HF_HUB_CACHE: hubCache, HF_HUB_OFFLINE: '1' });
   // the paper protocol end to end: the seven bundled sets too, two rows each with a short budget
   config = {
     ...tiny,
     // the baseline arm too (step 5c): its cost is asserted against 5b's from the manifests
     baseline: { sft: true, data: 'resampled' },
+    baseModel: MODEL_ID,
+    tracking: { tensorboard: true, mlflow: { trackingUri: `file:${path.join(h.dir, 'mlruns')}`, experiment: 'it' } },
     eval: {
       ...tiny.eval,
       benchmarks: [...tiny.eval.benchmarks, ...BENCHMARK_NAMES.map((name) => ({ name, limit: 2, maxNewTokens: 8 }))],
@@ -161,7 +174,28 @@ test('steps 0–7 complete and every artifact has the format of the spec', async
     expect(existsSync(run(A.manifestPath(step.id)))).toBe(true);
     expect(first.steps[step.id].cached).toBe(false);
   }
+  await checkModelIdAndTrackers(run);
 });
+
+/** The id's commit in the cache keys, the TensorBoard event files, the MLflow run, the memo. */
+async function checkModelIdAndTrackers(run: (rel: string) => string) {
+  for (const id of ['entropy0', 'sft', 'snapshot'] as const)
+    expect(JSON.stringify((await readManifest(config.runDir, id))!.keyMaterial)).toContain(`hf:${MODEL_ID}@${commit}:`);
+  for (const dir of ['sft', 'joint', 'entropy0', 'entropy1', 'evaluate/wmss', 'evaluate/base'])
+    expect(readdirSync(run(`tensorboard/${dir}`)).some((f) => f.startsWith('events.out.tfevents.'))).toBe(true);
+  const { run_id: runId, experiment_id: expId, url } = JSON.parse(readFileSync(run('tracking/mlflow.json'), 'utf8'));
+  const mlrun = path.join(h.dir, 'mlruns', expId, runId);
+  expect(readFileSync(path.join(mlrun, 'params', 'baseModel'), 'utf8')).toBe(MODEL_ID);
+  expect(readFileSync(path.join(mlrun, 'params', 'sft.maxSteps'), 'utf8')).toBe(String(config.sft.maxSteps));
+  // file store: one "timestamp value step" line per logged value
+  const steps = (key: string) => lines(path.join(mlrun, 'metrics', key)).map((l) => Number(l.split(' ')[2]));
+  expect(steps('sft/loss')).toEqual([1, 2, 3, 4, 5, 6]);
+  expect(steps('joint/loss')).toEqual([1, 2, 3, 4, 5, 6]);
+  expect(lines(path.join(mlrun, 'metrics', 'evaluate', 'wmss', 'pass_at_1', 'arithmetic'))).toHaveLength(1);
+  const memo = (await h.client.workflow.getHandle(workflowIdFor(config.runName)).describe()).memo;
+  expect(memo?.tracking).toEqual({ mlflow: url });
+  expect(url).toBe(`file:${path.join(h.dir, 'mlruns')}/${expId}/${runId}`);
+}
 
 test('the same JSON started with `temporal workflow start` completes from cache', async () => {
   expect(first).toBeDefined();

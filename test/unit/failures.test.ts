@@ -176,6 +176,7 @@ describe('job fields name config keys', () => {
       'simulate_oom',
       'stop_after_steps',
       'memory_estimate_gib',
+      'tracking', // from the tracking section, by the worker (pipeline/trackingConfig.ts)
     ];
     const unmapped = Object.keys(SftJob.shape).filter((f) => !(f in SFT_CONFIG_KEYS) && !internal.includes(f));
     expect(unmapped).toEqual([]);
