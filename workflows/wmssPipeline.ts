@@ -37,7 +37,7 @@ import { lockRunDir } from './lockRunDir';
 import { runGroup, runsAsGroup } from './trainingGroup';
 import { installRunControls } from './runControlHandlers';
 import { startRunAlerts } from './alerts';
-import { setUpRun } from './prepareRun';
+import { needsSetup, setUpRun } from './prepareRun';
 
 type StepActivity = StepActivities[keyof StepActivities];
 
@@ -133,20 +133,25 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
     publish();
   });
   // Hugging Face ids and tracking runs (workflows/prepareRun.ts); the steps see resolved directories
-  let prepared: Awaited<ReturnType<typeof setUpRun>>;
-  try {
-    prepared = await setUpRun(config, rootHost);
-  } catch (err) {
-    status = 'failed';
-    publish();
-    await unlock();
-    const info = failureInfo(err);
-    throw ApplicationFailure.create({
-      type: info.type ?? 'StepFailed',
-      nonRetryable: true,
-      message: `run set-up failed: ${info.message}`,
-      cause: err instanceof Error ? err : undefined,
-    });
+  // Without ids or trackers there is no await here at all: an extra await, even one that schedules
+  // nothing, lets an Update handler (wmss rerun) finish earlier in the same workflow task and
+  // changes the command order of recorded histories.
+  let prepared: Awaited<ReturnType<typeof setUpRun>> = { stepConfig: config };
+  if (needsSetup(config)) {
+    try {
+      prepared = await setUpRun(config, rootHost);
+    } catch (err) {
+      status = 'failed';
+      publish();
+      await unlock();
+      const info = failureInfo(err);
+      throw ApplicationFailure.create({
+        type: info.type ?? 'StepFailed',
+        nonRetryable: true,
+        message: `run set-up failed: ${info.message}`,
+        cause: err instanceof Error ? err : undefined,
+      });
+    }
   }
   const { stepConfig, setup } = prepared;
   const inFlight = new Map<StepId, Promise<StepId>>();

@@ -55,6 +55,7 @@ test('parallelism config: defaults, an unknown strategy and cpuOffload under ddp
     strategy: 'auto',
     reshardAfterForward: true,
     cpuOffload: false,
+    asyncCheckpoints: true,
   });
   const unknown = RunConfig.safeParse({ ...base, sft: { parallelism: { strategy: 'zero3' } } });
   expect(unknown.success).toBe(false);
