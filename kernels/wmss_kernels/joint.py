@@ -11,12 +11,12 @@ import hashlib
 import logging
 from pathlib import Path
 
-from . import checkpoints
 from .chat import conversation_text, tokenize_pair
 from .data import read_records
 from .fused import FusedLMLoss, fuse_from_dirs, load_fused, load_fused_weights, read_fusion_lambda, save_fused
-from .modeling import load_model, load_tokenizer, pick_device, pick_dtype
+from .modeling import load_tokenizer, pick_device, pick_dtype
 from .protocol import InvalidInput
+from .sft import train_causal_lm
 from .train_batches import make_example
 from .train_loop import train
 from .train_plan import check_train_job, finished, plan
@@ -28,22 +28,7 @@ def continued_sft(job, tok, examples, hp, device, dtype):
     """Step 5c, the baseline arm: the plain model_path (m1) trained on exactly the examples, order,
     steps and schedule the fused model gets in step 5b, with the plain causal-LM loss: what the
     same compute gives without the weak branch."""
-    model = load_model(job.model_path, device, dtype)
-    log.info("continued sft: %d samples, %d steps, %s %s", len(examples), hp["max_steps"], device, dtype)
-
-    def save_model(m, path, state_dict=None):
-        m.save_pretrained(path, state_dict=state_dict)
-        tok.save_pretrained(path)
-
-    return train(
-        job,
-        model,
-        examples,
-        hp,
-        save_model=save_model,
-        device=device,
-        load_weights=lambda m, path: checkpoints.load_weights(m, path, device),
-    )
+    return train_causal_lm(job, tok, examples, hp, device, dtype, "continued sft")
 
 
 def read_indices(path, n_records):

@@ -57,8 +57,13 @@ def run(job):
         log.info("final checkpoint already complete: %s", done["outputs"]["checkpoint"])
         return done
 
+    return train_causal_lm(job, tok, examples, hp, device, dtype, "sft")
+
+
+def train_causal_lm(job, tok, examples, hp, device, dtype, what):
+    """Train the plain model at job.model_path (steps 1 and 5c) and save it with its tokenizer."""
     model = load_model(job.model_path, device, dtype)
-    log.info("sft: %d samples, %d steps, %s %s", len(examples), hp["max_steps"], device, dtype)
+    log.info("%s: %d samples, %d steps, %s %s", what, len(examples), hp["max_steps"], device, dtype)
 
     def save_model(m, path, state_dict=None):
         # state_dict: the full weights gathered from the shards (FSDP); else the model's own
