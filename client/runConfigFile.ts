@@ -35,7 +35,8 @@ function issueLine(file: string, keys: Map<string, SourcePos>, issue: z.core.$Zo
   return `${at(file, pos ?? { line: 1, col: 1 })}: ${field}: ${issue.message}`;
 }
 
-export function loadRunConfig(file: string): LoadedRunConfig {
+/** A JSON file (run config or sweep file) with the position of every key; unreadable or malformed → ConfigFileError `file:line:col`. */
+export function readJsonFile(file: string): ReturnType<typeof parseJsonWithPositions> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -44,13 +45,16 @@ export function loadRunConfig(file: string): LoadedRunConfig {
   }
   // Windows editors save UTF-8 with a byte-order mark, which JSON.parse rejects as a token.
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  let parsed: ReturnType<typeof parseJsonWithPositions>;
   try {
-    parsed = parseJsonWithPositions(text);
+    return parseJsonWithPositions(text);
   } catch (err) {
     if (err instanceof JsonSourceError) throw new ConfigFileError(`${at(file, err.pos)}: ${err.message}`);
     throw err;
   }
+}
+
+export function loadRunConfig(file: string): LoadedRunConfig {
+  const parsed = readJsonFile(file);
   const result = RunConfig.safeParse(applyPreset(parsed.value));
   if (!result.success)
     throw new ConfigFileError(

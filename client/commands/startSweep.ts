@@ -3,7 +3,6 @@
  * absolute against the current directory (as `wmss start` does for a run config), and start the
  * sweep workflow (workflows/wmssSweep.ts). Every problem is one line `file:line:col: field: message`.
  */
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
@@ -12,26 +11,14 @@ import { applyPreset } from '../../pipeline/presets';
 import { WmssRunName, WmssStatus, WmssStep } from '../../pipeline/searchAttributes';
 import { checkSweepSpec, type SweepSpec } from '../../pipeline/sweep';
 import { SWEEP_WORKFLOW_TYPE, sweepWorkflowIdFor } from '../../pipeline/sweepApi';
-import { JsonSourceError, parseJsonWithPositions, type SourcePos } from '../jsonSource';
-import { absolutize, ConfigFileError, loadRunConfig, unsafeRunDir } from '../runConfigFile';
+import type { SourcePos } from '../jsonSource';
+import { absolutize, ConfigFileError, loadRunConfig, readJsonFile, unsafeRunDir } from '../runConfigFile';
 
 const at = (file: string, pos?: SourcePos) => (pos ? `${file}:${pos.line}:${pos.col}` : file);
 
 /** The sweep file as the workflow gets it: base config complete and absolute, sweepDir absolute; or ConfigFileError. */
 export function readSweepFile(file: string, base = process.cwd()): SweepSpec {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8').replace(/^\ufeff/, '');
-  } catch (err) {
-    throw new ConfigFileError(`${file}: ${(err as Error).message}`);
-  }
-  let parsed: ReturnType<typeof parseJsonWithPositions>;
-  try {
-    parsed = parseJsonWithPositions(text);
-  } catch (err) {
-    if (err instanceof JsonSourceError) throw new ConfigFileError(`${at(file, err.pos)}: ${err.message}`);
-    throw err;
-  }
+  const parsed = readJsonFile(file);
   const where = (field: string | null) => {
     let pos: SourcePos | undefined;
     const parts = field ? field.split('.') : [];
