@@ -78,7 +78,9 @@ class FusedLMLoss(nn.Module):
         super().__init__()
         self.fused = fused
         # summed CE of each branch on its own (weak, strong), since tracking.branch_sums last read
-        # them: logged beside the mixed loss; the extra cost is one forward of each head
+        # them: logged beside the mixed loss. The extra cost is one forward of each head per
+        # micro-batch, so only a tracked job turns it on (tracking.log_branch_losses).
+        self.track_branches = False
         self.branch_loss_sums = None
 
     def forward(self, input_ids, labels):
@@ -91,11 +93,12 @@ class FusedLMLoss(nn.Module):
                     getattr(sub, sub.base_model_prefix)(input_ids=input_ids, use_cache=False).last_hidden_state
                 )
         heads = [sub.get_output_embeddings().weight for sub in subs]
-        with torch.no_grad():
-            sums = torch.stack(
-                [linear_cross_entropy_sum(h.detach(), w.detach(), labels) for h, w in zip(hidden, heads)]
-            )
-            self.branch_loss_sums = sums if self.branch_loss_sums is None else self.branch_loss_sums + sums
+        if self.track_branches:
+            with torch.no_grad():
+                sums = torch.stack(
+                    [linear_cross_entropy_sum(h.detach(), w.detach(), labels) for h, w in zip(hidden, heads)]
+                )
+                self.branch_loss_sums = sums if self.branch_loss_sums is None else self.branch_loss_sums + sums
         mixed = torch.cat([(1.0 - lam) * hidden[0], lam * hidden[1]], dim=-1)
         return linear_cross_entropy_sum(mixed, torch.cat(heads, dim=1), labels)
 

@@ -133,6 +133,13 @@ def _safe(what, fn):
         warn_once(f"{what}-write", "%s: logging failed (%s: %s); training goes on", what, type(e).__name__, e)
 
 
+def log_branch_losses(job, loss_module):
+    """Per-branch losses cost a head forward each: computed only when the job is tracked. Every
+    rank decides the same (the job is the same), so the per-step all-reduce has one length."""
+    if hasattr(loss_module, "track_branches"):
+        loss_module.track_branches = bool(getattr(job, "tracking", None))
+
+
 def branch_sums(loss_module) -> list:
     """[weak, strong] summed CE of the fused model's branches over the last optimizer step
     (fused.FusedLMLoss), reset for the next; [] for a plain model."""

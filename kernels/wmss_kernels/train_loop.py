@@ -150,6 +150,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     )
 
     tracker = tracking.open_tracker(job, purge_step=start + 1)  # rank 0 only; see tracking.py
+    tracking.log_branch_losses(job, loss_module)
     progress = Progress(max_steps, "steps")
     if rank == 0:
         progress.update(start, epoch=start * global_batch / n)
