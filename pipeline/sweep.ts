@@ -11,6 +11,7 @@ import { relOrAbsPath } from './configFields';
 import { ErrorTypes } from './errors';
 import { applyPreset } from './presets';
 import { stepEnabled, stepRow, STEPS, type StepId } from './steps';
+import { CONTINUED_SFT_IGNORES } from './stepDefinitions/continuedSft';
 
 const OverrideValue = z.union([z.number(), z.string(), z.boolean(), z.null()]);
 
@@ -146,7 +147,8 @@ export function expandSweep(spec: SweepSpec): SweepPoint[] {
 
 /**
  * The config fields each step's cache key reads besides its dependencies' keys (what its activity
- * hashes: activities/stepActivities/<step>Activity.ts). A section stands for all its fields.
+ * hashes: activities/stepActivities/<step>Activity.ts). A section stands for all its fields; a
+ * field written `!section.field` is one the step's key leaves out of that section.
  */
 export const STEP_READS: Partial<Record<StepId, string[]>> = {
   entropy0: ['baseModel', 'dataFile', 'dataFormat', 'entropy'],
@@ -156,12 +158,32 @@ export const STEP_READS: Partial<Record<StepId, string[]>> = {
   merge: ['dataFile', 'dataFormat', 'weighting', 'resample'],
   fuse: ['joint.fusionLambda'],
   joint: ['dataFile', 'dataFormat', 'joint'],
+  continuedSft: [
+    'dataFile',
+    'dataFormat',
+    'baseline',
+    'joint',
+    ...CONTINUED_SFT_IGNORES.map((field) => `!joint.${field}`),
+  ],
   extract: ['extract'],
   evaluate: ['eval'],
 };
 
-const valueOf = (config: RunConfig, dotted: string): string =>
-  JSON.stringify(dotted.split('.').reduce<unknown>((at, k) => (at as Record<string, unknown>)?.[k], config));
+/** What a step reads of a config, as one comparable string (excluded fields deleted). */
+function readsOf(config: RunConfig, reads: string[]): string {
+  const get = (at: unknown, keys: string[]) => keys.reduce<unknown>((v, k) => (v as Record<string, unknown>)?.[k], at);
+  const picked: Record<string, unknown> = {};
+  for (const field of reads.filter((f) => !f.startsWith('!'))) {
+    const value = get(config, field.split('.'));
+    picked[field] = value === undefined ? null : JSON.parse(JSON.stringify(value));
+  }
+  for (const excluded of reads.filter((f) => f.startsWith('!')).map((f) => f.slice(1).split('.'))) {
+    const section = picked[excluded.slice(0, -1).join('.')];
+    if (typeof section === 'object' && section !== null)
+      delete (section as Record<string, unknown>)[excluded[excluded.length - 1]];
+  }
+  return JSON.stringify(picked);
+}
 
 /**
  * The steps every point would run with identical inputs: the step reads the same config values
@@ -173,12 +195,35 @@ export function sharedSteps(configs: RunConfig[]): StepId[] {
   for (const row of STEPS) {
     const reads = STEP_READS[row.id];
     if (!reads || !configs.every((c) => stepEnabled(row, c))) continue;
-    const same = reads.every((f) => configs.every((c) => valueOf(c, f) === valueOf(configs[0], f)));
+    const same = configs.every((c) => readsOf(c, reads) === readsOf(configs[0], reads));
     // a dependency counts when it is shared, or when no point runs it (an ONNX export of a torch run)
     const needsShared = row.needs.every((id) => shared.has(id) || configs.every((c) => !stepEnabled(stepRow(id), c)));
     if (same && needsShared) shared.add(row.id);
   }
   return STEPS.filter((r) => shared.has(r.id)).map((r) => r.id);
+}
+
+/** Where a point's run dir is seeded from: an earlier point (its index) and the steps the two share. */
+export interface SeedSource {
+  donor: number;
+  steps: StepId[];
+}
+
+/**
+ * Each point's seed source: of the points before it, the one it shares the most steps with (the
+ * earliest on a tie); null for the first point and for one that shares nothing. In a seeds × λ
+ * grid the first point of each seed takes steps 0 and 4 from p0, and the seed's other λ values
+ * take steps 0–4 and 5c from that point: every step runs once per distinct set of inputs.
+ */
+export function seedSources(configs: RunConfig[]): Array<SeedSource | null> {
+  return configs.map((config, i) => {
+    let best: SeedSource | null = null;
+    for (let j = 0; j < i; j++) {
+      const steps = sharedSteps([configs[j], config]);
+      if (steps.length > (best?.steps.length ?? 0)) best = { donor: j, steps };
+    }
+    return best;
+  });
 }
 
 /** The spec and its points, or a non-retryable InvalidConfig failure naming the field. */

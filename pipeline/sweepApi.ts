@@ -16,8 +16,9 @@ export interface SweepPointRecord {
   workflowId: string;
   overrides: Record<string, unknown>;
   state: 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
-  /** the steps seeded from the leader, and those that came back as cache hits */
+  /** the steps seeded from an earlier point (seededFrom), and those that came back as cache hits */
   seeded?: StepId[];
+  seededFrom?: string;
   cached?: StepId[];
   error?: string;
 }
@@ -26,7 +27,7 @@ export interface SweepProgress {
   sweepName: string;
   sweepDir: string;
   status: RunStatus;
-  /** the steps every point shares (computed once, by the leader) */
+  /** the steps every point shares (computed once, by the first point) */
   shared: StepId[];
   /** the override fields of the grid */
   keys: string[];

@@ -1,18 +1,20 @@
 /**
  * wmssSweep: one child wmssPipeline per point of a sweep (pipeline/sweep.ts, docs/sweeps.md).
  *
- * The first point (the leader) starts alone; once its run reports the steps all points share as
- * finished, the others start beside it, each in a run dir seeded with the leader's outputs of
- * those steps (activities/sweepActivities.ts), which their own runs find as verified cache hits.
- * Running the shared prefix first is what makes the sharing safe: each point has its own run dir
- * and lock, and the leader's shared outputs are committed and never written again when they are
- * linked, so no two runs ever produce or publish the same cache entry at once. When every point
- * has ended, the results are aggregated into
+ * Each point after the first has a seed source (pipeline/sweep.ts seedSources): the earlier point
+ * it shares the most steps with. It starts once that point's run reports those steps finished, in
+ * a run dir seeded with their outputs (activities/sweepActivities.ts), which its own run finds as
+ * verified cache hits; a point that shares nothing starts at once. Running the shared steps first
+ * is what makes the sharing safe: each point has its own run dir and lock, and the donor's shared
+ * outputs are committed and never written again when they are linked, so no two runs ever
+ * produce or publish the same cache entry at once. When every point has ended, the results are
+ * aggregated into
  * <sweepDir>/sweep.json. The grid and each child's state are in the `sweep` query, the memo
  * (`grid`, shown by the Web UI) and the search attributes (WmssStatus; WmssStep = points running).
  */
 import {
   ApplicationFailure,
+  condition,
   executeChild,
   ParentClosePolicy,
   proxyActivities,
@@ -23,10 +25,11 @@ import {
   type RetryPolicy,
 } from '@temporalio/workflow';
 import type { SweepActivities, SweepPointRecord } from '../activities/contract';
+import type { StepId } from '../pipeline/steps';
 import { failureInfo } from '../pipeline/errors';
 import { stepQueue } from '../pipeline/placement';
 import { WmssRunName, WmssStatus, WmssStep, type RunStatus } from '../pipeline/searchAttributes';
-import { checkSweepSpec, sharedSteps, type SweepPoint } from '../pipeline/sweep';
+import { checkSweepSpec, seedSources, sharedSteps, type SweepPoint } from '../pipeline/sweep';
 import { sweepQuery, type SweepProgress, type SweepResult } from '../pipeline/sweepApi';
 import { workflowIdFor, type PipelineResult } from '../pipeline/workflowApi';
 import { wmssPipeline } from './wmssPipeline';
@@ -49,7 +52,25 @@ export async function wmssSweep(rawSpec: unknown): Promise<SweepResult> {
     heartbeatTimeout: '2m',
     retry,
   });
-  let seedable: typeof shared = [];
+  const sources = seedSources(points.map((p) => p.config));
+  // whether a point's run was started (a point that failed before it started has nothing to give)
+  const started = points.map(() => false);
+  // one wait per donor and step set: the λ values of one seed all wait on the same point
+  const waits = new Map<string, Promise<StepId[]>>();
+  const finishedOf = (donor: number, steps: StepId[]) => {
+    const key = `${donor}:${steps.join(',')}`;
+    if (!waits.has(key))
+      waits.set(
+        key,
+        // returns when the donor has finished the steps or has ended (then: what it finished);
+        // a wait that fails for good seeds nothing
+        waitForSharedSteps({ workflowId: records[donor].workflowId, steps }).then(
+          (r) => r.done,
+          () => [],
+        ),
+      );
+    return waits.get(key)!;
+  };
 
   let status: RunStatus = 'running';
   const records: SweepPointRecord[] = points.map((p) => ({
@@ -84,23 +105,33 @@ export async function wmssSweep(rawSpec: unknown): Promise<SweepResult> {
     // the Web UI shows the memo: the grid, one line per point with its state
     upsertMemo({
       sweep: { name: spec.sweepName, dir: spec.sweepDir, shared },
-      grid: records.map((r) => `${r.name} ${JSON.stringify(r.overrides)}: ${r.state}${r.error ? ` (${r.error})` : ''}`),
+      grid: records.map(
+        (r) =>
+          `${r.name} ${JSON.stringify(r.overrides)}: ${r.state}${r.seededFrom ? `, seeded from ${r.seededFrom}` : ''}${r.error ? ` (${r.error})` : ''}`,
+      ),
     });
   };
   publish();
 
   const run = async (point: SweepPoint, i: number): Promise<void> => {
     const rec = records[i];
+    const source = sources[i];
     try {
-      if (i > 0 && seedable.length) {
-        const seeding = await seedPointRunDir({
-          from: points[0].config.runDir,
-          to: point.config.runDir,
-          steps: seedable,
-        });
-        rec.seeded = seeding.seeded;
+      if (source) {
+        await condition(() => records[source.donor].state !== 'pending');
+        const seedable = started[source.donor] ? await finishedOf(source.donor, source.steps) : [];
+        if (seedable.length) {
+          const seeding = await seedPointRunDir({
+            from: points[source.donor].config.runDir,
+            to: point.config.runDir,
+            steps: seedable,
+          });
+          rec.seeded = seeding.seeded;
+          rec.seededFrom = points[source.donor].name;
+        }
       }
       rec.state = 'running';
+      started[i] = true;
       publish();
       const result: PipelineResult = await executeChild(wmssPipeline, {
         args: [point.config],
@@ -126,16 +157,7 @@ export async function wmssSweep(rawSpec: unknown): Promise<SweepResult> {
     publish();
   };
 
-  const leader = run(points[0], 0);
-  if (points.length > 1 && shared.length) {
-    // the others start once the leader has finished the shared steps (or has ended: then they get
-    // what it finished and compute the rest themselves)
-    // (the wait returns in either case; a wait that fails for good seeds nothing)
-    seedable = (
-      await waitForSharedSteps({ workflowId: records[0].workflowId, steps: shared }).catch(() => ({ done: [] }))
-    ).done;
-  }
-  await Promise.all([leader, ...points.slice(1).map((p, i) => run(p, i + 1))]);
+  await Promise.all(points.map((p, i) => run(p, i)));
 
   const failed = records.filter((r) => r.state !== 'completed');
   status = failed.length === records.length ? 'failed' : 'completed';

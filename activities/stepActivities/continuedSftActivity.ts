@@ -15,7 +15,7 @@ import { digestTextInput } from '../store/digest';
 import { countLines, modelTensorStats } from '../store/diskSpace';
 import { checkSplit, trainingDisk, trainToCheckpoint, withoutRetention } from './trainingRuntime';
 import { JOINT_CONFIG_KEYS } from '../../pipeline/stepDefinitions/joint';
-import { continuedSftJob } from '../../pipeline/stepDefinitions/continuedSft';
+import { CONTINUED_SFT_IGNORES, continuedSftJob } from '../../pipeline/stepDefinitions/continuedSft';
 
 /** With data original: every record once, in file order (the kernel shuffles per epoch as for 5b). */
 const ORIGINAL_POSITIONS = 'original_positions.txt';
@@ -25,7 +25,9 @@ export function trainContinuedSft(rt: GpuRuntime) {
     const run = resolveRun(input.config);
     const { joint, baseline } = input.config;
     // λ and the weak branch's freezing do not touch a plain model: left out, they share one cache entry
-    const { fusionLambda: _l, freezeWeak: _f, ...training } = withoutRetention(joint);
+    const training = Object.fromEntries(
+      Object.entries(withoutRetention(joint)).filter(([k]) => !(CONTINUED_SFT_IGNORES as readonly string[]).includes(k)),
+    );
     return runStep(input, {
       cacheKey: {
         kernel: KERNEL_VERSION,

@@ -33,6 +33,12 @@ export const BaselineConfig = z
   })
   .strict();
 
+/**
+ * The joint settings that do not touch a plain model (λ, freezing the weak branch): step 5c's
+ * cache key leaves them out, so a λ sweep trains 5c once per seed (pipeline/sweep.ts).
+ */
+export const CONTINUED_SFT_IGNORES = ['fusionLambda', 'freezeWeak'] as const;
+
 /** The name of step 5c's model in step 7's results (results/<label>/) and in the accuracy table. */
 export const CONTINUED_SFT_LABEL = 'continued_sft';
 

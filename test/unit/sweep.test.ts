@@ -1,5 +1,5 @@
 /** Sweep specs (pipeline/sweep.ts): expansion, refusals naming the field, and which steps the points share. */
-import { checkSweepSpec, configFieldKnown, expandSweep, sharedSteps, SweepSpec } from '../../pipeline/sweep';
+import { checkSweepSpec, configFieldKnown, expandSweep, seedSources, sharedSteps, SweepSpec } from '../../pipeline/sweep';
 
 const base = { baseModel: '/models/base', dataFile: '/data/train.jsonl' };
 const spec = (extra: Record<string, unknown>) =>
@@ -106,4 +106,29 @@ test('a λ sweep shares steps 0–4 (and 3); a seed sweep only what no seed reac
     'joint',
     'extract',
   ]);
+});
+
+test('step 5c is shared across λ (its key leaves λ out) but not across seeds or its own settings', () => {
+  const configs = (grid: Record<string, unknown[]>) =>
+    expandSweep(spec({ config: { ...base, baseline: { sft: true } }, grid })).map((p) => p.config);
+  expect(sharedSteps(configs({ 'joint.fusionLambda': [0.3, 0.7] }))).toContain('continuedSft');
+  expect(sharedSteps(configs({ 'joint.freezeWeak': [true, false] }))).toContain('continuedSft');
+  expect(sharedSteps(configs({ 'joint.lr': [1e-4, 1e-3] }))).not.toContain('continuedSft');
+  expect(sharedSteps(configs({ 'baseline.data': ['resampled', 'original'] }))).not.toContain('continuedSft');
+  expect(sharedSteps(configs({ seed: [1, 2] }))).not.toContain('continuedSft');
+});
+
+test('each point is seeded from the earlier point it shares the most with', () => {
+  const configs = expandSweep(
+    spec({ config: { ...base, baseline: { sft: true } }, grid: { seed: [1, 2, 3], 'joint.fusionLambda': [0.3, 0.5, 0.7] } }),
+  ).map((p) => p.config);
+  const perSeed = ['entropy0', 'sft', 'snapshot', 'entropy1', 'merge', 'continuedSft'];
+  const sources = seedSources(configs);
+  expect(sources.map((s) => s?.donor ?? null)).toEqual([null, 0, 0, 0, 3, 3, 0, 6, 6]);
+  expect(sources[1]!.steps).toEqual(perSeed);
+  expect(sources[3]!.steps).toEqual(['entropy0', 'snapshot']);
+  expect(sources[8]!.steps).toEqual(perSeed);
+  // a point that shares nothing with any earlier one starts on its own
+  const apart = expandSweep(spec({ points: [{}, { baseModel: '/models/other', seed: 9 }] })).map((p) => p.config);
+  expect(seedSources(apart)).toEqual([null, null]);
 });

@@ -1,6 +1,6 @@
 /**
  * The sweep workflow (workflows/wmssSweep.ts) on a local dev server with stub activities: the
- * leader first, the others seeded and side by side, a failed point not stopping the others, a
+ * leader first, the others seeded and side by side, a seeds × λ grid seeded point from point, a failed point not stopping the others, a
  * seeded step that re-ran marking its point failed, all points failed failing the sweep, and a
  * bad spec refused naming the field. The real activities run in test/integration/sweep.test.ts.
  */
@@ -44,6 +44,7 @@ async function sweepWith(
 ) {
   const log: Log[] = [];
   const aggregates: SweepAggregate[] = [];
+  const seededSteps = new Map<string, string[]>();
   const pointOf = (runDir: string) => runDir.split('/').pop()!;
   const make = async (input: StepInput): Promise<StepResult> => {
     const point = pointOf(input.config.runDir);
@@ -55,8 +56,8 @@ async function sweepWith(
     return {
       stepId: input.stepId,
       host: 'test',
-      // what the real store does with a seeded dir: the shared steps are hits in every point but the leader
-      cached: point !== 'p0' && SHARED.includes(input.stepId),
+      // what the real store does with a seeded dir: the seeded steps are hits
+      cached: (seededSteps.get(point) ?? []).includes(input.stepId),
       outputs: { checkpoint: 'x', model: 'm', fused: 'f', positions: 'p' },
       metrics: {},
       cacheKey: `${input.stepId}-key`,
@@ -69,13 +70,15 @@ async function sweepWith(
     lockRunDir: async (i: { runDir: string }) => ({ runDir: i.runDir, generation: 1, host: 'test' }),
     unlockRunDir: async () => true,
     waitForSharedSteps: async (i: WaitInput) => {
-      const done = () => i.steps.filter((id) => log.some((l) => l.what === `p0 ${id} end`));
+      const donor = i.workflowId.split('-').pop();
+      const done = () => i.steps.filter((id) => log.some((l) => l.what === `${donor} ${id} end`));
       for (let n = 0; n < 600 && done().length < i.steps.length; n++) await new Promise((r) => setTimeout(r, 50));
       log.push({ t: Date.now(), what: 'wait returned' });
       return { done: done(), leaderEnded: false };
     },
     seedPointRunDir: async (i: SeedInput) => {
       log.push({ t: Date.now(), what: `${pointOf(i.to)} seeded from ${pointOf(i.from)}` });
+      seededSteps.set(pointOf(i.to), i.steps);
       return { seeded: i.steps, kept: [] };
     },
     aggregateSweep: async (i: SweepAggregate) => {
@@ -136,9 +139,34 @@ test('the shared steps run first in the leader; the others are seeded with them 
   expect(aggregates[0].points.map((p) => p.state)).toEqual(['completed', 'completed', 'completed']);
   expect(memo?.grid).toEqual([
     'p0 {"joint.fusionLambda":0.3}: completed',
-    'p1 {"joint.fusionLambda":0.5}: completed',
-    'p2 {"joint.fusionLambda":0.7}: completed',
+    'p1 {"joint.fusionLambda":0.5}: completed, seeded from p0',
+    'p2 {"joint.fusionLambda":0.7}: completed, seeded from p0',
   ]);
+});
+
+test("seeds × λ: each seed's first point takes steps 0 and 4 from p0, its other λ values take 0–4 and 5c from it", async () => {
+  const raw = {
+    ...spec('grid', []),
+    config: { baseModel: '/models/base', dataFile: '/data/train.jsonl', baseline: { sft: true } },
+    grid: { seed: [1, 2], 'joint.fusionLambda': [0.3, 0.7] },
+  };
+  const { result, at, log, error } = await sweepWith(raw);
+  expect(error).toBeUndefined();
+  const perSeed = [...SHARED, 'continuedSft'];
+  expect(result!.shared).toEqual(['entropy0', 'snapshot']);
+  expect(result!.points.map((p) => [p.name, p.state, p.seededFrom ?? null, p.seeded ?? []])).toEqual([
+    ['p0', 'completed', null, []],
+    ['p1', 'completed', 'p0', perSeed],
+    ['p2', 'completed', 'p0', ['entropy0', 'snapshot']],
+    ['p3', 'completed', 'p2', perSeed],
+  ]);
+  // a point starts its run only once it is seeded (the stub steps run whether seeded or not)
+  for (const p of ['p1', 'p2', 'p3'])
+    expect(at(`${p} entropy0 start`)).toBeGreaterThanOrEqual(log.find((l) => l.what.startsWith(`${p} seeded`))!.t);
+  // p2 does not wait for p0's seed-1 steps, p3 waits for p2's
+  expect(at('p2 seeded from p0')).toBeGreaterThanOrEqual(at('p0 snapshot end'));
+  expect(at('p2 seeded from p0')).toBeLessThan(at('p0 continuedSft end'));
+  expect(at('p3 seeded from p2')).toBeGreaterThanOrEqual(at('p2 continuedSft end'));
 });
 
 test('a failed point does not stop the others; the sweep completes and aggregates what finished', async () => {
