@@ -45,7 +45,7 @@ export interface RunControlActivities {
   invalidateSteps(input: { runDir: string; steps: StepId[] }): Promise<string[]>;
 }
 
-/** A sweep point's run dir, seeded from the leader's with the steps all points share (activities/sweepActivities.ts). */
+/** A sweep point's run dir, seeded from an earlier point's with the steps the two share (activities/sweepActivities.ts). */
 export interface SeedInput {
   from: string;
   to: string;
@@ -60,16 +60,8 @@ export interface SweepAggregate {
   points: SweepPointRecord[];
 }
 
-/** Wait until the run `workflowId` (the sweep's leader) has finished `steps`, or has ended. */
-export interface WaitInput {
-  workflowId: string;
-  steps: StepId[];
-  everyMs?: number;
-}
-
 /** The sweep workflow's activities, on the control worker. */
 export interface SweepActivities {
-  waitForSharedSteps(input: WaitInput): Promise<{ done: StepId[]; leaderEnded: boolean }>;
   seedPointRunDir(input: SeedInput): Promise<{ seeded: StepId[]; kept: StepId[] }>;
   aggregateSweep(input: SweepAggregate): Promise<string>;
 }

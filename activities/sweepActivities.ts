@@ -1,26 +1,22 @@
 /**
  * The sweep's two activities (workflows/wmssSweep.ts, docs/sweeps.md), on the control worker:
  *
- *  - seedPointRunDir: before a point's run starts, give its run dir the leader's outputs and
- *    manifests of the steps all points share, so the point's own run finds them as verified cache
+ *  - seedPointRunDir: before a point's run starts, give its run dir the outputs and manifests of
+ *    the steps it shares with an earlier point (its donor), so the point's own run finds them as verified cache
  *    hits (same cache key, same outputs) instead of computing them again. Outputs are hard links
  *    (a copy across file systems): no data is duplicated, and since every step publishes by
  *    renaming a new file or directory into place, a later re-run in one dir never writes through
  *    to the other. Each output is linked under a staging name and renamed; the manifest is written
  *    last, so a crash leaves a step either seeded completely or not at all.
- *    It links only steps the leader's run has finished (their outputs are never written again by
+ *    It links only steps the donor's run has finished (their outputs are never written again by
  *    that run) into a dir whose run has not started: no two runs ever race on one cache entry.
- *  - waitForSharedSteps: until the leader's run reports the shared steps finished (its progress
- *    query: a step is finished once its manifest is committed), or the leader has ended.
  *  - aggregateSweep: every point's headline results into <sweepDir>/sweep.json (fsync + rename).
  */
 import { existsSync, promises as fsp, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Context } from '@temporalio/activity';
-import { progressQuery } from '../pipeline/workflowApi';
 import * as A from '../pipeline/artifacts';
 import type { StepId } from '../pipeline/steps';
-import type { SweepAggregate, SweepActivities, SeedInput, WaitInput } from './contract';
+import type { SweepAggregate, SweepActivities, SeedInput } from './contract';
 import { readManifest, manifestFile } from './store/manifest';
 import { stagingName, writeFileDurable, fsyncTree } from './store/durableFs';
 import { ownedFile } from './store/ownership';
@@ -59,7 +55,7 @@ export async function seedPointRunDir(input: SeedInput): Promise<{ seeded: StepI
       continue;
     }
     const manifest = await readManifest(from, step);
-    if (!manifest) continue; // the leader has no record: the point computes the step itself
+    if (!manifest) continue; // the donor has no record: the point computes the step itself
     for (const rec of Object.values(manifest.outputs)) {
       const target = resolveInRunDir(to, rec.path);
       await fsp.mkdir(path.dirname(target), { recursive: true });
@@ -105,32 +101,6 @@ export async function aggregateSweep(input: SweepAggregate): Promise<string> {
   return file;
 }
 
-/** The steps of `steps` that the run `workflowId` has finished (completed or a cache hit). */
-async function finishedSteps(workflowId: string, steps: StepId[]): Promise<StepId[]> {
-  const handle = Context.current().client.workflow.getHandle(workflowId);
-  // not started yet, or between workflow tasks: nothing to report now
-  const progress = await handle.query(progressQuery).catch(() => undefined);
-  const done = new Set(progress?.steps.filter((s) => s.state === 'completed' || s.state === 'cached').map((s) => s.id));
-  return steps.filter((id) => done.has(id));
-}
-
-export async function waitForSharedSteps(input: WaitInput): Promise<{ done: StepId[]; leaderEnded: boolean }> {
-  const ctx = Context.current();
-  for (;;) {
-    const done = await finishedSteps(input.workflowId, input.steps);
-    if (done.length === input.steps.length) return { done, leaderEnded: false };
-    const status = await ctx.client.workflow
-      .getHandle(input.workflowId)
-      .describe()
-      .then((d) => d.status.name)
-      .catch(() => 'UNKNOWN');
-    if (status !== 'RUNNING' && status !== 'UNKNOWN')
-      return { done: await finishedSteps(input.workflowId, input.steps), leaderEnded: true };
-    activityHeartbeat({ waitingFor: input.workflowId, done });
-    await ctx.sleep(input.everyMs ?? 2000); // rejects when the sweep cancels the wait
-  }
-}
-
 export function sweepActivities(): SweepActivities {
-  return { seedPointRunDir, aggregateSweep, waitForSharedSteps };
+  return { seedPointRunDir, aggregateSweep };
 }

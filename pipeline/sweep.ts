@@ -203,26 +203,35 @@ export function sharedSteps(configs: RunConfig[]): StepId[] {
   return STEPS.filter((r) => shared.has(r.id)).map((r) => r.id);
 }
 
-/** Where a point's run dir is seeded from: an earlier point (its index) and the steps the two share. */
+/** Where a point's run dir is seeded from: an earlier point (its index) and the steps it gives. */
 export interface SeedSource {
   donor: number;
   steps: StepId[];
 }
 
 /**
- * Each point's seed source: of the points before it, the one it shares the most steps with (the
- * earliest on a tie); null for the first point and for one that shares nothing. In a seeds × λ
- * grid the first point of each seed takes steps 0 and 4 from p0, and the seed's other λ values
- * take steps 0–4 and 5c from that point: every step runs once per distinct set of inputs.
+ * Each point's seed sources: every step it shares with some earlier point comes from one of them.
+ * The earlier point it shares the most with gives all it can (the earliest on a tie), then the
+ * one that gives the most of what is left, and so on; [] for the first point and for one that
+ * shares nothing. In a seeds × λ grid the first point of each seed takes steps 0 and 4 from p0,
+ * and the seed's other λ values take steps 0–4 and 5c from that point: every step runs once per
+ * distinct set of inputs.
  */
-export function seedSources(configs: RunConfig[]): Array<SeedSource | null> {
+export function seedSources(configs: RunConfig[]): SeedSource[][] {
   return configs.map((config, i) => {
-    let best: SeedSource | null = null;
-    for (let j = 0; j < i; j++) {
-      const steps = sharedSteps([configs[j], config]);
-      if (steps.length > (best?.steps.length ?? 0)) best = { donor: j, steps };
+    const shares = configs.slice(0, i).map((other) => sharedSteps([other, config]));
+    const left = new Set(shares.flat());
+    const sources: SeedSource[] = [];
+    while (left.size) {
+      let best: SeedSource | undefined;
+      shares.forEach((steps, donor) => {
+        const gives = steps.filter((id) => left.has(id));
+        if (gives.length > (best?.steps.length ?? 0)) best = { donor, steps: gives };
+      });
+      sources.push(best!);
+      best!.steps.forEach((id) => left.delete(id));
     }
-    return best;
+    return sources;
   });
 }
 

@@ -1,5 +1,5 @@
 /** The sweep workflow's public surface (workflows/wmssSweep.ts): type name, id scheme, query, result. */
-import { defineQuery } from '@temporalio/workflow';
+import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { RunStatus } from './searchAttributes';
 import type { StepId } from './steps';
 
@@ -16,9 +16,9 @@ export interface SweepPointRecord {
   workflowId: string;
   overrides: Record<string, unknown>;
   state: 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
-  /** the steps seeded from an earlier point (seededFrom), and those that came back as cache hits */
+  /** the steps seeded from earlier points (seededFrom: their names), and those that came back as cache hits */
   seeded?: StepId[];
-  seededFrom?: string;
+  seededFrom?: string[];
   cached?: StepId[];
   error?: string;
 }
@@ -40,3 +40,11 @@ export interface SweepResult extends SweepProgress {
 }
 
 export const sweepQuery = defineQuery<SweepProgress>('sweep');
+
+/**
+ * A point's run tells its sweep each step it has finished (completed or a cache hit, so its
+ * manifest is committed): the sweep seeds the points that wait on those steps. Sent only by runs
+ * started with the memo key SWEEP_PARENT_MEMO, so a run under any other parent sends nothing.
+ */
+export const stepFinishedSignal = defineSignal<[{ workflowId: string; stepId: StepId }]>('stepFinished');
+export const SWEEP_PARENT_MEMO = 'sweepParent';

@@ -7,11 +7,13 @@ import {
   ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
+  getExternalWorkflowHandle,
   isCancellation,
   proxyActivities,
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type { StepActivities } from '../activities/contract';
 import { checkRunConfig, type RunConfig } from '../pipeline/config';
@@ -29,6 +31,7 @@ import {
   type StepRow,
 } from '../pipeline/steps';
 import { progressQuery, type PipelineProgress, type PipelineResult, type StepStatus } from '../pipeline/workflowApi';
+import { stepFinishedSignal, SWEEP_PARENT_MEMO } from '../pipeline/sweepApi';
 import { resolveRunTemplates } from '../pipeline/runTemplates';
 import { templateContext } from './scheduledRun';
 import { pinnedHost, stepQueue } from '../pipeline/placement';
@@ -38,6 +41,15 @@ import { runGroup, runsAsGroup } from './trainingGroup';
 import { installRunControls } from './runControlHandlers';
 import { startRunAlerts } from './alerts';
 import { needsSetup, setUpRun } from './prepareRun';
+
+/** A sweep's point tells the sweep each finished step (pipeline/sweepApi.ts); a lost signal only costs sharing. */
+function tellSweep(stepId: StepId): void {
+  const info = workflowInfo();
+  if (!info.parent || !info.memo?.[SWEEP_PARENT_MEMO]) return;
+  getExternalWorkflowHandle(info.parent.workflowId)
+    .signal(stepFinishedSignal, { workflowId: info.workflowId, stepId })
+    .catch(() => undefined);
+}
 
 type StepActivity = StepActivities[keyof StepActivities];
 
@@ -172,6 +184,7 @@ export async function wmssPipeline(rawConfig: unknown): Promise<PipelineResult> 
         status.result = result;
         status.state = result.cached ? 'cached' : 'completed';
         status.finishedAt = new Date().toISOString();
+        tellSweep(row.id);
         return row.id;
       },
       (failure) => {

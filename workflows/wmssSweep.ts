@@ -1,11 +1,12 @@
 /**
  * wmssSweep: one child wmssPipeline per point of a sweep (pipeline/sweep.ts, docs/sweeps.md).
  *
- * Each point after the first has a seed source (pipeline/sweep.ts seedSources): the earlier point
- * it shares the most steps with. It starts once that point's run reports those steps finished, in
- * a run dir seeded with their outputs (activities/sweepActivities.ts), which its own run finds as
- * verified cache hits; a point that shares nothing starts at once. Running the shared steps first
- * is what makes the sharing safe: each point has its own run dir and lock, and the donor's shared
+ * Each point after the first has seed sources (pipeline/sweep.ts seedSources): earlier points
+ * and the steps each gives it. It starts once their runs have signalled those steps finished
+ * (stepFinishedSignal: no activity slot is held and nothing polls while it waits), in a run dir
+ * seeded with their outputs (activities/sweepActivities.ts), which its own run finds as verified
+ * cache hits; a point that shares nothing starts at once. Running the shared steps first is what
+ * makes the sharing safe: each point has its own run dir and lock, and the sources' shared
  * outputs are committed and never written again when they are linked, so no two runs ever
  * produce or publish the same cache entry at once. When every point has ended, the results are
  * aggregated into
@@ -29,8 +30,14 @@ import type { StepId } from '../pipeline/steps';
 import { failureInfo } from '../pipeline/errors';
 import { stepQueue } from '../pipeline/placement';
 import { WmssRunName, WmssStatus, WmssStep, type RunStatus } from '../pipeline/searchAttributes';
-import { checkSweepSpec, seedSources, sharedSteps, type SweepPoint } from '../pipeline/sweep';
-import { sweepQuery, type SweepProgress, type SweepResult } from '../pipeline/sweepApi';
+import { checkSweepSpec, seedSources, sharedSteps, type SeedSource, type SweepPoint } from '../pipeline/sweep';
+import {
+  stepFinishedSignal,
+  sweepQuery,
+  SWEEP_PARENT_MEMO,
+  type SweepProgress,
+  type SweepResult,
+} from '../pipeline/sweepApi';
 import { workflowIdFor, type PipelineResult } from '../pipeline/workflowApi';
 import { wmssPipeline } from './wmssPipeline';
 
@@ -45,32 +52,9 @@ export async function wmssSweep(rawSpec: unknown): Promise<SweepResult> {
     heartbeatTimeout: '5m',
     retry,
   });
-  // as long as the leader's Stage-1 SFT may take; heartbeats every 2 s, so a lost worker shows soon
-  const { waitForSharedSteps } = proxyActivities<SweepActivities>({
-    taskQueue,
-    startToCloseTimeout: '30 days',
-    heartbeatTimeout: '2m',
-    retry,
-  });
   const sources = seedSources(points.map((p) => p.config));
-  // whether a point's run was started (a point that failed before it started has nothing to give)
-  const started = points.map(() => false);
-  // one wait per donor and step set: the λ values of one seed all wait on the same point
-  const waits = new Map<string, Promise<StepId[]>>();
-  const finishedOf = (donor: number, steps: StepId[]) => {
-    const key = `${donor}:${steps.join(',')}`;
-    if (!waits.has(key))
-      waits.set(
-        key,
-        // returns when the donor has finished the steps or has ended (then: what it finished);
-        // a wait that fails for good seeds nothing
-        waitForSharedSteps({ workflowId: records[donor].workflowId, steps }).then(
-          (r) => r.done,
-          () => [],
-        ),
-      );
-    return waits.get(key)!;
-  };
+  // the steps each point's run has finished, as its stepFinished signals say
+  const finished = points.map(() => new Set<StepId>());
 
   let status: RunStatus = 'running';
   const records: SweepPointRecord[] = points.map((p) => ({
@@ -90,6 +74,9 @@ export async function wmssSweep(rawSpec: unknown): Promise<SweepResult> {
     points: records,
   });
   setHandler(sweepQuery, progress);
+  setHandler(stepFinishedSignal, ({ workflowId, stepId }) => {
+    finished[records.findIndex((r) => r.workflowId === workflowId)]?.add(stepId);
+  });
   const publish = () => {
     upsertSearchAttributes([
       { key: WmssRunName, value: spec.sweepName },
@@ -107,7 +94,7 @@ export async function wmssSweep(rawSpec: unknown): Promise<SweepResult> {
       sweep: { name: spec.sweepName, dir: spec.sweepDir, shared },
       grid: records.map(
         (r) =>
-          `${r.name} ${JSON.stringify(r.overrides)}: ${r.state}${r.seededFrom ? `, seeded from ${r.seededFrom}` : ''}${r.error ? ` (${r.error})` : ''}`,
+          `${r.name} ${JSON.stringify(r.overrides)}: ${r.state}${r.seededFrom ? `, seeded from ${r.seededFrom.join(' and ')}` : ''}${r.error ? ` (${r.error})` : ''}`,
       ),
     });
   };
@@ -115,23 +102,24 @@ export async function wmssSweep(rawSpec: unknown): Promise<SweepResult> {
 
   const run = async (point: SweepPoint, i: number): Promise<void> => {
     const rec = records[i];
-    const source = sources[i];
     try {
-      if (source) {
-        await condition(() => records[source.donor].state !== 'pending');
-        const seedable = started[source.donor] ? await finishedOf(source.donor, source.steps) : [];
-        if (seedable.length) {
-          const seeding = await seedPointRunDir({
-            from: points[source.donor].config.runDir,
-            to: point.config.runDir,
-            steps: seedable,
-          });
-          rec.seeded = seeding.seeded;
-          rec.seededFrom = points[source.donor].name;
-        }
+      // each source has finished its steps, or has ended (then: what it finished; the point computes the rest)
+      const done = (source: SeedSource) => source.steps.filter((id) => finished[source.donor].has(id));
+      const ready = (source: SeedSource) =>
+        done(source).length === source.steps.length || !['pending', 'running'].includes(records[source.donor].state);
+      if (sources[i].length) await condition(() => sources[i].every(ready));
+      for (const source of sources[i]) {
+        const seedable = done(source);
+        if (!seedable.length) continue;
+        const seeding = await seedPointRunDir({
+          from: points[source.donor].config.runDir,
+          to: point.config.runDir,
+          steps: seedable,
+        });
+        rec.seeded = [...(rec.seeded ?? []), ...seeding.seeded];
+        rec.seededFrom = [...(rec.seededFrom ?? []), points[source.donor].name];
       }
       rec.state = 'running';
-      started[i] = true;
       publish();
       const result: PipelineResult = await executeChild(wmssPipeline, {
         args: [point.config],
@@ -140,6 +128,8 @@ export async function wmssSweep(rawSpec: unknown): Promise<SweepResult> {
         // cancelling the sweep lets each point's kernels checkpoint, as `wmss cancel` on a run
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         staticSummary: `sweep ${spec.sweepName} point ${point.name} ${JSON.stringify(point.overrides)}`,
+        // the run signals each finished step back (pipeline/sweepApi.ts)
+        memo: { [SWEEP_PARENT_MEMO]: spec.sweepName },
       });
       rec.cached = Object.values(result.steps)
         .filter((s) => s.cached)

@@ -26,7 +26,9 @@ export function trainContinuedSft(rt: GpuRuntime) {
     const { joint, baseline } = input.config;
     // λ and the weak branch's freezing do not touch a plain model: left out, they share one cache entry
     const training = Object.fromEntries(
-      Object.entries(withoutRetention(joint)).filter(([k]) => !(CONTINUED_SFT_IGNORES as readonly string[]).includes(k)),
+      Object.entries(withoutRetention(joint)).filter(
+        ([k]) => !(CONTINUED_SFT_IGNORES as readonly string[]).includes(k),
+      ),
     );
     return runStep(input, {
       cacheKey: {

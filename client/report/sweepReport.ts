@@ -149,7 +149,11 @@ export function writeSweepReport(sweepDir: string): SweepReportFiles {
     rows: spreadRows,
   };
   const failed = sweep.points.filter((p) => p.state !== 'completed');
-  const intro = `Sweep ${sweep.sweepName}: ${sweep.points.length} points, ${stats.length} completed${failed.length ? ` (not: ${failed.map((p) => `${p.name} ${p.state}${p.error ? `: ${p.error}` : ''}`).join('; ')})` : ''}. Steps shared by all points (run once, then cache hits): ${sweep.shared.join(', ') || 'none'}.`;
+  const seeding = sweep.points
+    .filter((p) => p.seededFrom && p.seeded?.length)
+    .map((p) => `${p.name} ← ${p.seededFrom!.join(' + ')} (${p.seeded!.join(', ')})`)
+    .join('; ');
+  const intro = `Sweep ${sweep.sweepName}: ${sweep.points.length} points, ${stats.length} completed${failed.length ? ` (not: ${failed.map((p) => `${p.name} ${p.state}${p.error ? `: ${p.error}` : ''}`).join('; ')})` : ''}. Steps shared by all points (run once, then cache hits): ${sweep.shared.join(', ') || 'none'}.${seeding ? ` Seeded from an earlier point (its outputs, then cache hits): ${seeding}.` : ''}`;
   const md = (t: { head: string[]; rows: string[][] }) =>
     [
       `| ${t.head.join(' | ')} |`,

@@ -1,5 +1,12 @@
 /** Sweep specs (pipeline/sweep.ts): expansion, refusals naming the field, and which steps the points share. */
-import { checkSweepSpec, configFieldKnown, expandSweep, seedSources, sharedSteps, SweepSpec } from '../../pipeline/sweep';
+import {
+  checkSweepSpec,
+  configFieldKnown,
+  expandSweep,
+  seedSources,
+  sharedSteps,
+  SweepSpec,
+} from '../../pipeline/sweep';
 
 const base = { baseModel: '/models/base', dataFile: '/data/train.jsonl' };
 const spec = (extra: Record<string, unknown>) =>
@@ -118,17 +125,25 @@ test('step 5c is shared across λ (its key leaves λ out) but not across seeds o
   expect(sharedSteps(configs({ seed: [1, 2] }))).not.toContain('continuedSft');
 });
 
-test('each point is seeded from the earlier point it shares the most with', () => {
-  const configs = expandSweep(
-    spec({ config: { ...base, baseline: { sft: true } }, grid: { seed: [1, 2, 3], 'joint.fusionLambda': [0.3, 0.5, 0.7] } }),
-  ).map((p) => p.config);
+test('each point is seeded from the earlier points it shares steps with, the one that gives the most first', () => {
+  const configs = (grid: Record<string, unknown[]>) =>
+    expandSweep(spec({ config: { ...base, baseline: { sft: true } }, grid })).map((p) => p.config);
   const perSeed = ['entropy0', 'sft', 'snapshot', 'entropy1', 'merge', 'continuedSft'];
-  const sources = seedSources(configs);
-  expect(sources.map((s) => s?.donor ?? null)).toEqual([null, 0, 0, 0, 3, 3, 0, 6, 6]);
-  expect(sources[1]!.steps).toEqual(perSeed);
-  expect(sources[3]!.steps).toEqual(['entropy0', 'snapshot']);
-  expect(sources[8]!.steps).toEqual(perSeed);
+  const sources = seedSources(configs({ seed: [1, 2, 3], 'joint.fusionLambda': [0.3, 0.5, 0.7] }));
+  expect(sources.map((s) => s.map((x) => x.donor))).toEqual([[], [0], [0], [0], [3], [3], [0], [6], [6]]);
+  expect(sources[1][0].steps).toEqual(perSeed);
+  expect(sources[3][0].steps).toEqual(['entropy0', 'snapshot']);
+  expect(sources[8][0].steps).toEqual(perSeed);
+  // one more setting of 5b and 5c: a point takes λ's fuse step from one point and 5c from another
+  const two = seedSources(
+    configs({ 'joint.promptFormat': ['conversation', 'stage1'], 'joint.fusionLambda': [0.3, 0.5] }),
+  );
+  // p0 conversation 0.3, p1 conversation 0.5, p2 stage1 0.3, p3 stage1 0.5
+  expect(two[3]).toEqual([
+    { donor: 1, steps: ['entropy0', 'sft', 'snapshot', 'entropy1', 'merge', 'fuse'] },
+    { donor: 2, steps: ['continuedSft'] },
+  ]);
   // a point that shares nothing with any earlier one starts on its own
   const apart = expandSweep(spec({ points: [{}, { baseModel: '/models/other', seed: 9 }] })).map((p) => p.config);
-  expect(seedSources(apart)).toEqual([null, null]);
+  expect(seedSources(apart)).toEqual([[], []]);
 });

@@ -8,7 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import type { SeedInput, SweepAggregate, WaitInput } from '../../activities/contract';
+import type { SeedInput, SweepAggregate } from '../../activities/contract';
 import { STEPS, type StepInput, type StepResult } from '../../pipeline/steps';
 import { SWEEP_WORKFLOW_TYPE, sweepQuery, type SweepResult } from '../../pipeline/sweepApi';
 import { startLocalEnv } from './localEnv';
@@ -69,16 +69,9 @@ async function sweepWith(
     ...Object.fromEntries(STEPS.map((s) => [s.activity, make])),
     lockRunDir: async (i: { runDir: string }) => ({ runDir: i.runDir, generation: 1, host: 'test' }),
     unlockRunDir: async () => true,
-    waitForSharedSteps: async (i: WaitInput) => {
-      const donor = i.workflowId.split('-').pop();
-      const done = () => i.steps.filter((id) => log.some((l) => l.what === `${donor} ${id} end`));
-      for (let n = 0; n < 600 && done().length < i.steps.length; n++) await new Promise((r) => setTimeout(r, 50));
-      log.push({ t: Date.now(), what: 'wait returned' });
-      return { done: done(), leaderEnded: false };
-    },
     seedPointRunDir: async (i: SeedInput) => {
       log.push({ t: Date.now(), what: `${pointOf(i.to)} seeded from ${pointOf(i.from)}` });
-      seededSteps.set(pointOf(i.to), i.steps);
+      seededSteps.set(pointOf(i.to), [...(seededSteps.get(pointOf(i.to)) ?? []), ...i.steps]);
       return { seeded: i.steps, kept: [] };
     },
     aggregateSweep: async (i: SweepAggregate) => {
@@ -156,9 +149,9 @@ test("seeds × λ: each seed's first point takes steps 0 and 4 from p0, its othe
   expect(result!.shared).toEqual(['entropy0', 'snapshot']);
   expect(result!.points.map((p) => [p.name, p.state, p.seededFrom ?? null, p.seeded ?? []])).toEqual([
     ['p0', 'completed', null, []],
-    ['p1', 'completed', 'p0', perSeed],
-    ['p2', 'completed', 'p0', ['entropy0', 'snapshot']],
-    ['p3', 'completed', 'p2', perSeed],
+    ['p1', 'completed', ['p0'], perSeed],
+    ['p2', 'completed', ['p0'], ['entropy0', 'snapshot']],
+    ['p3', 'completed', ['p2'], perSeed],
   ]);
   // a point starts its run only once it is seeded (the stub steps run whether seeded or not)
   for (const p of ['p1', 'p2', 'p3'])
@@ -169,6 +162,21 @@ test("seeds × λ: each seed's first point takes steps 0 and 4 from p0, its othe
   expect(at('p3 seeded from p2')).toBeGreaterThanOrEqual(at('p2 continuedSft end'));
 });
 
+test('a point with two sources waits for both and is seeded from each', async () => {
+  const raw = {
+    ...spec('twosources', []),
+    config: { baseModel: '/models/base', dataFile: '/data/train.jsonl', baseline: { sft: true } },
+    grid: { 'joint.promptFormat': ['conversation', 'stage1'], 'joint.fusionLambda': [0.3, 0.7] },
+  };
+  const { result, at, error } = await sweepWith(raw);
+  expect(error).toBeUndefined();
+  expect(result!.points[3].seededFrom).toEqual(['p1', 'p2']);
+  expect(result!.points[3].seeded).toEqual([...SHARED, 'fuse', 'continuedSft']);
+  expect(at('p3 seeded from p1')).toBeGreaterThanOrEqual(at('p1 fuse end'));
+  expect(at('p3 seeded from p2')).toBeGreaterThanOrEqual(at('p2 continuedSft end'));
+  expect(result!.points.every((p) => p.state === 'completed')).toBe(true);
+});
+
 test('a failed point does not stop the others; the sweep completes and aggregates what finished', async () => {
   const { result, error } = await sweepWith(spec('onefails', [0.3, 0.5, 0.7]), (point, id) => {
     if (point === 'p1' && id === 'joint')
@@ -177,6 +185,18 @@ test('a failed point does not stop the others; the sweep completes and aggregate
   expect(error).toBeUndefined();
   expect(result!.points.map((p) => p.state)).toEqual(['completed', 'failed', 'completed']);
   expect(result!.points[1].error).toMatch(/bad joint/);
+});
+
+test('a donor that fails before the shared steps are done gives what it finished; the point computes the rest', async () => {
+  const { result, error } = await sweepWith(spec('donorfails', [0.3, 0.7]), (point, id) => {
+    if (point === 'p0' && id === 'merge')
+      throw ApplicationFailure.create({ type: 'InvalidInput', nonRetryable: true, message: 'bad merge' });
+  });
+  expect(error).toBeUndefined();
+  expect(result!.points.map((p) => p.state)).toEqual(['failed', 'completed']);
+  expect(result!.points[1].seededFrom).toEqual(['p0']);
+  expect(result!.points[1].seeded).toEqual(expect.arrayContaining(['entropy0', 'sft', 'snapshot']));
+  expect(result!.points[1].seeded).not.toContain('merge');
 });
 
 test('a seeded step that came back as a fresh run marks its point failed, naming STEP_READS', async () => {
