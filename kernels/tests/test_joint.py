@@ -242,3 +242,25 @@ def test_continued_sft_trains_as_the_strong_branch(tiny_model, pair, tmp_path, o
 
     with pytest.raises(InvalidInput, match="exactly one"):
         run_inproc(joint_job(tiny_model, tmp_path, "both", model_path=str(m1), fused_dir=str(fused_dir)), tmp_path)
+
+
+def test_the_stage1_prompt_format_trains_on_exactly_the_stage1_sft_examples(tiny_model):
+    """joint.promptFormat stage1: 5b and 5c see each record as Stage-1 SFT saw it (system prompt,
+    answer, eos; the answer carries the loss with loss_on completion); conversation: no system
+    prompt, the chat template's end of turn."""
+    from wmss_kernels import sft
+    from wmss_kernels.data import read_records
+    from wmss_kernels.modeling import load_tokenizer
+
+    tok = load_tokenizer(tiny_model.model_dir)
+    records = read_records(tiny_model.train_file, "messages")[:6]
+    positions = [3, 0, 5, 3]
+    system = " You are a helpful assistant."
+    stage1 = joint.build_examples(tok, records, positions, 256, "completion", system)
+    reference = sft.build_examples(tok, records, system, 256)
+    assert [e["input_ids"] for e in stage1] == [reference[p]["input_ids"] for p in positions]
+    assert [e["n_targets"] for e in stage1] == [reference[p]["n_targets"] for p in positions]
+    conversation = joint.build_examples(tok, records, positions, 256, "completion")
+    assert conversation[0]["input_ids"] != stage1[0]["input_ids"]
+    assert tok.decode(stage1[0]["input_ids"]).count(system.strip()) == 1
+    assert system.strip() not in tok.decode(conversation[0]["input_ids"])

@@ -11,7 +11,7 @@ import hashlib
 import logging
 from pathlib import Path
 
-from .chat import conversation_text, tokenize_pair
+from .chat import conversation_text, sft_texts, tokenize_pair
 from .data import read_records
 from .fused import FusedLMLoss, fuse_from_dirs, load_fused, load_fused_weights, read_fusion_lambda, save_fused
 from .modeling import load_tokenizer, pick_device, pick_dtype
@@ -58,10 +58,16 @@ def read_indices(path, n_records):
     return out
 
 
-def build_examples(tok, records, positions, max_length, loss_on):
+def build_examples(tok, records, positions, max_length, loss_on, system_prompt=None):
+    """The examples in `positions` order: the original's conversation format, or with a system
+    prompt Stage-1 SFT's format (joint.promptFormat stage1, docs/method.md#prompt-formats)."""
     cache = {}  # the resample repeats records; tokenize each once
     for p in set(positions):
-        prompt, full = conversation_text(tok, records[p])
+        if system_prompt is None:
+            prompt, full = conversation_text(tok, records[p])
+        else:
+            prompt, completion = sft_texts(tok, records[p], system_prompt)
+            full = prompt + completion
         ids, n_prompt = tokenize_pair(tok, prompt, full, max_length)
         cache[p] = make_example(ids, n_prompt if loss_on == "completion" else 0)
     return [cache[p] for p in positions]
@@ -113,13 +119,16 @@ def run(job):
     if not records:
         raise InvalidInput("no training records", file=job.data_file)
     positions = read_indices(job.indices_file, len(records))
-    examples = build_examples(tok, records, positions, job.max_length, job.loss_on)
+    examples = build_examples(tok, records, positions, job.max_length, job.loss_on, job.system_prompt)
     if sum(e["n_targets"] for e in examples) == 0:
         raise InvalidInput(
             f"max_length {job.max_length} leaves no tokens to train on", field="max_length", file=job._path
         )
     digest = hashlib.sha256(" ".join(map(str, positions)).encode()).hexdigest()[:16]
     same = {"loss_on": job.loss_on, "data_format": job.data_format, "indices_sha256": digest}
+    if job.system_prompt is not None:  # named only when set: checkpoints of conversation-format runs still resume
+        same["prompt_format"] = "stage1"
+        same["system_prompt_sha256"] = hashlib.sha256(job.system_prompt.encode()).hexdigest()[:16]
     if plain:
         hp = plan(job, len(examples), {"verb": "continued-sft", **same})
     else:

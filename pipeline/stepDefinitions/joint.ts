@@ -14,6 +14,7 @@ import type { RunConfig } from '../config';
 import type { StepRow } from '../steps';
 import { GPU_RETRY, TRAINING_TIMEOUTS } from './policies';
 import { trainingFields, trainingJobShape, TRAINING_RENAME, TRAINING_SKIP } from './training';
+import { DEFAULT_SFT_SYSTEM_PROMPT } from './sft';
 
 /** λ in z_mix = (1−λ)·z_weak + λ·z_strong: its one range, for the config and for the kernel (job_schema.json). */
 export const FusionLambda = unitFraction();
@@ -34,14 +35,21 @@ export const JointConfig = z
       .describe(
         'Tokens that carry the joint loss: all (as the original, prompt included) or completion only (as the paper implies).',
       ),
+    promptFormat: z
+      .enum(['conversation', 'stage1'])
+      .default('conversation')
+      .describe(
+        "How steps 5b and 5c render a record: conversation = the original's [user, assistant] conversation through the chat template, no system prompt; stage1 = Stage-1 SFT's format, [system (sft.systemPrompt), user] then the answer and eos, the prompt step 7 evaluates (docs/method.md#prompt-formats).",
+      ),
   })
   .strict();
 
 export const JOINT_MAPPING: JobMapping = {
   section: 'joint',
   schema: JointConfig,
-  // fusionLambda reaches the kernel in the fused checkpoint (step 5a), not in the job
-  skip: [...TRAINING_SKIP, 'fusionLambda'],
+  // fusionLambda reaches the kernel in the fused checkpoint (step 5a), not in the job; promptFormat
+  // as the system prompt it selects (system_prompt)
+  skip: [...TRAINING_SKIP, 'fusionLambda', 'promptFormat'],
   rename: TRAINING_RENAME,
 };
 
@@ -75,6 +83,13 @@ const jointJobShape = {
     .describe('The resampled training set of step 3: one 0-based record position of data_file per line.'),
   freeze_weak: z.boolean(),
   loss_on: z.enum(['all', 'completion']),
+  system_prompt: z
+    .string()
+    .nullable()
+    .default(null)
+    .describe(
+      "null: the original's conversation format; a string: Stage-1 SFT's format with this system prompt (joint.promptFormat stage1).",
+    ),
 };
 export const JointJob = z.object(withConfigDefaults(jointJobShape, JOINT_MAPPING, RUN_MAPPING)).strict();
 
@@ -94,6 +109,7 @@ export function jointJob(
   const job = {
     ...jobFields(JOINT_MAPPING, joint),
     ...jobFields(RUN_MAPPING, config),
+    system_prompt: joint.promptFormat === 'stage1' ? (config.sft.systemPrompt ?? DEFAULT_SFT_SYSTEM_PROMPT) : null,
     fused_dir: at.fusedDir,
     indices_file: at.indicesFile,
     data_file: at.dataFile,
