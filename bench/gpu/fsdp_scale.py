@@ -114,7 +114,7 @@ def main():
             mine = [examples[i] for i in idx[rank * per_rank : (rank + 1) * per_rank]]
             sync()
             t = time.perf_counter()
-            loss, _ = optimizer_step(forward, ddp, mine, n_tgt, a.micro, n, device, autocast, params, 1.0, opt)
+            loss, _, _ = optimizer_step(forward, ddp, mine, n_tgt, a.micro, n, device, autocast, params, 1.0, opt)
             total = distributed.sum_across([loss.item()], device)[0] / n_tgt
             sync()
             times.append(time.perf_counter() - t)

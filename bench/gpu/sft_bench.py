@@ -54,7 +54,7 @@ def kernel_steps(model, loss_module, examples, micro, global_batch, steps, profi
         n_tgt = max(1, sum(e["n_targets"] for e in mine))
         sync()
         t = time.perf_counter()
-        loss, _ = optimizer_step(forward, None, mine, n_tgt, micro, 1, CUDA, autocast, params, 1.0, opt)
+        loss, _, _ = optimizer_step(forward, None, mine, n_tgt, micro, 1, CUDA, autocast, params, 1.0, opt)
         loss.item()
         sync()
         times.append(time.perf_counter() - t)

@@ -233,10 +233,30 @@ def test_joint_training_logs_each_branchs_loss(tiny_model, tmp_path, one_thread,
     joint.run(load_job(str(path), job_schema("joint")))
     acc = events(track["tensorboard_dir"])
     mixed, weak, strong = ({e.step: e.value for e in acc.Scalars(t)} for t in ("loss", "loss_weak", "loss_strong"))
-    assert sorted(weak) == sorted(strong) == sorted(mixed) == [1, 2, 3]
+    # the mixed loss every step; the branches' on the first, every 20th and the last step
+    assert sorted(mixed) == [1, 2, 3] and sorted(weak) == sorted(strong) == [1, 3]
     # step 1 sees the untrained copies: both branches are the same model, so equal losses
     assert abs(weak[1] - strong[1]) < 1e-5
     if lam == 1.0:  # the mixed logits are the strong branch's alone
-        assert all(abs(mixed[s] - strong[s]) < 1e-4 for s in mixed)
+        assert all(abs(mixed[s] - strong[s]) < 1e-4 for s in strong)
     else:  # both branches train and move apart from the mix; all are finite cross-entropies
         assert all(0 < v < 20 for v in [*weak.values(), *strong.values()])
+
+
+def test_branch_losses_are_computed_on_the_first_every_20th_and_the_last_step_of_a_tracked_job():
+    from types import SimpleNamespace
+
+    from wmss_kernels.tracking import log_branch_losses
+
+    module = SimpleNamespace(track_branches=False)
+
+    def computed(job, max_steps):
+        out = []
+        for step in range(1, max_steps + 1):
+            log_branch_losses(job, module, step, max_steps)
+            if module.track_branches:
+                out.append(step)
+        return out
+
+    assert computed(SimpleNamespace(tracking={"tensorboard_dir": "x"}), 45) == [1, 20, 40, 45]
+    assert computed(SimpleNamespace(tracking=None), 25) == []

@@ -79,7 +79,7 @@ class FusedLMLoss(nn.Module):
         self.fused = fused
         # summed CE of each branch on its own (weak, strong), since tracking.branch_sums last read
         # them: logged beside the mixed loss. The extra cost is one forward of each head per
-        # micro-batch, so only a tracked job turns it on (tracking.log_branch_losses).
+        # micro-batch, so only a tracked job turns it on, on every 20th step (tracking.log_branch_losses).
         self.track_branches = False
         self.branch_loss_sums = None
 

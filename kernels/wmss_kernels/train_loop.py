@@ -150,7 +150,6 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
     )
 
     tracker = tracking.open_tracker(job, purge_step=start + 1)  # rank 0 only; see tracking.py
-    tracking.log_branch_losses(job, loss_module)
     progress = Progress(max_steps, "steps")
     if rank == 0:
         progress.update(start, epoch=start * global_batch / n)
@@ -255,6 +254,7 @@ def train(job, model, examples, hp, *, save_model, load_weights, device, loss_mo
         n_tgt = max(1, sum(examples[i]["n_targets"] for i in all_idx))
         mine = [examples[i] for i in all_idx[rank * per_rank : (rank + 1) * per_rank]]
         lr = sched.get_last_lr()[0]
+        tracking.log_branch_losses(job, loss_module, step + 1, max_steps)
         t_step = time.monotonic()
         loss_sum, tokens, grad_norm = optimizer_step(
             forward, ddp, mine, n_tgt, job.micro_batch, world, device, autocast, params, job.max_grad_norm, opt

@@ -51,7 +51,7 @@ def compile_layers(model):
 
 def optimizer_step(forward, ddp, mine, n_tgt, micro_batch, world, device, autocast, params, max_grad_norm, opt):
     """Forward and backward over this rank's examples of one optimizer step, then clip and step.
-    Returns (summed loss on this rank as a tensor, real tokens on this rank)."""
+    Returns (summed loss on this rank as a tensor, real tokens on this rank, gradient norm before clipping)."""
     # Sorted by length, micro-batches pad little; the step's summed loss does not depend on how
     # its examples are grouped.
     mine = sorted(mine, key=lambda e: len(e["input_ids"]))
