@@ -8,3 +8,7 @@ setup:
 	bash scripts/setup.sh
 build:
 	npx tsc -p tsconfig.json
+# Not one of the two: three seeds × a three-point λ sweep of the demo, and its report (docs/compare.md).
+.PHONY: compare
+compare:
+	bash scripts/compare.sh

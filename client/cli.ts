@@ -8,6 +8,7 @@ import { serverAnswers, startDevServer } from './devServer';
 import { configReference } from './configReference';
 import { stepTableMarkdown, stepTablePlain } from './stepTable';
 import { runDemo } from './commands/demo';
+import { runCompare } from './commands/compare';
 import { startPipeline, waitForResult } from './commands/start';
 import { exitCodeOf, renderSnapshot, snapshotRun } from './commands/status';
 import { listRuns, renderRunList, resolveWorkflowId } from './commands/resolveRun';
@@ -284,6 +285,56 @@ TensorBoard: http://localhost:${o.port}`);
       process.exitCode = await runDemo({
         dir: o.dir,
         runName: o.runName,
+        keepServer: Boolean(o.keepServer),
+        port: Number(o.port),
+        uiPort: Number(o.uiPort),
+      });
+    });
+
+  program
+    .command('compare')
+    .description(
+      "does WMSS help on the demo's task? 3 seeds × 2 prompt formats × λ 0.3, 0.5, 0.7 of the demo run, then the sweep report (make compare; docs/compare.md)",
+    )
+    .option('--dir <dir>', 'where the comparison writes everything', 'runs/compare')
+    .option('--seeds <list>', 'comma-separated seeds', '1,2,3')
+    .option('--lambdas <list>', 'comma-separated values of joint.fusionLambda', '0.3,0.5,0.7')
+    .option('--formats <list>', 'comma-separated values of joint.promptFormat', 'conversation,stage1')
+    .option('--publish <dir>', 'copy report.md and its chart into this directory (docs/compare)')
+    .option(
+      '--set <field=value...>',
+      'a run config field for every point, e.g. joint.lr=1e-4 (the value read as JSON when it parses)',
+    )
+    .option('--keep-server', 'keep the dev server and its Web UI up after the sweep (Ctrl-C to stop)')
+    .option('--port <n>', 'dev server gRPC port when one is started', '7233')
+    .option('--ui-port <n>', 'dev server Web UI port', '8233')
+    .action(async (o) => {
+      const list = (text: string, what: string) =>
+        text.split(',').map((v) => {
+          const n = Number(v);
+          if (v.trim() === '' || !Number.isFinite(n)) throw new Error(`--${what}: "${v}" is not a number`);
+          return n;
+        });
+      process.exitCode = await runCompare({
+        dir: o.dir,
+        seeds: list(o.seeds, 'seeds'),
+        lambdas: list(o.lambdas, 'lambdas'),
+        formats: String(o.formats).split(','),
+        publish: o.publish,
+        set: Object.fromEntries(
+          ((o.set as string[] | undefined) ?? []).map((pair) => {
+            const eq = pair.indexOf('=');
+            if (eq < 1) throw new Error(`--set ${pair}: expected field=value`);
+            const text = pair.slice(eq + 1);
+            let value: unknown = text;
+            try {
+              value = JSON.parse(text);
+            } catch {
+              // a plain string
+            }
+            return [pair.slice(0, eq), value];
+          }),
+        ),
         keepServer: Boolean(o.keepServer),
         port: Number(o.port),
         uiPort: Number(o.uiPort),

@@ -4,9 +4,11 @@
  * a control worker and a CPU "GPU" worker in this process), builds the model and data with the
  * make-tiny kernel, runs the workflow, and prints where the results and the Web UI are.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import type { RunConfigInput } from '../../pipeline/config';
 import { RunConfig } from '../../pipeline/config';
@@ -159,8 +161,25 @@ export async function makeTinyAssets(assets: string, log: (s: string) => void): 
   writeFileSync(stamp, source);
 }
 
-export async function runDemo(opts: DemoOptions, log: (s: string) => void = console.log): Promise<number> {
-  const started = Date.now();
+/** The demo's Temporal server, workers and client, started for `body` and stopped after it. */
+export interface DemoEnvironment {
+  dir: string;
+  client: Client;
+  /** the Web UI link of a workflow */
+  uiLink: (workflowId: string) => string;
+}
+
+/**
+ * Starts what is missing for a demo-sized job in `opts.dir`: a dev server with a SQLite file (or
+ * uses the one that answers), the tiny assets in its hub cache, a control worker and a CPU "GPU"
+ * worker of one kernel thread in this process, and `gpuWorkers - 1` more such workers as
+ * `wmss worker gpu` processes (one SDK process serves a task queue once); runs `body`; stops them all.
+ */
+export async function withDemoEnvironment<T>(
+  opts: Omit<DemoOptions, 'runName'> & { gpuWorkers?: number },
+  log: (s: string) => void,
+  body: (env: DemoEnvironment) => Promise<T>,
+): Promise<T> {
   const dir = path.resolve(opts.dir);
   // Worker state changes are noise next to the demo's own progress lines.
   Runtime.install({ logger: new DefaultLogger('WARN') });
@@ -186,7 +205,6 @@ export async function runDemo(opts: DemoOptions, log: (s: string) => void = cons
   const hubCache = path.join(dir, 'assets', 'hf-cache');
   registerInHubCache(path.join(dir, 'assets', 'tiny-qwen3'), DEMO_MODEL_ID, hubCache);
   Object.assign(process.env, { HF_HUB_CACHE: hubCache, HF_HUB_OFFLINE: '1' });
-  const config = RunConfig.parse(demoConfig(dir, opts.runName));
 
   const connection = await connectWorker(target);
   const workers = [
@@ -194,11 +212,49 @@ export async function runDemo(opts: DemoOptions, log: (s: string) => void = cons
     ...(await createGpuWorkers({ connection, devices: { kind: 'cpu' }, threads: 1 })),
   ];
   const running = workers.map((w) => w.run());
+  // more kernel workers, one core each, so that steps of different runs overlap
+  const extra = Array.from({ length: (opts.gpuWorkers ?? 1) - 1 }, (_, i) =>
+    spawn(
+      process.execPath,
+      [path.join(REPO_ROOT, 'dist', 'workers', 'gpu.js'), '--gpus', 'cpu', '--threads', '1', '--host', `cpu${i + 1}`],
+      // its log beside the dev server's: the SDK's warnings would interleave with the progress lines
+      { stdio: ['ignore', 'ignore', openSync(path.join(dir, `worker-cpu${i + 1}.log`), 'a')], env: process.env },
+    ),
+  );
   const client = await connectClient(target);
-  const workflowId = workflowIdFor(config.runName);
   try {
+    return await body({ dir, client, uiLink: (id) => webUiLink(id, target, server?.uiUrl) });
+  } finally {
+    workers.forEach((w) => w.shutdown());
+    extra.forEach((child) => child.kill('SIGTERM'));
+    await Promise.allSettled([
+      ...running,
+      ...extra.map(
+        (child) => new Promise((resolve) => (child.exitCode !== null ? resolve(0) : child.once('exit', resolve))),
+      ),
+    ]);
+    await connection.close();
+    await client.connection.close();
+    if (server && opts.keepServer) {
+      log(`\nTemporal Web UI: ${server.uiUrl}/namespaces/default/workflows (Ctrl-C to stop the server)`);
+      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+    }
+    if (server) {
+      await server.stop();
+      log(
+        `history kept in ${path.join(dir, 'temporal.db')}: \`wmss server --db ${path.join(dir, 'temporal.db')}\` shows it in the Web UI again`,
+      );
+    }
+  }
+}
+
+export async function runDemo(opts: DemoOptions, log: (s: string) => void = console.log): Promise<number> {
+  const started = Date.now();
+  return withDemoEnvironment(opts, log, async ({ dir, client, uiLink }) => {
+    const config = RunConfig.parse(demoConfig(dir, opts.runName));
+    const workflowId = workflowIdFor(config.runName);
     const handle = await startPipeline(client, config, workflowId);
-    log(`started ${workflowId}; Web UI: ${webUiLink(workflowId, target, server?.uiUrl)}`);
+    log(`started ${workflowId}; Web UI: ${uiLink(workflowId)}`);
     const result = handle.result() as Promise<PipelineResult>;
     const reporter = progressReporter(log, started);
     for (;;) {
@@ -226,20 +282,5 @@ export async function runDemo(opts: DemoOptions, log: (s: string) => void = cons
     );
     log(`\nartifacts: ${config.runDir}\nwall time: ${((Date.now() - started) / 1000).toFixed(1)} s`);
     return 0;
-  } finally {
-    workers.forEach((w) => w.shutdown());
-    await Promise.allSettled(running);
-    await connection.close();
-    await client.connection.close();
-    if (server && opts.keepServer) {
-      log(`\nTemporal Web UI: ${server.uiUrl}/namespaces/default/workflows (Ctrl-C to stop the server)`);
-      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
-    }
-    if (server) {
-      await server.stop();
-      log(
-        `history kept in ${path.join(dir, 'temporal.db')}: \`wmss server --db ${path.join(dir, 'temporal.db')}\` shows it in the Web UI again`,
-      );
-    }
-  }
+  });
 }
