@@ -12,7 +12,7 @@ import type { RunConfigInput } from '../../pipeline/config';
 import { sweepQuery, type SweepResult } from '../../pipeline/sweepApi';
 import type { SweepSpec } from '../../pipeline/sweep';
 import { writeSweepReport } from '../report/sweepReport';
-import { demoConfig, withDemoEnvironment, type DemoOptions } from './demo';
+import { demoConfig, untilSettled, withDemoEnvironment, type DemoOptions } from './demo';
 import { startSweep } from './startSweep';
 
 export interface CompareOptions extends Omit<DemoOptions, 'runName'> {
@@ -75,14 +75,7 @@ export async function runCompare(opts: CompareOptions, log: (s: string) => void 
     );
     const result = handle.result() as Promise<SweepResult>;
     const seen = new Map<string, string>();
-    for (;;) {
-      const done = await Promise.race([
-        result.then(
-          () => true,
-          () => true,
-        ),
-        new Promise((r) => setTimeout(() => r(false), 5000)),
-      ]);
+    await untilSettled(result, 5000, async () => {
       const progress = await handle.query(sweepQuery).catch(() => undefined);
       for (const p of progress?.points ?? []) {
         const line = `${p.state}${p.seededFrom ? ` (seeded from ${p.seededFrom.join(' + ')}: ${(p.seeded ?? []).join(', ')})` : ''}${p.error ? `: ${p.error}` : ''}`;
@@ -90,8 +83,7 @@ export async function runCompare(opts: CompareOptions, log: (s: string) => void 
         seen.set(p.name, line);
         log(`${clock()} ${p.name} ${JSON.stringify(p.overrides)} ${line}`);
       }
-      if (done) break;
-    }
+    });
     const outcome = await result;
     const files = writeSweepReport(spec.sweepDir);
     log(`\n${outcomeLines(files.markdown).join('\n')}`);

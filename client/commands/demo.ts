@@ -161,6 +161,23 @@ export async function makeTinyAssets(assets: string, log: (s: string) => void): 
   writeFileSync(stamp, source);
 }
 
+/** Calls `tick` every `everyMs` until `result` settles, and once more after (the final state). */
+export async function untilSettled(
+  result: Promise<unknown>,
+  everyMs: number,
+  tick: () => Promise<void>,
+): Promise<void> {
+  const settled = result.then(
+    () => true,
+    () => true,
+  );
+  for (;;) {
+    const done = await Promise.race([settled, new Promise<boolean>((r) => setTimeout(() => r(false), everyMs))]);
+    await tick();
+    if (done) return;
+  }
+}
+
 /** The demo's Temporal server, workers and client, started for `body` and stopped after it. */
 export interface DemoEnvironment {
   dir: string;
@@ -257,17 +274,7 @@ export async function runDemo(opts: DemoOptions, log: (s: string) => void = cons
     log(`started ${workflowId}; Web UI: ${uiLink(workflowId)}`);
     const result = handle.result() as Promise<PipelineResult>;
     const reporter = progressReporter(log, started);
-    for (;;) {
-      const done = await Promise.race([
-        result.then(
-          () => true,
-          () => true,
-        ),
-        new Promise((r) => setTimeout(() => r(false), 2000)),
-      ]);
-      reporter(await snapshotRun(client, workflowId));
-      if (done) break;
-    }
+    await untilSettled(result, 2000, async () => reporter(await snapshotRun(client, workflowId)));
     const outcome = await result;
     log(
       `\naccuracy (pass@1, greedy, ${config.eval.protocol} protocol): arithmetic on all held-out sums; the seven math sets on a subset only`,
