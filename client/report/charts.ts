@@ -61,13 +61,18 @@ export function buildCharts(data: ReportData): Chart[] {
       marker: 0,
     }),
   });
+  // The draw probabilities span orders of magnitude (a few records can take much of the draw): on
+  // a linear axis nearly all of them fall into the first bin, so the chart bins log10 of each.
+  const weights = data.weights ?? [];
+  const positive = weights.filter((w) => w > 0);
+  const zeros = weights.length - positive.length;
   charts.push({
     file: 'sample-weights.svg',
     title: 'Sample weights',
     svg: histogramChart(
-      'Sample-weight distribution (step 3)',
-      histogram(data.weights ?? []),
-      'weight (probability of a draw)',
+      `Sample-weight distribution (step 3)${zeros ? `; ${zeros} zero weights not shown` : ''}`,
+      histogram(positive.map(Math.log10)),
+      'log10 of the weight (probability of a draw)',
       { color: '#2ca02c' },
     ),
   });

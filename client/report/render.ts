@@ -205,7 +205,7 @@ ${figure('entropy-h0.svg', 'Mean answer-token entropy per training sample under 
 ${figure('entropy-h1.svg', 'The same under m1 after Stage-1 SFT.')}
 ${figure('entropy-delta.svg', 'ΔH per sample; the dashed line is ΔH = 0.')}
 <h2 id="weights">Sample weights and resampling (step 3)</h2>
-${figure('sample-weights.svg', 'Distribution of the per-sample draw probabilities (entropy/sample_weights.jsonl).')}
+${figure('sample-weights.svg', 'Distribution of the per-sample draw probabilities (entropy/sample_weights.jsonl), on a log scale.')}
 ${c('resample-multiplicity.svg') ? figure('resample-multiplicity.svg', 'Multiplicity of the drawn samples in entropy/resampled_positions.txt.') : ''}
 ${htmlTable(t.stats)}
 <h2 id="published">Published numbers, for context</h2>

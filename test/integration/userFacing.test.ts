@@ -156,6 +156,8 @@ test('report: HTML (self-contained) and Markdown with loss curves, histograms, w
     expect(svg(chart)).toContain(`data-n="${n}"`);
     expect((svg(chart).match(/class="bin"/g) ?? []).length).toBeGreaterThan(3);
   }
+  // the draw probabilities span orders of magnitude: binned by log10, not piled into one bin
+  expect(svg('sample-weights.svg')).toContain('log10 of the weight');
   expect((svg('accuracy.svg').match(/class="bar"/g) ?? []).length).toBe(3); // base, m1, wmss on one eval set
   expect((svg('dag-timings.svg').match(/class="step"/g) ?? []).length).toBe(activeSteps(config).length);
 
