@@ -22,6 +22,10 @@ import { cleanupTmp, tmpDir } from './helpers/tmp';
 
 afterAll(cleanupTmp);
 
+// Hundreds of generated files per property: a few seconds when the machine is quiet, more than
+// jest's default 5 s beside the integration suites on two cores (seen once: a timeout, not a failure).
+jest.setTimeout(60_000);
+
 const RUNS = { numRuns: 300 };
 let counter = 0;
 const dir = () => tmpDir('wmss-fuzz-');
