@@ -6,7 +6,7 @@
  * point and across seeds, and accuracy against λ. `--publish <dir>` copies the report there
  * (docs/compare/ holds the measured one that docs/compare.md and the README quote).
  */
-import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { RunConfigInput } from '../../pipeline/config';
 import { sweepQuery, type SweepResult } from '../../pipeline/sweepApi';
@@ -53,16 +53,6 @@ export function compareSweep(
   } as SweepSpec;
 }
 
-/** The "Outcome" section of the sweep report: one sentence per setting. */
-function outcomeLines(markdownFile: string): string[] {
-  const text = readFileSync(markdownFile, 'utf8');
-  const section = text.split('## Outcome')[1]?.split('\n## ')[0] ?? '';
-  return section
-    .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean);
-}
-
 export async function runCompare(opts: CompareOptions, log: (s: string) => void = console.log): Promise<number> {
   const started = Date.now();
   const clock = () => `[${((Date.now() - started) / 1000).toFixed(0).padStart(5)} s]`;
@@ -86,7 +76,7 @@ export async function runCompare(opts: CompareOptions, log: (s: string) => void 
     });
     const outcome = await result;
     const files = writeSweepReport(spec.sweepDir);
-    log(`\n${outcomeLines(files.markdown).join('\n')}`);
+    log(`\n${files.outcomes.join('\n')}`);
     log(
       `\nsweep: ${outcome.aggregate}\nreport: ${files.markdown}\n        ${files.html}\nwall time: ${((Date.now() - started) / 1000).toFixed(0)} s`,
     );

@@ -35,6 +35,8 @@ export interface SweepReportFiles {
   html: string;
   markdown: string;
   charts: string[];
+  /** the report's outcome sentences, one per setting and comparison */
+  outcomes: string[];
 }
 
 export function writeSweepReport(sweepDir: string): SweepReportFiles {
@@ -190,5 +192,5 @@ export function writeSweepReport(sweepDir: string): SweepReportFiles {
     htmlFile,
     `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(`WMSS sweep report: ${sweep.sweepName}`)}</title><style>body{font-family:Helvetica,Arial,sans-serif;max-width:1320px;margin:24px auto;padding:0 16px}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px}</style></head><body><h1>${esc(`WMSS sweep report: ${sweep.sweepName}`)}</h1><p>${esc(intro)}</p><h2>Outcome</h2>${sentences.map((s) => `<p>${esc(s)}</p>`).join('')}<h2>Spread across seeds</h2>${html(spreadTable)}<h2>Per point</h2>${html(pointTable)}<figure>${chart}</figure></body></html>\n`,
   );
-  return { html: htmlFile, markdown, charts: [chartFile] };
+  return { html: htmlFile, markdown, charts: [chartFile], outcomes: sentences };
 }
